@@ -1,0 +1,1 @@
+"""wam_ros.export (torch core: never imports rclpy)."""

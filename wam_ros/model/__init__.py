@@ -1,0 +1,1 @@
+"""wam_ros.model (torch core: never imports rclpy)."""

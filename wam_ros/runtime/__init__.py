@@ -1,0 +1,1 @@
+"""wam_ros.runtime (torch core: never imports rclpy)."""

@@ -1,0 +1,1 @@
+"""wam_ros.sim (torch core: never imports rclpy)."""

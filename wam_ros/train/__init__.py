@@ -1,0 +1,1 @@
+"""wam_ros.train (torch core: never imports rclpy)."""
