@@ -1,0 +1,1 @@
+"""wam_ros.data (torch core: never imports rclpy)."""
