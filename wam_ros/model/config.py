@@ -1,0 +1,128 @@
+"""Configuration of the joint World Action Model: one validated dataclass with named presets.
+
+    cfg = WamConfig.preset("tiny")                 # seconds-fast, for tests
+    cfg = WamConfig.preset("small", n_layers=2)    # the shipped model's size; keyword overrides are validated too
+
+The config travels inside every checkpoint (`dataclasses.asdict`), so a checkpoint alone rebuilds its network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_gripper"]
+
+# Words the instruction vocabulary always knows; training adds the words of its episodes' instructions.
+BASE_VOCAB = [
+    "reach", "push", "touch", "move", "go", "to", "the", "a", "an", "of", "and", "onto", "into", "toward", "towards",
+    "target", "cube", "block", "object", "ball", "goal", "zone", "area", "marker", "region",
+    "red", "green", "blue", "yellow", "purple", "orange", "white", "black", "cyan", "magenta",
+    "left", "right", "front", "back", "up", "down", "pick", "place", "put", "on",
+]
+PAD, UNK = "<pad>", "<unk>"
+
+
+@dataclass
+class WamConfig:
+    """Hyper-parameters of `WorldActionModel`.
+
+    Args:
+        image_size: side of the square RGB input/output frames (pixels); must be divisible by 8.
+        k_frames: number of past frames stacked as input (oldest first).
+        num_joints: J, size of the joint-position vector (and of one action).
+        joint_names: the J joint names, in the order of every joint vector.
+        chunk: N, actions predicted per forward pass (absolute targets for steps t .. t+N-1).
+        control_hz: control rate the model was trained at (actions are one control step apart).
+        d_model: transformer width.
+        n_layers: transformer blocks.
+        n_heads: attention heads (must divide d_model).
+        mlp_ratio: MLP hidden size / d_model.
+        enc_channels: channels of the three stride-2 conv stages (image_size -> image_size / 8).
+        dropout: dropout in the transformer (0 for the small data sets we train on).
+        max_tokens: L, instruction length in tokens (padded / truncated).
+        vocab: instruction words; index 0 is padding, 1 is unknown.
+        frame_residual: predict the next frame as a residual over the last input frame.
+        robot: robot profile name the joints belong to.
+    """
+
+    # -- observation / action spaces
+    image_size: int = 64
+    k_frames: int = 2
+    num_joints: int = 8
+    joint_names: list[str] = field(default_factory=lambda: list(PANDA_JOINTS))
+    chunk: int = 8
+    control_hz: float = 10.0
+    # -- network
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    mlp_ratio: int = 2
+    enc_channels: tuple[int, int, int] = (32, 64, 96)
+    dropout: float = 0.0
+    # -- instruction encoder (learned vocabulary embedding; nothing downloaded at run time)
+    max_tokens: int = 12
+    vocab: list[str] = field(default_factory=lambda: [PAD, UNK, *BASE_VOCAB])
+    # -- heads
+    frame_residual: bool = True
+    robot: str = "panda"
+
+    def __post_init__(self) -> None:
+        self.enc_channels = tuple(int(c) for c in self.enc_channels)  # JSON round trips give lists
+        self.joint_names = list(self.joint_names)
+        self.vocab = list(self.vocab)
+        positive = ("image_size", "k_frames", "num_joints", "chunk", "d_model", "n_layers", "n_heads", "mlp_ratio",
+                    "max_tokens")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"WamConfig.{name} must be a positive int, got {value!r}")
+        if self.image_size % 8:
+            raise ValueError(f"WamConfig.image_size must be divisible by 8, got {self.image_size}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"WamConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if len(self.enc_channels) != 3 or min(self.enc_channels) < 1:
+            raise ValueError(f"WamConfig.enc_channels must be 3 positive ints, got {self.enc_channels!r}")
+        if len(self.joint_names) != self.num_joints:
+            raise ValueError(f"WamConfig.joint_names has {len(self.joint_names)} names, "
+                             f"num_joints is {self.num_joints}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"WamConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.control_hz > 0:
+            raise ValueError(f"WamConfig.control_hz must be > 0, got {self.control_hz!r}")
+        if self.vocab[:2] != [PAD, UNK]:
+            raise ValueError(f"WamConfig.vocab must start with {[PAD, UNK]}, got {self.vocab[:2]}")
+        if len(set(self.vocab)) != len(self.vocab):
+            raise ValueError("WamConfig.vocab has duplicate words")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> WamConfig:
+        """A named preset ("tiny" | "small"), with optional field overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown WamConfig preset {name!r}; expected one of {sorted(PRESETS)}")
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(overrides) - known)
+        if bad:
+            raise ValueError(f"unknown WamConfig field(s) {bad}; known: {sorted(known)}")
+        return replace(cls(**PRESETS[name]), **overrides)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WamConfig:
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(data) - known)
+        if bad:
+            raise ValueError(f"config has unknown field(s) {bad}; known: {sorted(known)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["enc_channels"] = list(self.enc_channels)
+        return out
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # everything shrunk: the real pipeline (train -> dream -> eval -> export) runs in seconds
+    "tiny": dict(d_model=32, n_layers=1, n_heads=2, mlp_ratio=2, enc_channels=(8, 16, 32)),
+    # the shipped model: ~1M parameters, ~3 ms per forward on 2 CPU threads
+    "small": dict(d_model=128, n_layers=4, n_heads=4, mlp_ratio=2, enc_channels=(32, 64, 96)),
+}

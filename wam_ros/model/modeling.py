@@ -1,0 +1,225 @@
+"""The joint World Action Model (pure torch): one forward pass -> next action chunk AND next camera frame.
+
+    model = WorldActionModel(WamConfig.preset("small"))
+    action, next_frame = model(frames, joint_pos, tokens)
+
+Inputs are RAW (see docs/interfaces.md "Model"):
+    frames     uint8/float (B, K, 3, H, W)  RGB 0..255, oldest first
+    joint_pos  float32     (B, J)           radians / metres
+    tokens     int64       (B, L)           model.tokenizer.encode(instruction)
+Outputs:
+    action     float32 (B, N, J)  ABSOLUTE joint position targets for steps t .. t+N-1
+    next_frame float32 (B, 3, H, W) in [0, 1], the predicted frame at t+1
+
+Architecture: a conv encoder over the K stacked frames gives (H/8)^2 image tokens; one proprioception token, L
+instruction tokens and N action-query tokens join them in a pre-norm transformer; the action head reads the query
+tokens (normalised deltas relative to the current joints), the frame decoder reads the image tokens back into a
+(3, H, W) residual over the last frame through a small U-Net with the encoder's skips. The normaliser lives in buffers,
+so the network (and every exported graph) takes raw inputs and returns absolute targets. No Python control flow on
+data, no in-place ops on inputs: ONNX opset-17 friendly and batch-dynamic.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wam_ros.model.config import WamConfig
+from wam_ros.model.tokenizer import Tokenizer
+
+STD_FLOOR = 1e-3  # a joint that never moves in the data (e.g. the gripper in reach) must not divide by ~0
+
+
+def _norm(c: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, c), c)
+
+
+class ConvBlock(nn.Module):
+    """Stride-2 4x4 conv + 3x3 conv, GroupNorm + GELU: (B, cin, H, W) -> (B, cout, H/2, W/2)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1), _norm(cout), nn.GELU())
+        self.conv = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1), _norm(cout), nn.GELU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.down(x)
+        return x + self.conv(x)
+
+
+class UpBlock(nn.Module):
+    """2x transposed conv, concatenated skip, 3x3 conv: (B, cin, h, w) + skip (B, cskip, 2h, 2w) -> (B, cout, 2h, 2w)."""
+
+    def __init__(self, cin: int, cskip: int, cout: int) -> None:
+        super().__init__()
+        self.up = nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), _norm(cout), nn.GELU())
+        self.conv = nn.Sequential(nn.Conv2d(cout + cskip, cout, 3, 1, 1), _norm(cout), nn.GELU())
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)
+        return x + self.conv(torch.cat([x, skip], dim=1))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with scaled-dot-product attention and an additive key mask."""
+
+    def __init__(self, d: int, n_heads: int, mlp_ratio: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d),
+                                 nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, S, D = x.shape
+        q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)
+        q, k, v = (t.reshape(B, S, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B,nh,S,hs)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, S, D))
+        return x + self.mlp(self.ln2(x))
+
+
+class WorldActionModel(nn.Module):
+    """Joint WAM: shared encoder + transformer, an action-chunk head and a frame-decoder head."""
+
+    def __init__(self, cfg: WamConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = Tokenizer(cfg.vocab, cfg.max_tokens)
+        c1, c2, c3 = cfg.enc_channels
+        d, J, N = cfg.d_model, cfg.num_joints, cfg.chunk
+        self.grid = cfg.image_size // 8
+        n_tokens = self.grid**2 + 1 + cfg.max_tokens + N
+        # -- normaliser (raw inputs in, absolute targets out); filled by set_normalizer() from the training data
+        self.register_buffer("joint_mean", torch.zeros(J))
+        self.register_buffer("joint_std", torch.ones(J))
+        self.register_buffer("delta_mean", torch.zeros(N, J))
+        self.register_buffer("delta_std", torch.ones(N, J))
+        self.register_buffer("stats_fitted", torch.zeros((), dtype=torch.bool))
+        # -- encoders
+        self.enc1 = ConvBlock(3 * cfg.k_frames, c1)
+        self.enc2 = ConvBlock(c1, c2)
+        self.enc3 = ConvBlock(c2, c3)
+        self.img_proj = nn.Linear(c3, d)
+        self.joint_proj = nn.Sequential(nn.Linear(J, d), nn.GELU(), nn.Linear(d, d))
+        self.word_emb = nn.Embedding(len(cfg.vocab), d)
+        self.action_queries = nn.Parameter(torch.randn(N, d) * 0.02)
+        self.pos_emb = nn.Parameter(torch.randn(n_tokens, d) * 0.02)
+        self.blocks = nn.ModuleList(Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        # -- heads
+        self.action_head = nn.Linear(d, J)
+        self.frame_proj = nn.Linear(d, c3)
+        self.dec3 = UpBlock(c3, c2, c2)
+        self.dec2 = UpBlock(c2, c1, c1)
+        self.dec1 = UpBlock(c1, 3 * cfg.k_frames, c1)
+        self.frame_out = nn.Conv2d(c1, 3, 3, 1, 1)
+        nn.init.zeros_(self.frame_out.weight)  # start as copy-last-frame (residual) / mid-grey
+        nn.init.zeros_(self.frame_out.bias)
+
+    # ---------------------------------------------------------------- normaliser
+    def set_normalizer(self, joint_mean: torch.Tensor, joint_std: torch.Tensor, delta_mean: torch.Tensor,
+                       delta_std: torch.Tensor) -> None:
+        """Store statistics of the raw joints (J,) and of the action deltas a_{t+i} - q_t (N, J)."""
+        J, N = self.cfg.num_joints, self.cfg.chunk
+        for name, value, shape in (("joint_mean", joint_mean, (J,)), ("joint_std", joint_std, (J,)),
+                                   ("delta_mean", delta_mean, (N, J)), ("delta_std", delta_std, (N, J))):
+            value = torch.as_tensor(value, dtype=torch.float32)
+            if tuple(value.shape) != shape:
+                raise ValueError(f"normaliser {name} must have shape {shape}, got {tuple(value.shape)}")
+            if not torch.isfinite(value).all():
+                raise ValueError(f"normaliser {name} contains NaN or Inf")
+            if name.endswith("std"):
+                value = value.clamp_min(STD_FLOOR)
+            getattr(self, name).copy_(value)
+        self.stats_fitted.fill_(True)
+
+    @property
+    def normalizer_fitted(self) -> bool:
+        return bool(self.stats_fitted)
+
+    def normalize_delta(self, actions: torch.Tensor, joint_pos: torch.Tensor) -> torch.Tensor:
+        """Absolute targets (B, N, J) -> normalised deltas relative to joint_pos (B, J)."""
+        return (actions - joint_pos[:, None, :] - self.delta_mean) / self.delta_std
+
+    # ---------------------------------------------------------------- network
+    def _trunk(self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor):
+        """Shared encoder + transformer. Returns (x (B, S, d), skips, last frame in [0,1] (B,3,H,W))."""
+        x_img = frames.to(torch.float32) / 255.0  # (B, K, 3, H, W)
+        B = x_img.shape[0]
+        H = self.cfg.image_size
+        last = x_img[:, -1]
+        stacked = (x_img.reshape(B, 3 * self.cfg.k_frames, H, H) - 0.5) / 0.25
+        e1 = self.enc1(stacked)  # (B, c1, H/2, W/2)
+        e2 = self.enc2(e1)  # (B, c2, H/4, W/4)
+        e3 = self.enc3(e2)  # (B, c3, H/8, W/8)
+        img_tok = self.img_proj(e3.flatten(2).transpose(1, 2))  # (B, P, d)
+        q = (joint_pos.to(torch.float32) - self.joint_mean) / self.joint_std
+        joint_tok = self.joint_proj(q)[:, None, :]  # (B, 1, d)
+        word_tok = self.word_emb(tokens)  # (B, L, d)
+        queries = self.action_queries[None].expand(B, -1, -1)  # (B, N, d)
+        x = torch.cat([img_tok, joint_tok, word_tok, queries], dim=1) + self.pos_emb
+        # padding words are never attended to (additive mask; -1e4 keeps an all-padding instruction finite)
+        pad = (tokens == 0).to(torch.float32) * -1e4  # (B, L)
+        n_img = img_tok.shape[1] + 1
+        mask = torch.cat([torch.zeros_like(pad[:, :1]).expand(B, n_img), pad,
+                          torch.zeros_like(pad[:, :1]).expand(B, self.cfg.chunk)], dim=1)[:, None, None, :]
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.ln_f(x), (stacked, e1, e2, e3), last
+
+    def _action_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return self.action_head(x[:, -self.cfg.chunk:])  # (B, N, J) normalised deltas
+
+    def _decode_frame(self, x: torch.Tensor, skips, last: torch.Tensor) -> torch.Tensor:
+        stacked, e1, e2, e3 = skips
+        B, P = x.shape[0], self.grid**2
+        f = self.frame_proj(x[:, :P]).transpose(1, 2).reshape(B, -1, self.grid, self.grid) + e3  # (B, c3, g, g)
+        f = self.dec1(self.dec2(self.dec3(f, e2), e1), stacked)  # (B, c1, H, W)
+        out = self.frame_out(f)
+        if self.cfg.frame_residual:
+            return (last + out).clamp(0.0, 1.0)
+        return torch.sigmoid(out)
+
+    def forward_train(self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor,
+                      with_frame: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(normalised action deltas (B, N, J), next frame (B, 3, H, W) in [0,1] or None) — what the losses use."""
+        x, skips, last = self._trunk(frames, joint_pos, tokens)
+        frame = self._decode_frame(x, skips, last) if with_frame else None
+        return self._action_norm(x), frame
+
+    def _absolute(self, delta_n: torch.Tensor, joint_pos: torch.Tensor) -> torch.Tensor:
+        return joint_pos.to(torch.float32)[:, None, :] + delta_n * self.delta_std + self.delta_mean
+
+    def forward(self, frames: torch.Tensor, joint_pos: torch.Tensor,
+                tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw inputs -> (absolute action targets (B, N, J), next frame (B, 3, H, W) in [0, 1])."""
+        x, skips, last = self._trunk(frames, joint_pos, tokens)
+        return self._absolute(self._action_norm(x), joint_pos), self._decode_frame(x, skips, last)
+
+    def forward_action(self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Action-only path (the frame decoder is skipped): absolute targets (B, N, J)."""
+        x, _, _ = self._trunk(frames, joint_pos, tokens)
+        return self._absolute(self._action_norm(x), joint_pos)
+
+    def check_inputs(self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor) -> None:
+        """Raise ValueError naming the expected and received shapes/dtypes (call before forward on untrusted input)."""
+        c = self.cfg
+        exp = (c.k_frames, 3, c.image_size, c.image_size)
+        if frames.ndim != 5 or tuple(frames.shape[1:]) != exp:
+            raise ValueError(f"frames must be (B, {', '.join(map(str, exp))}) RGB 0..255, got {tuple(frames.shape)}")
+        B = frames.shape[0]
+        if tuple(joint_pos.shape) != (B, c.num_joints):
+            raise ValueError(f"joint_pos must be (B={B}, J={c.num_joints}), got {tuple(joint_pos.shape)}")
+        if tokens.dtype != torch.int64 or tuple(tokens.shape) != (B, c.max_tokens):
+            raise ValueError(f"tokens must be int64 (B={B}, L={c.max_tokens}), got {tokens.dtype} "
+                             f"{tuple(tokens.shape)}")
+        if int(tokens.min()) < 0 or int(tokens.max()) >= len(c.vocab):
+            raise ValueError(f"token ids must be in [0, {len(c.vocab)}), got [{int(tokens.min())}, {int(tokens.max())}]")
+        if not torch.isfinite(joint_pos).all():
+            raise ValueError("joint_pos contains NaN or Inf")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
