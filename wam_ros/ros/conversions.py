@@ -1,0 +1,167 @@
+"""Message <-> numpy conversions for the ROS nodes (sensor_msgs/Image, JointState, JointTrajectory, stamps).
+
+Fast paths measured in docs (ENVIRONMENT.md): build an Image with `msg.data = arr.tobytes()` and read one with
+`np.frombuffer(msg.data, np.uint8)` (zero copy); never assign an ndarray to `msg.data` (element by element).
+Every reader validates the message and raises `MessageError` saying what was expected and what came.
+
+    rgb = image_to_rgb(msg, max_pixels=4_000_000)     # (H, W, 3) uint8 RGB from rgb8 / bgr8 / mono8
+    msg = rgb_to_image(rgb, stamp, frame_id="camera") # rgb8 Image
+    q = joint_positions(msg, ["panda_joint1", ...])   # matched by name, any order, extra joints ignored
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+
+
+class MessageError(ValueError):
+    """A message the node refuses (malformed, wrong encoding, NaN, missing joints...)."""
+
+
+def stamp_to_sec(stamp: Time) -> float:
+    return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+
+
+def sec_to_stamp(t: float) -> Time:
+    sec = int(np.floor(t))
+    return Time(sec=sec, nanosec=min(int(round((t - sec) * 1e9)), 999_999_999))
+
+
+def sec_to_duration(t: float) -> Duration:
+    sec = int(np.floor(t))
+    return Duration(sec=sec, nanosec=min(int(round((t - sec) * 1e9)), 999_999_999))
+
+
+def image_to_rgb(msg: Image, max_pixels: int = 4_000_000) -> np.ndarray:
+    """(H, W, 3) uint8 RGB view/copy of an rgb8, bgr8 or mono8 Image; raises MessageError on anything else."""
+    enc = msg.encoding
+    if enc not in CHANNELS:
+        raise MessageError(f"image encoding {enc!r} not supported; expected one of {sorted(CHANNELS)}")
+    h, w, c = int(msg.height), int(msg.width), CHANNELS[enc]
+    if h <= 0 or w <= 0:
+        raise MessageError(f"image size {w}x{h}: expected width and height > 0")
+    if h * w > max_pixels:
+        raise MessageError(f"image size {w}x{h} = {h * w} pixels exceeds max_image_pixels={max_pixels}")
+    step = int(msg.step)
+    if step < w * c:
+        raise MessageError(f"image step {step} < width*channels = {w * c} for {enc}")
+    n = len(msg.data)
+    if n != step * h:
+        raise MessageError(f"image data has {n} bytes, expected step*height = {step}*{h} = {step * h}")
+    buf = np.frombuffer(msg.data, np.uint8)
+    img = buf.reshape(h, step)[:, : w * c].reshape(h, w, c)
+    if enc == "bgr8":
+        return img[:, :, ::-1]
+    if enc == "mono8":
+        return np.repeat(img, 3, axis=2)
+    return img
+
+
+def rgb_to_image(rgb: np.ndarray, stamp: Time | None = None, frame_id: str = "camera", encoding: str = "rgb8") -> Image:
+    """An Image from an (H, W, 3) uint8 RGB array (encoding rgb8 or bgr8) or (H, W) / (H, W, 1) for mono8."""
+    arr = np.asarray(rgb)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"rgb_to_image expects uint8, got {arr.dtype}")
+    if encoding == "mono8":
+        arr = arr.reshape(arr.shape[0], arr.shape[1], 1) if arr.ndim == 2 else arr
+    elif encoding == "bgr8":
+        arr = arr[:, :, ::-1]
+    if arr.ndim != 3 or arr.shape[2] != CHANNELS.get(encoding, -1):
+        raise ValueError(f"rgb_to_image: array shape {arr.shape} does not fit encoding {encoding!r}")
+    msg = Image()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.step = int(arr.shape[1] * arr.shape[2])
+    msg.data = np.ascontiguousarray(arr).tobytes()  # bytes: the fast path (an ndarray is copied element by element)
+    return msg
+
+
+def joint_positions(msg: JointState, joint_names: list[str]) -> np.ndarray:
+    """float64 (J,) positions in `joint_names` order; extra joints ignored; raises MessageError if any is missing/bad."""
+    names = list(msg.name)
+    pos = np.asarray(msg.position, dtype=np.float64)
+    if len(names) != len(pos):
+        raise MessageError(f"joint_states has {len(names)} names but {len(pos)} positions (expected equal)")
+    if len(set(names)) != len(names):
+        raise MessageError("joint_states has duplicate joint names")
+    index = {n: i for i, n in enumerate(names)}
+    missing = [n for n in joint_names if n not in index]
+    if missing:
+        raise MessageError(f"joint_states is missing joints {missing} (got {names})")
+    q = pos[[index[n] for n in joint_names]]
+    if not np.all(np.isfinite(q)):
+        bad = [n for n, v in zip(joint_names, q, strict=True) if not np.isfinite(v)]
+        raise MessageError(f"joint_states has non-finite positions for {bad}")
+    return q
+
+
+def joint_state(joint_names: list[str], position: np.ndarray, velocity: np.ndarray | None = None,
+                stamp: Time | None = None) -> JointState:
+    msg = JointState()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.name = list(joint_names)
+    msg.position = [float(v) for v in position]
+    if velocity is not None:
+        msg.velocity = [float(v) for v in velocity]
+    return msg
+
+
+def trajectory(joint_names: list[str], points: np.ndarray, dt: float, stamp: Time | None = None) -> JointTrajectory:
+    """JointTrajectory with point k at time_from_start (k+1)*dt (the chunk's k-th target is reached then)."""
+    msg = JointTrajectory()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.joint_names = list(joint_names)
+    for k, q in enumerate(np.asarray(points, dtype=np.float64)):
+        p = JointTrajectoryPoint()
+        p.positions = [float(v) for v in q]
+        p.time_from_start = sec_to_duration((k + 1) * dt)
+        msg.points.append(p)
+    return msg
+
+
+def trajectory_points(msg: JointTrajectory, joint_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(times (P,), positions (P, J)) of a JointTrajectory in `joint_names` order; raises MessageError if bad."""
+    index = {n: i for i, n in enumerate(msg.joint_names)}
+    missing = [n for n in joint_names if n not in index]
+    if missing:
+        raise MessageError(f"trajectory is missing joints {missing} (got {list(msg.joint_names)})")
+    if not msg.points:
+        raise MessageError("trajectory has no points")
+    cols = [index[n] for n in joint_names]
+    times, rows = [], []
+    for k, p in enumerate(msg.points):
+        if len(p.positions) != len(msg.joint_names):
+            raise MessageError(f"trajectory point {k} has {len(p.positions)} positions, expected "
+                               f"{len(msg.joint_names)}")
+        rows.append(np.asarray(p.positions, dtype=np.float64)[cols])
+        times.append(p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec)
+    q = np.stack(rows)
+    if not np.all(np.isfinite(q)):
+        raise MessageError("trajectory has non-finite positions")
+    return np.asarray(times), q
+
+
+def float_array(values: np.ndarray) -> Float64MultiArray:
+    msg = Float64MultiArray()
+    msg.data = [float(v) for v in np.asarray(values).ravel()]
+    return msg
+
+
+def float_array_values(msg: Float64MultiArray, n: int) -> np.ndarray:
+    q = np.asarray(msg.data, dtype=np.float64)
+    if q.shape != (n,):
+        raise MessageError(f"command has {q.size} values, expected {n}")
+    if not np.all(np.isfinite(q)):
+        raise MessageError("command has non-finite values")
+    return q
