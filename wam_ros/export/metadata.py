@@ -1,0 +1,174 @@
+"""The policy spec and the metadata layout written into every exported ONNX file (see docs/export.md).
+
+    spec = PolicySpec.from_config(cfg.to_dict(), camera_encoding="rgb8")
+    props = build_metadata(spec, cfg.to_dict(), normaliser, graph="full", precision="fp32")
+    spec, meta = read_metadata(onnx_model_or_path)       # ValueError when keys are missing or malformed
+
+All values are strings (ONNX `metadata_props`); structured ones are JSON. Keys (prefix `wam.`):
+    wam.format       "1"                    layout version
+    wam.graph        "full" | "action"      full: action + next_frame; action: action only
+    wam.precision    "fp32" | "fp16"        fp16 graphs keep fp32 inputs/outputs (casts inside)
+    wam.spec         JSON PolicySpec        joint names, image size, K, N, control rate, camera encoding, robot
+    wam.config       JSON WamConfig         the full model config (includes the instruction vocabulary)
+    wam.normaliser   JSON {name: list}      normaliser statistics baked into the graph (for reference/debugging)
+    wam.source       JSON                   checkpoint path + sha256 + export time, parity figures
+
+Core module: pure python + json, never imports rclpy or torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = "1"
+KEYS = ("wam.format", "wam.graph", "wam.precision", "wam.spec", "wam.config", "wam.normaliser", "wam.source")
+REQUIRED = ("wam.format", "wam.graph", "wam.precision", "wam.spec", "wam.config")
+CAMERA_ENCODING = "rgb8"  # what every graph expects after preprocessing: RGB, channels first, 0..255
+
+
+@dataclass
+class PolicySpec:
+    """What a consumer must know to feed a policy and use its outputs.
+
+    Args:
+        joint_names: J names, the order of joint_pos and of every action row.
+        image_size: (H, W) of the frames the network sees (inputs are resized to it).
+        k_frames: K frames stacked per prediction, oldest first.
+        chunk: N actions per prediction (absolute joint targets, one control step apart).
+        control_hz: the control rate the model was trained at.
+        camera_encoding: the colour order the network sees after preprocessing (always rgb8).
+        max_tokens: L, the instruction length in tokens.
+        robot: robot profile name (config/robots/<robot>.yaml).
+        graph: "full" (action + next frame) or "action" (action only).
+    """
+
+    joint_names: list[str]
+    image_size: tuple[int, int]
+    k_frames: int
+    chunk: int
+    control_hz: float
+    camera_encoding: str = CAMERA_ENCODING
+    max_tokens: int = 12
+    robot: str = "panda"
+    graph: str = "full"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.joint_names = [str(n) for n in self.joint_names]
+        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+        if not self.joint_names:
+            raise ValueError("PolicySpec.joint_names must not be empty")
+        if min(self.image_size) < 1:
+            raise ValueError(f"PolicySpec.image_size must be positive (H, W), got {self.image_size}")
+        for name in ("k_frames", "chunk", "max_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"PolicySpec.{name} must be >= 1, got {getattr(self, name)!r}")
+        if not float(self.control_hz) > 0:
+            raise ValueError(f"PolicySpec.control_hz must be > 0, got {self.control_hz!r}")
+        if self.graph not in ("full", "action"):
+            raise ValueError(f"PolicySpec.graph must be 'full' or 'action', got {self.graph!r}")
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], graph: str = "full", **extra: Any) -> PolicySpec:
+        """The spec of a model with WamConfig fields `cfg` (a dict, e.g. `cfg.to_dict()`)."""
+        try:
+            size = int(cfg["image_size"])
+            return cls(joint_names=list(cfg["joint_names"]), image_size=(size, size), k_frames=int(cfg["k_frames"]),
+                       chunk=int(cfg["chunk"]), control_hz=float(cfg["control_hz"]),
+                       max_tokens=int(cfg.get("max_tokens", 12)), robot=str(cfg.get("robot", "panda")), graph=graph,
+                       extra=dict(extra))
+        except KeyError as exc:
+            raise ValueError(f"model config lacks {exc.args[0]!r}; expected WamConfig fields "
+                             "image_size, joint_names, k_frames, chunk, control_hz") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["image_size"] = list(self.image_size)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PolicySpec:
+        known = set(cls.__dataclass_fields__)
+        bad = sorted(set(data) - known)
+        if bad:
+            raise ValueError(f"policy spec has unknown field(s) {bad}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def build_metadata(spec: PolicySpec, config: dict[str, Any], normaliser: dict[str, Any] | None = None,
+                   graph: str = "full", precision: str = "fp32", source: dict[str, Any] | None = None) -> dict[str, str]:
+    """The `wam.*` metadata strings for one exported graph."""
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
+    spec_d = spec.to_dict()
+    spec_d["graph"] = graph
+    return {
+        "wam.format": FORMAT_VERSION,
+        "wam.graph": graph,
+        "wam.precision": precision,
+        "wam.spec": json.dumps(spec_d),
+        "wam.config": json.dumps(config),
+        "wam.normaliser": json.dumps(normaliser or {}),
+        "wam.source": json.dumps(source or {}),
+    }
+
+
+def read_metadata_props(props: dict[str, str], where: str = "model") -> tuple[PolicySpec, dict[str, Any]]:
+    """Parse `wam.*` metadata strings -> (spec, {"graph", "precision", "config", "normaliser", "source"})."""
+    missing = [k for k in REQUIRED if k not in props]
+    if missing:
+        raise ValueError(f"{where} has no wam_ros metadata {missing}: expected a graph written by `wam export` "
+                         f"(metadata keys {list(REQUIRED)}), found keys {sorted(props)}")
+    if props["wam.format"] != FORMAT_VERSION:
+        raise ValueError(f"{where}: metadata format {props['wam.format']!r} is not supported (expected "
+                         f"{FORMAT_VERSION!r}); re-export with this version of wam_ros")
+    try:
+        parsed = {k.split(".", 1)[1]: json.loads(props[k]) for k in ("wam.spec", "wam.config", "wam.normaliser",
+                                                                      "wam.source") if k in props}
+        spec = PolicySpec.from_dict(parsed.pop("spec"))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(f"{where}: wam_ros metadata is not valid JSON ({exc})") from exc
+    meta = {"graph": props["wam.graph"], "precision": props["wam.precision"], **parsed}
+    if meta["graph"] != spec.graph:
+        raise ValueError(f"{where}: metadata graph {meta['graph']!r} disagrees with spec graph {spec.graph!r}")
+    return spec, meta
+
+
+def read_metadata(model: Any) -> tuple[PolicySpec, dict[str, Any]]:
+    """Read the metadata of an onnx.ModelProto or an .onnx path (loads without weights where possible)."""
+    import onnx
+
+    where = "model"
+    if isinstance(model, (str, Path)):
+        where = str(model)
+        try:
+            model = onnx.load(str(model), load_external_data=False)
+        except Exception as exc:  # protobuf raises DecodeError and friends
+            raise ValueError(f"cannot read ONNX file {where}: {exc}") from exc
+    return read_metadata_props({p.key: p.value for p in model.metadata_props}, where)
+
+
+def write_engine_sidecar(engine_path: str | Path, props: dict[str, str]) -> Path:
+    """A TensorRT engine carries no metadata of ours: store it beside the engine as `<engine>.json`."""
+    side = Path(str(engine_path) + ".json")
+    side.write_text(json.dumps(props, indent=1))
+    return side
+
+
+def read_engine_sidecar(engine_path: str | Path) -> tuple[PolicySpec, dict[str, Any]]:
+    side = Path(str(engine_path) + ".json")
+    if not side.is_file():
+        raise ValueError(f"TensorRT engine {engine_path} has no metadata file {side.name}: "
+                         "build engines with `wam export --tensorrt`")
+    try:
+        props = json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{side} is not valid JSON ({exc})") from exc
+    return read_metadata_props(props, str(engine_path))

@@ -1,0 +1,204 @@
+"""Runtime backends: run one WAM graph on raw, already-stacked inputs. Used by wam_ros.runtime.policy.
+
+    backend = OrtBackend("models/panda_tabletop/wam_full.onnx", threads=2)
+    action, next_frame = backend.run(frames, joint_pos, tokens)
+    #   frames uint8 (B, K, 3, H, W), joint_pos float32 (B, J), tokens int64 (B, L)
+    #   -> action float32 (B, N, J) absolute targets, next_frame float32 (B, 3, H, W) in [0, 1] or None (action graph)
+
+onnxruntime execution providers are chosen by what actually works on this machine: TensorRT EP (with an engine cache)
+then CUDA EP when an NVIDIA driver reports a GPU, else CPU. The GPU check goes through the driver library (libcuda)
+first so a CPU-only machine never asks onnxruntime-gpu for CUDA and prints no library-load errors. The choice is
+logged once per process and provider list. The TensorRT engine backend lives in backends_trt.py.
+
+Core module: never imports rclpy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+log = logging.getLogger("wam_ros.runtime")
+
+INPUTS = ("frames", "joint_pos", "tokens")
+OUTPUTS_FULL = ("action", "next_frame")
+OUTPUTS_ACTION = ("action",)
+INPUT_DTYPES = {"frames": np.uint8, "joint_pos": np.float32, "tokens": np.int64}
+
+
+class Backend(Protocol):
+    """What a Policy needs from a backend."""
+
+    name: str
+    graph: str  # "full" or "action"
+
+    def run(self, frames: np.ndarray, joint_pos: np.ndarray,
+            tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+@functools.cache
+def cuda_device_count() -> int:
+    """Number of NVIDIA GPUs the driver reports (0 without a driver). Quiet: no library prints anything."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    try:
+        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+    except AttributeError:
+        return 0
+    return int(count.value)
+
+
+def _loadable(*names: str) -> bool:
+    for name in names:
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def candidate_providers(cache_dir: str | Path | None = None, fp16: bool = True) -> list[Any]:
+    """The onnxruntime providers worth trying here, best first (always ending with CPU)."""
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    out: list[Any] = []
+    if cuda_device_count() > 0:
+        if "TensorrtExecutionProvider" in available and _loadable("libnvinfer.so.10", "libnvinfer.so.11",
+                                                                    "libnvinfer.so"):
+            opts = {"trt_fp16_enable": bool(fp16), "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(cache_dir or Path.home() / ".cache" / "wam_ros" / "trt")}
+            Path(opts["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
+            out.append(("TensorrtExecutionProvider", opts))
+        if "CUDAExecutionProvider" in available:
+            out.append("CUDAExecutionProvider")
+    out.append("CPUExecutionProvider")
+    return out
+
+
+_LOGGED: set[tuple[str, ...]] = set()
+
+
+def _log_choice_once(providers: list[str], path: Path) -> None:
+    key = tuple(providers)
+    if key not in _LOGGED:
+        _LOGGED.add(key)
+        log.info("onnxruntime providers for %s: %s (GPUs seen by the driver: %d)", path.name, providers,
+                 cuda_device_count())
+
+
+def session_options(threads: int) -> Any:
+    """Lean CPU settings: all graph optimisations, `threads` intra-op threads, 1 inter-op, sequential execution."""
+    import onnxruntime as ort
+
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3  # errors only; the provider choice is logged by us
+    # Spinning worker threads burn the other core between control steps; latency is measured with it off too.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
+def open_session(path: str | Path, threads: int = 2, providers: list[Any] | None = None,
+                 cache_dir: str | Path | None = None) -> Any:
+    """An onnxruntime InferenceSession on the best provider that works, with a clear error for a bad file."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    if providers is None:
+        providers = candidate_providers(cache_dir or path.parent / ".trt_cache")
+    ort.set_default_logger_severity(4 if len(providers) > 1 else 3)  # quiet while probing GPU providers
+    try:
+        sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
+    except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+        raise ValueError(f"cannot load ONNX model {path}: expected a complete ONNX file written by `wam export`, "
+                         f"onnxruntime said: {str(exc).strip()[:300]}") from exc
+    finally:
+        ort.set_default_logger_severity(3)
+    _log_choice_once(sess.get_providers(), path)
+    return sess
+
+
+class OrtBackend:
+    """An exported WAM graph in onnxruntime.
+
+    io_binding: bind inputs/outputs once and reuse preallocated output buffers (None = on for GPU providers, where it
+    saves host<->device copies; off on CPU, where benchmarks/latency.py measured no gain — see RESULTS.md).
+    """
+
+    def __init__(self, path: str | Path, threads: int = 2, providers: list[Any] | None = None,
+                 io_binding: bool | None = None) -> None:
+        self.path = Path(path)
+        self.sess = open_session(self.path, threads, providers)
+        self.providers: list[str] = self.sess.get_providers()
+        names_in = [i.name for i in self.sess.get_inputs()]
+        names_out = [o.name for o in self.sess.get_outputs()]
+        if names_in != list(INPUTS) or names_out not in (list(OUTPUTS_FULL), list(OUTPUTS_ACTION)):
+            raise ValueError(f"{self.path} is not a WAM graph: expected inputs {list(INPUTS)} and outputs "
+                             f"{list(OUTPUTS_FULL)} or {list(OUTPUTS_ACTION)}, got {names_in} -> {names_out}")
+        self.graph = "full" if names_out == list(OUTPUTS_FULL) else "action"
+        self.output_names = names_out
+        self.name = "onnxruntime-" + self.providers[0].replace("ExecutionProvider", "").lower()
+        gpu = self.providers[0] != "CPUExecutionProvider"
+        self.io_binding = gpu if io_binding is None else io_binding
+        self._binding = self.sess.io_binding() if self.io_binding else None
+
+    def run(self, frames: np.ndarray, joint_pos: np.ndarray,
+            tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        feeds = {"frames": frames, "joint_pos": joint_pos, "tokens": tokens}
+        if self._binding is None:
+            outs = self.sess.run(self.output_names, feeds)
+        else:
+            b = self._binding
+            for k, v in feeds.items():
+                b.bind_cpu_input(k, v)
+            for name in self.output_names:
+                b.bind_output(name, "cpu")
+            self.sess.run_with_iobinding(b)
+            outs = b.copy_outputs_to_cpu()
+        return outs[0], (outs[1] if len(outs) > 1 else None)
+
+
+class TorchBackend:
+    """The eager torch model (a WorldActionModel), on CPU with `threads` intra-op threads."""
+
+    def __init__(self, model: Any, graph: str = "full", threads: int | None = 2) -> None:
+        import torch
+
+        if graph not in ("full", "action"):
+            raise ValueError(f"graph must be 'full' or 'action', got {graph!r}")
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be >= 1, got {threads}")
+            torch.set_num_threads(threads)
+        self.model = model.eval()
+        self.graph = graph
+        self.name = "torch"
+        self._torch = torch
+
+    def run(self, frames: np.ndarray, joint_pos: np.ndarray,
+            tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        torch = self._torch
+        with torch.inference_mode():
+            f, q, t = torch.from_numpy(frames), torch.from_numpy(joint_pos), torch.from_numpy(tokens)
+            if self.graph == "action":
+                return self.model.forward_action(f, q, t).float().numpy(), None
+            action, next_frame = self.model(f, q, t)
+            return action.float().numpy(), next_frame.float().numpy()

@@ -1,0 +1,211 @@
+"""One predict() API over every backend: torch checkpoint, ONNX Runtime (CPU / CUDA / TensorRT EP), TensorRT engine.
+
+    policy = load_policy("models/panda_tabletop", backend="auto", threads=2, graph="full")
+    policy.spec          # PolicySpec: joint_names, image_size (H, W), k_frames, chunk, control_hz, camera_encoding
+    out = policy.predict({"images": [rgb_prev, rgb_now],   # 1..K uint8 RGB frames, oldest first, any size
+                          "joint_pos": q,                  # (J,) in spec.joint_names order
+                          "instruction": "reach the red target"})
+    out["action"]        # float64 (N, J) absolute joint position targets
+    out["next_frame"]    # uint8 (H, W, 3) RGB, or None for the action-only graph
+
+`path` is a model directory (see docs/export.md for its files), a `.pt` checkpoint, an `.onnx` file or a TensorRT
+`.engine` (with its `.engine.json` metadata). `backend="auto"` on a directory picks the best one that works here:
+TensorRT engine (GPU + tensorrt installed) > onnxruntime > torch. Pre/post-processing (resize with cv2.INTER_AREA,
+K-frame stacking, tokenising, output to uint8 RGB) is the same code for every backend.
+
+Core module: never imports rclpy; torch is imported only for the torch backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wam_ros.export.metadata import PolicySpec, read_engine_sidecar, read_metadata
+from wam_ros.model.config import WamConfig
+from wam_ros.model.tokenizer import Tokenizer
+from wam_ros.runtime import preprocess
+from wam_ros.runtime.backends import Backend, OrtBackend, TorchBackend, cuda_device_count
+
+log = logging.getLogger("wam_ros.runtime")
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+GRAPHS = ("full", "action")
+CHECKPOINT = "model.pt"
+
+
+def onnx_name(graph: str, precision: str = "fp32") -> str:
+    """File name of one exported graph inside a model directory, e.g. wam_full.onnx, wam_action_fp16.onnx."""
+    return f"wam_{graph}{'_fp16' if precision == 'fp16' else ''}.onnx"
+
+
+def engine_name(graph: str) -> str:
+    return f"wam_{graph}_fp16.engine"
+
+
+class Policy:
+    """A loaded WAM policy: validation + preprocessing around one backend."""
+
+    def __init__(self, backend: Backend, spec: PolicySpec, config: dict[str, Any], source: Path) -> None:
+        self.backend = backend
+        self.spec = spec
+        self.config = config
+        self.source = source
+        self.tokenizer = Tokenizer(config["vocab"], config["max_tokens"])
+        self._tokens: dict[str, np.ndarray] = {}
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def graph(self) -> str:
+        return self.backend.graph
+
+    def tokens(self, instruction: str) -> np.ndarray:
+        """Token ids int64 (1, L) for an instruction (cached; unknown words are logged once)."""
+        if not isinstance(instruction, str):
+            raise ValueError(f"instruction must be a str, got {type(instruction).__name__}")
+        tok = self._tokens.get(instruction)
+        if tok is None:
+            unknown = self.tokenizer.unknown_words(instruction)
+            if unknown:
+                log.warning("instruction %r has words the model never saw: %s", instruction, unknown)
+            tok = self.tokenizer.encode(instruction)[None]
+            if len(self._tokens) > 256:
+                self._tokens.clear()
+            self._tokens[instruction] = tok
+        return tok
+
+    def prepare(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Observation dict -> (frames uint8 (1,K,3,H,W), joint_pos float32 (1,J), tokens int64 (1,L))."""
+        if not isinstance(obs, Mapping):
+            raise ValueError(f"obs must be a dict with keys 'images', 'joint_pos', 'instruction', "
+                             f"got {type(obs).__name__}")
+        missing = [k for k in ("images", "joint_pos", "instruction") if k not in obs]
+        if missing:
+            raise ValueError(f"obs is missing {missing}: expected keys 'images' (1..{self.spec.k_frames} uint8 RGB "
+                             f"frames), 'joint_pos' ({self.spec.num_joints},), 'instruction' str; got {sorted(obs)}")
+        frames = preprocess.stack_frames(obs["images"], self.spec.k_frames, self.spec.image_size)
+        joint_pos = preprocess.check_joint_pos(obs["joint_pos"], self.spec.num_joints)
+        return frames, joint_pos, self.tokens(obs["instruction"])
+
+    def predict(self, obs: Mapping[str, Any]) -> dict[str, np.ndarray | None]:
+        """One control step: {"action": float64 (N, J), "next_frame": uint8 (H, W, 3) or None}."""
+        action, next_frame = self.backend.run(*self.prepare(obs))
+        return {"action": action[0].astype(np.float64),
+                "next_frame": None if next_frame is None else preprocess.frame_to_image(next_frame[0])}
+
+    def run_batch(self, frames: np.ndarray, joint_pos: np.ndarray,
+                  tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw batched call (already preprocessed inputs), checked for shape and dtype."""
+        B = check_batch(self.spec, frames, joint_pos, tokens)
+        action, next_frame = self.backend.run(frames, joint_pos, tokens)
+        if action.shape[0] != B:
+            raise RuntimeError(f"backend {self.backend_name} returned batch {action.shape[0]} for input batch {B}")
+        return action, next_frame
+
+    def __repr__(self) -> str:
+        h, w = self.spec.image_size
+        return (f"Policy({self.source}, backend={self.backend_name}, graph={self.graph}, {h}x{w}, "
+                f"K={self.spec.k_frames}, N={self.spec.chunk}, J={self.spec.num_joints})")
+
+
+def check_batch(spec: PolicySpec, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray) -> int:
+    """Validate raw batched inputs against the spec; return the batch size B."""
+    H, W = spec.image_size
+    want = {"frames": (np.uint8, (spec.k_frames, 3, H, W)), "joint_pos": (np.float32, (spec.num_joints,)),
+            "tokens": (np.int64, (spec.max_tokens,))}
+    B = None
+    for name, arr in (("frames", frames), ("joint_pos", joint_pos), ("tokens", tokens)):
+        dtype, tail = want[name]
+        if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape[1:] != tail or arr.ndim != len(tail) + 1:
+            got = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+            raise ValueError(f"{name} must be {np.dtype(dtype).name} (B, {', '.join(map(str, tail))}), got {got}")
+        if B is None:
+            B = arr.shape[0]
+        elif arr.shape[0] != B:
+            raise ValueError(f"{name} has batch {arr.shape[0]}, frames have batch {B}")
+    if B == 0:
+        raise ValueError("batch must be >= 1, got 0")
+    return int(B)
+
+
+def _tensorrt_usable() -> bool:
+    if cuda_device_count() == 0:
+        return False
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _resolve(path: Path, backend: str, graph: str, precision: str) -> tuple[str, Path]:
+    """(backend, file) for a directory, checkpoint, ONNX or engine path."""
+    if path.is_dir():
+        ckpt, onnx_file, engine = path / CHECKPOINT, path / onnx_name(graph, precision), path / engine_name(graph)
+        if backend == "auto":
+            if engine.is_file() and _tensorrt_usable():
+                return "tensorrt", engine
+            if onnx_file.is_file():
+                return "onnxruntime", onnx_file
+            if ckpt.is_file():
+                return "torch", ckpt
+            raise FileNotFoundError(f"{path} holds no model: expected {engine.name}, {onnx_file.name} or {CHECKPOINT}")
+        target = {"torch": ckpt, "onnxruntime": onnx_file, "tensorrt": engine}[backend]
+        if not target.is_file():
+            hint = "`wam export --tensorrt` on a GPU machine" if backend == "tensorrt" else "`wam export`"
+            raise FileNotFoundError(f"backend {backend!r} needs {target} (make it with {hint})")
+        return backend, target
+    if not path.is_file():
+        raise FileNotFoundError(f"model path not found: {path}")
+    kind = {".pt": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt"}.get(path.suffix)
+    if kind is None:
+        raise ValueError(f"cannot tell the model type of {path}: expected a directory, .pt, .onnx or .engine")
+    if backend not in ("auto", kind):
+        raise ValueError(f"backend {backend!r} cannot run {path.name} (a {path.suffix} file runs on {kind!r}); "
+                         f"pass the model directory or the matching file")
+    return kind, path
+
+
+def load_policy(path: str | Path, backend: str = "auto", threads: int = 2, graph: str | None = None,
+                precision: str = "fp32", providers: list[Any] | None = None,
+                io_binding: bool | None = None) -> Policy:
+    """Load a policy (see the module docstring). graph: "full" (default) or "action"; precision "fp32"/"fp16"
+    picks the ONNX file in a directory; providers overrides the onnxruntime provider choice."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if graph is not None and graph not in GRAPHS:
+        raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+    path = Path(path)
+    kind, file = _resolve(path, backend, graph or "full", precision)
+    if kind == "torch":
+        from wam_ros.model.checkpoint import load_checkpoint
+
+        model = load_checkpoint(file)
+        config = model.cfg.to_dict()
+        spec = PolicySpec.from_config(config, graph=graph or "full")
+        policy = Policy(TorchBackend(model, graph or "full", threads), spec, config, file)
+    else:
+        spec, meta = read_engine_sidecar(file) if kind == "tensorrt" else read_metadata(file)
+        if graph is not None and graph != spec.graph:
+            raise ValueError(f"{file} is the {spec.graph!r} graph, but graph={graph!r} was asked for")
+        WamConfig.from_dict(meta["config"])  # validates the embedded config
+        if kind == "tensorrt":
+            from wam_ros.runtime.backends_trt import TensorRTBackend
+
+            be: Backend = TensorRTBackend(file, spec)
+        else:
+            be = OrtBackend(file, threads, providers, io_binding)
+        policy = Policy(be, spec, meta["config"], file)
+    log.info("loaded %r", policy)
+    return policy

@@ -1,0 +1,141 @@
+"""Pre- and post-processing shared by every runtime backend (torch, onnxruntime, TensorRT).
+
+    rgb = to_rgb(img, "bgr8")                               # rgb8 / bgr8 / mono8 / rgba8 / bgra8 -> (H, W, 3) RGB
+    frames = stack_frames(images, k=2, size=(64, 64))       # -> uint8 (1, K, 3, H, W), the model's `frames` input
+    joint_pos = check_joint_pos(q, n_joints=8)              # -> float32 (1, J)
+    stack = FrameStack(k=2); stack.push(rgb); stack.frames()  # rolling K-frame history for a control loop
+
+Every graph takes RAW inputs (frames 0..255, joint positions in radians/metres, int64 tokens) and returns absolute
+joint targets + a next frame in [0, 1] (normalisation lives inside the network, see docs/interfaces.md "Model"), so the
+only processing here is resize (cv2.INTER_AREA), colour order and K-frame stacking. Bad input raises ValueError naming
+what was expected and what came.
+
+Core module: numpy + cv2 only, never imports rclpy or torch.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8")
+_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
+
+
+def to_rgb(image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
+    """Convert one camera image in `encoding` to uint8 (H, W, 3) RGB.
+
+    `image` is uint8 (H, W, C) with C given by the encoding ((H, W) or (H, W, 1) for mono8).
+    """
+    if encoding not in _CHANNELS:
+        raise ValueError(f"image encoding must be one of {ENCODINGS}, got {encoding!r}")
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 ({encoding}), got dtype {img.dtype}")
+    want = _CHANNELS[encoding]
+    if want == 1 and img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    shape_ok = img.ndim == 2 if want == 1 else (img.ndim == 3 and img.shape[2] == want)
+    if not shape_ok or min(img.shape[:2], default=0) < 1:
+        expected = "(H, W)" if want == 1 else f"(H, W, {want})"
+        raise ValueError(f"{encoding} image must have shape {expected} with H, W >= 1, got {img.shape}")
+    if encoding == "rgb8":
+        return img
+    if encoding == "bgr8":
+        return np.ascontiguousarray(img[:, :, ::-1])
+    if encoding == "mono8":
+        return np.repeat(img[:, :, None], 3, axis=2)
+    if encoding == "rgba8":
+        return np.ascontiguousarray(img[:, :, :3])
+    return np.ascontiguousarray(img[:, :, 2::-1])  # bgra8
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an (h, w, 3) uint8 RGB image to size = (H, W) with cv2.INTER_AREA (a no-op when it already fits)."""
+    h, w = int(size[0]), int(size[1])
+    if image.shape[0] == h and image.shape[1] == w:
+        return image
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _as_frame_list(images: object) -> list[np.ndarray]:
+    if isinstance(images, np.ndarray):
+        if images.ndim == 3:  # one frame (h, w, 3)
+            return [images]
+        if images.ndim == 4:  # (K, h, w, 3)
+            return list(images)
+        raise ValueError(f"images must be uint8 (K, h, w, 3), one (h, w, 3) frame or a list of frames, "
+                         f"got an array of shape {images.shape}")
+    if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
+        return [np.asarray(f) for f in images]
+    raise ValueError(f"images must be uint8 (K, h, w, 3) or a list of (h, w, 3) RGB frames, got {type(images).__name__}")
+
+
+def stack_frames(images: object, k: int, size: tuple[int, int]) -> np.ndarray:
+    """Stack RGB frames (oldest first, any size) into the model input uint8 (1, K, 3, H, W).
+
+    Fewer than K frames are left-padded by repeating the oldest one, as the training windows do at an episode start.
+    """
+    frames = _as_frame_list(images)
+    if not 1 <= len(frames) <= k:
+        raise ValueError(f"images must hold 1..{k} frames (the model stacks K={k}, oldest first), got {len(frames)}")
+    out = np.empty((1, k, 3, int(size[0]), int(size[1])), np.uint8)
+    pad = k - len(frames)
+    for i, frame in enumerate(frames):
+        if frame.dtype != np.uint8:
+            raise ValueError(f"images[{i}] must be uint8 RGB (h, w, 3), got dtype {frame.dtype}")
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
+            raise ValueError(f"images[{i}] must be uint8 RGB of shape (h, w, 3), got shape {frame.shape} "
+                             "(convert bgr8/mono8 with wam_ros.runtime.preprocess.to_rgb)")
+        out[0, pad + i] = resize(frame, size).transpose(2, 0, 1)
+    if pad:
+        out[0, :pad] = out[0, pad]
+    return out
+
+
+def check_joint_pos(joint_pos: object, n_joints: int) -> np.ndarray:
+    """Validate a joint position vector (J,) and return it as float32 (1, J)."""
+    try:
+        q = np.asarray(joint_pos, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"joint_pos must be {n_joints} numbers, got {joint_pos!r}") from exc
+    if q.shape != (n_joints,):
+        raise ValueError(f"joint_pos must have shape ({n_joints},) (one value per model joint), got {q.shape}")
+    if not np.all(np.isfinite(q)):
+        raise ValueError(f"joint_pos must be finite, got {q.tolist()}")
+    return q.astype(np.float32)[None]
+
+
+def frame_to_image(next_frame: np.ndarray) -> np.ndarray:
+    """Model output (3, H, W) float in [0, 1] -> uint8 (H, W, 3) RGB."""
+    img = np.clip(np.asarray(next_frame, dtype=np.float32), 0.0, 1.0) * 255.0
+    return np.ascontiguousarray(np.rint(img).astype(np.uint8).transpose(1, 2, 0))
+
+
+class FrameStack:
+    """Rolling history of the last K RGB frames for a control loop (the first frame repeats until K have arrived)."""
+
+    def __init__(self, k: int) -> None:
+        if k < 1:
+            raise ValueError(f"FrameStack k must be >= 1, got {k}")
+        self.k = k
+        self._frames: deque[np.ndarray] = deque(maxlen=k)
+
+    def push(self, rgb: np.ndarray) -> None:
+        self._frames.append(rgb)
+
+    def reset(self) -> None:
+        self._frames.clear()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def frames(self) -> list[np.ndarray]:
+        """The last K frames, oldest first, left-padded with the oldest one."""
+        if not self._frames:
+            raise ValueError("FrameStack is empty: push at least one frame before predicting")
+        items = list(self._frames)
+        return [items[0]] * (self.k - len(items)) + items
