@@ -1,0 +1,1 @@
+"""wam_ros.teleop: teleoperation core (joint / Cartesian jog, Joy mapping, keyboard) — pure numpy + pybullet, no rclpy."""
