@@ -1,0 +1,454 @@
+"""One fall episode: a legged robot (laikago or a1 from pybullet_data) stands under a PD posture controller and is pushed.
+
+    >>> sim = FallSim(FallConfig(robot="laikago"))
+    >>> params = sample_params(campaign_seed=0, index=7, cfg=sim.cfg)   # pure function of (seed, index, cfg)
+    >>> result = sim.run(params)                  # FallResult: fell / time_to_fall / recovered + summary numbers
+    >>> result, episode = sim.run(params, record=True)   # + proprioception and camera trace in the episode format
+    >>> sim.close()
+
+Per episode, randomised (ranges in `Randomization`): push force, horizontal direction, start time and duration; ground
+slope (simulated by tilting gravity, so the saved state stays valid) and friction (plane and feet); base mass (payload)
+and motor strength (PD force limit). Resets use `restoreState` of a state saved once after the robot settled, never a
+URDF reload; every dynamics property an episode changes is set again at the start of every episode, so an episode's
+outcome does not depend on the episodes a worker ran before it (tests/test_falls.py checks this bit for bit).
+
+Fall detection is relative to the robot's own upright pose: laikago's URDF is Y-up (loaded with a base rotation), so
+the base's local Z is horizontal when it stands. We record, once, which base-local axis points along the ground normal
+when the robot stands (`up_local`) and the standing base height; tilt is then the angle between that axis and the
+ground normal (the plane's +Z: a slope tilts gravity, not the ground), and height is measured along the ground normal.
+The robot has fallen when tilt > `fall_tilt_deg` or height < `fall_height_frac` × the standing height. An episode that
+did not fall ends "recovered" once, after the push, it is upright and still for `settle_s`; otherwise it runs to
+`episode_s` and ends "unsettled".
+
+Core module: numpy + pybullet only, never imports rclpy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pybullet
+import pybullet_data
+from pybullet_utils import bullet_client
+
+from wam_ros.data.episode import Episode
+
+OUTCOMES = ("fell", "recovered", "unsettled")
+
+
+@dataclass(frozen=True)
+class RobotSpec:
+    """A legged robot from pybullet_data: URDF, how it is loaded, its motors, standing pose and motor limits."""
+
+    name: str
+    urdf: str
+    base_orientation: tuple[float, float, float, float]  # quaternion xyzw applied at load (Y-up URDF -> Z-up world)
+    base_height: float  # initial base height before settling (m)
+    motor_joints: tuple[int, ...]
+    foot_links: tuple[int, ...]
+    standing_pose: tuple[float, ...]  # joint targets of the posture controller (rad)
+    max_force: float  # motor force limit at strength 1.0 (N m)
+    position_gain: float
+    velocity_gain: float
+
+
+def _laikago_pose() -> tuple[float, ...]:
+    # pybullet_envs/minitaur/robots/laikago.py: (INIT_MOTOR_ANGLES + JOINT_OFFSETS) * JOINT_DIRECTIONS
+    directions = np.array([-1, 1, 1, 1, 1, 1, -1, 1, 1, 1, 1, 1], dtype=float)
+    angles = np.array([0.0, 0.67, -1.25] * 4) + np.array([0.0, -0.6, 0.66] * 4)
+    return tuple(float(a) for a in angles * directions)
+
+
+ROBOTS: dict[str, RobotSpec] = {
+    # laikago_toes.urdf is Y-up: the quaternion (0, .5, .5, 0) (normalised) maps URDF +Y to world +Z, as in
+    # pybullet's examples/laikago.py. Its base-local Z is then horizontal: tilt must not be computed from it.
+    "laikago": RobotSpec(
+        name="laikago",
+        urdf="laikago/laikago_toes.urdf",
+        base_orientation=(0.0, 0.5**0.5, 0.5**0.5, 0.0),
+        base_height=0.48,
+        motor_joints=(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14),
+        foot_links=(3, 7, 11, 15),
+        standing_pose=_laikago_pose(),
+        max_force=40.0,
+        position_gain=0.3,
+        velocity_gain=1.0,
+    ),
+    "a1": RobotSpec(
+        name="a1",
+        urdf="a1/a1.urdf",
+        base_orientation=(0.0, 0.0, 0.0, 1.0),
+        base_height=0.30,
+        motor_joints=(1, 3, 4, 6, 8, 9, 11, 13, 14, 16, 18, 19),
+        foot_links=(5, 10, 15, 20),
+        standing_pose=(0.0, 0.9, -1.8) * 4,
+        max_force=33.5,
+        position_gain=0.3,
+        velocity_gain=1.0,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Randomization:
+    """Per-episode ranges, each (low, high), sampled uniformly.
+
+    Args:
+        push_force: push magnitude (N), horizontal, applied at the base centre of mass.
+        push_start: when the push starts (s after the episode start).
+        push_duration: how long it lasts (s); impulse = force x duration.
+        slope_deg: ground slope (deg), direction uniform in [0, 360); simulated by tilting gravity.
+        friction: lateral friction of the plane and the feet.
+        mass_scale: base (payload) mass and inertia multiplier.
+        motor_strength: multiplier of the motors' force limit.
+    """
+
+    push_force: tuple[float, float] = (0.0, 500.0)
+    push_start: tuple[float, float] = (0.3, 0.6)
+    push_duration: tuple[float, float] = (0.05, 0.25)
+    slope_deg: tuple[float, float] = (0.0, 8.0)
+    friction: tuple[float, float] = (0.4, 1.2)
+    mass_scale: tuple[float, float] = (0.85, 1.15)
+    motor_strength: tuple[float, float] = (0.75, 1.25)
+
+    def __post_init__(self) -> None:
+        for key, (lo, hi) in asdict(self).items():
+            if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+                raise ValueError(f"Randomization.{key} must be a finite (low, high) with low <= high, got {(lo, hi)}")
+        positive = ("push_duration", "friction", "mass_scale", "motor_strength")
+        for key in ("push_force", "push_start", "slope_deg", *positive):
+            lo = getattr(self, key)[0]
+            if lo < 0 or (key in positive and lo <= 0):
+                raise ValueError(f"Randomization.{key} must be {'> 0' if key in positive else '>= 0'}, "
+                                 f"got low={lo}")
+        if self.slope_deg[1] >= 45:
+            raise ValueError(f"Randomization.slope_deg must stay below 45 deg, got {self.slope_deg}")
+
+
+@dataclass(frozen=True)
+class FallConfig:
+    """Everything that defines a fall campaign's episodes (stored with the campaign; episodes depend on nothing else).
+
+    Args:
+        robot: "laikago" or "a1".
+        sim_hz: physics rate (Hz).
+        episode_s: longest episode (s simulated).
+        settle_s: a robot upright and still this long after the push has recovered (the episode stops there).
+        fall_tilt_deg: tilt from the robot's own upright pose beyond which it has fallen.
+        fall_height_frac: base height below this fraction of the standing height means fallen.
+        still_speed: base speed (m/s) and, x 4, angular speed (rad/s) below which the robot counts as still.
+        record_hz: rate of the recorded traces (selected episodes only).
+        camera_size: side of the recorded square RGB frames (px).
+        randomization: per-episode ranges.
+    """
+
+    robot: str = "laikago"
+    sim_hz: int = 240
+    episode_s: float = 1.5
+    settle_s: float = 0.2
+    fall_tilt_deg: float = 50.0
+    fall_height_frac: float = 0.55
+    still_speed: float = 0.08
+    record_hz: int = 20
+    camera_size: int = 64
+    randomization: Randomization = field(default_factory=Randomization)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.randomization, dict):  # loaded from JSON
+            ranges = {k: tuple(v) for k, v in self.randomization.items()}
+            object.__setattr__(self, "randomization", Randomization(**ranges))
+        if self.robot not in ROBOTS:
+            raise ValueError(f"FallConfig.robot must be one of {sorted(ROBOTS)}, got {self.robot!r}")
+        if not 60 <= self.sim_hz <= 2000:
+            raise ValueError(f"FallConfig.sim_hz must be in [60, 2000], got {self.sim_hz}")
+        if not 0 < self.episode_s <= 30:
+            raise ValueError(f"FallConfig.episode_s must be in (0, 30], got {self.episode_s}")
+        if not 0 < self.settle_s < self.episode_s:
+            raise ValueError(f"FallConfig.settle_s must be in (0, episode_s={self.episode_s}), got {self.settle_s}")
+        if not 5 <= self.fall_tilt_deg <= 120:
+            raise ValueError(f"FallConfig.fall_tilt_deg must be in [5, 120], got {self.fall_tilt_deg}")
+        if not 0 < self.fall_height_frac < 1:
+            raise ValueError(f"FallConfig.fall_height_frac must be in (0, 1), got {self.fall_height_frac}")
+        if self.still_speed <= 0:
+            raise ValueError(f"FallConfig.still_speed must be > 0, got {self.still_speed}")
+        if not 1 <= self.record_hz <= self.sim_hz or self.sim_hz % self.record_hz:
+            raise ValueError(f"FallConfig.record_hz must divide sim_hz={self.sim_hz}, got {self.record_hz}")
+        if not 8 <= self.camera_size <= 512:
+            raise ValueError(f"FallConfig.camera_size must be in [8, 512], got {self.camera_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EpisodeParams:
+    """The randomised conditions of one episode: a pure function of (campaign seed, episode index, config)."""
+
+    index: int
+    seed: int
+    push_force: float
+    push_yaw: float  # rad, direction of the horizontal push in the world frame
+    push_start: float
+    push_duration: float
+    slope_deg: float
+    slope_yaw: float  # rad, downhill direction
+    friction: float
+    mass_scale: float
+    motor_strength: float
+
+    @property
+    def push_impulse(self) -> float:
+        return self.push_force * self.push_duration
+
+
+PARAM_FIELDS = tuple(f for f in EpisodeParams.__dataclass_fields__)
+
+
+def sample_params(campaign_seed: int, index: int, cfg: FallConfig) -> EpisodeParams:
+    """Episode `index` of campaign `campaign_seed`: the same (seed, index, cfg) always gives the same parameters,
+    whatever the worker, order or machine (numpy's PCG64 seeded from SeedSequence([seed, index]))."""
+    if campaign_seed < 0 or index < 0:
+        raise ValueError(f"campaign seed and episode index must be >= 0, got seed={campaign_seed}, index={index}")
+    r = cfg.randomization
+    rng = np.random.default_rng([campaign_seed, index])
+    u = rng.random(9)  # one fixed draw order: adding a range later must append, never reorder
+
+    def span(lo_hi: tuple[float, float], x: float) -> float:
+        return float(lo_hi[0] + (lo_hi[1] - lo_hi[0]) * x)
+
+    return EpisodeParams(
+        index=index,
+        seed=campaign_seed,
+        push_force=span(r.push_force, u[0]),
+        push_yaw=float(2 * math.pi * u[1]),
+        push_start=span(r.push_start, u[2]),
+        push_duration=span(r.push_duration, u[3]),
+        slope_deg=span(r.slope_deg, u[4]),
+        slope_yaw=float(2 * math.pi * u[5]),
+        friction=span(r.friction, u[6]),
+        mass_scale=span(r.mass_scale, u[7]),
+        motor_strength=span(r.motor_strength, u[8]),
+    )
+
+
+@dataclass
+class FallResult:
+    """Outcome of one episode. Deterministic: the same parameters give the same numbers bit for bit."""
+
+    fell: bool
+    recovered: bool
+    outcome: str  # one of OUTCOMES
+    fall_time: float  # s since the episode start, NaN if it did not fall
+    time_to_fall: float  # s since the push started, NaN if it did not fall
+    max_tilt_deg: float
+    min_height: float
+    final_tilt_deg: float
+    final_height: float
+    sim_time: float  # s simulated (episodes stop early at a fall or a recovery)
+    steps: int
+
+
+def rotation(quat: tuple[float, ...] | np.ndarray) -> np.ndarray:
+    """3x3 rotation matrix of a quaternion (x, y, z, w); columns are the base-local axes in the world frame."""
+    x, y, z, w = (float(v) for v in quat)
+    s = 2.0 / (x * x + y * y + z * z + w * w)
+    return np.array([
+        [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
+        [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
+        [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
+    ])
+
+
+def upright_axis(standing_orientation: tuple[float, ...] | np.ndarray) -> np.ndarray:
+    """The base-local unit axis that points along the ground normal (+Z) when the robot stands (+Y for laikago)."""
+    axis = rotation(standing_orientation)[2, :]  # world +Z expressed in the base frame: R^T e_z
+    return axis / np.linalg.norm(axis)
+
+
+def tilt_deg(orientation: tuple[float, ...] | np.ndarray, up_local: tuple[float, ...] | np.ndarray) -> float:
+    """Angle (deg) between the robot's upright axis `up_local`, at base `orientation`, and the ground normal (+Z).
+
+    0 when the robot stands as it did when `up_local` was taken, whatever its URDF's up axis. Only the third row of
+    the rotation matrix is needed (pure floats: this runs every physics step).
+    """
+    x, y, z, w = orientation
+    ux, uy, uz = up_local
+    s = 2.0 / (x * x + y * y + z * z + w * w)
+    c = s * (x * z - y * w) * ux + s * (y * z + x * w) * uy + (1.0 - s * (x * x + y * y)) * uz
+    return math.degrees(math.acos(max(-1.0, min(1.0, c))))
+
+
+def is_fallen(height: float, tilt: float, standing_height: float, cfg: FallConfig) -> bool:
+    """Fallen: tilted beyond `fall_tilt_deg` from the upright pose, or base below `fall_height_frac` x standing."""
+    return tilt > cfg.fall_tilt_deg or height < cfg.fall_height_frac * standing_height
+
+
+class FallSim:
+    """A PyBullet DIRECT world with a plane and one legged robot, settled once, reset by `restoreState`."""
+
+    def __init__(self, cfg: FallConfig | None = None) -> None:
+        self.cfg = cfg or FallConfig()
+        self.spec = ROBOTS[self.cfg.robot]
+        self.dt = 1.0 / self.cfg.sim_hz
+        self.client = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
+        c = self.client
+        c.setAdditionalSearchPath(pybullet_data.getDataPath())
+        c.setTimeStep(self.dt)
+        c.setPhysicsEngineParameter(deterministicOverlappingPairs=1)
+        c.setGravity(0, 0, -9.81)
+        self.plane = c.loadURDF("plane.urdf")
+        self.robot = c.loadURDF(self.spec.urdf, [0, 0, self.spec.base_height], self.spec.base_orientation)
+        self._nominal = {link: c.getDynamicsInfo(self.robot, link) for link in (-1, *self.spec.foot_links)}
+        self._plane_friction = c.getDynamicsInfo(self.plane, -1)[1]
+        for j, q in zip(self.spec.motor_joints, self.spec.standing_pose, strict=True):
+            c.resetJointState(self.robot, j, q)
+        self._set_motors(1.0)
+        for _ in range(int(1.0 * self.cfg.sim_hz)):  # settle on flat ground under the posture controller
+            c.stepSimulation()
+        pos, orn = c.getBasePositionAndOrientation(self.robot)
+        self.standing_height = float(pos[2])
+        self.standing_orientation = tuple(orn)
+        self.up_local = tuple(float(v) for v in upright_axis(orn))
+        self.state = c.saveState()
+        self.profile = self._profile()
+
+    # -- one episode ---------------------------------------------------------------------------------------------
+    def run(self, params: EpisodeParams, record: bool = False) -> FallResult | tuple[FallResult, Episode]:
+        """Run one episode from the saved standing state. With `record`, also return its trace as an Episode."""
+        c, cfg, robot = self.client, self.cfg, self.robot
+        self._apply(params)
+        push_from = round(params.push_start * cfg.sim_hz)
+        push_to = push_from + max(1, round(params.push_duration * cfg.sim_hz))
+        fx = params.push_force * math.cos(params.push_yaw)
+        fy = params.push_force * math.sin(params.push_yaw)
+        max_steps = round(cfg.episode_s * cfg.sim_hz)
+        settle_steps = round(cfg.settle_s * cfg.sim_hz)
+        still, max_tilt, min_height = 0, 0.0, math.inf
+        fall_step = -1
+        trace: list[tuple] | None = [] if record else None
+        every = cfg.sim_hz // cfg.record_hz
+        step = 0
+        while step < max_steps:
+            if record and step % every == 0:
+                trace.append(self._observe(step * self.dt))
+            if push_from <= step < push_to:
+                pos = c.getBasePositionAndOrientation(robot)[0]
+                c.applyExternalForce(robot, -1, (fx, fy, 0.0), pos, pybullet.WORLD_FRAME)
+            c.stepSimulation()
+            step += 1
+            pos, orn = c.getBasePositionAndOrientation(robot)
+            tilt = tilt_deg(orn, self.up_local)
+            height = pos[2]
+            max_tilt, min_height = max(max_tilt, tilt), min(min_height, height)
+            if is_fallen(height, tilt, self.standing_height, cfg):
+                fall_step = step
+                break
+            if step >= push_to:
+                lin, ang = c.getBaseVelocity(robot)
+                slow = math.hypot(*lin) < cfg.still_speed and math.hypot(*ang) < 4 * cfg.still_speed
+                still = still + 1 if slow and tilt < cfg.fall_tilt_deg / 3 else 0
+                if still >= settle_steps:
+                    break
+        fell = fall_step >= 0
+        recovered = not fell and still >= settle_steps
+        fall_time = fall_step * self.dt if fell else math.nan
+        result = FallResult(
+            fell=fell,
+            recovered=recovered,
+            outcome="fell" if fell else "recovered" if recovered else "unsettled",
+            fall_time=fall_time,
+            time_to_fall=fall_time - push_from * self.dt if fell else math.nan,
+            max_tilt_deg=max_tilt,
+            min_height=float(min_height),
+            final_tilt_deg=tilt,
+            final_height=float(height),
+            sim_time=step * self.dt,
+            steps=step,
+        )
+        if not record:
+            return result
+        trace.append(self._observe(step * self.dt))
+        return result, self._episode(params, result, trace)
+
+    def _apply(self, params: EpisodeParams) -> None:
+        """Restore the standing state and set every property an episode may change (so none leaks between them)."""
+        c, robot = self.client, self.robot
+        c.restoreState(self.state)
+        slope, yaw = math.radians(params.slope_deg), params.slope_yaw
+        g = 9.81
+        c.setGravity(g * math.sin(slope) * math.cos(yaw), g * math.sin(slope) * math.sin(yaw), -g * math.cos(slope))
+        c.changeDynamics(self.plane, -1, lateralFriction=params.friction)
+        for link in self.spec.foot_links:
+            c.changeDynamics(robot, link, lateralFriction=params.friction)
+        base = self._nominal[-1]
+        c.changeDynamics(robot, -1, mass=base[0] * params.mass_scale,
+                         localInertiaDiagonal=[v * params.mass_scale for v in base[2]])
+        self._set_motors(params.motor_strength)
+
+    def _set_motors(self, strength: float) -> None:
+        s = self.spec
+        n = len(s.motor_joints)
+        self.client.setJointMotorControlArray(
+            self.robot, list(s.motor_joints), pybullet.POSITION_CONTROL, targetPositions=list(s.standing_pose),
+            forces=[s.max_force * strength] * n, positionGains=[s.position_gain] * n,
+            velocityGains=[s.velocity_gain] * n)
+
+    # -- recording -----------------------------------------------------------------------------------------------
+    def _observe(self, t: float) -> tuple:
+        c = self.client
+        states = c.getJointStates(self.robot, list(self.spec.motor_joints))
+        pos, orn = c.getBasePositionAndOrientation(self.robot)
+        return (t, [s[0] for s in states], [s[1] for s in states], pos, orn, self.render())
+
+    def render(self) -> np.ndarray:
+        """RGB uint8 (S, S, 3) from a fixed camera looking at the robot's start position (TinyRenderer)."""
+        size = self.cfg.camera_size
+        view = self.client.computeViewMatrixFromYawPitchRoll(
+            cameraTargetPosition=[0, 0, 0.3], distance=1.8, yaw=45, pitch=-25, roll=0, upAxisIndex=2)
+        proj = self.client.computeProjectionMatrixFOV(fov=60, aspect=1.0, nearVal=0.05, farVal=10.0)
+        img = self.client.getCameraImage(size, size, view, proj, renderer=pybullet.ER_TINY_RENDERER)[2]
+        return np.asarray(img, dtype=np.uint8).reshape(size, size, 4)[:, :, :3].copy()
+
+    def _profile(self) -> dict[str, Any]:
+        names = [self.client.getJointInfo(self.robot, j)[1].decode() for j in self.spec.motor_joints]
+        n = len(names)
+        return {"name": self.spec.name, "joint_names": names, "position_lower": [-math.pi] * n,
+                "position_upper": [math.pi] * n, "velocity_limit": [21.0] * n, "home": list(self.spec.standing_pose),
+                "urdf": self.spec.urdf, "camera": self.camera_meta()}
+
+    def camera_meta(self) -> dict[str, Any]:
+        return {"name": "fixed", "width": self.cfg.camera_size, "height": self.cfg.camera_size, "fov_deg": 60,
+                "target": [0, 0, 0.3], "distance": 1.8, "yaw_deg": 45, "pitch_deg": -25}
+
+    def _episode(self, params: EpisodeParams, result: FallResult, trace: list[tuple]) -> Episode:
+        t, q, dq, pos, orn, frames = (list(col) for col in zip(*trace, strict=True))
+        n = len(t)
+        return Episode(
+            frames=np.stack(frames),
+            joint_pos=np.asarray(q),
+            joint_vel=np.asarray(dq),
+            actions=np.tile(np.asarray(self.spec.standing_pose, dtype=np.float32), (n, 1)),
+            timestamps=np.asarray(t),
+            meta={
+                "task": "fall", "instruction": "stand", "success": bool(not result.fell), "seed": params.seed,
+                "index": params.index, "robot": self.profile, "camera": self.camera_meta(),
+                "control_hz": self.cfg.record_hz, "randomisation": asdict(params),
+                "scene": {"slope_deg": params.slope_deg, "friction": params.friction},
+                "outcome": asdict(result), "fall_config": self.cfg.to_dict(), "producer": "wam_ros.sim.falls",
+            },
+            extra={"base_pos": np.asarray(pos, dtype=np.float32), "base_orn": np.asarray(orn, dtype=np.float32)},
+        )
+
+    def close(self) -> None:
+        with contextlib.suppress(pybullet.error):  # already disconnected
+            self.client.disconnect()
+
+    def __enter__(self) -> FallSim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
