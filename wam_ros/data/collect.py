@@ -1,0 +1,246 @@
+"""`wam collect`: record scripted-expert demonstrations in sim into episode files (parallel, resumable).
+
+    wam collect --task reach --episodes 200 --workers 2 --out data/reach
+    wam collect --task push --episodes 400 --workers 2 --seed 1 --out data/push --image-size 64
+
+Episode index i -> scene seed derived from (--seed, i // n_instructions) and instruction i % n_instructions, so every
+scene is recorded once per instruction (reach: 3 targets, push: 2 pads) — what makes a small model use the image and
+the instruction. `--scene-per-episode` gives every episode its own scene (instruction drawn by the seed) instead.
+Worker processes each own one pybullet DIRECT client. Re-running fills in the missing indices; `collect.json` in the
+output directory records the settings and a re-run with different settings is refused (use another --out).
+Failed expert episodes are written too (meta success=False) and counted. Never imports rclpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wam_ros.data.episode import episode_path, write_episode
+
+TASK_NAMES = ("reach", "push")
+MANIFEST = "collect.json"
+# settings that must match for a re-run to resume into the same directory
+_RESUME_KEYS = ("task", "seed", "image_size", "control_hz", "randomize", "wrist_camera", "scene_per_episode",
+                "max_steps")
+
+
+@dataclass
+class CollectConfig:
+    """Args:
+    task: "reach" or "push".
+    episodes: total number of episode indices 0..episodes-1 the directory should hold.
+    out: output directory (created).
+    workers: worker processes (1 = in this process).
+    seed: collection seed; scene seeds derive from it.
+    image_size: camera frame size (square).
+    control_hz: control rate (physics at 240 Hz).
+    randomize: domain randomisation on/off (placement always follows the seed).
+    wrist_camera: also record a wrist camera (`wrist_frames`).
+    scene_per_episode: one scene per episode instead of every scene once per instruction.
+    max_steps: step limit per episode (None: the task's default).
+    """
+
+    task: str = "reach"
+    episodes: int = 200
+    out: str = "data/reach"
+    workers: int = 2
+    seed: int = 0
+    image_size: int = 64
+    control_hz: int = 10
+    randomize: bool = True
+    wrist_camera: bool = False
+    scene_per_episode: bool = False
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"unknown task {self.task!r}; expected one of {', '.join(TASK_NAMES)}")
+        for key in ("episodes", "workers", "image_size", "control_hz"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < (0 if key == "episodes" else 1):
+                raise ValueError(f"{key} must be an int >= {0 if key == 'episodes' else 1}, got {value!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
+            raise ValueError(f"max_steps must be an int >= 1 or None, got {self.max_steps!r}")
+        if not 16 <= self.image_size <= 512:
+            raise ValueError(f"image_size must be in 16..512, got {self.image_size}")
+
+
+@dataclass
+class CollectSummary:
+    requested: int
+    present_before: int
+    written: int
+    succeeded: int  # among the episodes written in this run
+    errors: list[str]
+    seconds: float
+
+    @property
+    def success_rate(self) -> float:
+        return self.succeeded / self.written if self.written else float("nan")
+
+
+def n_instructions(task: str) -> int:
+    from wam_ros.sim._tasks import TASKS
+
+    return TASKS[task].n_instructions
+
+
+def scene_seed(collect_seed: int, scene_index: int) -> int:
+    """A well-mixed 31-bit seed for scene `scene_index` of a collection seeded `collect_seed`."""
+    return int(np.random.SeedSequence([collect_seed, scene_index]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def episode_plan(cfg: CollectConfig, index: int) -> tuple[int, int | None, int]:
+    """(scene seed, instruction index or None, scene index) of episode `index`."""
+    if cfg.scene_per_episode:
+        return scene_seed(cfg.seed, index), None, index
+    k = n_instructions(cfg.task)
+    return scene_seed(cfg.seed, index // k), index % k, index // k
+
+
+# ------------------------------------------------------------------------------------------------ worker side
+_ENV: Any = None
+
+
+def _worker_init(cfg_dict: dict) -> None:
+    global _ENV
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from wam_ros.sim.tabletop import TabletopEnv
+
+    cfg = CollectConfig(**cfg_dict)
+    _ENV = (cfg, TabletopEnv(task=cfg.task, image_size=cfg.image_size, control_hz=cfg.control_hz,
+                             max_steps=cfg.max_steps, randomize=cfg.randomize, wrist_camera=cfg.wrist_camera))
+
+
+def _collect_one(index: int) -> tuple[int, bool | None, str]:
+    """Record and write episode `index`. Returns (index, success, error message or "")."""
+    from wam_ros.sim.experts import make_expert
+    from wam_ros.sim.tabletop import record_episode
+
+    cfg, env = _ENV
+    try:
+        seed, instruction, scene_index = episode_plan(cfg, index)
+        expert = make_expert(env)
+        ep = record_episode(env, expert, seed=seed, instruction=instruction, producer="wam collect",
+                            extra_meta={"episode_index": index, "scene_index": scene_index, "scene_seed": seed,
+                                        "collect_seed": cfg.seed, "expert": type(expert).__name__})
+        write_episode(episode_path(cfg.out, index), ep)
+        return index, ep.success, ""
+    except Exception as exc:  # noqa: BLE001 - reported per episode; the run goes on and exits non-zero
+        return index, None, f"episode {index}: {type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------------------------------------ main side
+def _prepare_out(cfg: CollectConfig) -> None:
+    out = Path(cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"output directory {out} is not writable: {exc.strerror or exc}") from exc
+    manifest = out / MANIFEST
+    settings = {k: v for k, v in asdict(cfg).items() if k in _RESUME_KEYS}
+    if manifest.is_file():
+        try:
+            old = json.loads(manifest.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{manifest} is not valid JSON ({exc}); remove it or use another --out") from exc
+        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if diff:
+            raise ValueError(f"{out} holds a collection made with other settings {diff} (old, new); "
+                             "use another --out or the same settings to resume")
+    tmp = manifest.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({**settings, "schema": "wam_ros episode v1"}, indent=1, sort_keys=True))
+    os.replace(tmp, manifest)
+
+
+def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
+    """Fill `cfg.out` with episodes 0..episodes-1 (skipping those already complete)."""
+    from tqdm import tqdm
+
+    _prepare_out(cfg)
+    todo = [i for i in range(cfg.episodes) if not episode_path(cfg.out, i).is_file()]
+    present = cfg.episodes - len(todo)
+    written = succeeded = 0
+    errors: list[str] = []
+    start = time.perf_counter()
+    bar = tqdm(total=cfg.episodes, initial=present, disable=not progress, unit="ep", desc=f"collect {cfg.task}",
+               dynamic_ncols=True)
+
+    def account(result: tuple[int, bool | None, str]) -> None:
+        nonlocal written, succeeded
+        _, ok, err = result
+        if err:
+            errors.append(err)
+            bar.write(f"wam collect: {err}", file=sys.stderr)
+        else:
+            written += 1
+            succeeded += bool(ok)
+        bar.update(1)
+        bar.set_postfix(success=f"{succeeded}/{written}")
+
+    try:
+        if cfg.workers == 1 or len(todo) <= 1:
+            _worker_init(asdict(cfg))
+            for i in todo:
+                account(_collect_one(i))
+        elif todo:
+            ctx = mp.get_context("spawn")  # fresh interpreters: no inherited pybullet or thread state
+            with ctx.Pool(min(cfg.workers, len(todo)), initializer=_worker_init, initargs=(asdict(cfg),)) as pool:
+                for result in pool.imap_unordered(_collect_one, todo, chunksize=1):
+                    account(result)
+    finally:
+        bar.close()
+        global _ENV
+        if _ENV is not None:
+            _ENV[1].close()
+            _ENV = None
+    return CollectSummary(cfg.episodes, present, written, succeeded, errors, time.perf_counter() - start)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", default="reach", help="reach | push")
+    parser.add_argument("--episodes", type=int, default=200, help="episode indices 0..N-1 to fill in")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--seed", type=int, default=0, help="collection seed (scene seeds derive from it)")
+    parser.add_argument("--out", default=None, help="output directory (default data/<task>)")
+    parser.add_argument("--image-size", type=int, default=64, help="square camera frame size")
+    parser.add_argument("--control-hz", type=int, default=10, help="control rate (divides 240)")
+    parser.add_argument("--max-steps", type=int, default=None, help="step limit (default: the task's)")
+    parser.add_argument("--wrist-camera", action="store_true", help="also record a wrist camera")
+    parser.add_argument("--no-randomize", action="store_true", help="nominal lighting/colours/camera/friction/start")
+    parser.add_argument("--scene-per-episode", action="store_true",
+                        help="one scene per episode instead of every scene once per instruction")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = CollectConfig(task=args.task, episodes=args.episodes, out=args.out or f"data/{args.task}",
+                            workers=args.workers, seed=args.seed, image_size=args.image_size,
+                            control_hz=args.control_hz, randomize=not args.no_randomize,
+                            wrist_camera=args.wrist_camera, scene_per_episode=args.scene_per_episode,
+                            max_steps=args.max_steps)
+        summary = collect(cfg, progress=not args.quiet)
+    except ValueError as exc:
+        print(f"wam collect: error: {exc}", file=sys.stderr)
+        return 2
+    rate = f"{summary.success_rate:.1%}" if summary.written else "n/a"
+    print(f"wam collect: {summary.written} episodes written to {cfg.out} ({summary.present_before} already there), "
+          f"expert success {summary.succeeded}/{summary.written} ({rate}), {len(summary.errors)} errors, "
+          f"{summary.seconds:.1f} s")
+    return 1 if summary.errors else 0

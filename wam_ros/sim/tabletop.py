@@ -1,0 +1,275 @@
+"""Tabletop tasks for the Franka Panda in PyBullet, as a Gymnasium environment with a camera.
+
+    env = TabletopEnv(task="reach", image_size=64)       # or task="push"
+    obs, info = env.reset(seed=3)                         # same seed -> same scene, instruction and frames
+    obs, reward, terminated, truncated, info = env.step(action)   # action: (8,) absolute joint targets
+
+Run `wam sim --task reach --seed 0 --gif out.gif` to watch the scripted expert (wam_ros/sim/cli.py).
+
+Observation: {"image": uint8 (H, W, 3) RGB from a fixed third-person camera, "joint_pos": float32 (8,),
+"joint_vel": float32 (8,)} (+ "wrist_image" with `wrist_camera=True`). The 8 "joints" follow the robot profile:
+panda_joint1..7 + the gripper opening width in metres (sum of both fingers). Targets and object poses are NOT in the
+observation: they are in `info["scene"]` (privileged, for experts and evaluation) and in the episode metadata.
+
+Action: absolute joint position targets (arm + gripper width), clamped to the profile's limits, applied with position
+control for `240 / control_hz` physics steps (240 Hz physics). The clamped action is `info["applied_action"]`.
+
+Tasks (geometry and randomisation in wam_ros/sim/_tasks.py):
+    reach  3 coloured targets on the table; "reach the red target"; success: fingertip within 5 cm of that target.
+    push   1 cube, 2 coloured pads; "push the cube onto the blue pad"; success: cube centre inside that pad.
+Every scene has `n_instructions` instructions (one per target / pad); `reset(seed, options={"instruction": k})` picks
+one, otherwise the seed does. Pure pybullet + numpy: never imports rclpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pybullet as p
+import pybullet_data
+
+from wam_ros.data.episode import Episode
+from wam_ros.robot import RobotProfile
+from wam_ros.sim import _tasks
+from wam_ros.sim._tasks import Scene
+
+PHYSICS_HZ = 240
+ARM_JOINTS = list(range(7))  # pybullet joint indices of panda_joint1..7
+FINGER_JOINTS = [9, 10]  # panda_finger_joint1/2, each opens 0..0.04 m
+FINGERTIP_LINK = 11  # panda_grasptarget: between the fingertips
+HAND_LINK = 8
+ARM_FORCES = [87.0] * 4 + [12.0] * 3
+FINGER_FORCE = 20.0
+TASKS = tuple(_tasks.TASKS)
+
+
+class TabletopEnv(gym.Env):
+    """Panda tabletop task (reach / push) with a camera. See the module docstring for spaces and tasks."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, task: str = "reach", image_size: int = 64, control_hz: int = 10, max_steps: int | None = None,
+                 randomize: bool = True, wrist_camera: bool = False, render: bool = True,
+                 robot: str = "panda") -> None:
+        if task not in _tasks.TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {sorted(_tasks.TASKS)}")
+        if not isinstance(image_size, int) or not 16 <= image_size <= 512:
+            raise ValueError(f"image_size must be an int in 16..512, got {image_size!r}")
+        if not isinstance(control_hz, int) or control_hz <= 0 or PHYSICS_HZ % control_hz:
+            raise ValueError(f"control_hz must be a positive divisor of {PHYSICS_HZ}, got {control_hz!r}")
+        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+            raise ValueError(f"max_steps must be a positive int or None, got {max_steps!r}")
+        self.task = task
+        self.spec_task = _tasks.TASKS[task]
+        self.image_size, self.control_hz = image_size, control_hz
+        self.substeps = PHYSICS_HZ // control_hz
+        self.max_steps = max_steps if max_steps is not None else self.spec_task.max_steps(control_hz)
+        self.randomize, self.wrist_camera, self.render_images = randomize, wrist_camera, render
+        self.profile = RobotProfile.load(robot)
+        if self.profile.dof != 8:
+            raise ValueError(f"TabletopEnv drives a Panda (8 joints incl. gripper), profile {robot!r} has "
+                             f"{self.profile.dof}")
+        self.n_instructions = self.spec_task.n_instructions
+        self._lo = np.asarray(self.profile.position_lower)
+        self._hi = np.asarray(self.profile.position_upper)
+
+        n = image_size
+        spaces = {
+            "image": gym.spaces.Box(0, 255, (n, n, 3), np.uint8),
+            "joint_pos": gym.spaces.Box(self._lo.astype(np.float32), self._hi.astype(np.float32), dtype=np.float32),
+            "joint_vel": gym.spaces.Box(-np.inf, np.inf, (8,), np.float32),
+        }
+        if wrist_camera:
+            spaces["wrist_image"] = gym.spaces.Box(0, 255, (n, n, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(self._lo.astype(np.float32), self._hi.astype(np.float32), dtype=np.float32)
+
+        self.client = p.connect(p.DIRECT)  # one physics client per env: envs never share state
+        self._build_world()
+        self.scene: Scene | None = None
+        self.instruction = ""
+        self.steps = 0
+        self._action = np.asarray(self.profile.home, dtype=np.float64)
+
+    # ----------------------------------------------------------------------------------------------- world
+    def _build_world(self) -> None:
+        c = self.client
+        p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=c)
+        p.setGravity(0, 0, -9.81, physicsClientId=c)
+        p.setTimeStep(1.0 / PHYSICS_HZ, physicsClientId=c)
+        # the table top: one flat box (a handful of triangles: cheap to render, unlike plane.urdf's mesh)
+        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[1.0, 1.0, 0.01], physicsClientId=c)
+        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[1.0, 1.0, 0.01], rgbaColor=[0.6, 0.5, 0.4, 1],
+                                  physicsClientId=c)
+        self.table_id = p.createMultiBody(0, col, vis, basePosition=[0, 0, -0.01], physicsClientId=c)
+        self.robot_id = p.loadURDF(self.profile.urdf or "franka_panda/panda.urdf", useFixedBase=True,
+                                   flags=p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT, physicsClientId=c)
+        self.bodies = self.spec_task.build(c)  # task objects, placed at reset
+        self._initial_state = p.saveState(physicsClientId=c)
+
+    # ----------------------------------------------------------------------------------------------- gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"instruction"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; expected only 'instruction'")
+        if seed is None:
+            seed = int(self.np_random.integers(0, 2**31 - 1))
+        if not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        rng = np.random.default_rng(int(seed))
+        choice = options.get("instruction")
+        if choice is not None and (not isinstance(choice, int | np.integer) or not 0 <= choice < self.n_instructions):
+            raise ValueError(f"options['instruction'] must be an int in 0..{self.n_instructions - 1}, got {choice!r}")
+        c = self.client
+        p.restoreState(self._initial_state, physicsClientId=c)
+        self.scene = self.spec_task.sample(rng, self.randomize, None if choice is None else int(choice))
+        self.spec_task.place(c, self.bodies, self.scene)
+        self._set_lighting_and_friction(self.scene)
+        q0 = np.asarray(self.scene.start_q, dtype=np.float64)
+        for j, q in zip(ARM_JOINTS, q0[:7], strict=True):
+            p.resetJointState(self.robot_id, j, q, 0.0, physicsClientId=c)
+        for j in FINGER_JOINTS:
+            p.resetJointState(self.robot_id, j, q0[7] / 2, 0.0, physicsClientId=c)
+        self._action = q0.copy()
+        self._apply(self._action)
+        self.instruction = self.scene.instruction
+        self.steps = 0
+        self.seed_value = int(seed)
+        return self._observe(), self._info(success=False)
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        if self.scene is None:
+            raise RuntimeError("call reset() before step()")
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (8,):
+            raise ValueError(f"action must be 8 absolute joint targets (7 arm + gripper width), got shape {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action contains NaN or Inf: {a}")
+        self._action = np.clip(a, self._lo, self._hi)
+        self._apply(self._action)
+        for _ in range(self.substeps):
+            p.stepSimulation(physicsClientId=self.client)
+        self.steps += 1
+        success = self.is_success()
+        truncated = not success and self.steps >= self.max_steps
+        return self._observe(), float(success), success, truncated, self._info(success)
+
+    def render(self) -> np.ndarray:
+        return self._camera(self.scene.camera if self.scene else _tasks.DEFAULT_CAMERA)
+
+    def close(self) -> None:
+        if getattr(self, "client", None) is not None and p.isConnected(self.client):
+            p.disconnect(self.client)
+        self.client = None
+
+    # ----------------------------------------------------------------------------------------------- privileged
+    def fingertip_position(self) -> np.ndarray:
+        state = p.getLinkState(self.robot_id, FINGERTIP_LINK, computeForwardKinematics=True, physicsClientId=self.client)
+        return np.asarray(state[4])
+
+    def object_positions(self) -> dict[str, np.ndarray]:
+        return {name: np.asarray(p.getBasePositionAndOrientation(b, physicsClientId=self.client)[0])
+                for name, b in self.bodies.items() if self.spec_task.dynamic(name)}
+
+    def is_success(self) -> bool:
+        return self.spec_task.success(self, self.scene)
+
+    @property
+    def last_action(self) -> np.ndarray:
+        return self._action.copy()
+
+    # ----------------------------------------------------------------------------------------------- internals
+    def _apply(self, q: np.ndarray) -> None:
+        c, r = self.client, self.robot_id
+        p.setJointMotorControlArray(r, ARM_JOINTS, p.POSITION_CONTROL, targetPositions=list(q[:7]),
+                                    forces=ARM_FORCES, physicsClientId=c)
+        p.setJointMotorControlArray(r, FINGER_JOINTS, p.POSITION_CONTROL, targetPositions=[q[7] / 2] * 2,
+                                    forces=[FINGER_FORCE] * 2, physicsClientId=c)
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        states = p.getJointStates(self.robot_id, ARM_JOINTS + FINGER_JOINTS, physicsClientId=self.client)
+        pos = np.array([s[0] for s in states], dtype=np.float64)
+        vel = np.array([s[1] for s in states], dtype=np.float64)
+        return (np.concatenate([pos[:7], [pos[7] + pos[8]]]).astype(np.float32),
+                np.concatenate([vel[:7], [vel[7] + vel[8]]]).astype(np.float32))
+
+    def _observe(self) -> dict:
+        pos, vel = self.joint_state()
+        n = self.image_size
+        obs = {"image": self._camera(self.scene.camera) if self.render_images else np.zeros((n, n, 3), np.uint8),
+               "joint_pos": pos, "joint_vel": vel}
+        if self.wrist_camera:
+            obs["wrist_image"] = self._wrist() if self.render_images else np.zeros((n, n, 3), np.uint8)
+        return obs
+
+    def _info(self, success: bool) -> dict:
+        return {"task": self.task, "instruction": self.instruction, "scene": self.scene.to_dict(),
+                "randomisation": self.scene.randomisation, "success": bool(success), "step": self.steps,
+                "applied_action": self._action.copy()}
+
+    def _set_lighting_and_friction(self, scene: Scene) -> None:
+        c = self.client
+        p.changeDynamics(self.table_id, -1, lateralFriction=scene.randomisation["table_friction"], physicsClientId=c)
+        p.changeVisualShape(self.table_id, -1, rgbaColor=[*scene.randomisation["table_rgb"], 1.0], physicsClientId=c)
+
+    def _camera(self, cam: dict) -> np.ndarray:
+        n = self.image_size
+        view = p.computeViewMatrix(cam["eye"], cam["target"], [0, 0, 1])
+        proj = p.computeProjectionMatrixFOV(cam["fov"], 1.0, 0.05, 5.0)
+        light = self.scene.randomisation["light"] if self.scene else _tasks.DEFAULT_LIGHT
+        _, _, rgba, _, _ = p.getCameraImage(n, n, view, proj, renderer=p.ER_TINY_RENDERER, shadow=0,
+                                            lightDirection=light["direction"], lightColor=light["color"],
+                                            lightAmbientCoeff=light["ambient"], lightDiffuseCoeff=light["diffuse"],
+                                            lightSpecularCoeff=0.1, physicsClientId=self.client)
+        return np.asarray(rgba, dtype=np.uint8).reshape(n, n, 4)[:, :, :3].copy()
+
+    def _wrist(self) -> np.ndarray:
+        pos, orn = p.getLinkState(self.robot_id, HAND_LINK, computeForwardKinematics=True,
+                                  physicsClientId=self.client)[4:6]
+        rot = np.asarray(p.getMatrixFromQuaternion(orn)).reshape(3, 3)
+        eye = np.asarray(pos) + rot @ np.array([0.05, 0.0, 0.02])  # beside the hand, looking along the fingers
+        target = eye + rot @ np.array([0.0, 0.0, 0.3])
+        return self._camera({"eye": eye.tolist(), "target": target.tolist(), "fov": 70.0})
+
+
+
+def record_episode(env: TabletopEnv, policy: Callable[[dict], Any], seed: int, instruction: int | None = None,
+                   producer: str = "wam_ros.sim", extra_meta: dict | None = None) -> Episode:
+    """Roll `policy` out in `env` from `reset(seed)` until success or the step limit; return the Episode.
+
+    Row t holds the observation at step t and the action the env applied after it (clamped to the limits). The last
+    row is the final observation; its action repeats the last applied target (a hold, never stepped; meta
+    "final_action": "hold"). `instruction` picks the scene's instruction index (None: the seed picks).
+    """
+    obs, info = env.reset(seed=seed, options=None if instruction is None else {"instruction": instruction})
+    frames, joint_pos, joint_vel, actions, wrist = [], [], [], [], []
+    terminated = truncated = False
+    while not (terminated or truncated):
+        action = policy(obs)
+        frames.append(obs["image"]), joint_pos.append(obs["joint_pos"]), joint_vel.append(obs["joint_vel"])
+        if env.wrist_camera:
+            wrist.append(obs["wrist_image"])
+        obs, _, terminated, truncated, info = env.step(action)
+        actions.append(info["applied_action"])
+    frames.append(obs["image"]), joint_pos.append(obs["joint_pos"]), joint_vel.append(obs["joint_vel"])
+    actions.append(env.last_action)
+    if env.wrist_camera:
+        wrist.append(obs["wrist_image"])
+    n = env.image_size
+    camera = {**env.profile.camera, "width": n, "height": n, "pose": env.scene.camera, "renderer": "tiny"}
+    meta = {
+        "task": env.task, "instruction": env.instruction, "success": bool(terminated), "seed": int(seed),
+        "instruction_index": env.scene.instruction_index, "robot": env.profile.to_dict(), "camera": camera,
+        "control_hz": env.control_hz, "physics_hz": PHYSICS_HZ, "randomisation": env.scene.randomisation,
+        "scene": env.scene.to_dict(), "producer": producer, "steps": env.steps, "max_steps": env.max_steps,
+        "final_action": "hold", "wrist_camera": env.wrist_camera,
+    }
+    meta.update(extra_meta or {})
+    return Episode(frames=np.stack(frames), joint_pos=np.stack(joint_pos), joint_vel=np.stack(joint_vel),
+                   actions=np.stack(actions), timestamps=np.arange(len(frames)) / env.control_hz, meta=meta,
+                   extra={"wrist_frames": np.stack(wrist)} if env.wrist_camera else {})
