@@ -421,14 +421,18 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _worker_main(conn: Connection, out: str, seed: int, fall: dict, record: str, log_name: str) -> None:
+def _worker_log_name(pid: int, token: str) -> str:
+    return f"rows-{pid}-{token}.jsonl"  # the worker's pid is in the name: tools (and tests) can find who wrote it
+
+
+def _worker_main(conn: Connection, out: str, seed: int, fall: dict, record: str, token: str) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops its workers
     if os.getppid() == 1:
         return
     selection = RecordSelection(record)
     sim = FallSim(FallConfig(**fall))
-    rows = RowLog(Path(out) / "logs" / log_name)
+    rows = RowLog(Path(out) / "logs" / _worker_log_name(os.getpid(), token))
     try:
         conn.send(("ready",))
         while True:
@@ -468,12 +472,12 @@ def _run_local(spec: CampaignSpec, pending: list[int], on_row: Progress) -> int:
 
     def start() -> None:
         parent, child = ctx.Pipe(duplex=True)
-        name = f"rows-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-        proc = ctx.Process(target=_worker_main, args=(child, str(spec.out), spec.seed, fall, spec.record, name),
+        token = uuid.uuid4().hex[:8]
+        proc = ctx.Process(target=_worker_main, args=(child, str(spec.out), spec.seed, fall, spec.record, token),
                            daemon=True)
         proc.start()
         child.close()
-        workers[proc.sentinel] = _Worker(proc, parent, spec.out / "logs" / name)
+        workers[proc.sentinel] = _Worker(proc, parent, spec.out / "logs" / _worker_log_name(proc.pid, token))
 
     for _ in range(min(spec.workers, len(blocks))):
         start()

@@ -107,7 +107,7 @@ class Randomization:
         motor_strength: multiplier of the motors' force limit.
     """
 
-    push_force: tuple[float, float] = (0.0, 500.0)
+    push_force: tuple[float, float] = (0.0, 400.0)
     push_start: tuple[float, float] = (0.3, 0.6)
     push_duration: tuple[float, float] = (0.05, 0.25)
     slope_deg: tuple[float, float] = (0.0, 8.0)

@@ -1,0 +1,166 @@
+"""The fall episode (wam_ros/sim/falls.py) on real PyBullet: parameters, upright-relative fall detection, determinism.
+
+Run: .venv/bin/pytest tests/test_falls.py
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from wam_ros.data.episode import episode_path, read_episode, write_episode
+from wam_ros.sim.falls import (
+    FallConfig,
+    FallSim,
+    Randomization,
+    rotation,
+    sample_params,
+    tilt_deg,
+    upright_axis,
+)
+
+
+@pytest.fixture(scope="module")
+def laikago() -> FallSim:
+    sim = FallSim(FallConfig(robot="laikago"))
+    yield sim
+    sim.close()
+
+
+def same(a, b) -> bool:
+    """Dataclass equality where NaN == NaN (time_to_fall is NaN when the robot did not fall)."""
+    ta, tb = dataclasses.astuple(a), dataclasses.astuple(b)
+    return all((x == y) or (isinstance(x, float) and math.isnan(x) and math.isnan(y)) for x, y in zip(ta, tb, strict=True))
+
+
+def test_params_are_a_pure_function_of_seed_and_index():
+    cfg = FallConfig()
+    forward = [sample_params(3, i, cfg) for i in range(50)]
+    backward = [sample_params(3, i, cfg) for i in reversed(range(50))][::-1]
+    assert forward == backward
+    assert sample_params(3, 7, FallConfig()) == forward[7]  # a fresh config object: same values
+    assert sample_params(4, 7, cfg) != forward[7]  # another campaign seed: other conditions
+    assert len({p.push_force for p in forward}) == 50  # every episode differs
+    r = cfg.randomization
+    for p in forward:
+        assert r.push_force[0] <= p.push_force <= r.push_force[1]
+        assert r.friction[0] <= p.friction <= r.friction[1]
+        assert r.slope_deg[0] <= p.slope_deg <= r.slope_deg[1]
+        assert r.motor_strength[0] <= p.motor_strength <= r.motor_strength[1]
+        assert 0 <= p.push_yaw < 2 * math.pi
+    # the values themselves are pinned: a change in the draw order would silently change every campaign
+    assert (forward[0].push_force, forward[0].friction) == (34.259666857449744, 0.7832410385126671)
+    with pytest.raises(ValueError, match="index"):
+        sample_params(0, -1, cfg)
+
+
+def test_tilt_is_relative_to_the_upright_pose():
+    stand = (0.0, 0.5**0.5, 0.5**0.5, 0.0)  # laikago's Y-up URDF as loaded
+    up = upright_axis(stand)
+    assert np.allclose(up, [0, 1, 0], atol=1e-9)
+    assert tilt_deg(stand, up) == pytest.approx(0.0, abs=1e-6)
+    assert tilt_deg(stand, (0.0, 0.0, 1.0)) == pytest.approx(90.0, abs=1e-6)  # the naive local-Z test says "fallen"
+    for angle in (10.0, 45.0, 120.0):  # roll the standing robot about the world X axis by `angle`
+        half = math.radians(angle) / 2
+        roll = np.array([math.sin(half), 0, 0, math.cos(half)])
+        q = _qmul(roll, np.array(stand))
+        assert tilt_deg(q, up) == pytest.approx(angle, abs=1e-6)
+        assert np.allclose(rotation(q) @ up, rotation(roll) @ [0, 0, 1])
+
+
+def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz])
+
+
+def test_laikago_stands_upright_in_its_own_frame(laikago):
+    assert np.allclose(laikago.up_local, [0, 1, 0], atol=0.01)  # Y-up URDF: base-local Y is up
+    assert 0.4 < laikago.standing_height < 0.55
+    assert tilt_deg(laikago.standing_orientation, laikago.up_local) < 0.5
+
+
+@pytest.mark.parametrize("robot", ["laikago", "a1"])
+def test_no_fall_without_a_push_under_randomised_conditions(robot, laikago):
+    sim = laikago if robot == "laikago" else FallSim(FallConfig(robot=robot))
+    try:
+        r = sim.cfg.randomization
+        extremes = [  # (slope, friction, mass, strength) corners of the ranges + random draws
+            (r.slope_deg[1], r.friction[0], r.mass_scale[1], r.motor_strength[0]),
+            (0.0, r.friction[1], r.mass_scale[0], r.motor_strength[1]),
+        ]
+        params = [sample_params(11, i, sim.cfg) for i in range(4)]
+        params += [dataclasses.replace(params[0], slope_deg=s, friction=f, mass_scale=m, motor_strength=k)
+                   for s, f, m, k in extremes]
+        for p in params:
+            res = sim.run(dataclasses.replace(p, push_force=0.0))
+            assert not res.fell, (p, res)
+            assert res.recovered and res.outcome == "recovered", (p, res)
+            assert math.isnan(res.time_to_fall)
+            assert res.max_tilt_deg < 10
+    finally:
+        if sim is not laikago:
+            sim.close()
+
+
+def test_falls_under_a_large_push(laikago):
+    base = sample_params(0, 0, laikago.cfg)
+    push = dataclasses.replace(base, push_force=400.0, push_duration=0.25, slope_deg=0.0, friction=1.0,
+                               mass_scale=1.0, motor_strength=1.0, push_start=0.3)
+    res = laikago.run(push)
+    assert res.fell and res.outcome == "fell" and not res.recovered
+    assert 0 < res.time_to_fall < 1.2
+    assert res.fall_time == pytest.approx(push.push_start + res.time_to_fall, abs=1 / 240)
+    assert res.max_tilt_deg > laikago.cfg.fall_tilt_deg or res.min_height < 0.55 * laikago.standing_height
+    weak = laikago.run(dataclasses.replace(push, push_force=20.0))  # the same push, 20x weaker: stays up
+    assert not weak.fell
+
+
+def test_episode_outcome_does_not_depend_on_what_ran_before(laikago):
+    cfg = laikago.cfg
+    params = [sample_params(5, i, cfg) for i in range(8)]
+    first = [laikago.run(p) for p in params]
+    again = [laikago.run(p) for p in reversed(params)][::-1]  # after other episodes, in another order
+    with FallSim(cfg) as fresh:
+        alone = fresh.run(params[6])
+    assert all(same(a, b) for a, b in zip(first, again, strict=True))
+    assert same(first[6], alone)
+    assert {r.outcome for r in first} >= {"fell"}  # the sample is not all one outcome
+    assert not all(r.fell for r in first)
+
+
+def test_recorded_episode_is_in_the_project_format_and_changes_nothing(laikago, tmp_path):
+    p = sample_params(5, 3, laikago.cfg)
+    plain = laikago.run(p)
+    res, ep = laikago.run(p, record=True)
+    assert same(plain, res)  # rendering and readback do not perturb the physics
+    path = write_episode(episode_path(tmp_path, 3), ep)
+    back = read_episode(path)
+    t = len(back)
+    every = laikago.cfg.sim_hz // laikago.cfg.record_hz
+    assert t == math.ceil(res.steps / every) + 1  # one sample every `every` steps + the final state
+    assert back.frames.shape == (t, 64, 64, 3) and back.frames.dtype == np.uint8
+    assert back.frames.std() > 5  # a real image, not a blank
+    assert back.joint_pos.shape == (t, 12) and len(back.meta["robot"]["joint_names"]) == 12
+    assert back.meta["task"] == "fall" and back.meta["success"] == (not res.fell)
+    assert back.meta["outcome"]["outcome"] == res.outcome
+    assert back.meta["randomisation"]["index"] == 3
+    assert back.extra["base_pos"].shape == (t, 3)
+    assert np.all(np.diff(back.timestamps) > 0)
+
+
+def test_bad_config_values_are_named():
+    with pytest.raises(ValueError, match="robot.*'spot'"):
+        FallConfig(robot="spot")
+    with pytest.raises(ValueError, match="record_hz"):
+        FallConfig(record_hz=7)
+    with pytest.raises(ValueError, match="friction"):
+        Randomization(friction=(0.0, 1.0))
+    with pytest.raises(ValueError, match="push_force"):
+        Randomization(push_force=(10.0, 5.0))
+    with pytest.raises(ValueError, match="slope_deg"):
+        Randomization(slope_deg=(0.0, 60.0))
