@@ -169,9 +169,12 @@ class PushTask:
             vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[PAD_HALF, PAD_HALF, 0.001], rgbaColor=[1, 1, 1, 1],
                                       physicsClientId=c)
             bodies[f"pad_{k}"] = p.createMultiBody(0, -1, vis, basePosition=[0, 0, -1], physicsClientId=c)
-        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[CUBE_HALF] * 3, physicsClientId=c)
-        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[CUBE_HALF] * 3, rgbaColor=[1, 1, 1, 1], physicsClientId=c)
-        bodies["cube"] = p.createMultiBody(0.2, col, vis, basePosition=[0.5, 0, CUBE_HALF], physicsClientId=c)
+        # shapes made once per client, bodies from them at every reset (see place())
+        bodies["_cube_collision"] = p.createCollisionShape(p.GEOM_BOX, halfExtents=[CUBE_HALF] * 3, physicsClientId=c)
+        bodies["_cube_visual"] = p.createVisualShape(p.GEOM_BOX, halfExtents=[CUBE_HALF] * 3, rgbaColor=[1, 1, 1, 1],
+                                                     physicsClientId=c)
+        bodies["cube"] = p.createMultiBody(0.2, bodies["_cube_collision"], bodies["_cube_visual"],
+                                           basePosition=[0.5, 0.0, CUBE_HALF], physicsClientId=c)
         return bodies
 
     def sample(self, rng: np.random.Generator, randomize: bool, choice: int | None) -> Scene:
@@ -201,9 +204,14 @@ class PushTask:
                      goal=f"pad_{k}", objects=objects, start_q=start_q, camera=camera, randomisation=rnd)
 
     def place(self, c: int, bodies: dict[str, int], scene: Scene) -> None:
+        # the cube is re-created, not moved: a moved body keeps its stale contact manifold with the table, and then
+        # the same seed no longer gives the same episode
+        p.removeBody(bodies["cube"], physicsClientId=c)
+        bodies["cube"] = p.createMultiBody(0.2, bodies["_cube_collision"], bodies["_cube_visual"],
+                                           basePosition=scene.objects["cube"]["position"], physicsClientId=c)
         for name, obj in scene.objects.items():
-            p.resetBasePositionAndOrientation(bodies[name], obj["position"], [0, 0, 0, 1], physicsClientId=c)
-            p.resetBaseVelocity(bodies[name], [0, 0, 0], [0, 0, 0], physicsClientId=c)
+            if name != "cube":
+                p.resetBasePositionAndOrientation(bodies[name], obj["position"], [0, 0, 0, 1], physicsClientId=c)
             p.changeVisualShape(bodies[name], -1, rgbaColor=[*obj["rgb"], 1.0], physicsClientId=c)
         p.changeDynamics(bodies["cube"], -1, lateralFriction=scene.randomisation["cube_friction"],
                          mass=scene.randomisation["cube_mass"], physicsClientId=c)

@@ -105,8 +105,9 @@ class TabletopEnv(gym.Env):
         vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[1.0, 1.0, 0.01], rgbaColor=[0.6, 0.5, 0.4, 1],
                                   physicsClientId=c)
         self.table_id = p.createMultiBody(0, col, vis, basePosition=[0, 0, -0.01], physicsClientId=c)
+        # no self-collision (as in pybullet's own Panda examples): the closed fingers would rest in contact
         self.robot_id = p.loadURDF(self.profile.urdf or "franka_panda/panda.urdf", useFixedBase=True,
-                                   flags=p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT, physicsClientId=c)
+                                   physicsClientId=c)
         self.bodies = self.spec_task.build(c)  # task objects, placed at reset
         self._initial_state = p.saveState(physicsClientId=c)
 
@@ -219,7 +220,7 @@ class TabletopEnv(gym.Env):
 
     def _camera(self, cam: dict) -> np.ndarray:
         n = self.image_size
-        view = p.computeViewMatrix(cam["eye"], cam["target"], [0, 0, 1])
+        view = p.computeViewMatrix(cam["eye"], cam["target"], cam.get("up", [0, 0, 1]))
         proj = p.computeProjectionMatrixFOV(cam["fov"], 1.0, 0.05, 5.0)
         light = self.scene.randomisation["light"] if self.scene else _tasks.DEFAULT_LIGHT
         _, _, rgba, _, _ = p.getCameraImage(n, n, view, proj, renderer=p.ER_TINY_RENDERER, shadow=0,
@@ -234,7 +235,8 @@ class TabletopEnv(gym.Env):
         rot = np.asarray(p.getMatrixFromQuaternion(orn)).reshape(3, 3)
         eye = np.asarray(pos) + rot @ np.array([0.05, 0.0, 0.02])  # beside the hand, looking along the fingers
         target = eye + rot @ np.array([0.0, 0.0, 0.3])
-        return self._camera({"eye": eye.tolist(), "target": target.tolist(), "fov": 70.0})
+        up = rot @ np.array([1.0, 0.0, 0.0])
+        return self._camera({"eye": eye.tolist(), "target": target.tolist(), "up": up.tolist(), "fov": 70.0})
 
 
 
