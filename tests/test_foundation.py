@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = ["model", "sim", "data", "train", "export", "runtime"]
+CORE = ["model", "sim", "data", "train", "export", "runtime", "teleop"]
 
 
 def test_package_xml_is_ament_python_format3():

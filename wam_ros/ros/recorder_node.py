@@ -1,12 +1,13 @@
 """recorder_node: records demonstrations (camera, /joint_states, controller commands) to rosbag2/MCAP, one bag per episode.
 
     ros2 run wam_ros recorder_node --ros-args --params-file config/recorder_node.yaml -p task:="reach the red target"
-    ros2 service call /recorder/start std_srvs/srv/Trigger            # then stop_success | stop_failure | discard
+    ros2 service call /recorder/start std_srvs/srv/Trigger        # then stop_success | stop_failure | discard
 
 Messages are taken serialized as they arrive (`raw=True` subscriptions, RELIABLE QoS) and written unchanged, so the
 recorder never decodes an image. Each episode is a bag directory `<output_dir>/episode_<NNNN>/` (MCAP + metadata.yaml,
 what `ros2 bag info/play` read) whose `custom_data` holds the episode metadata: task, operator, robot profile, success.
-Keys (when `keyboard` is true and stdin is a terminal): s start, y stop-success, n stop-failure, d discard.
+Keys (stdin a terminal and `keyboard` true, or the terminal reader started by teleop_node in the same process):
+r start, y stop-success, n stop-failure, x discard (chosen not to clash with teleop_node's jog keys).
 
 Failure behaviour: an unwritable output_dir or a full disk stops the episode with a clear error in the log and in the
 service response; earlier episodes are never touched and every message flushed before the error stays readable. After
@@ -28,6 +29,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
 from wam_ros.data.rosbag import BagError, BagWriter
+from wam_ros.ros._params import declare
 from wam_ros.teleop.keyboard import keyboard
 
 _EPISODE_RE = re.compile(r"^episode_(\d{4,})$")
@@ -54,19 +56,19 @@ class RecorderNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("recorder", **kwargs)
-        self.declare_parameter("output_dir", "bags")
-        self.declare_parameter("topics", ["/camera/image_raw", "/joint_states"])
-        self.declare_parameter("types", ["sensor_msgs/msg/Image", "sensor_msgs/msg/JointState"])
-        self.declare_parameter("best_effort_topics", [""])  # topics whose publishers only offer best effort
-        self.declare_parameter("task", "")
-        self.declare_parameter("operator", "")
-        self.declare_parameter("robot_profile", "panda")
-        self.declare_parameter("qos_depth", 200)
-        self.declare_parameter("chunk_size", 262144)
-        self.declare_parameter("flush_period_s", 0.5)
-        self.declare_parameter("compression", "none")
-        self.declare_parameter("keyboard", False)
-        self.declare_parameter("auto_start", False)
+        declare(self, "output_dir", "bags", "episodes go to output_dir/episode_NNNN (one bag each)")
+        declare(self, "topics", ["/camera/image_raw", "/joint_states"], "recorded topics")
+        declare(self, "types", ["sensor_msgs/msg/Image", "sensor_msgs/msg/JointState"], "their types (parallel)")
+        declare(self, "best_effort_topics", [""], "topics subscribed best-effort (publishers offering only that)")
+        declare(self, "task", "", "task text (instruction) of the next episode")
+        declare(self, "operator", "", "operator name stored with each episode")
+        declare(self, "robot_profile", "panda", "robot profile stored with each episode")
+        declare(self, "qos_depth", 200, "RELIABLE keep-last depth of each subscription")
+        declare(self, "chunk_size", 262144, "MCAP chunk size in bytes (a crash loses at most the open chunk)")
+        declare(self, "flush_period_s", 0.5, "flush the bag at least this often (s)")
+        declare(self, "compression", "none", "none | lz4 | zstd")
+        declare(self, "keyboard", False, "read episode keys from the terminal")
+        declare(self, "auto_start", False, "start an episode when the node starts")
 
         p = self.get_parameter
         topics = list(p("topics").value)
@@ -95,7 +97,7 @@ class RecorderNode(Node):
         self.create_service(Trigger, "~/discard", self._srv(self.discard_episode))
         self._unsubscribe = keyboard.subscribe(self._on_key)
         if p("keyboard").value and keyboard.start():
-            self.get_logger().info("keys: s start, y stop-success, n stop-failure, d discard")
+            self.get_logger().info("recorder keys: r start, y stop-success, n stop-failure, x discard")
         self.get_logger().info(f"recording {sorted(self.topics)} into {self.output_dir}/episode_NNNN")
         if p("auto_start").value:
             ok, msg = self.start_episode()
@@ -189,8 +191,8 @@ class RecorderNode(Node):
         return handle
 
     def _on_key(self, key: str) -> None:
-        action = {"s": self.start_episode, "y": lambda: self.stop_episode(True),
-                  "n": lambda: self.stop_episode(False), "d": self.discard_episode}.get(key)
+        action = {"r": self.start_episode, "y": lambda: self.stop_episode(True),
+                  "n": lambda: self.stop_episode(False), "x": self.discard_episode}.get(key)
         if action is not None:
             ok, msg = action()
             (self.get_logger().info if ok else self.get_logger().warn)(msg)
