@@ -1,0 +1,115 @@
+"""Training (tiny preset, synthetic episodes): loss goes down, seeded determinism, exact resume, DDP, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from wam_ros.model import load_checkpoint
+from wam_ros.train.plots import read_metrics
+from wam_ros.train.synthetic import write_synthetic_episodes
+from wam_ros.train.train import TrainConfig, train
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> list[str]:
+    root = tmp_path_factory.mktemp("synth")
+    write_synthetic_episodes(root / "reach", n=12, steps=12, seed=0)
+    write_synthetic_episodes(root / "push", n=6, steps=12, seed=1, task="push")
+    return [str(root / "reach"), str(root / "push")]
+
+
+def _cfg(data, out, **kw) -> TrainConfig:
+    base = dict(data=data, out=str(out), preset="tiny", steps=10, batch_size=16, warmup=100, threads=1,
+                ckpt_every=5, eval_every=5, val_frac=0.2, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path).state_dict()
+
+
+def test_a_few_steps_reduce_the_loss_and_write_artifacts(synth, tmp_path):
+    path = train(_cfg(synth, tmp_path, steps=80, warmup=5, lr=3e-3, eval_every=40, ckpt_every=40))
+    rows = read_metrics(tmp_path / "metrics.csv")
+    train_rows = [r for r in rows if "loss" in r]
+    assert train_rows[-1]["loss"] < 0.5 * train_rows[0]["loss"]
+    val = [r["val_action"] for r in rows if "val_action" in r]
+    assert len(val) == 2 and val[-1] < val[0] * 1.5
+    for name in ("model.pt", "train_state.pt", "metrics.csv", "loss_curves.png", "train_args.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    model = load_checkpoint(path, require_fitted=True)
+    assert model.extra["step"] == 80 and model.extra["frame_weight"] == 0.5
+    assert "red" in model.cfg.vocab and model.cfg.joint_names[-1] == "panda_gripper"
+
+
+def test_same_seed_same_weights_and_resume_is_exact(synth, tmp_path):
+    a = train(_cfg(synth, tmp_path / "a"))
+    b = train(_cfg(synth, tmp_path / "b"))
+    train(_cfg(synth, tmp_path / "c", steps=5))
+    c = train(_cfg(synth, tmp_path / "c", steps=10, resume=True))
+    wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), f"same seed, different {key}"
+        assert torch.equal(wa[key], wc[key]), f"resumed run differs in {key}"
+    d = train(_cfg(synth, tmp_path / "d", seed=4))
+    assert not torch.equal(_weights(d)["action_head.weight"], wa["action_head.weight"])
+
+
+def test_frame_weight_zero_is_the_action_only_ablation(synth, tmp_path):
+    path = train(_cfg(synth, tmp_path, frame_weight=0.0))
+    init = load_checkpoint(path).frame_out.weight
+    assert torch.count_nonzero(init) == 0  # the frame decoder never received a gradient
+    rows = [r for r in read_metrics(tmp_path / "metrics.csv") if "frame" in r]
+    assert all(r["frame"] == 0 for r in rows)
+
+
+def test_ddp_two_cpu_processes_gloo(synth, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    with socket.socket() as sock:  # a free port for the rendezvous (torchrun's --master_port 0 hangs here)
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+           "-m", "wam_ros.train.train", "--data", *synth, "--out", str(tmp_path), "--preset", "tiny",
+           "--steps", "6", "--batch-size", "16", "--threads", "1", "--ckpt-every", "3", "--eval-every", "3"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # never leave the two workers behind
+        _, err = proc.communicate()
+        pytest.fail(f"torchrun did not finish in 120 s: {err[-3000:]}")
+    assert proc.returncode == 0, err[-3000:]
+    args = json.loads((tmp_path / "train_args.json").read_text())
+    assert args["world_size"] == 2
+    model = load_checkpoint(tmp_path / "model.pt", require_fitted=True)
+    assert model.extra["world_size"] == 2 and model.extra["step"] == 6
+    state = torch.load(tmp_path / "train_state.pt", weights_only=True)
+    assert len(state["rng"]) == 2 and state["rng"][0] != state["rng"][1]  # each rank sampled its own stream
+
+
+def test_bad_inputs_are_clear_errors(synth, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no episode_.*files under"):
+        train(_cfg([str(empty)], tmp_path / "o"))
+    with pytest.raises(FileNotFoundError, match="episode directory not found"):
+        train(_cfg([str(tmp_path / "nope")], tmp_path / "o"))
+    with pytest.raises(ValueError, match="frame_weight must be >= 0, got -1"):
+        _cfg(synth, tmp_path, frame_weight=-1)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        _cfg(synth, tmp_path, batch_size=0)
+    out = subprocess.run([sys.executable, "-m", "wam_ros.cli", "train", "--data", str(empty), "--out",
+                          str(tmp_path / "o"), "--preset", "tiny"], capture_output=True, text=True)
+    assert out.returncode == 2 and "wam train: no episode_" in out.stderr
