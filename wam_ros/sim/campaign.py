@@ -171,7 +171,8 @@ class CampaignSpec:
 
     def identity(self) -> dict[str, Any]:
         """What defines the episodes: a rerun in the same directory must match it."""
-        return {"version": CAMPAIGN_VERSION, "seed": self.seed, "fall": self.fall.to_dict()}
+        ident = {"version": CAMPAIGN_VERSION, "seed": self.seed, "fall": self.fall.to_dict()}
+        return json.loads(json.dumps(ident))  # as stored: tuples become lists
 
 
 @dataclass
