@@ -11,7 +11,7 @@ button or key `m`. Targets are published on the same controller command topics t
 Safety: nothing moves unless the deadman button is held (Joy) or a jog key was just pressed (keyboard); on enable the
 target restarts from the measured joint state (no jump); every target is clamped to the robot profile's position
 limits and moves no joint faster than `joint_speed` x its velocity limit; stale /joint_states (`state_timeout_s`) or a
-silent Joy device (`joy_timeout_s`) stop publishing. The Joy axis/button mapping is the `joy.*` parameters
+silent Joy device (`joy_timeout_s`) stop publishing. The Joy axis/button mapping is the `joy_*` parameters
 (config/teleop_joy.yaml). The keyboard reader runs only when stdin is a terminal.
 """
 
@@ -56,13 +56,13 @@ class TeleopNode(Node):
         self.key_duration = declare(self, "key_duration_s", 0.2, "how long one key press jogs")
         use_keyboard = declare(self, "keyboard", True, "read keys from the terminal (only when stdin is a TTY)")
         defaults = JoyMapping()
-        mapping = {name: declare(self, f"joy.{name}", getattr(defaults, name), f"Joy mapping: {name}")
+        mapping = {name: declare(self, f"joy_{name}", getattr(defaults, name), f"Joy mapping: {name}")
                    for name in ("deadman_button", "mode_button", "gripper_open_button", "gripper_close_button",
                                 "deadband")}
         for name in ("joint_axes", "cartesian_axes"):
-            mapping[name] = [int(v) for v in declare(self, f"joy.{name}", list(getattr(defaults, name)), name)]
+            mapping[name] = [int(v) for v in declare(self, f"joy_{name}", list(getattr(defaults, name)), name)]
         for name in ("joint_scale", "cartesian_scale"):
-            mapping[name] = [float(v) for v in declare(self, f"joy.{name}", list(getattr(defaults, name)), name)]
+            mapping[name] = [float(v) for v in declare(self, f"joy_{name}", list(getattr(defaults, name)), name)]
         if self.interface not in INTERFACES:
             raise ValueError(f"command_interface must be one of {INTERFACES}, got {self.interface!r}")
         if mode not in MODES:
