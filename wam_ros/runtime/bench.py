@@ -1,0 +1,141 @@
+"""`wam bench`: latency of every backend that works here, side by side in one process, same threads, same inputs.
+
+    wam bench models/panda_tabletop --threads 2 --iters 500
+    wam bench runs/reach/ckpt.pt --export-to /tmp/bench_model     # a bare checkpoint: exported first
+
+Rows: torch eager (full graph), onnxruntime full graph, onnxruntime action-only graph (+ fp16 and TensorRT rows when
+the files exist and the machine can run them). Calls are interleaved round-robin (one call of each backend per
+round) so load from other processes hits every row alike; p50/p99 in ms and ratios to torch eager / to the full
+graph are printed. "graph" times one backend call on preprocessed batch-1 inputs; "predict" times the whole
+`policy.predict()` (resize from the camera size + stacking + tokenising + output conversion) as a node would call it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def interleaved_latency(fns: dict[str, Callable[[], Any]], iters: int, warmup: int = 20) -> dict[str, np.ndarray]:
+    """Call each fn `iters` times, round-robin, after `warmup` rounds; per-call seconds for each name."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: np.empty(iters) for name in fns}
+    clock = time.perf_counter
+    for i in range(iters):
+        for name, fn in fns.items():
+            t0 = clock()
+            fn()
+            times[name][i] = clock() - t0
+    return times
+
+
+def summarize(times: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    return {name: {"p50_ms": float(np.percentile(t, 50) * 1e3), "p99_ms": float(np.percentile(t, 99) * 1e3),
+                   "mean_ms": float(t.mean() * 1e3)} for name, t in times.items()}
+
+
+def load_rows(model_dir: Path, threads: int, include_fp16: bool = True) -> dict[str, Any]:
+    """name -> Policy for every backend/graph that loads here (torch eager first: the reference row)."""
+    from wam_ros.export.tensorrt import tensorrt_unavailable_reason
+    from wam_ros.runtime.policy import engine_name, load_policy, onnx_name
+
+    rows: dict[str, Any] = {"torch eager (full)": load_policy(model_dir, "torch", threads, "full")}
+    rows["onnxruntime full"] = load_policy(model_dir, "onnxruntime", threads, "full")
+    rows["onnxruntime action-only"] = load_policy(model_dir, "onnxruntime", threads, "action")
+    if include_fp16 and (model_dir / onnx_name("full", "fp16")).is_file():
+        rows["onnxruntime full fp16"] = load_policy(model_dir, "onnxruntime", threads, "full", precision="fp16")
+    if tensorrt_unavailable_reason() is None:
+        for graph in ("full", "action"):
+            if (model_dir / engine_name(graph)).is_file():
+                rows[f"tensorrt fp16 {graph}"] = load_policy(model_dir, "tensorrt", threads, graph)
+    return rows
+
+
+def run_benchmark(model_dir: Path, threads: int = 2, iters: int = 300, warmup: int = 30, camera: tuple[int, int] = (
+        480, 640), include_fp16: bool = True, seed: int = 0) -> dict[str, Any]:
+    """Measure every row; returns {"rows": {name: {...}}, "settings": {...}}."""
+    import torch
+
+    torch.set_num_threads(threads)
+    rows = load_rows(model_dir, threads, include_fp16)
+    ref = rows["torch eager (full)"]
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (*camera, 3), dtype=np.uint8) for _ in range(ref.spec.k_frames)]
+    obs = {"images": images, "joint_pos": np.zeros(ref.spec.num_joints), "instruction": "reach the red target"}
+    frames, joint_pos, tokens = ref.prepare(obs)
+    graph_fns = {name: (lambda p=p: p.backend.run(frames, joint_pos, tokens)) for name, p in rows.items()}
+    predict_fns = {name: (lambda p=p: p.predict(obs)) for name, p in rows.items()}
+    graph = summarize(interleaved_latency(graph_fns, iters, warmup))
+    predict = summarize(interleaved_latency(predict_fns, max(iters // 3, 50), warmup // 3))
+    base, full = graph["torch eager (full)"]["p50_ms"], graph["onnxruntime full"]["p50_ms"]
+    out = {}
+    for name in rows:
+        out[name] = {"graph": graph[name], "predict": predict[name],
+                     "ratio_vs_torch_p50": graph[name]["p50_ms"] / base,
+                     "ratio_vs_ort_full_p50": graph[name]["p50_ms"] / full, "backend": rows[name].backend_name}
+    h, w = ref.spec.image_size
+    settings = {"model": str(model_dir), "threads": threads, "iters": iters, "batch": 1, "camera": list(camera),
+                "image_size": [h, w], "params": int(sum(p.numel() for p in ref.backend.model.parameters()))}
+    return {"rows": out, "settings": settings}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    lines = [f"model {s['model']} ({s['params']:,} params, {s['image_size'][0]}x{s['image_size'][1]}), batch 1, "
+             f"{s['threads']} threads, {s['iters']} interleaved rounds; predict() from {s['camera'][1]}x"
+             f"{s['camera'][0]} camera frames",
+             f"{'row':<26}{'graph p50':>11}{'p99':>9}{'predict p50':>13}{'p99':>9}{'vs torch':>10}{'vs ort full':>13}"]
+    for name, r in result["rows"].items():
+        g, p = r["graph"], r["predict"]
+        lines.append(f"{name:<26}{g['p50_ms']:>11.3f}{g['p99_ms']:>9.3f}{p['p50_ms']:>13.3f}{p['p99_ms']:>9.3f}"
+                     f"{r['ratio_vs_torch_p50']:>10.2f}{r['ratio_vs_ort_full_p50']:>13.2f}")
+    return "\n".join(lines) + "\n(times in ms; ratios of graph p50)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="model directory (model.pt + ONNX files) or a .pt checkpoint")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every backend (default 2)")
+    parser.add_argument("--iters", type=int, default=300, help="interleaved rounds (default 300)")
+    parser.add_argument("--camera", default="480x640", help="camera frame size HxW fed to predict() (default 480x640)")
+    parser.add_argument("--export-to", type=Path, default=None,
+                        help="where to export a bare checkpoint first (default: a temporary directory)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+
+
+def run(args: argparse.Namespace) -> int:
+    import tempfile
+
+    try:
+        camera = tuple(int(v) for v in args.camera.lower().split("x"))
+        if len(camera) != 2 or min(camera) < 1:
+            raise ValueError
+    except ValueError:
+        print(f"wam bench: --camera must be HxW like 480x640, got {args.camera!r}", file=sys.stderr)
+        return 2
+    model_dir = args.model
+    with tempfile.TemporaryDirectory() as tmp:
+        if model_dir.is_file() or not (model_dir / "wam_full.onnx").is_file():
+            from wam_ros.export.onnx_export import export_model
+
+            target = args.export_to or Path(tmp)
+            print(f"exporting {model_dir} to {target} first", file=sys.stderr)
+            export_model(model_dir, target)
+            model_dir = target
+        try:
+            result = run_benchmark(model_dir, args.threads, args.iters, camera=camera)  # type: ignore[arg-type]
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"wam bench: {exc}", file=sys.stderr)
+            return 1
+    print(format_table(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
