@@ -113,15 +113,15 @@ class TabletopEnv(gym.Env):
 
     # ----------------------------------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
-        super().reset(seed=seed)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
         options = dict(options or {})
         unknown = set(options) - {"instruction"}
         if unknown:
             raise ValueError(f"unknown reset options {sorted(unknown)}; expected only 'instruction'")
+        super().reset(seed=None if seed is None else int(seed))
         if seed is None:
             seed = int(self.np_random.integers(0, 2**31 - 1))
-        if not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         rng = np.random.default_rng(int(seed))
         choice = options.get("instruction")
         if choice is not None and (not isinstance(choice, int | np.integer) or not 0 <= choice < self.n_instructions):

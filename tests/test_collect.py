@@ -1,0 +1,98 @@
+"""`wam collect` with real worker processes and real PyBullet: scenes once per instruction, resumable, failed
+episodes kept, clear errors for bad arguments."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from wam_ros.data.collect import CollectConfig, collect, episode_plan, scene_seed
+from wam_ros.data.episode import episode_path, list_episodes, read_episode
+
+
+def wam(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wam_ros.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_collect_two_workers_every_scene_once_per_instruction_then_resume(tmp_path):
+    out = tmp_path / "reach"
+    res = wam("collect", "--task", "reach", "--episodes", "6", "--workers", "2", "--seed", "3",
+              "--image-size", "32", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "6 episodes written" in res.stdout and "expert success 6/6" in res.stdout
+    assert "collect reach" in res.stderr  # the progress bar
+    paths = list_episodes(out)
+    assert [p.name for p in paths] == [f"episode_{i:06d}.npz" for i in range(6)]
+    eps = [read_episode(p) for p in paths]
+    for i, ep in enumerate(eps):
+        assert ep.meta["scene_seed"] == scene_seed(3, i // 3) and ep.meta["instruction_index"] == i % 3
+        assert ep.meta["episode_index"] == i and ep.success and ep.frames.shape[1:] == (32, 32, 3)
+    for scene in (eps[0:3], eps[3:6]):  # one scene, three different instructions, same objects
+        assert len({ep.instruction for ep in scene}) == 3
+        assert all(ep.meta["scene"]["objects"] == scene[0].meta["scene"]["objects"] for ep in scene)
+        assert all(ep.meta["randomisation"] == scene[0].meta["randomisation"] for ep in scene)
+    assert eps[0].meta["scene"]["objects"] != eps[3].meta["scene"]["objects"]
+
+    # resume: one episode lost, a crashed writer's temp file left behind, and two more asked for
+    mtimes = {p.name: p.stat().st_mtime_ns for p in paths}
+    paths[4].unlink()
+    (out / ".episode_000006.npz.tmp-999").write_bytes(b"half")
+    res = wam("collect", "--task", "reach", "--episodes", "8", "--workers", "2", "--seed", "3",
+              "--image-size", "32", "--out", str(out), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "3 episodes written" in res.stdout and "(5 already there)" in res.stdout
+    now = list_episodes(out)
+    assert len(now) == 8
+    assert all(p.stat().st_mtime_ns == mtimes[p.name] for p in now if p.name in mtimes and p.name != paths[4].name)
+    again = read_episode(out / paths[4].name)  # the refilled episode is the same episode (deterministic)
+    assert (again.frames == eps[4].frames).all() and again.instruction == eps[4].instruction
+
+    # other settings into the same directory: refused, nothing touched
+    res = wam("collect", "--task", "reach", "--episodes", "8", "--seed", "4", "--image-size", "32", "--out", str(out))
+    assert res.returncode == 2 and "other settings" in res.stderr and "seed" in res.stderr
+    assert json.loads((out / "collect.json").read_text())["seed"] == 3
+
+
+def test_push_collection_in_process_and_failed_episodes_are_kept(tmp_path):
+    summary = collect(CollectConfig(task="push", episodes=2, out=str(tmp_path / "push"), workers=1, seed=0,
+                                    image_size=32), progress=False)
+    assert (summary.written, summary.succeeded, summary.errors) == (2, 2, [])
+    ep = read_episode(episode_path(tmp_path / "push", 1))
+    assert ep.task == "push" and ep.instruction.startswith("push the cube onto the")
+    # a step limit too short for the expert: episodes are still written, with success=False, and counted
+    summary = collect(CollectConfig(task="reach", episodes=3, out=str(tmp_path / "short"), workers=1,
+                                    image_size=32, max_steps=2), progress=False)
+    assert (summary.written, summary.succeeded) == (3, 0)
+    eps = [read_episode(p) for p in list_episodes(tmp_path / "short")]
+    assert [len(e) for e in eps] == [3, 3, 3] and not any(e.success for e in eps)
+
+
+def test_scene_per_episode_plan():
+    cfg = CollectConfig(task="reach", episodes=4, scene_per_episode=True)
+    plans = [episode_plan(cfg, i) for i in range(4)]
+    assert len({s for s, _, _ in plans}) == 4 and all(k is None for _, k, _ in plans)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--task", "stack"], "unknown task 'stack'"),
+    (["--episodes", "-3"], "episodes must be an int >= 0, got -3"),
+    (["--workers", "0"], "workers must be an int >= 1, got 0"),
+    (["--image-size", "4"], "image_size must be"),
+])
+def test_bad_arguments_are_clear_errors(args, match, tmp_path):
+    res = wam("collect", "--out", str(tmp_path / "x"), *args, timeout=60)
+    assert res.returncode == 2
+    assert match in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_unwritable_output_directory_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    res = wam("collect", "--episodes", "1", "--out", str(blocker / "sub"), timeout=60)
+    assert res.returncode == 2
+    assert "not writable" in res.stderr and "Traceback" not in res.stderr
