@@ -1,0 +1,11 @@
+"""ros2 launch wam_ros robot.launch.py [NAME:=VALUE ...]
+
+The node graph, its arguments, parameter files and remappings live in config/bringup/robot.yaml, the file that
+`wam bringup robot` also reads (no ROS 2 launch needed there); this file only turns it into launch actions.
+"""
+
+from wam_ros.ros.launch_util import launch_description
+
+
+def generate_launch_description():
+    return launch_description("robot")

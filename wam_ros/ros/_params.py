@@ -1,0 +1,21 @@
+"""Typed parameter declaration for the nodes: every parameter has a typed default; a float parameter also accepts an
+integer (`control_hz:=30` from a launch argument) and a clear error names any other wrong type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+
+
+def declare(node: Node, name: str, default: Any, description: str = "") -> Any:
+    """Declare `name` with a typed default and return its value (ints are accepted for floats)."""
+    if isinstance(default, float):
+        desc = ParameterDescriptor(description=description, dynamic_typing=True)
+        value = node.declare_parameter(name, default, desc).value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"parameter {name!r} must be a number, got {value!r}")
+        return float(value)
+    value = node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+    return value

@@ -1,0 +1,149 @@
+"""`wam bringup <graph>`: start a node graph from config/bringup/<graph>.yaml in one process (no ros2 launch needed).
+
+    wam bringup sim_demo                          # sim_node + wam_node with the shipped model
+    wam bringup robot model:=models/panda_tabletop controller:=arm_controller --duration 60
+
+The same YAML is what launch/<graph>.launch.py reads (wam_ros.ros.launch_util), so node names, parameter files,
+overrides and remappings cannot drift between the two. Nodes are composed in one rclpy Context and spun by a
+SingleThreadedExecutor (the MultiThreadedExecutor has a long latency tail with images, ENVIRONMENT.md). Each node
+module defines NODE_CLASS; parameter files go in as `--params-file`, remappings and the node name as `-r` rules, and
+overrides as parameter_overrides (they win over the files). A parameter a file or override names but the node does
+not declare is an error (a typo must not be silently ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from wam_ros.ros.launch_util import NodeSpec, load_graph, node_specs, parse_cli_arguments
+
+
+def _cli_args(spec: NodeSpec) -> list[str]:
+    out = ["--ros-args", "-r", f"__node:={spec.name}"]
+    if spec.namespace:
+        out += ["-r", f"__ns:={spec.namespace if spec.namespace.startswith('/') else '/' + spec.namespace}"]
+    for path in spec.parameter_files:
+        out += ["--params-file", str(path)]
+    for src, dst in spec.remappings:
+        out += ["-r", f"{src}:={dst}"]
+    return out
+
+
+def _file_parameter_names(spec: NodeSpec) -> set[str]:
+    import yaml
+
+    names: set[str] = set()
+    for path in spec.parameter_files:
+        for section in (yaml.safe_load(path.read_text()) or {}).values():
+            names |= set((section or {}).get("ros__parameters", {}) or {})
+    return names
+
+
+class Bringup:
+    """A node graph running in one process: `with Bringup("sim_demo", {"model": ...}) as b: b.spin_for(5)`."""
+
+    def __init__(self, graph: str, arguments: dict[str, str] | None = None, domain_id: int | None = None) -> None:
+        self.graph = load_graph(graph)
+        self.specs = node_specs(self.graph, arguments)
+        self.context = Context()
+        init_kwargs: dict[str, Any] = {"context": self.context}
+        if domain_id is not None:
+            init_kwargs["domain_id"] = domain_id
+        rclpy.init(**init_kwargs)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.nodes: dict[str, Node] = {}
+        try:
+            for spec in self.specs:
+                self.nodes[spec.name] = self._start(spec)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _start(self, spec: NodeSpec) -> Node:
+        module = importlib.import_module(f"wam_ros.ros.{spec.executable}")
+        cls = getattr(module, "NODE_CLASS", None)
+        if cls is None:
+            raise ValueError(f"wam_ros.ros.{spec.executable} defines no NODE_CLASS (docs/interfaces.md)")
+        overrides = [Parameter(k, value=v) for k, v in spec.overrides.items()]
+        node = cls(context=self.context, cli_args=_cli_args(spec), parameter_overrides=overrides)
+        undeclared = sorted(n for n in set(spec.overrides) | _file_parameter_names(spec) if not node.has_parameter(n))
+        if undeclared:
+            node.destroy_node()
+            raise ValueError(f"node {spec.name!r} ({spec.executable}) does not declare parameter(s) {undeclared} "
+                             f"named in {self.graph['_path']} or its parameter files")
+        self.executor.add_node(node)
+        return node
+
+    def spin_once(self, timeout_sec: float = 0.1) -> None:
+        self.executor.spin_once(timeout_sec=timeout_sec)
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while self.context.ok() and time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=min(0.05, max(0.0, end - time.monotonic())))
+
+    def spin_until(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        """Spin until done() is true (returns True) or timeout_s passes (returns False)."""
+        end = time.monotonic() + timeout_s
+        while self.context.ok() and time.monotonic() < end:
+            if done():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return done()
+
+    def add_node(self, node: Node) -> None:
+        """Add a helper node (e.g. the demo's driver) created with context=bringup.context."""
+        self.executor.add_node(node)
+
+    def shutdown(self) -> None:
+        for node in list(self.nodes.values()):
+            self.executor.remove_node(node)
+            node.destroy_node()
+        self.nodes.clear()
+        self.executor.shutdown()
+        rclpy.try_shutdown(context=self.context)
+
+    def __enter__(self) -> Bringup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("graph", help="graph name in config/bringup/ (sim_demo, robot, ...) or a YAML path")
+    parser.add_argument("arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments, as for ros2 launch")
+    parser.add_argument("--duration", type=float, default=0.0, help="seconds to run (0 = until Ctrl-C)")
+    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID for this graph (0-232)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        given = parse_cli_arguments(args.arguments)
+        bringup = Bringup(args.graph, given, args.domain_id)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"wam bringup: {exc}")
+        return 2
+    names = ", ".join(f"{s.name} ({s.executable})" for s in bringup.specs)
+    print(f"wam bringup {args.graph}: running {names}; Ctrl-C to stop")
+    try:
+        if args.duration > 0:
+            bringup.spin_for(args.duration)
+        else:
+            while bringup.context.ok():
+                bringup.spin_once(0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bringup.shutdown()
+    return 0

@@ -1,0 +1,160 @@
+"""sim_node: the PyBullet tabletop robot (wam_ros.sim.tabletop.TabletopEnv) behind ROS 2 topics, like a real robot.
+
+    ros2 run wam_ros sim_node --ros-args --params-file config/sim_node.yaml
+    wam bringup sim_demo                        # with wam_node, in one process
+
+Publishes camera/image_raw (sensor_msgs/Image) and joint_states (sensor_msgs/JointState) every control period, stamped
+with the time of the physics state; wam/instruction (std_msgs/String, latched, repeated with every observation); wam/episode_success
+(std_msgs/Bool) once when an episode ends (true = task solved, false = step limit). Takes commands like ros2_control:
+<controller>/joint_trajectory (trajectory_msgs/JointTrajectory, executed like joint_trajectory_controller: a new
+trajectory replaces the old one; point k is due at header.stamp + time_from_start, or receipt time when the stamp is
+zero) and <controller>/commands (std_msgs/Float64MultiArray, forward_command_controller: targets applied as they come).
+Service sim/reset (std_srvs/Trigger) starts the next episode with seed = `seed` + episode index.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import rclpy
+import rclpy.executors
+from rclpy.node import Node
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float64MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from wam_ros.ros import conversions as cv
+from wam_ros.ros._params import declare
+from wam_ros.sim.tabletop import TabletopEnv
+
+
+class SimNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("sim", **kwargs)
+        task = declare(self, "task", "reach", "tabletop task: reach | push")
+        image_size = declare(self, "image_size", 64, "camera image size (square)")
+        self.control_hz = declare(self, "control_hz", 10.0, "physics steps per second of wall time (control rate)")
+        self.seed = declare(self, "seed", 10_000, "seed of episode 0; episode i uses seed + i")
+        max_steps = declare(self, "max_steps", 0, "episode step limit (0 = the task's default)")
+        randomize = declare(self, "randomize", True, "domain randomisation (start pose, lighting, friction)")
+        controller = declare(self, "controller", "arm_controller", "controller namespace of the command topics")
+        self.encoding = declare(self, "camera_encoding", "rgb8", "rgb8 | bgr8 | mono8")
+        self.frame_id = declare(self, "frame_id", "camera", "camera frame id")
+        self.publish_instruction = declare(self, "publish_instruction", True, "publish each episode's instruction")
+        if self.encoding not in cv.CHANNELS:
+            raise ValueError(f"camera_encoding must be one of {sorted(cv.CHANNELS)}, got {self.encoding!r}")
+        if not self.control_hz > 0:
+            raise ValueError(f"control_hz must be > 0, got {self.control_hz}")
+        self.env = TabletopEnv(task=task, image_size=int(image_size), control_hz=int(round(self.control_hz)),
+                               max_steps=int(max_steps) or None, randomize=bool(randomize))
+        self.joint_names = list(self.env.profile.joint_names)
+        self.dt = 1.0 / self.control_hz
+
+        self.image_pub = self.create_publisher(Image, "camera/image_raw", 10)
+        self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
+        latched = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        self.instruction_pub = self.create_publisher(String, "wam/instruction", latched)
+        self.success_pub = self.create_publisher(Bool, "wam/episode_success", 10)
+        self.create_subscription(JointTrajectory, f"{controller}/joint_trajectory", self.on_trajectory, 10)
+        self.create_subscription(Float64MultiArray, f"{controller}/commands", self.on_commands, 10)
+        self.create_service(Trigger, "sim/reset", self.on_reset)
+
+        self.episode = -1
+        self.results: list[dict] = []  # one dict per finished episode (seed, success, steps, instruction)
+        self.reset_episode()
+        self.timer = self.create_timer(self.dt, self.on_timer)
+        self.get_logger().info(f"sim_node: {task}, {image_size}x{image_size} {self.encoding}, {self.control_hz:g} Hz, "
+                               f"commands on {controller}/joint_trajectory and {controller}/commands")
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def reset_episode(self) -> str:
+        self.episode += 1
+        seed = int(self.seed) + self.episode
+        self.obs, info = self.env.reset(seed=seed)
+        self.reset_time = self.now()
+        self.target = np.asarray(self.env.last_action, dtype=np.float64)
+        self.plan: tuple[float, np.ndarray, np.ndarray] | None = None  # (start, times, points)
+        self.done = False
+        self.publish_observation(self.reset_time)
+        return f"episode {self.episode} seed {seed}: {self.env.instruction}"
+
+    # ---- commands -----------------------------------------------------------------------------------------------
+    def on_trajectory(self, msg: JointTrajectory) -> None:
+        try:
+            times, points = cv.trajectory_points(msg, self.joint_names)
+        except cv.MessageError as exc:
+            self.get_logger().warning(f"refused trajectory: {exc}", throttle_duration_sec=1.0)
+            return
+        stamp = cv.stamp_to_sec(msg.header.stamp)
+        if 0 < stamp < self.reset_time:  # computed from an observation of the previous episode
+            return
+        self.plan = (stamp if stamp > 0 else self.now(), times, points)
+
+    def on_commands(self, msg: Float64MultiArray) -> None:
+        try:
+            self.target = cv.float_array_values(msg, len(self.joint_names))
+        except cv.MessageError as exc:
+            self.get_logger().warning(f"refused command: {exc}", throttle_duration_sec=1.0)
+            return
+        self.plan = None
+
+    def current_target(self, now: float) -> np.ndarray:
+        """The trajectory point due at `now` (the first not more than half a period in the past), else the last one."""
+        if self.plan is not None:
+            start, times, points = self.plan
+            due = np.nonzero(start + times >= now - 0.5 * self.dt)[0]
+            self.target = points[due[0]] if len(due) else points[-1]
+        return self.target
+
+    # ---- physics ------------------------------------------------------------------------------------------------
+    def on_timer(self) -> None:
+        now = self.now()
+        if not self.done:
+            self.obs, _, terminated, truncated, info = self.env.step(self.current_target(now))
+            if terminated or truncated:
+                self.done = True
+                self.results.append({"episode": self.episode, "seed": int(self.seed) + self.episode,
+                                     "success": bool(info["success"]), "steps": int(info["step"]),
+                                     "instruction": self.env.instruction})
+                self.success_pub.publish(Bool(data=bool(info["success"])))
+        self.publish_observation(now)
+
+    def publish_observation(self, t: float) -> None:
+        if self.publish_instruction:  # with every observation, so a late or volatile subscriber always has it
+            self.instruction_pub.publish(String(data=self.env.instruction))
+        stamp = cv.sec_to_stamp(t)
+        self.joint_pub.publish(cv.joint_state(self.joint_names, self.obs["joint_pos"], self.obs["joint_vel"], stamp))
+        self.image_pub.publish(cv.rgb_to_image(self.obs["image"], stamp, self.frame_id, self.encoding))
+
+    def on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.message = self.reset_episode()
+        response.success = True
+        return response
+
+    def destroy_node(self) -> None:
+        self.env.close()
+        super().destroy_node()
+
+
+NODE_CLASS = SimNode
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
