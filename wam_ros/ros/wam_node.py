@@ -102,7 +102,8 @@ class WamNode(Node):
         self.commanded = False  # a motion command has been published (only then is a hold sent)
         self.last_step = -1.0
         self.stats = {"steps": 0, "commands": 0, "holds": 0, "refused": 0, "ticks": 0, "missed": 0,
-                      "clamped": 0, "infer_s": deque(maxlen=STAT_WINDOW), "step_s": deque(maxlen=STAT_WINDOW)}
+                      "clamped": 0, "infer_s": deque(maxlen=STAT_WINDOW), "step_s": deque(maxlen=STAT_WINDOW),
+                      "overhead_s": deque(maxlen=STAT_WINDOW)}  # step_s minus predict() per published command
         self._last_tick: float | None = None
         self._last_surprise: float | None = None
 
@@ -214,7 +215,8 @@ class WamNode(Node):
             t1 = time.perf_counter()
             out = self.policy.predict({"images": self.frames.frames(), "joint_pos": q,
                                        "instruction": self.instruction})
-            self.stats["infer_s"].append(time.perf_counter() - t1)
+            infer = time.perf_counter() - t1
+            self.stats["infer_s"].append(infer)
             safe = self.safety.apply(out["action"], q)
         except (ValueError, RuntimeError) as exc:  # UnsafeInput is a ValueError: NaN/Inf or wrong shape out
             self.refuse("model", str(exc))
@@ -234,7 +236,9 @@ class WamNode(Node):
         self.commanded = True
         self.hold_level, self.hold_reason = None, ""
         self.stats["commands"] += 1
-        self.stats["step_s"].append(time.perf_counter() - t0)
+        total = time.perf_counter() - t0
+        self.stats["step_s"].append(total)
+        self.stats["overhead_s"].append(total - infer)
 
     def publish_command(self, points: np.ndarray, stamp: object) -> None:
         if self.command_type == "trajectory":
