@@ -122,8 +122,9 @@ def test_resume_after_the_whole_run_is_killed(reference, tmp_path):
     assert 10 <= partial.num_rows < N
     assert not (out / ".lock").exists() or _lock_is_free(out)  # the kernel released the dead run's lock
 
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    again = subprocess.run([c for c in cmd if c != "--no-progress"], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
+    assert "eps/s, fall rate" in again.stderr  # the progress bar's live postfix
     assert f"({N - partial.num_rows} run now" in again.stdout, again.stdout  # only the missing ones ran
     rows = pq.read_table(out / "results.parquet").to_pylist()
     assert [r["index"] for r in rows] == list(range(N))

@@ -554,7 +554,10 @@ class _RayFallWorker:
 
 def _run_ray(spec: CampaignSpec, pending: list[int], on_row: Progress) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
+    try:
+        import ray
+    except ImportError as exc:
+        raise CampaignError(f"--backend ray needs the `ray` package ({exc}); pip install ray") from exc
 
     started_here = not ray.is_initialized()
     if started_here:
