@@ -1,0 +1,138 @@
+"""Bringup graphs (config/bringup/*.yaml) and the launch files that read them: every executable, parameter file,
+parameter and argument they name exists; `wam bringup` composes the same graph in one process."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ros_fixtures import make_tiny_checkpoint
+
+from wam_ros.ros.bringup import Bringup
+from wam_ros.ros.launch_util import load_graph, node_specs, parse_cli_arguments, substitute, used_arguments
+
+ROOT = Path(__file__).resolve().parent.parent
+GRAPHS = sorted((ROOT / "config" / "bringup").glob("*.yaml"))
+LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
+DECLARE = re.compile(r"""declare(?:_parameter)?\(\s*(?:self,\s*)?["']([A-Za-z_][A-Za-z0-9_.]*)["']""")
+DECLARE_PREFIX = re.compile(r"""declare(?:_parameter)?\(\s*(?:self,\s*)?f["']([A-Za-z0-9_.]*)\{""")  # f"joy_{name}"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory)
+
+
+def setup_nodes() -> list[str]:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    assign = next(n for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "NODES")
+    return ast.literal_eval(assign.value)
+
+
+def test_there_are_graphs_and_launch_files():
+    assert {"sim_demo", "robot"} <= {g.stem for g in GRAPHS}
+    assert {"sim_demo.launch.py", "robot.launch.py"} <= {f.name for f in LAUNCH_FILES}
+
+
+@pytest.mark.parametrize("launch_file", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_reads_its_graph(launch_file):
+    tree = ast.parse(launch_file.read_text())
+    funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert "generate_launch_description" in funcs
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "launch_description"]
+    assert calls, f"{launch_file.name} does not call wam_ros.ros.launch_util.launch_description()"
+    name = ast.literal_eval(calls[0].args[0])
+    assert name == launch_file.name.removesuffix(".launch.py")
+    assert (ROOT / "config" / "bringup" / f"{name}.yaml").is_file()
+    assert ast.get_docstring(tree)
+
+
+@pytest.mark.parametrize("graph_file", GRAPHS, ids=lambda p: p.stem)
+def test_graph_names_only_things_that_exist(graph_file):
+    graph = load_graph(graph_file)
+    declared_args = set(graph["arguments"])
+    assert used_arguments(graph) <= declared_args, "a $(arg X) is not declared"
+    assert declared_args <= used_arguments(graph), "a declared argument is never used"
+    for spec in node_specs(graph):  # defaults resolve; parameter files exist (checked inside)
+        assert spec.executable in setup_nodes(), f"{spec.executable} is not a console script in setup.py"
+        src = (ROOT / "wam_ros" / "ros" / f"{spec.executable}.py").read_text()
+        assert "NODE_CLASS = " in src and "def main(" in src
+        declared, prefixes = set(DECLARE.findall(src)), tuple(DECLARE_PREFIX.findall(src))
+        for path in spec.parameter_files:
+            assert path.is_file()
+            for section in yaml.safe_load(path.read_text()).values():
+                unknown = {k for k in section["ros__parameters"] if k not in declared and not k.startswith(prefixes)}
+                assert not unknown, f"{path.name} sets parameters {unknown} that {spec.executable} does not declare"
+        assert set(spec.overrides) <= declared, f"overrides {set(spec.overrides) - declared} not declared"
+
+
+def test_substitution_types_and_errors():
+    args = {"hz": "30", "flag": "true", "name": "reach the red target", "path": "/a/b"}
+    assert substitute("$(arg hz)", args) == 30 and substitute("$(arg flag)", args) is True
+    assert substitute("$(arg name)", args) == "reach the red target"
+    assert substitute("$(arg path)/model.pt", args) == "/a/b/model.pt"
+    assert substitute("$(find-pkg-share wam_ros)/models", args) == str(ROOT / "models")
+    with pytest.raises(ValueError, match=r"\$\(arg nope\) is not a declared argument"):
+        substitute("x/$(arg nope)", args)
+    with pytest.raises(ValueError, match="NAME:=VALUE"):
+        parse_cli_arguments(["model=x"])
+    with pytest.raises(ValueError, match="unknown argument"):
+        node_specs(load_graph("sim_demo"), {"bogus": "1"})
+    with pytest.raises(FileNotFoundError, match="known graphs"):
+        load_graph("no_such_graph")
+
+
+def test_bad_graph_files_are_clear_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nodes:\n  - executable: wam_node\n    params: [x]\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['params'\]"):
+        load_graph(bad)
+    bad.write_text("nodes:\n  - executable: wam_node\n    parameters: [config/nope.yaml]\n")
+    with pytest.raises(FileNotFoundError, match="parameter file not found"):
+        node_specs(load_graph(bad))
+
+
+def test_bringup_sim_demo_closes_the_loop_with_a_real_model(tiny_checkpoint):
+    with Bringup("sim_demo", {"model": str(tiny_checkpoint), "backend": "torch", "seed": "10003"}) as b:
+        assert set(b.nodes) == {"sim", "wam"}
+        sim, wam = b.nodes["sim"], b.nodes["wam"]
+        start = sim.target.copy()
+        assert b.spin_until(lambda: wam.stats["commands"] >= 10 and sim.env.steps >= 10, 20.0)
+        assert sim.plan is not None  # the sim is executing wam_node's trajectories
+        assert not np.allclose(sim.target, start)
+        assert sim.seed == 10003 and wam.control_hz == 10.0
+        assert wam.instruction == sim.env.instruction  # the sim announced the task over wam/instruction
+
+
+def test_bringup_robot_graph_applies_arguments_and_remappings(tiny_checkpoint):
+    args = {"model": str(tiny_checkpoint), "backend": "torch", "controller": "my_ctrl", "command_type": "forward",
+            "camera_topic": "/cam/front/image", "instruction": "reach the blue target"}
+    with Bringup("robot", args) as b:
+        wam = b.nodes["wam"]
+        topics = {s.topic_name for s in wam.subscriptions}
+        assert {"/cam/front/image", "/joint_states", "/wam/instruction"} <= topics
+        assert wam.cmd_pub.topic_name == "/my_ctrl/commands"
+        assert wam.instruction == "reach the blue target" and wam.surprise_hold is True
+
+
+def test_bringup_refuses_undeclared_parameters(tmp_path, tiny_checkpoint):
+    graph = tmp_path / "typo.yaml"
+    graph.write_text(yaml.safe_dump({"nodes": [{"executable": "wam_node", "name": "wam",
+                                                "parameters": [str(ROOT / "config" / "wam_node.yaml")],
+                                                "overrides": {"model_path": str(tiny_checkpoint), "backend": "torch",
+                                                              "contol_hz": 5.0}}]}))
+    with pytest.raises(ValueError, match=r"does not declare parameter\(s\) \['contol_hz'\]"):
+        Bringup(str(graph))
+
+
+def test_wam_bringup_cli_reports_bad_arguments():
+    out = subprocess.run([sys.executable, "-m", "wam_ros.cli", "bringup", "sim_demo", "bogus:=1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "unknown argument(s) ['bogus']" in out.stdout
