@@ -139,6 +139,7 @@ class TabletopEnv(gym.Env):
         self._action = q0.copy()
         self._apply(self._action)
         self.instruction = self.scene.instruction
+        self._scene_dict = self.scene.to_dict()
         self.steps = 0
         self.seed_value = int(seed)
         return self._observe(), self._info(success=False)
@@ -209,7 +210,8 @@ class TabletopEnv(gym.Env):
         return obs
 
     def _info(self, success: bool) -> dict:
-        return {"task": self.task, "instruction": self.instruction, "scene": self.scene.to_dict(),
+        # the scene dict is built once per reset (not per step): treat info["scene"] as read-only
+        return {"task": self.task, "instruction": self.instruction, "scene": self._scene_dict,
                 "randomisation": self.scene.randomisation, "success": bool(success), "step": self.steps,
                 "applied_action": self._action.copy()}
 

@@ -1,0 +1,48 @@
+"""Collection throughput with 1 vs 2 worker processes, side by side in one run (parallel efficiency goal >= 0.9).
+
+    .venv/bin/python benchmarks/sim_collect_scaling.py [--task reach] [--episodes 40] [--rounds 2]
+
+Each round runs `collect()` (what `wam collect` runs) into fresh temporary directories, first with 1 worker
+(in-process), then with 2 (spawned worker processes, start-up included). Wall-clock episodes/min; efficiency =
+rate(2) / (2 * rate(1)). Wall time is the only fair measure here, so run it on an otherwise idle machine: the load
+average before and after is printed because other processes on the 2 cores lower the 2-worker figure directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+
+from wam_ros.data.collect import CollectConfig, collect
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="reach")
+    ap.add_argument("--episodes", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--image-size", type=int, default=64)
+    args = ap.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f}  (cpus: {os.cpu_count()})")
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(args.rounds):
+        for workers in (1, 2):
+            with tempfile.TemporaryDirectory(prefix="wam-bench-collect-") as out:
+                cfg = CollectConfig(task=args.task, episodes=args.episodes, out=out, workers=workers,
+                                    image_size=args.image_size)
+                s = collect(cfg, progress=False)
+                if s.errors:
+                    raise SystemExit(f"collection errors: {s.errors[:3]}")
+                rates[workers].append(s.written / s.seconds * 60)
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    print(f"load average after : {os.getloadavg()[0]:.2f}")
+    print(f"task={args.task} episodes={args.episodes} rounds={args.rounds} image={args.image_size}")
+    print(f"1 worker : {one:7.1f} episodes/min   (rounds: {', '.join(f'{r:.1f}' for r in rates[1])})")
+    print(f"2 workers: {two:7.1f} episodes/min   (rounds: {', '.join(f'{r:.1f}' for r in rates[2])})")
+    print(f"speed-up {two / one:.2f}x, parallel efficiency {two / (2 * one):.2f}   (goal >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
