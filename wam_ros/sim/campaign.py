@@ -46,14 +46,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from wam_ros.data.episode import episode_path, write_episode
 from wam_ros.sim.falls import FallConfig, FallSim, sample_params
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +60,24 @@ CAMPAIGN_VERSION = 1
 RESULTS = "results.parquet"
 BACKENDS = ("local", "ray")
 
-SCHEMA = pa.schema([
-    ("index", pa.int64()), ("seed", pa.int64()),
-    ("push_force", pa.float64()), ("push_yaw", pa.float64()), ("push_start", pa.float64()),
-    ("push_duration", pa.float64()), ("push_impulse", pa.float64()), ("slope_deg", pa.float64()),
-    ("slope_yaw", pa.float64()), ("friction", pa.float64()), ("mass_scale", pa.float64()),
-    ("motor_strength", pa.float64()),
-    ("fell", pa.bool_()), ("recovered", pa.bool_()), ("outcome", pa.string()), ("fall_time", pa.float64()),
-    ("time_to_fall", pa.float64()), ("max_tilt_deg", pa.float64()), ("min_height", pa.float64()),
-    ("final_tilt_deg", pa.float64()), ("final_height", pa.float64()), ("sim_time", pa.float64()),
-    ("steps", pa.int64()), ("recorded", pa.bool_()),
-])
-COLUMNS = tuple(SCHEMA.names)
+# The results table, one row per episode (pyarrow type names; pyarrow is imported lazily: workers never need it).
+COLUMN_TYPES: tuple[tuple[str, str], ...] = (
+    ("index", "int64"), ("seed", "int64"),
+    ("push_force", "float64"), ("push_yaw", "float64"), ("push_start", "float64"), ("push_duration", "float64"),
+    ("push_impulse", "float64"), ("slope_deg", "float64"), ("slope_yaw", "float64"), ("friction", "float64"),
+    ("mass_scale", "float64"), ("motor_strength", "float64"),
+    ("fell", "bool_"), ("recovered", "bool_"), ("outcome", "string"), ("fall_time", "float64"),
+    ("time_to_fall", "float64"), ("max_tilt_deg", "float64"), ("min_height", "float64"),
+    ("final_tilt_deg", "float64"), ("final_height", "float64"), ("sim_time", "float64"),
+    ("steps", "int64"), ("recorded", "bool_"),
+)
+COLUMNS = tuple(name for name, _ in COLUMN_TYPES)
+
+
+def schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([(name, getattr(pa, kind)()) for name, kind in COLUMN_TYPES])
 
 
 class CampaignError(RuntimeError):
@@ -247,6 +252,8 @@ def _log_paths(out: Path) -> list[Path]:
 
 def _collect(out: Path) -> tuple[dict[int, dict[str, Any]], list[Path]]:
     """All rows (table + logs), keyed by index, and the logs read."""
+    import pyarrow.parquet as pq
+
     rows: dict[int, dict[str, Any]] = {}
     results = out / RESULTS
     if results.exists():
@@ -260,8 +267,10 @@ def _collect(out: Path) -> tuple[dict[int, dict[str, Any]], list[Path]]:
 
 
 def _table(rows: Iterable[dict[str, Any]]) -> pa.Table:
+    import pyarrow as pa
+
     ordered = sorted(rows, key=lambda r: r["index"])
-    return pa.Table.from_pylist(ordered, schema=SCHEMA)
+    return pa.Table.from_pylist(ordered, schema=schema())
 
 
 def load_results(out: str | Path) -> pa.Table:
@@ -277,6 +286,8 @@ def compact(out: str | Path) -> pa.Table:
     """Merge the logs into results.parquet (atomic replace), then delete those logs. Call with no writer running."""
     out = Path(out)
     rows, logs = _collect(out)
+    import pyarrow.parquet as pq
+
     table = _table(rows.values())
     tmp = out / f".{RESULTS}.tmp-{os.getpid()}"
     pq.write_table(table, tmp)
@@ -353,6 +364,10 @@ Progress = Callable[[int, bool], None]  # (index, fell) after each finished epis
 
 def run_campaign(spec: CampaignSpec, progress: bool = True) -> CampaignSummary:
     """Run (or resume) the campaign; returns when every episode 0..episodes-1 has a row. Ctrl-C stops cleanly."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     with _claim(spec):
         compact(spec.out)  # fold logs of an interrupted run into the table: resume = indices in it
         done = set(pq.read_table(spec.out / RESULTS, columns=["index"]).column("index").to_pylist())
@@ -380,6 +395,8 @@ def run_campaign(spec: CampaignSpec, progress: bool = True) -> CampaignSummary:
 
 
 def _count_falls(out: Path, n: int) -> int:
+    import pyarrow.parquet as pq
+
     t = pq.read_table(out / RESULTS, columns=["index", "fell"])
     return sum(1 for i, f in zip(t.column("index").to_pylist(), t.column("fell").to_pylist(), strict=True)
                if f and i < n)
