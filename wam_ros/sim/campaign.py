@@ -515,8 +515,10 @@ def _run_local(spec: CampaignSpec, pending: list[int], on_row: Progress) -> int:
                         log.warning("worker pid %s died (exit code %s); %d episodes re-queued",
                                     w.proc.pid, w.proc.exitcode, len(w.block))
                         if deaths > spec.max_restarts:
-                            raise CampaignError(f"{deaths} worker deaths (limit {spec.max_restarts}); last exit "
-                                                f"code {w.proc.exitcode}. Rows so far are kept; rerun to continue")
+                            where = f", in episodes {w.block[0]}..{w.block[-1]}" if w.block else ""
+                            raise CampaignError(f"{deaths} worker deaths (limit {spec.max_restarts}); the last "
+                                                f"exited with code {w.proc.exitcode}{where}. Rows so far are kept; "
+                                                f"rerun to continue")
                     if blocks and len(workers) < spec.workers:
                         start()
     finally:

@@ -79,6 +79,9 @@ def _falls(args: argparse.Namespace) -> int:
     except CampaignError as exc:
         print(f"wam campaign falls: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"wam campaign falls: cannot use {args.out}: {exc}", file=sys.stderr)
+        return 1
     print(f"{summary.episodes} episodes in {summary.out} ({summary.ran} run now in {summary.wall_s:.1f} s, "
           f"{summary.eps_per_s:.1f} eps/s); fall rate {summary.fall_rate:.1%}; worker deaths {summary.worker_deaths}")
     return 0
@@ -186,6 +189,9 @@ def _report(args: argparse.Namespace) -> int:
     except (FileNotFoundError, CampaignError) as exc:
         print(f"wam campaign report: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"wam campaign report: cannot read {args.out} or write the report: {exc}", file=sys.stderr)
+        return 1
     print(md)
     for p in paths:
         print(f"wrote {p}")
