@@ -237,3 +237,13 @@ def test_bad_directories_are_refused(reference, tmp_path, capsys):
     assert "expected a sub-command" in capsys.readouterr().err
     compact(copy)  # idempotent on a complete campaign
     assert load_results(copy).num_rows == N
+
+
+def test_a_worker_that_keeps_crashing_stops_the_run_and_keeps_the_rows(tmp_path):
+    out = tmp_path / "falls"
+    run_campaign(CampaignSpec(out=out, episodes=2, workers=1), progress=False)
+    (out / "episodes").write_text("a file where the episode directory should be")  # recording episode 3 will fail
+    spec = CampaignSpec(out=out, episodes=6, workers=1, block=2, record="3", max_restarts=1)
+    with pytest.raises(CampaignError, match=r"2 worker deaths \(limit 1\).*in episodes 3\.\.3"):
+        run_campaign(spec, progress=False)
+    assert load_results(out).column("index").to_pylist() == [0, 1, 2]  # nothing finished is lost
