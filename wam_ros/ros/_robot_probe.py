@@ -33,9 +33,10 @@ PROFILE = RobotProfile.load("panda")
 
 
 class Probe(Node):
-    def __init__(self, controller: str, huge_side: int = 2100) -> None:
+    def __init__(self, controller: str, huge_side: int = 2100, light: bool = False) -> None:
         super().__init__("robot_probe")
-        self.huge_side = huge_side
+        self.huge_side, self.light = huge_side, light  # light: count commands, keep only the last diagnostics
+        self.n_commands, self.last_diag = 0, {}
         self.image_pub = self.create_publisher(Image, "camera/image_raw", 10)
         self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
         self.instruction_pub = self.create_publisher(String, "wam/instruction", 10)
@@ -52,6 +53,9 @@ class Probe(Node):
         return time.monotonic() - self.t0
 
     def on_traj(self, msg: JointTrajectory) -> None:
+        self.n_commands += 1
+        if self.light:
+            return
         names = list(msg.joint_names)
         pts = [list(p.positions) for p in msg.points]
         times = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points]
@@ -62,12 +66,17 @@ class Probe(Node):
         self.events.append({"kind": "command", "t": self.t(), "type": "forward", "points": [list(msg.data)]})
 
     def on_diag(self, msg: DiagnosticArray) -> None:
+        if self.light:
+            self.last_diag = {kv.key: kv.value for st in msg.status for kv in st.values}
+            return
         for st in msg.status:
             level = st.level if isinstance(st.level, int) else int.from_bytes(st.level, "little")
             self.events.append({"kind": "diag", "t": self.t(), "level": level, "message": st.message,
                                 "values": {kv.key: kv.value for kv in st.values}})
 
     def on_surprise(self, msg: Float32) -> None:
+        if self.light:
+            return
         self.events.append({"kind": "surprise", "t": self.t(), "value": float(msg.data)})
 
     def wait_matched(self, timeout: float = 15.0) -> bool:
@@ -149,14 +158,16 @@ def run_stream(p: Probe, a: argparse.Namespace) -> dict:
     if a.instruction:
         p.instruction_pub.publish(String(data=a.instruction))
     period, k = 1.0 / a.rate, 0
-    end = time.monotonic() + a.duration
-    while time.monotonic() < end:
-        sent.append(p.publish_valid(k))
+    start = time.monotonic()
+    while time.monotonic() < start + a.duration:
+        info = p.publish_valid(k)
+        if not a.light:
+            sent.append(info)
         k += 1
-        p.spin_for(period)
+        p.spin_for(start + k * period - time.monotonic())  # deadline pacing: no drift
     stop_t = p.t()
     p.spin_for(a.stop)
-    return {"sent": sent, "stop_t": stop_t}
+    return {"sent": sent, "stop_t": stop_t, "published": k}
 
 
 def run_fuzz(p: Probe, a: argparse.Namespace) -> dict:
@@ -179,21 +190,27 @@ def run_fuzz(p: Probe, a: argparse.Namespace) -> dict:
 
 
 def run_pingpong(p: Probe, a: argparse.Namespace) -> dict:
-    """Publish joints + one frame, wait for the command it causes; latency = command received - frame published."""
+    """Publish joints + one frame, wait for the command computed from it (matched by the trajectory's stamp, which
+    wam_node sets to the camera stamp); latency = command received - frame published, on this process's clock."""
     latencies, lost = [], 0
+    period = 1.0 / a.rate
+    start_all = time.monotonic()
     for k in range(a.count):
-        n = len([e for e in p.events if e["kind"] == "command"])
-        start = time.perf_counter()
-        p.publish_valid(k * 3)  # k*3 keeps the same encoding/size (rgb8 64x64) every time
-        deadline = start + 0.5
-        while len([e for e in p.events if e["kind"] == "command"]) == n and time.perf_counter() < deadline:
-            rclpy.spin_once(p, timeout_sec=0.0005)
-        if len([e for e in p.events if e["kind"] == "command"]) > n:
-            latencies.append(time.perf_counter() - start)
-        else:
+        n = len(p.events)
+        t_send = time.perf_counter()
+        info = p.publish_valid(k * 3)  # k*3 keeps the same encoding and size (rgb8 64x64) every time
+        got = None
+        while got is None and time.perf_counter() < t_send + 0.5:
+            rclpy.spin_once(p, timeout_sec=0.05)  # returns as soon as a message arrives: no busy polling
+            for e in p.events[n:]:
+                if e["kind"] == "command" and abs(e.get("stamp", -1.0) - info["stamp"]) < 1e-6:
+                    got = time.perf_counter()
+        if got is None:
             lost += 1
-        while time.perf_counter() < start + 1.0 / a.rate:
-            rclpy.spin_once(p, timeout_sec=0.001)
+        else:
+            latencies.append(got - t_send)
+        del p.events[:]  # keep memory flat
+        p.spin_for(start_all + (k + 1) * period - time.monotonic())
     return {"latency_s": latencies, "lost": lost}
 
 
@@ -209,15 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--controller", default="arm_controller")
     ap.add_argument("--huge-side", type=int, default=2100, help="fuzz: side of the oversized mono8 image")
     ap.add_argument("--instruction", default="", help="stream: publish this on wam/instruction first")
+    ap.add_argument("--light", action="store_true", help="record counts and the last diagnostics only (soak)")
     a = ap.parse_args(argv)
     rclpy.init()
-    p = Probe(a.controller, a.huge_side)
+    p = Probe(a.controller, a.huge_side, a.light)
     try:
         result: dict = {"matched": p.wait_matched()}
         if result["matched"]:
             p.spin_for(0.3)  # let the volatile subscriptions settle (first messages can be missed otherwise)
             result.update({"stream": run_stream, "fuzz": run_fuzz, "pingpong": run_pingpong}[a.scenario](p, a))
-        result["events"] = p.events
+        result.update(events=p.events, n_commands=p.n_commands, last_diag=p.last_diag)
         with open(a.out, "w") as f:
             json.dump(result, f)
     finally:

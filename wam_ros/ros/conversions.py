@@ -122,11 +122,8 @@ def trajectory(joint_names: list[str], points: np.ndarray, dt: float, stamp: Tim
     if stamp is not None:
         msg.header.stamp = stamp
     msg.joint_names = list(joint_names)
-    for k, q in enumerate(np.asarray(points, dtype=np.float64)):
-        p = JointTrajectoryPoint()
-        p.positions = [float(v) for v in q]
-        p.time_from_start = sec_to_duration((k + 1) * dt)
-        msg.points.append(p)
+    msg.points = [JointTrajectoryPoint(positions=q, time_from_start=sec_to_duration((k + 1) * dt))
+                  for k, q in enumerate(np.asarray(points, dtype=np.float64).tolist())]
     return msg
 
 
