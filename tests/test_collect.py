@@ -4,8 +4,12 @@ episodes kept, clear errors for bad arguments."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +100,45 @@ def test_unwritable_output_directory_is_a_clear_error(tmp_path):
     res = wam("collect", "--episodes", "1", "--out", str(blocker / "sub"), timeout=60)
     assert res.returncode == 2
     assert "not writable" in res.stderr and "Traceback" not in res.stderr
+
+
+def _worker_pids(parent: int) -> list[int]:
+    """Spawned pool workers of `parent` (not the multiprocessing resource tracker)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    pids = []
+    for pid in map(int, children):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except FileNotFoundError:
+            continue
+        if "spawn_main" in cmd and "resource_tracker" not in cmd:
+            pids.append(pid)
+    return pids
+
+
+def test_a_killed_worker_stops_the_run_cleanly_and_a_rerun_completes(tmp_path):
+    out = tmp_path / "reach"
+    args = [sys.executable, "-m", "wam_ros.cli", "collect", "--task", "reach", "--episodes", "24", "--workers", "2",
+            "--image-size", "32", "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (out.is_dir() and len(list_episodes(out)) >= 2):
+            time.sleep(0.02)
+        workers = _worker_pids(proc.pid)
+        assert workers, "no worker processes found"
+        os.kill(workers[0], signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, stdout + stderr
+    assert "worker process died" in stderr and "re-run" in stderr
+    done = list_episodes(out)
+    assert 2 <= len(done) < 24
+    for p in done:  # everything listed is a complete episode
+        read_episode(p)
+    res = wam("collect", "--task", "reach", "--episodes", "24", "--workers", "2", "--image-size", "32", "--quiet",
+              "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert len(list_episodes(out)) == 24

@@ -19,6 +19,8 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,10 @@ MANIFEST = "collect.json"
 # settings that must match for a re-run to resume into the same directory
 _RESUME_KEYS = ("task", "seed", "image_size", "control_hz", "randomize", "wrist_camera", "scene_per_episode",
                 "max_steps")
+
+
+class CollectError(RuntimeError):
+    """The collection stopped (e.g. a worker process died); the episodes already written are complete."""
 
 
 @dataclass
@@ -199,10 +205,20 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
             for i in todo:
                 account(_collect_one(i))
         elif todo:
-            ctx = mp.get_context("spawn")  # fresh interpreters: no inherited pybullet or thread state
-            with ctx.Pool(min(cfg.workers, len(todo)), initializer=_worker_init, initargs=(asdict(cfg),)) as pool:
-                for result in pool.imap_unordered(_collect_one, todo, chunksize=1):
-                    account(result)
+            # spawn: fresh interpreters, no inherited pybullet or thread state. A ProcessPoolExecutor (unlike
+            # multiprocessing.Pool, which hangs) reports a worker that died; what was written stays, a re-run resumes.
+            ctx = mp.get_context("spawn")
+            with ProcessPoolExecutor(min(cfg.workers, len(todo)), mp_context=ctx, initializer=_worker_init,
+                                     initargs=(asdict(cfg),)) as pool:
+                futures = [pool.submit(_collect_one, i) for i in todo]
+                try:
+                    for future in as_completed(futures):
+                        account(future.result())
+                except BrokenProcessPool as exc:
+                    for f in futures:
+                        f.cancel()
+                    raise CollectError(f"a worker process died ({exc}); {written} episodes were written this run "
+                                       f"and are complete; re-run the same command to fill in the rest") from exc
     finally:
         bar.close()
         global _ENV
@@ -239,6 +255,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"wam collect: error: {exc}", file=sys.stderr)
         return 2
+    except CollectError as exc:
+        print(f"wam collect: error: {exc}", file=sys.stderr)
+        return 1
     rate = f"{summary.success_rate:.1%}" if summary.written else "n/a"
     print(f"wam collect: {summary.written} episodes written to {cfg.out} ({summary.present_before} already there), "
           f"expert success {summary.succeeded}/{summary.written} ({rate}), {len(summary.errors)} errors, "
