@@ -55,7 +55,7 @@ class WindowArrays:
             raise ValueError(f"all episodes must have the same number of joints, got {sorted(joints)}")
         self.k_frames, self.chunk = k_frames, chunk
         frames, joint_pos, actions, tokens, tasks = [], [], [], [], []
-        past, future, mask, nxt, ep_of = [], [], [], [], []
+        past, future, mask, nxt, ep_of, last = [], [], [], [], [], []
         offset = 0
         for e, ep in enumerate(episodes):
             T = len(ep)
@@ -71,6 +71,7 @@ class WindowArrays:
             mask.append(fut < T)
             nxt.append(offset + t + 1)
             ep_of.append(np.full(T - 1, e))
+            last.append(np.full(T - 1, offset + T - 1))
             offset += T
         self.frames = np.ascontiguousarray(np.concatenate(frames))  # (sum T, 3, H, W) uint8
         self.joint_pos = np.concatenate(joint_pos).astype(np.float32)  # (sum T, J)
@@ -80,6 +81,7 @@ class WindowArrays:
         self.past, self.future = np.concatenate(past), np.concatenate(future)  # (W, K), (W, N)
         self.mask, self.next = np.concatenate(mask), np.concatenate(nxt)  # (W, N), (W,)
         self.episode = np.concatenate(ep_of)  # (W,)
+        self.last = np.concatenate(last)  # (W,) index of the episode's last step
         self.current = self.past[:, -1]  # (W,) index of step t
 
     def __len__(self) -> int:

@@ -49,7 +49,8 @@ def plot_losses(csv_path: str | Path, png_path: str | Path) -> Path:
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_title(title)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.tight_layout()
     fig.savefig(png_path, dpi=80)
     plt.close(fig)
