@@ -125,9 +125,9 @@ def test_joy_drives_sim_robot_and_three_episodes_become_training_data(graph, tmp
             counts = {c.topic: c.msgcount for c in reader.connections}
             assert types == TOPICS
             # ~2.6 s at 15 Hz of camera + joint states; teleop commands at 30 Hz while the deadman was held
-            assert 25 <= counts["/camera/image_raw"] <= 50, counts
+            assert 20 <= counts["/camera/image_raw"] <= 55, counts
             assert abs(counts["/joint_states"] - counts["/camera/image_raw"]) <= 2, counts
-            assert 40 <= counts["/arm_controller/commands"] <= 70, counts
+            assert 30 <= counts["/arm_controller/commands"] <= 75, counts
             assert counts["/arm_controller/joint_trajectory"] == 0  # command_interface: forward
             assert sum(1 for _ in reader.messages()) == reader.message_count
         meta = (bags / name / "metadata.yaml").read_text()
