@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,19 @@ def push_env():
     env = TabletopEnv(task="push")
     yield env
     env.close()
+
+
+def test_passes_gymnasium_env_checker():
+    from gymnasium.utils.env_checker import check_env
+
+    for task in ("reach", "push"):
+        env = TabletopEnv(task=task, image_size=32)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # advice about non-normalised Box spaces: absolute joint targets
+                check_env(env, skip_render_check=True)
+        finally:
+            env.close()
 
 
 def _same(a, b) -> bool:

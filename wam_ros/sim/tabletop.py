@@ -9,7 +9,8 @@ Run `wam sim --task reach --seed 0 --gif out.gif` to watch the scripted expert (
 Observation: {"image": uint8 (H, W, 3) RGB from a fixed third-person camera, "joint_pos": float32 (8,),
 "joint_vel": float32 (8,)} (+ "wrist_image" with `wrist_camera=True`). The 8 "joints" follow the robot profile:
 panda_joint1..7 + the gripper opening width in metres (sum of both fingers). Targets and object poses are NOT in the
-observation: they are in `info["scene"]` (privileged, for experts and evaluation) and in the episode metadata.
+observation: they are in reset()'s `info["scene"]` and in `env.scene` (privileged, for experts and evaluation) and in
+the episode metadata. step()'s info: task, instruction, success, step, applied_action.
 
 Action: absolute joint position targets (arm + gripper width), clamped to the profile's limits, applied with position
 control for `240 / control_hz` physics steps (240 Hz physics). The clamped action is `info["applied_action"]`.
@@ -79,8 +80,10 @@ class TabletopEnv(gym.Env):
         n = image_size
         spaces = {
             "image": gym.spaces.Box(0, 255, (n, n, 3), np.uint8),
-            "joint_pos": gym.spaces.Box(self._lo.astype(np.float32), self._hi.astype(np.float32), dtype=np.float32),
-            "joint_vel": gym.spaces.Box(-np.inf, np.inf, (8,), np.float32),
+            # measured positions may overshoot the commanded limits a little
+            "joint_pos": gym.spaces.Box((self._lo - 0.1).astype(np.float32), (self._hi + 0.1).astype(np.float32),
+                                        dtype=np.float32),
+            "joint_vel": gym.spaces.Box(-100.0, 100.0, (8,), np.float32),
         }
         if wrist_camera:
             spaces["wrist_image"] = gym.spaces.Box(0, 255, (n, n, 3), np.uint8)
@@ -139,10 +142,9 @@ class TabletopEnv(gym.Env):
         self._action = q0.copy()
         self._apply(self._action)
         self.instruction = self.scene.instruction
-        self._scene_dict = self.scene.to_dict()
         self.steps = 0
         self.seed_value = int(seed)
-        return self._observe(), self._info(success=False)
+        return self._observe(), self._info(success=False, full=True)
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
         if self.scene is None:
@@ -209,11 +211,15 @@ class TabletopEnv(gym.Env):
             obs["wrist_image"] = self._wrist() if self.render_images else np.zeros((n, n, 3), np.uint8)
         return obs
 
-    def _info(self, success: bool) -> dict:
-        # the scene dict is built once per reset (not per step): treat info["scene"] as read-only
-        return {"task": self.task, "instruction": self.instruction, "scene": self._scene_dict,
-                "randomisation": self.scene.randomisation, "success": bool(success), "step": self.steps,
+    def _info(self, success: bool, full: bool = False) -> dict:
+        """Fresh dict per call. The scene and its randomisation (privileged) come with reset(); during an episode
+        they are `env.scene` (building them each step would cost ~5% of a camera-free step)."""
+        info = {"task": self.task, "instruction": self.instruction, "success": bool(success), "step": self.steps,
                 "applied_action": self._action.copy()}
+        if full:
+            scene = self.scene.to_dict()
+            info.update(scene=scene, randomisation=scene["randomisation"])
+        return info
 
     def _set_lighting_and_friction(self, scene: Scene) -> None:
         c = self.client
