@@ -92,11 +92,14 @@ def main() -> int:
     figs["overhead_p50_ms"] = figs["e2e_p50_ms"] - figs["bare_p50_ms"]
     figs["overhead_p99_ms"] = figs["e2e_p99_ms"] - figs["bare_p99_ms"]
     figs["ratio_p50"] = figs["e2e_p50_ms"] / figs["bare_p50_ms"]
+    figs["node_step_overhead_p50_ms"] = float(res.get("last_diag", {}).get("step_overhead_ms_p50", "nan"))
     print(f"bare predict() ({a.backend}, 1 thread): p50 {figs['bare_p50_ms']:.2f} ms  p99 {figs['bare_p99_ms']:.2f} ms")
     print(f"ROS end-to-end (camera published -> command received, separate processes): "
           f"p50 {figs['e2e_p50_ms']:.2f} ms  p99 {figs['e2e_p99_ms']:.2f} ms  ({figs['received']}/{a.count} frames)")
     print(f"ROS overhead: p50 {figs['overhead_p50_ms']:.2f} ms (goal <= 1.5 ms)  p99 {figs['overhead_p99_ms']:.2f} ms  "
           f"e2e/bare p50 ratio {figs['ratio_p50']:.2f}")
+    print(f"  of which inside wam_node (control step minus predict, last 100 steps): p50 "
+          f"{figs['node_step_overhead_p50_ms']:.3f} ms; the rest is DDS transport both ways + message (de)serialisation")
     if a.json:
         Path(a.json).write_text(json.dumps(figs, indent=2))
     return 0

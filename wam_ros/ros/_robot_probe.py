@@ -66,8 +66,8 @@ class Probe(Node):
         self.events.append({"kind": "command", "t": self.t(), "type": "forward", "points": [list(msg.data)]})
 
     def on_diag(self, msg: DiagnosticArray) -> None:
+        self.last_diag = {kv.key: kv.value for st in msg.status for kv in st.values}
         if self.light:
-            self.last_diag = {kv.key: kv.value for st in msg.status for kv in st.values}
             return
         for st in msg.status:
             level = st.level if isinstance(st.level, int) else int.from_bytes(st.level, "little")

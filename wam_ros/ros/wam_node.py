@@ -269,12 +269,13 @@ class WamNode(Node):
         else:
             st.level, st.message = DiagnosticStatus.OK, "running"
         self.errors = []
-        infer = self.stats["infer_s"]
+        infer, overhead = self.stats["infer_s"], list(self.stats["overhead_s"])[-100:]
         st.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ("instruction", self.instruction), ("commands", self.stats["commands"]),
             ("refused", self.stats["refused"]), ("holds", self.stats["holds"]),
             ("ticks", self.stats["ticks"]), ("missed_cycles", self.stats["missed"]), ("clamped", self.stats["clamped"]),
             ("inference_ms", f"{infer[-1] * 1e3:.2f}" if infer else "nan"),
+            ("step_overhead_ms_p50", f"{np.median(overhead) * 1e3:.3f}" if overhead else "nan"),
             ("surprise", f"{self._last_surprise:.5f}" if self._last_surprise is not None else "nan"))]
         msg = DiagnosticArray(status=[st])
         msg.header.stamp = self.get_clock().now().to_msg()
