@@ -224,3 +224,36 @@ def test_disk_full_stops_the_episode_and_loses_nothing_earlier(ros, tiny_tmpfs: 
         except Exception:  # noqa: BLE001 - the chunk the disk could not take
             pass
     assert len(numbers) >= 20 and numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+
+
+def test_episode_keys_start_stop_and_discard(ros, tmp_path: Path):
+    from wam_ros.teleop.keyboard import keyboard
+
+    ctx, ex = ros
+    rec = _recorder(ctx, tmp_path / "bags", task="stack the cubes", operator="keys")
+    src = Source(ctx, size=(8, 8))
+    ex.add_node(rec)
+    ex.add_node(src)
+    try:
+        end = time.monotonic() + 10
+        while not src.matched() and time.monotonic() < end:
+            spin(ex, 0.05)
+        spin(ex, 0.3)
+        for key in ("r", "x", "r", "n"):  # start, discard, start, stop-failure; 5 messages after each key
+            keyboard.dispatch(key)
+            for _ in range(5):
+                src.publish_one()
+                spin(ex, 0.02)
+            spin(ex, 0.2)
+    finally:
+        for node in (rec, src):
+            ex.remove_node(node)
+            node.destroy_node()
+    bags = sorted(p.name for p in (tmp_path / "bags").iterdir())
+    assert bags == ["episode_0000"]  # the discarded one is gone, its number reused
+    with Reader(tmp_path / "bags" / "episode_0000") as reader:
+        assert {c.topic: c.msgcount for c in reader.connections} == {t: 5 for t in TOPICS}  # only while recording
+    custom = yaml.safe_load((tmp_path / "bags" / "episode_0000" / "metadata.yaml").read_text())[
+        "rosbag2_bagfile_information"]["custom_data"]
+    assert custom["wam.success"] == "false" and custom["wam.task"] == "stack the cubes"
+    assert custom["wam.operator"] == "keys" and custom["wam.status"] == "complete"
