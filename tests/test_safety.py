@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from wam_ros.robot import RobotProfile
-from wam_ros.runtime.safety import SafetyFilter, SafetyLimits, StampGuard, Stamped, UnsafeInput, Watchdog
+from wam_ros.runtime.safety import SafetyFilter, SafetyLimits, Stamped, StampGuard, UnsafeInput, Watchdog
 from wam_ros.runtime.surprise import SurpriseMonitor
 
 PROFILE = RobotProfile.load("panda")
