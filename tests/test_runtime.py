@@ -226,6 +226,10 @@ def test_bad_model_files_are_clear_errors(model_dir, tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="holds no model"):
         load_policy(empty)
+    ckpt = (model_dir / "model.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(ckpt[: len(ckpt) // 2])
+    with pytest.raises(ValueError, match="corrupt"):
+        load_policy(tmp_path / "cut.pt")
     fake_engine = tmp_path / "wam_full_fp16.engine"
     fake_engine.write_bytes(b"junk")
     with pytest.raises(ValueError, match="no metadata file"):

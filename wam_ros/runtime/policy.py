@@ -199,7 +199,10 @@ def load_policy(path: str | Path, backend: str = "auto", threads: int = 2, graph
         spec, meta = read_engine_sidecar(file) if kind == "tensorrt" else read_metadata(file)
         if graph is not None and graph != spec.graph:
             raise ValueError(f"{file} is the {spec.graph!r} graph, but graph={graph!r} was asked for")
-        WamConfig.from_dict(meta["config"])  # validates the embedded config
+        try:
+            WamConfig.from_dict(meta["config"])  # validates the embedded config (and so the tokenizer vocabulary)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{file}: the model config in its metadata is invalid: {exc}") from exc
         if kind == "tensorrt":
             from wam_ros.runtime.backends_trt import TensorRTBackend
 
