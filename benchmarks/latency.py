@@ -81,12 +81,21 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, what = _model_dir(args, Path(tmp))
         result = run_benchmark(model_dir, args.threads, args.iters, warmup=50, camera=camera)  # type: ignore[arg-type]
-    result["settings"]["model"] = what
+        # load-robust companion: 1 thread, CPU time of the calling thread (= compute cost, whatever else runs)
+        cpu = run_benchmark(model_dir, 1, args.iters, warmup=50, camera=camera, cpu_time=True)  # type: ignore[arg-type]
+    for r in (result, cpu):
+        r["settings"]["model"] = what
     result["settings"]["load_average"] = list(os.getloadavg())
+    result["cpu_time_1_thread"] = cpu
     print(format_table(result))
+    print()
+    print(format_table(cpu))
     print(f"machine load average (1/5/15 min) at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())} "
           f"on {os.cpu_count()} cores")
     print("\n".join(check_goals(result)))
+    full_cpu = cpu["rows"]["onnxruntime full"]
+    print(f"compute-cost ratios (1 thread, CPU time): onnxruntime full {full_cpu['ratio_vs_torch_p50']:.2f}x torch, "
+          f"action-only {cpu['rows']['onnxruntime action-only']['ratio_vs_ort_full_p50']:.2f}x full")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return 0

@@ -130,6 +130,10 @@ def test_predict_is_identical_across_backends(model_dir):
         else:
             diff = np.abs(out["next_frame"].astype(int) - ref["next_frame"]).max()
             assert diff <= (1 if atol < 1e-3 else 4), (policy, diff)
+    # frames prepared once per camera message (resized to the model size) give the same prediction
+    small = {**obs, "images": [ort_full.prepare_image(im) for im in obs["images"]]}
+    assert small["images"][0].shape == (64, 64, 3)
+    assert np.array_equal(ort_full.predict(small)["action"], ort_full.predict(obs)["action"])
     # the same scene given as bgr8 camera images converts to the same prediction
     bgr = {**obs, "images": [pp.to_rgb(np.ascontiguousarray(im[:, :, ::-1]), "bgr8") for im in obs["images"]]}
     assert np.array_equal(ort_full.predict(bgr)["action"], ort_full.predict(obs)["action"])

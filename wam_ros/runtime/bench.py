@@ -23,13 +23,17 @@ from typing import Any
 import numpy as np
 
 
-def interleaved_latency(fns: dict[str, Callable[[], Any]], iters: int, warmup: int = 20) -> dict[str, np.ndarray]:
-    """Call each fn `iters` times, round-robin, after `warmup` rounds; per-call seconds for each name."""
+def interleaved_latency(fns: dict[str, Callable[[], Any]], iters: int, warmup: int = 20,
+                        clock: Callable[[], float] = time.perf_counter) -> dict[str, np.ndarray]:
+    """Call each fn `iters` times, round-robin, after `warmup` rounds; per-call seconds for each name.
+
+    clock: time.perf_counter (wall latency) or time.thread_time (CPU time of the calling thread: with 1 thread
+    every backend computes on the caller, so this is the compute cost, robust to load from other processes).
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times = {name: np.empty(iters) for name in fns}
-    clock = time.perf_counter
     for i in range(iters):
         for name, fn in fns.items():
             t0 = clock()
@@ -61,8 +65,11 @@ def load_rows(model_dir: Path, threads: int, include_fp16: bool = True) -> dict[
 
 
 def run_benchmark(model_dir: Path, threads: int = 2, iters: int = 300, warmup: int = 30, camera: tuple[int, int] = (
-        480, 640), include_fp16: bool = True, seed: int = 0) -> dict[str, Any]:
-    """Measure every row; returns {"rows": {name: {...}}, "settings": {...}}."""
+        480, 640), include_fp16: bool = True, seed: int = 0, cpu_time: bool = False) -> dict[str, Any]:
+    """Measure every row; returns {"rows": {name: {...}}, "settings": {...}}.
+
+    cpu_time: measure CPU time of the calling thread instead of wall time (use with threads=1).
+    """
     import torch
 
     torch.set_num_threads(threads)
@@ -74,8 +81,9 @@ def run_benchmark(model_dir: Path, threads: int = 2, iters: int = 300, warmup: i
     frames, joint_pos, tokens = ref.prepare(obs)
     graph_fns = {name: (lambda p=p: p.backend.run(frames, joint_pos, tokens)) for name, p in rows.items()}
     predict_fns = {name: (lambda p=p: p.predict(obs)) for name, p in rows.items()}
-    graph = summarize(interleaved_latency(graph_fns, iters, warmup))
-    predict = summarize(interleaved_latency(predict_fns, max(iters // 3, 50), warmup // 3))
+    clock = time.thread_time if cpu_time else time.perf_counter
+    graph = summarize(interleaved_latency(graph_fns, iters, warmup, clock))
+    predict = summarize(interleaved_latency(predict_fns, max(iters // 3, 50), warmup // 3, clock))
     base, full = graph["torch eager (full)"]["p50_ms"], graph["onnxruntime full"]["p50_ms"]
     out = {}
     for name in rows:
@@ -84,6 +92,7 @@ def run_benchmark(model_dir: Path, threads: int = 2, iters: int = 300, warmup: i
                      "ratio_vs_ort_full_p50": graph[name]["p50_ms"] / full, "backend": rows[name].backend_name}
     h, w = ref.spec.image_size
     settings = {"model": str(model_dir), "threads": threads, "iters": iters, "batch": 1, "camera": list(camera),
+                "clock": "thread CPU time" if cpu_time else "wall",
                 "image_size": [h, w], "params": int(sum(p.numel() for p in ref.backend.model.parameters()))}
     return {"rows": out, "settings": settings}
 
@@ -91,8 +100,8 @@ def run_benchmark(model_dir: Path, threads: int = 2, iters: int = 300, warmup: i
 def format_table(result: dict[str, Any]) -> str:
     s = result["settings"]
     lines = [f"model {s['model']} ({s['params']:,} params, {s['image_size'][0]}x{s['image_size'][1]}), batch 1, "
-             f"{s['threads']} threads, {s['iters']} interleaved rounds; predict() from {s['camera'][1]}x"
-             f"{s['camera'][0]} camera frames",
+             f"{s['threads']} threads, {s['iters']} interleaved rounds, {s['clock']} clock; predict() from "
+             f"{s['camera'][1]}x{s['camera'][0]} camera frames",
              f"{'row':<26}{'graph p50':>11}{'p99':>9}{'predict p50':>13}{'p99':>9}{'vs torch':>10}{'vs ort full':>13}"]
     for name, r in result["rows"].items():
         g, p = r["graph"], r["predict"]

@@ -81,6 +81,14 @@ class Policy:
             self._tokens[instruction] = tok
         return tok
 
+    def prepare_image(self, image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
+        """One camera image (any size, rgb8/bgr8/mono8/rgba8/bgra8) -> uint8 (H, W, 3) RGB at the model size.
+
+        Call it once per camera message and keep the result (e.g. in a FrameStack): predict() then skips the resize
+        for frames it has already seen (it is a no-op for model-size frames).
+        """
+        return preprocess.resize(preprocess.to_rgb(image, encoding), self.spec.image_size)
+
     def prepare(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Observation dict -> (frames uint8 (1,K,3,H,W), joint_pos float32 (1,J), tokens int64 (1,L))."""
         if not isinstance(obs, Mapping):
