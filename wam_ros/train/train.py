@@ -91,11 +91,16 @@ def split_episodes(n: int, val_frac: float, seed: int) -> tuple[np.ndarray, np.n
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up then cosine decay to 5% of the peak."""
+def lr_at(step: int, cfg: TrainConfig, time_frac: float = 0.0) -> float:
+    """Linear warm-up then cosine decay to 5% of the peak.
+
+    With a wall-clock budget (--max-minutes) the decay follows whichever is further along, steps or time, so a run
+    cut short by the budget still ends at a low learning rate (such a run is then only as deterministic as the
+    machine's speed; without --max-minutes it depends on the seed alone).
+    """
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    p = min(1.0, max(time_frac, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
@@ -206,9 +211,20 @@ def train(cfg: TrainConfig) -> Path:
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=rank != 0, dynamic_ncols=True, mininterval=2)
     per_rank = max(1, cfg.batch_size // world)
     stop = False
+    def time_frac() -> float:
+        if not cfg.max_minutes:
+            return 0.0
+        frac = torch.tensor([(elapsed_before + time.monotonic() - t0) / (cfg.max_minutes * 60)])
+        if world > 1:  # all ranks use rank 0's clock
+            dist.broadcast(frac, 0)
+        return float(frac)
+
+    lr = cfg.lr
     while step < cfg.steps and not stop:
+        tf = time_frac()
+        lr = lr_at(step, cfg, tf)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = lr
         batch = data.batch(rng.choice(train_idx, size=per_rank, replace=len(train_idx) < per_rank))
         losses = wam_loss(model, batch, cfg.frame_weight, forward=fwd)
         opt.zero_grad(set_to_none=True)
@@ -217,15 +233,10 @@ def train(cfg: TrainConfig) -> Path:
         opt.step()
         step += 1
         bar.update(1)
-        if cfg.max_minutes and (elapsed_before + time.monotonic() - t0) > cfg.max_minutes * 60:
-            stop = True
-        if world > 1:  # every rank stops at the same step
-            flag = torch.tensor([float(stop)])
-            dist.all_reduce(flag)
-            stop = bool(flag.item())
+        stop = tf >= 1.0  # the same decision on every rank (rank 0's clock)
         row = None
         if step % 25 == 0 or step == 1:
-            row = {"step": step, "elapsed_s": elapsed_before + time.monotonic() - t0, "lr": lr_at(step - 1, cfg),
+            row = {"step": step, "elapsed_s": elapsed_before + time.monotonic() - t0, "lr": lr,
                    **{k: float(v.detach()) for k, v in losses.items()}}
             bar.set_postfix(loss=f"{row['loss']:.4f}", act=f"{row['action']:.4f}", frm=f"{row['frame']:.5f}")
         if rank == 0 and len(val_idx) and (step % cfg.eval_every == 0 or step == cfg.steps or stop):
