@@ -29,7 +29,7 @@ def assert_inside_limits(points: np.ndarray, hz: float) -> None:
 
 
 def test_stream_then_stop_commands_inside_limits_and_stale_hold(tiny_checkpoint, tmp_path):
-    hz, timeout = 20.0, 0.15
+    hz, timeout = 20.0, 0.3
     with wam_node_running(tiny_checkpoint, control_hz=hz, input_timeout_s=timeout) as (node, spinner):
         res = run_probe(tmp_path, "stream", "--rate", "30", "--duration", "2.5", "--stop", "1.0",
                         "--instruction", "reach the blue target")
@@ -37,13 +37,16 @@ def test_stream_then_stop_commands_inside_limits_and_stale_hold(tiny_checkpoint,
     stop_t, sent = res["stop_t"], res["sent"]
     cmds = commands(res)
     before = [c for c in cmds if c["t"] <= stop_t + 0.02]
-    assert len(before) >= 20, f"only {len(before)} commands in 2.5 s at {hz} Hz"
+    motion = [c for c in before if len(c["points"]) > 1]  # (a loaded machine may stall the robot: holds allowed)
+    assert len(motion) >= 20, f"only {len(motion)} commands in 2.5 s at {hz} Hz"
     for c in before:
         assert c["type"] == "trajectory" and c["names"] == PROFILE.joint_names
         pts = np.asarray(c["points"])
-        assert pts.shape == (8, 8)
-        np.testing.assert_allclose(c["times"], np.arange(1, 9) / hz, atol=1e-6)
         assert_inside_limits(pts, hz)
+        np.testing.assert_allclose(c["times"], np.arange(1, len(pts) + 1) / hz, atol=1e-6)
+    for c in motion:
+        pts = np.asarray(c["points"])
+        assert pts.shape == (8, 8)
         q_sent = np.asarray([s["q"] for s in sent if s["t"] <= c["t"]][-1])
         assert np.all(np.abs(pts[0] - q_sent) <= VMAX / hz + 0.05)  # first target within one velocity step
     # the instruction topic changed the instruction (reported in the diagnostics)
@@ -65,10 +68,12 @@ def test_stream_then_stop_commands_inside_limits_and_stale_hold(tiny_checkpoint,
 
 
 def test_forward_command_controller_output(tiny_checkpoint, tmp_path):
-    with wam_node_running(tiny_checkpoint, command_type="forward", controller="fwd") as (node, spinner):
+    with wam_node_running(tiny_checkpoint, command_type="forward", controller="fwd", replan_steps=2) as (node, spinner):
         res = run_probe(tmp_path, "stream", "--rate", "30", "--duration", "1.5", "--stop", "0.2",
                         "--controller", "fwd")
+        cycles, predictions = node.stats["cycles"], node.stats["steps"]
     assert spinner.error is None, spinner.error
+    assert cycles >= 10 and abs(predictions - cycles / 2) <= 1.5  # one prediction every second control period
     cmds = [c for c in commands(res) if c["t"] <= res["stop_t"]]
     assert len(cmds) >= 8
     for c in cmds:

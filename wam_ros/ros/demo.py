@@ -81,7 +81,7 @@ def run_demo(model: str, backend: str, episodes: int, seed: int, out: Path | Non
         sim, wam = b.nodes["sim"], b.nodes["wam"]
         driver = DemoDriver(context=b.context)
         b.add_node(driver)
-        t0, steps0 = time.monotonic(), 0
+        t0, cycles0 = time.monotonic(), wam.stats["cycles"]
         for ep in range(episodes):
             if ep > 0:
                 driver.recording = ep < 2  # the GIF shows the first two episodes
@@ -100,7 +100,7 @@ def run_demo(model: str, backend: str, episodes: int, seed: int, out: Path | Non
             "success_rate": float(np.mean(driver.outcomes[:episodes])) if episodes else float("nan"),
             "episode_results": sim.results,
             "control_hz_target": wam.control_hz,
-            "control_hz_achieved": (stats["steps"] - steps0) / elapsed if elapsed > 0 else float("nan"),
+            "control_hz_achieved": (stats["cycles"] - cycles0) / elapsed if elapsed > 0 else float("nan"),
             "inference_ms_p50": pct(infer * 1e3, 50), "inference_ms_p99": pct(infer * 1e3, 99),
             "ros_overhead_ms_p50": pct(overhead * 1e3, 50), "ros_overhead_ms_p99": pct(overhead * 1e3, 99),
             "missed_cycles": stats["missed"], "ticks": stats["ticks"], "holds": stats["holds"],

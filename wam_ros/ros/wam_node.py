@@ -67,12 +67,16 @@ class WamNode(Node):
         threshold = declare(self, "surprise_threshold", 0.05, "mean squared pixel error (0..1) that counts as surprise")
         self.surprise_hold = declare(self, "surprise_hold", False, "hold the robot while surprise > threshold")
         self.publish_prediction = declare(self, "publish_predicted_image", True, "publish wam/predicted_image")
+        self.replan_steps = declare(self, "replan_steps", 1, "control periods per prediction (the controller "
+                                                             "follows the published chunk in between)")
         if self.command_type not in ("trajectory", "forward"):
             raise ValueError(f"command_type must be 'trajectory' or 'forward', got {self.command_type!r}")
         if self.trigger not in ("timer", "camera"):
             raise ValueError(f"trigger must be 'timer' or 'camera', got {self.trigger!r}")
         if not self.control_hz > 0:
             raise ValueError(f"control_hz must be > 0, got {self.control_hz}")
+        if not isinstance(self.replan_steps, int) or self.replan_steps < 1:
+            raise ValueError(f"replan_steps must be an int >= 1, got {self.replan_steps!r}")
         if not str(self.instruction).strip():
             raise ValueError("instruction must be a non-empty string")
 
@@ -101,7 +105,9 @@ class WamNode(Node):
         self.hold_reason = ""
         self.commanded = False  # a motion command has been published (only then is a hold sent)
         self.last_step = -1.0
-        self.stats = {"steps": 0, "commands": 0, "holds": 0, "refused": 0, "ticks": 0, "missed": 0,
+        self.plan_age = 0  # control steps since the last published chunk
+        self.chunk = np.zeros((0, len(self.joint_names)))  # the last published (safe) chunk
+        self.stats = {"cycles": 0, "steps": 0, "commands": 0, "holds": 0, "refused": 0, "ticks": 0, "missed": 0,
                       "clamped": 0, "infer_s": deque(maxlen=STAT_WINDOW), "step_s": deque(maxlen=STAT_WINDOW),
                       "overhead_s": deque(maxlen=STAT_WINDOW)}  # step_s minus predict() per published command
         self._last_tick: float | None = None
@@ -205,9 +211,19 @@ class WamNode(Node):
         if self.hold_level == DiagnosticStatus.STALE:  # recovering from a gap: start a fresh frame history
             self.frames.reset()
             self.surprise.reset()
+        self.stats["cycles"] += 1  # control cycles run on fresh inputs (the achieved control rate)
         self.frames.push(rgb)
         surprise = self.surprise.observe(rgb) if self.new_frame else None  # vs the last prediction (~0.05 ms)
         self.new_frame = False
+        if surprise is not None:
+            self._last_surprise = surprise
+            self.surprise_pub.publish(Float32(data=float(surprise)))
+        mid_chunk = self.commanded and self.hold_level is None and self.plan_age < self.replan_steps - 1
+        if mid_chunk and not (self.surprise_hold and self.surprise.exceeded):
+            self.plan_age += 1  # the controller is still executing the last chunk (inputs checked fresh above)
+            if self.command_type == "forward":  # a forward controller needs each target of the chunk in turn
+                self.cmd_pub.publish(cv.float_array(self.chunk[min(self.plan_age, len(self.chunk) - 1)]))
+            return
         try:
             t1 = time.perf_counter()
             out = self.policy.predict({"images": self.frames.frames(), "joint_pos": q,
@@ -224,15 +240,13 @@ class WamNode(Node):
         if not surprised:  # the latency-critical path ends with this publish; monitoring outputs follow
             self.publish_command(safe.points, cv.sec_to_stamp(cam.stamp) if cam.stamp > 0 else None)
             self.commanded = True
+            self.plan_age, self.chunk = 0, safe.points
             self.hold_level, self.hold_reason = None, ""
             self.stats["commands"] += 1
             self.stats["clamped"] += int(safe.position_clamped or safe.velocity_clamped)
             total = time.perf_counter() - t0
             self.stats["step_s"].append(total)
             self.stats["overhead_s"].append(total - infer)
-        if surprise is not None:
-            self._last_surprise = surprise
-            self.surprise_pub.publish(Float32(data=float(surprise)))
         nxt = out.get("next_frame")
         self.surprise.expect(nxt)
         if nxt is not None and self.publish_prediction:
