@@ -97,7 +97,7 @@ def test_fuzz_bad_messages_refused_with_error_and_no_command(tiny_checkpoint, tm
                    "exceeds max_image_pixels", "non-finite positions", "missing joints", "names but 4 positions",
                    "out of order"):
         assert reason in errors, f"no ERROR diagnostic says {reason!r}"
-    assert refused >= 60
+    assert refused >= 40
     # still alive: valid messages afterwards give commands again
     assert len([c for c in commands(res) if c["t"] > res["fuzz_end_t"]]) >= 3
 
