@@ -123,7 +123,7 @@ def open_session(path: str | Path, threads: int = 2, providers: list[Any] | None
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {path}")
     if providers is None:
-        providers = candidate_providers(cache_dir or path.parent / ".trt_cache")
+        providers = candidate_providers(cache_dir)  # engine cache: ~/.cache/wam_ros/trt (never in models/)
     ort.set_default_logger_severity(4 if len(providers) > 1 else 3)  # quiet while probing GPU providers
     try:
         sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
