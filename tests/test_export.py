@@ -115,6 +115,17 @@ def test_fp16_conversion_keeps_io_and_halves_weights(exported):
     assert [o.type.tensor_type.elem_type for o in m16.graph.output] == [onnx.TensorProto.FLOAT] * 2
 
 
+def test_reexport_removes_stale_engines(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "model.pt", seed=4)
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("wam_action_fp16.engine", "wam_action_fp16.engine.json", "wam_full_fp16.engine"):
+        (out / name).write_bytes(b"old engine")
+    report = export_model(ckpt, out, ExportConfig(graphs=("action",), fp16=False))
+    assert sorted(report["removed_stale"]) == ["wam_action_fp16.engine", "wam_action_fp16.engine.json"]
+    assert (out / "wam_full_fp16.engine").exists(), "graphs not re-exported keep their engines"
+
+
 def test_parity_failure_writes_nothing(tmp_path):
     ckpt = make_checkpoint(tmp_path / "model.pt", seed=1)
     out = tmp_path / "out"

@@ -216,6 +216,11 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig 
                 report["files"][name] = info | {"bytes": len(data)}
         for tmp, final in staged:
             os.replace(tmp, final)
+        for graph in cfg.graphs:  # an engine built from the previous export would run the old weights
+            for stale in (out_dir / f"wam_{graph}_fp16.engine", out_dir / f"wam_{graph}_fp16.engine.json"):
+                if stale.exists():
+                    stale.unlink()
+                    report.setdefault("removed_stale", []).append(stale.name)
     finally:
         for tmp, _ in staged:
             if tmp.exists():
