@@ -16,6 +16,7 @@ from wam_ros.sim.falls import (
     FallConfig,
     FallSim,
     Randomization,
+    is_fallen,
     rotation,
     sample_params,
     tilt_deg,
@@ -116,8 +117,10 @@ def test_falls_under_a_large_push(laikago):
     assert 0 < res.time_to_fall < 1.2
     assert res.fall_time == pytest.approx(push.push_start + res.time_to_fall, abs=1 / 240)
     assert res.max_tilt_deg > laikago.cfg.fall_tilt_deg or res.min_height < 0.55 * laikago.standing_height
+    assert is_fallen(res.final_height, res.final_tilt_deg, laikago.standing_height, laikago.cfg)
     weak = laikago.run(dataclasses.replace(push, push_force=20.0))  # the same push, 20x weaker: stays up
     assert not weak.fell
+    assert not is_fallen(weak.final_height, weak.final_tilt_deg, laikago.standing_height, laikago.cfg)
 
 
 def test_episode_outcome_does_not_depend_on_what_ran_before(laikago):

@@ -327,7 +327,15 @@ class FallSim:
         fy = params.push_force * math.sin(params.push_yaw)
         max_steps = round(cfg.episode_s * cfg.sim_hz)
         settle_steps = round(cfg.settle_s * cfg.sim_hz)
-        still, max_tilt, min_height = 0, 0.0, math.inf
+        # per-step checks in plain floats on cosines (acos only for the summary); PyBullet calls bound once
+        ux, uy, uz = self.up_local
+        cos_fall = math.cos(math.radians(cfg.fall_tilt_deg))
+        cos_upright = math.cos(math.radians(cfg.fall_tilt_deg / 3))
+        low = cfg.fall_height_frac * self.standing_height
+        slow_lin, slow_ang = cfg.still_speed**2, (4 * cfg.still_speed) ** 2
+        step_sim, base_pose, base_vel = c.stepSimulation, c.getBasePositionAndOrientation, c.getBaseVelocity
+        push, world, force = c.applyExternalForce, pybullet.WORLD_FRAME, (fx, fy, 0.0)
+        still, min_cos, min_height = 0, 1.0, math.inf
         fall_step = -1
         trace: list[tuple] | None = [] if record else None
         every = cfg.sim_hz // cfg.record_hz
@@ -336,23 +344,25 @@ class FallSim:
             if record and step % every == 0:
                 trace.append(self._observe(step * self.dt))
             if push_from <= step < push_to:
-                pos = c.getBasePositionAndOrientation(robot)[0]
-                c.applyExternalForce(robot, -1, (fx, fy, 0.0), pos, pybullet.WORLD_FRAME)
-            c.stepSimulation()
+                push(robot, -1, force, base_pose(robot)[0], world)
+            step_sim()
             step += 1
-            pos, orn = c.getBasePositionAndOrientation(robot)
-            tilt = tilt_deg(orn, self.up_local)
-            height = pos[2]
-            max_tilt, min_height = max(max_tilt, tilt), min(min_height, height)
-            if is_fallen(height, tilt, self.standing_height, cfg):
+            (_, _, height), (x, y, z, w) = base_pose(robot)
+            # up-axis . ground normal = third row of R(q) . up_local (q is unit length from PyBullet)
+            cos_tilt = 2 * (x * z - y * w) * ux + 2 * (y * z + x * w) * uy + (1 - 2 * (x * x + y * y)) * uz
+            min_cos = min(min_cos, cos_tilt)
+            min_height = min(min_height, height)
+            if cos_tilt < cos_fall or height < low:  # is_fallen(), on the cosine
                 fall_step = step
                 break
             if step >= push_to:
-                lin, ang = c.getBaseVelocity(robot)
-                slow = math.hypot(*lin) < cfg.still_speed and math.hypot(*ang) < 4 * cfg.still_speed
-                still = still + 1 if slow and tilt < cfg.fall_tilt_deg / 3 else 0
+                (vx, vy, vz), (wx, wy, wz) = base_vel(robot)
+                slow = vx * vx + vy * vy + vz * vz < slow_lin and wx * wx + wy * wy + wz * wz < slow_ang
+                still = still + 1 if slow and cos_tilt > cos_upright else 0
                 if still >= settle_steps:
                     break
+        tilt = math.degrees(math.acos(max(-1.0, min(1.0, cos_tilt))))
+        max_tilt = math.degrees(math.acos(max(-1.0, min(1.0, min_cos))))
         fell = fall_step >= 0
         recovered = not fell and still >= settle_steps
         fall_time = fall_step * self.dt if fell else math.nan
