@@ -217,12 +217,12 @@ class WamNode(Node):
         self.new_frame = False
         if surprise is not None:
             self._last_surprise = surprise
-            self.surprise_pub.publish(Float32(data=float(surprise)))
         mid_chunk = self.commanded and self.hold_level is None and self.plan_age < self.replan_steps - 1
         if mid_chunk and not (self.surprise_hold and self.surprise.exceeded):
             self.plan_age += 1  # the controller is still executing the last chunk (inputs checked fresh above)
             if self.command_type == "forward":  # a forward controller needs each target of the chunk in turn
                 self.cmd_pub.publish(cv.float_array(self.chunk[min(self.plan_age, len(self.chunk) - 1)]))
+            self.publish_surprise(surprise)
             return
         try:
             t1 = time.perf_counter()
@@ -234,6 +234,7 @@ class WamNode(Node):
         except (ValueError, RuntimeError) as exc:  # UnsafeInput is a ValueError: NaN/Inf or wrong shape out
             self.refuse("model", str(exc))
             self.hold(DiagnosticStatus.ERROR, f"no safe command: {exc}")
+            self.publish_surprise(surprise)
             return
         self.stats["steps"] += 1
         surprised = self.surprise_hold and self.surprise.exceeded
@@ -247,6 +248,7 @@ class WamNode(Node):
             total = time.perf_counter() - t0
             self.stats["step_s"].append(total)
             self.stats["overhead_s"].append(total - infer)
+        self.publish_surprise(surprise)
         nxt = out.get("next_frame")
         self.surprise.expect(nxt)
         if nxt is not None and self.publish_prediction:
@@ -254,6 +256,10 @@ class WamNode(Node):
         if surprised:
             self.hold(DiagnosticStatus.WARN, f"surprise {self.surprise.value:.4f} > threshold "
                                               f"{self.surprise.threshold:.4f}")
+
+    def publish_surprise(self, value: float | None) -> None:
+        if value is not None:
+            self.surprise_pub.publish(Float32(data=float(value)))
 
     def publish_command(self, points: np.ndarray, stamp: object) -> None:
         if self.command_type == "trajectory":
