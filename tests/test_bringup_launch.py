@@ -136,3 +136,10 @@ def test_wam_bringup_cli_reports_bad_arguments():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "unknown argument(s) ['bogus']" in out.stdout
+
+
+def test_wam_demo_without_a_model_is_a_clear_error(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "wam_ros.cli", "demo", "--model", str(tmp_path / "nope")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "model not found" in out.stdout and "nope" in out.stdout
