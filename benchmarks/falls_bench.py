@@ -110,9 +110,9 @@ def main() -> None:
     params = [sample_params(0, i, cfg) for i in range(n)]
 
     sim = FallSim(cfg)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     results = [sim.run(prm) for prm in params]
-    t_sim = time.perf_counter() - t0
+    t_sim, cpu_sim = time.perf_counter() - t0, time.process_time() - c0
     sim.close()
 
     c0 = cpu_seconds()
@@ -143,7 +143,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     print(f"| bare pybullet loop (1 process) | {t_bare:.2f} | {n / t_bare:.2f} | {(n - n0) / t_bare_tail:.2f} "
           f"| {cpu_bare:.2f} |")
-    print(f"| FallSim.run (1 process) | {t_sim:.2f} | {n / t_sim:.2f} | | |")
+    print(f"| FallSim.run (1 process) | {t_sim:.2f} | {n / t_sim:.2f} | | {cpu_sim:.2f} |")
     for w in (1, 2):
         print(f"| campaign, {w} worker{'s' if w > 1 else ''} | {full[w]:.2f} | {n / full[w]:.2f} | {steady[w]:.2f} "
               f"| {cpu[w]:.2f} |")
@@ -151,7 +151,7 @@ def main() -> None:
           f"2 workers {full[2] - (n / steady[2]):.2f}")
     print(f"overhead campaign(1 worker) / bare loop, steady state = {(n - n0) / steady[1] / t_bare_tail:.3f}, "
           f"whole {n}-episode run incl. start-up = {full[1] / t_bare:.3f} (goal <= 1.1); "
-          f"FallSim.run / bare = {t_sim / t_bare:.3f}")
+          f"FallSim.run / bare = {t_sim / t_bare:.3f} (CPU time: {cpu_sim / sum(cpus):.3f})")
     print(f"CPU-time overhead (immune to other load): campaign 1 worker / bare = {cpu[1] / cpu_bare:.3f}, "
           f"2 workers / bare = {cpu[2] / cpu_bare:.3f}")
     print(f"parallel efficiency at 2 workers, steady state = {steady[2] / (2 * steady[1]):.3f}, "
