@@ -142,3 +142,10 @@ def test_a_killed_worker_stops_the_run_cleanly_and_a_rerun_completes(tmp_path):
               "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert len(list_episodes(out)) == 24
+
+
+def test_foreign_episodes_in_the_output_directory_are_not_mixed_in(tmp_path):
+    (tmp_path / "episode_000000.npz").write_bytes(b"someone else's")
+    res = wam("collect", "--episodes", "2", "--out", str(tmp_path), timeout=60)
+    assert res.returncode == 2 and "did not make" in res.stderr
+    assert (tmp_path / "episode_000000.npz").read_bytes() == b"someone else's"

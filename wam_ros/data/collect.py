@@ -160,6 +160,9 @@ def _prepare_out(cfg: CollectConfig) -> None:
         raise ValueError(f"output directory {out} is not writable: {exc.strerror or exc}") from exc
     manifest = out / MANIFEST
     settings = {k: v for k, v in asdict(cfg).items() if k in _RESUME_KEYS}
+    if not manifest.is_file() and any(out.glob("episode_*.npz")):
+        raise ValueError(f"{out} already holds episodes that `wam collect` did not make (no {MANIFEST}); "
+                         "use another --out")
     if manifest.is_file():
         try:
             old = json.loads(manifest.read_text())
@@ -214,11 +217,12 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
                 try:
                     for future in as_completed(futures):
                         account(future.result())
-                except BrokenProcessPool as exc:
-                    for f in futures:
-                        f.cancel()
-                    raise CollectError(f"a worker process died ({exc}); {written} episodes were written this run "
-                                       f"and are complete; re-run the same command to fill in the rest") from exc
+                except BaseException as exc:  # Ctrl-C or a dead worker: drop the queue, keep what is written
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    if isinstance(exc, BrokenProcessPool):
+                        raise CollectError(f"a worker process died ({exc}); {written} episodes were written this "
+                                           "run and are complete; re-run the same command to fill in the rest") from exc
+                    raise
     finally:
         bar.close()
         global _ENV
