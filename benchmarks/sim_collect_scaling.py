@@ -50,7 +50,9 @@ def main() -> None:
     print(f"task={args.task} episodes={args.episodes} rounds={args.rounds} image={args.image_size}")
     print(f"1 worker : {one:7.1f} episodes/min   (rounds: {', '.join(f'{r:.1f}' for r in rates[1])})")
     print(f"2 workers: {two:7.1f} episodes/min   (rounds: {', '.join(f'{r:.1f}' for r in rates[2])})")
-    print(f"speed-up {two / one:.2f}x, parallel efficiency {two / (2 * one):.2f}   (goal >= 0.9)")
+    print(f"median: speed-up {two / one:.2f}x, parallel efficiency {two / (2 * one):.2f}   (goal >= 0.9)")
+    b1, b2 = max(rates[1]), max(rates[2])
+    print(f"best round each (least disturbed): {b1:.1f} vs {b2:.1f} episodes/min, efficiency {b2 / (2 * b1):.2f}")
     print(f"CPU s/episode: 1 worker {c1:.3f}, 2 workers {c2:.3f} -> CPU-time efficiency {c1 / c2:.2f} "
           "(load-robust proxy)")
 
