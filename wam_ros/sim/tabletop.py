@@ -139,7 +139,7 @@ class TabletopEnv(gym.Env):
             p.resetJointState(self.robot_id, j, q, 0.0, physicsClientId=c)
         for j in FINGER_JOINTS:
             p.resetJointState(self.robot_id, j, q0[7] / 2, 0.0, physicsClientId=c)
-        self._action = q0.copy()
+        self._action = q0.astype(np.float32).astype(np.float64)
         self._apply(self._action)
         self.instruction = self.scene.instruction
         self.steps = 0
@@ -154,7 +154,8 @@ class TabletopEnv(gym.Env):
             raise ValueError(f"action must be 8 absolute joint targets (7 arm + gripper width), got shape {a.shape}")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action contains NaN or Inf: {a}")
-        self._action = np.clip(a, self._lo, self._hi)
+        # rounded to float32, the episode format's dtype: the recorded action is exactly the applied one
+        self._action = np.clip(a, self._lo, self._hi).astype(np.float32).astype(np.float64)
         self._apply(self._action)
         for _ in range(self.substeps):
             p.stepSimulation(physicsClientId=self.client)
