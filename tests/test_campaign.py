@@ -231,6 +231,9 @@ def test_bad_directories_are_refused(reference, tmp_path, capsys):
             run_campaign(CampaignSpec(out=copy, episodes=N + 2), progress=False)
     finally:
         os.close(fd)
+    assert wam(["campaign", "falls", "--episodes", "3", "--out", str(tmp_path / "r"), "--backend", "ray",
+                "--ray-address", "127.0.0.1:1"]) == 1  # nothing listens on port 1: refused at once
+    assert "cannot reach the Ray cluster at '127.0.0.1:1'" in capsys.readouterr().err
     assert wam(["campaign", "report", str(tmp_path / "missing")]) == 2
     assert "no campaign in" in capsys.readouterr().err
     assert wam(["campaign"]) == 2

@@ -39,6 +39,7 @@ import os
 import pickle
 import re
 import signal
+import socket
 import time
 import uuid
 from collections import deque
@@ -571,6 +572,19 @@ class _RayFallWorker:
         return [run_episode_row(self.sim, self.seed, i, i in self.selection) for i in indices]
 
 
+def _check_reachable(address: str) -> None:
+    """Refuse an unreachable HOST:PORT at once (ray.init itself retries for minutes). "auto" is left to Ray."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise CampaignError(f"--ray-address must be HOST:PORT, ray://HOST:PORT or auto, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise CampaignError(f"cannot reach the Ray cluster at {address!r}: {exc}") from exc
+
+
 def _run_ray(spec: CampaignSpec, pending: list[int], on_row: Progress) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
@@ -581,9 +595,15 @@ def _run_ray(spec: CampaignSpec, pending: list[int], on_row: Progress) -> int:
     started_here = not ray.is_initialized()
     if started_here:
         if spec.ray_address:
-            ray.init(address=spec.ray_address, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(num_cpus=spec.workers, include_dashboard=False, log_to_driver=False)
+            _check_reachable(spec.ray_address)
+        try:
+            if spec.ray_address:
+                ray.init(address=spec.ray_address, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(num_cpus=spec.workers, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = f"connect to the Ray cluster at {spec.ray_address!r}" if spec.ray_address else "start Ray"
+            raise CampaignError(f"cannot {where}: {exc}") from exc
     actor_cls = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(_RayFallWorker)
     fall = spec.fall.to_dict()
     actors = [actor_cls.remote(spec.seed, fall, spec.record) for _ in range(spec.workers)]
