@@ -31,9 +31,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import pybullet
-import pybullet_data
-from pybullet_utils import bullet_client
 
 from wam_ros.data.episode import Episode
 
@@ -294,6 +291,11 @@ class FallSim:
         self.cfg = cfg or FallConfig()
         self.spec = ROBOTS[self.cfg.robot]
         self.dt = 1.0 / self.cfg.sim_hz
+        import pybullet  # imported here: the campaign's report and --help never load PyBullet
+        import pybullet_data
+        from pybullet_utils import bullet_client
+
+        self.pb = pybullet
         self.client = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
         c = self.client
         c.setAdditionalSearchPath(pybullet_data.getDataPath())
@@ -334,7 +336,7 @@ class FallSim:
         low = cfg.fall_height_frac * self.standing_height
         slow_lin, slow_ang = cfg.still_speed**2, (4 * cfg.still_speed) ** 2
         step_sim, base_pose, base_vel = c.stepSimulation, c.getBasePositionAndOrientation, c.getBaseVelocity
-        push, world, force = c.applyExternalForce, pybullet.WORLD_FRAME, (fx, fy, 0.0)
+        push, world, force = c.applyExternalForce, self.pb.WORLD_FRAME, (fx, fy, 0.0)
         still, min_cos, min_height = 0, 1.0, math.inf
         fall_step = -1
         trace: list[tuple] | None = [] if record else None
@@ -403,7 +405,7 @@ class FallSim:
         s = self.spec
         n = len(s.motor_joints)
         self.client.setJointMotorControlArray(
-            self.robot, list(s.motor_joints), pybullet.POSITION_CONTROL, targetPositions=list(s.standing_pose),
+            self.robot, list(s.motor_joints), self.pb.POSITION_CONTROL, targetPositions=list(s.standing_pose),
             forces=[s.max_force * strength] * n, positionGains=[s.position_gain] * n,
             velocityGains=[s.velocity_gain] * n)
 
@@ -420,7 +422,7 @@ class FallSim:
         view = self.client.computeViewMatrixFromYawPitchRoll(
             cameraTargetPosition=[0, 0, 0.3], distance=1.8, yaw=45, pitch=-25, roll=0, upAxisIndex=2)
         proj = self.client.computeProjectionMatrixFOV(fov=60, aspect=1.0, nearVal=0.05, farVal=10.0)
-        img = self.client.getCameraImage(size, size, view, proj, renderer=pybullet.ER_TINY_RENDERER)[2]
+        img = self.client.getCameraImage(size, size, view, proj, renderer=self.pb.ER_TINY_RENDERER)[2]
         return np.asarray(img, dtype=np.uint8).reshape(size, size, 4)[:, :, :3].copy()
 
     def _profile(self) -> dict[str, Any]:
@@ -454,7 +456,7 @@ class FallSim:
         )
 
     def close(self) -> None:
-        with contextlib.suppress(pybullet.error):  # already disconnected
+        with contextlib.suppress(self.pb.error):  # already disconnected
             self.client.disconnect()
 
     def __enter__(self) -> FallSim:
