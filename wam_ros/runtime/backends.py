@@ -124,14 +124,23 @@ def open_session(path: str | Path, threads: int = 2, providers: list[Any] | None
         raise FileNotFoundError(f"ONNX model not found: {path}")
     if providers is None:
         providers = candidate_providers(cache_dir)  # engine cache: ~/.cache/wam_ros/trt (never in models/)
-    ort.set_default_logger_severity(4 if len(providers) > 1 else 3)  # quiet while probing GPU providers
-    try:
-        sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
-    except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+    attempts = [providers] if providers == ["CPUExecutionProvider"] else [providers, ["CPUExecutionProvider"]]
+    sess, error = None, None
+    for attempt in attempts:
+        ort.set_default_logger_severity(4 if len(attempt) > 1 else 3)  # quiet while probing GPU providers
+        try:
+            sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=attempt)
+            break
+        except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, EP errors, ...)
+            error = exc
+            if attempt is not attempts[-1]:
+                log.warning("onnxruntime providers %s failed for %s (%s); retrying on CPU", attempt, path.name,
+                            str(exc).strip()[:200])
+        finally:
+            ort.set_default_logger_severity(3)
+    if sess is None:
         raise ValueError(f"cannot load ONNX model {path}: expected a complete ONNX file written by `wam export`, "
-                         f"onnxruntime said: {str(exc).strip()[:300]}") from exc
-    finally:
-        ort.set_default_logger_severity(3)
+                         f"onnxruntime said: {str(error).strip()[:300]}") from error
     _log_choice_once(sess.get_providers(), path)
     return sess
 
