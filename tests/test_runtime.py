@@ -169,6 +169,18 @@ def test_auto_backend_and_file_paths(model_dir, tmp_path):
         load_policy(model_dir, threads=0)
 
 
+def test_stale_onnx_beside_a_new_checkpoint_is_not_run(model_dir, tmp_path):
+    d = tmp_path / "stale"
+    shutil.copytree(model_dir, d)
+    assert load_policy(d).backend_name.startswith("onnxruntime")
+    make_checkpoint(d / "model.pt", seed=11)  # retrained, not re-exported
+    assert load_policy(d).backend_name == "torch", "auto must not run graphs of another checkpoint"
+    with pytest.raises(ValueError, match=r"exported from another checkpoint.*wam export"):
+        load_policy(d, backend="onnxruntime")
+    export_model(d / "model.pt", d)
+    assert load_policy(d, backend="onnxruntime").backend_name.startswith("onnxruntime")
+
+
 def test_thread_count_and_io_binding(model_dir):
     p1 = load_policy(model_dir, "onnxruntime", threads=1)
     assert p1.backend.sess.get_session_options().intra_op_num_threads == 1

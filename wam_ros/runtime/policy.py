@@ -18,6 +18,7 @@ Core module: never imports rclpy; torch is imported only for the torch backend.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -181,6 +182,24 @@ def _resolve(path: Path, backend: str, graph: str, precision: str) -> tuple[str,
     return kind, path
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _stale_reason(file: Path, kind: str, ckpt: Path) -> str | None:
+    """Why an exported graph does not belong to the checkpoint beside it (None when it does)."""
+    _, meta = read_engine_sidecar(file) if kind == "tensorrt" else read_metadata(file)
+    exported_from = meta.get("source", {}).get("sha256")
+    if exported_from and exported_from != _sha256(ckpt):
+        return (f"{file} was exported from another checkpoint than {ckpt} (sha256 differs): it would run old "
+                f"weights; re-export with `wam export {ckpt} --out {ckpt.parent}`")
+    return None
+
+
 def load_policy(path: str | Path, backend: str = "auto", threads: int = 2, graph: str | None = None,
                 precision: str = "fp32", providers: list[Any] | None = None,
                 io_binding: bool | None = None) -> Policy:
@@ -196,6 +215,13 @@ def load_policy(path: str | Path, backend: str = "auto", threads: int = 2, graph
         raise ValueError(f"threads must be an int >= 1, got {threads!r}")
     path = Path(path)
     kind, file = _resolve(path, backend, graph or "full", precision)
+    if kind != "torch" and path.is_dir() and (path / CHECKPOINT).is_file():
+        stale = _stale_reason(file, kind, path / CHECKPOINT)
+        if stale and backend == "auto":
+            log.warning("%s; using the checkpoint (torch) instead", stale)
+            kind, file = "torch", path / CHECKPOINT
+        elif stale:
+            raise ValueError(stale)
     if kind == "torch":
         from wam_ros.model.checkpoint import load_checkpoint
 
