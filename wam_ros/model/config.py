@@ -43,6 +43,8 @@ class WamConfig:
         max_tokens: L, instruction length in tokens (padded / truncated).
         vocab: instruction words; index 0 is padding, 1 is unknown.
         frame_residual: predict the next frame as a residual over the last input frame.
+        film: condition every conv stage on the instruction (FiLM: per-channel scale and shift from the mean word
+            embedding), so the image features can single out the named object before the transformer.
         robot: robot profile name the joints belong to.
     """
 
@@ -65,6 +67,7 @@ class WamConfig:
     vocab: list[str] = field(default_factory=lambda: [PAD, UNK, *BASE_VOCAB])
     # -- heads
     frame_residual: bool = True
+    film: bool = False
     robot: str = "panda"
 
     def __post_init__(self) -> None:
@@ -122,7 +125,8 @@ class WamConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # everything shrunk: the real pipeline (train -> dream -> eval -> export) runs in seconds
-    "tiny": dict(d_model=32, n_layers=1, n_heads=2, mlp_ratio=2, enc_channels=(8, 16, 32)),
+    "tiny": dict(d_model=32, n_layers=1, n_heads=2, mlp_ratio=2, enc_channels=(8, 16, 32), film=True),
     # the shipped model: ~0.6M parameters (sized for 30 min of training on 2 shared CPU cores)
-    "small": dict(d_model=128, n_layers=3, n_heads=4, mlp_ratio=2, enc_channels=(16, 32, 64)),
+    "small": dict(d_model=128, n_layers=3, n_heads=4, mlp_ratio=2, enc_channels=(16, 32, 64),
+                  film=True),
 }

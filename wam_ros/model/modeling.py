@@ -108,6 +108,10 @@ class WorldActionModel(nn.Module):
         self.img_proj = nn.Linear(c3, d)
         self.joint_proj = nn.Sequential(nn.Linear(J, d), nn.GELU(), nn.Linear(d, d))
         self.word_emb = nn.Embedding(len(cfg.vocab), d)
+        if cfg.film:  # zero-initialised: training starts from the unconditioned encoder
+            self.film = nn.Linear(d, 2 * (c1 + c2 + c3))
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
         self.action_queries = nn.Parameter(torch.randn(N, d) * 0.02)
         self.pos_emb = nn.Parameter(torch.randn(n_tokens, d) * 0.02)
         self.blocks = nn.ModuleList(Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.n_layers))
@@ -156,13 +160,24 @@ class WorldActionModel(nn.Module):
         H = self.cfg.image_size
         last = x_img[:, -1]
         stacked = (x_img.reshape(B, 3 * self.cfg.k_frames, H, H) - 0.5) / 0.25
+        word_tok = self.word_emb(tokens)  # (B, L, d)
         e1 = self.enc1(stacked)  # (B, c1, H/2, W/2)
-        e2 = self.enc2(e1)  # (B, c2, H/4, W/4)
-        e3 = self.enc3(e2)  # (B, c3, H/8, W/8)
+        if self.cfg.film:
+            keep = (tokens != 0).to(torch.float32)[..., None]  # (B, L, 1)
+            sentence = (word_tok * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, d) mean word embedding
+            c1, c2, c3 = self.cfg.enc_channels
+            g1, b1, g2, b2, g3, b3 = self.film(sentence)[:, :, None, None].split([c1, c1, c2, c2, c3, c3], dim=1)
+            e1 = e1 * (1 + g1) + b1
+            e2 = self.enc2(e1)  # (B, c2, H/4, W/4)
+            e2 = e2 * (1 + g2) + b2
+            e3 = self.enc3(e2)  # (B, c3, H/8, W/8)
+            e3 = e3 * (1 + g3) + b3
+        else:
+            e2 = self.enc2(e1)
+            e3 = self.enc3(e2)
         img_tok = self.img_proj(e3.flatten(2).transpose(1, 2))  # (B, P, d)
         q = (joint_pos.to(torch.float32) - self.joint_mean) / self.joint_std
         joint_tok = self.joint_proj(q)[:, None, :]  # (B, 1, d)
-        word_tok = self.word_emb(tokens)  # (B, L, d)
         queries = self.action_queries[None].expand(B, -1, -1)  # (B, N, d)
         x = torch.cat([img_tok, joint_tok, word_tok, queries], dim=1) + self.pos_emb
         # padding words are never attended to (additive mask; -1e4 keeps an all-padding instruction finite)
