@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rclpy
 import yaml
 from ros_fixtures import make_tiny_checkpoint
+from std_srvs.srv import Trigger
 
 from wam_ros.ros.bringup import Bringup
 from wam_ros.ros.launch_util import load_graph, node_specs, parse_cli_arguments, substitute, used_arguments
@@ -108,6 +110,14 @@ def test_bringup_sim_demo_closes_the_loop_with_a_real_model(tiny_checkpoint):
         assert not np.allclose(sim.target, start)
         assert sim.seed == 10003 and wam.control_hz == 10.0
         assert wam.instruction == sim.env.instruction  # the sim announced the task over wam/instruction
+        # a new episode over ROS: sim/reset (next seed) and wam/reset (policy history) services
+        client = rclpy.create_node("reset_client", context=b.context)
+        b.add_node(client)
+        for name in ("sim/reset", "wam/reset"):
+            fut = client.create_client(Trigger, name).call_async(Trigger.Request())
+            assert b.spin_until(fut.done, 10.0), f"{name} did not answer"
+            assert fut.result().success, fut.result().message
+        assert sim.episode == 1 and len(wam.frames) <= 1
 
 
 def test_bringup_robot_graph_applies_arguments_and_remappings(tiny_checkpoint):

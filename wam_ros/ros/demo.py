@@ -4,7 +4,7 @@
     wam demo --episodes 10 --seed 20000 --backend torch --out runs/demo
 
 Starts the sim_demo graph in-process (config/bringup/sim_demo.yaml: sim_node + wam_node, as `wam bringup sim_demo`),
-adds a small driver node that resets episodes through the sim/reset service (std_srvs/Trigger) and waits for
+adds a small driver node that resets episodes through the sim/reset and wam/reset services (std_srvs/Trigger), waits for
 wam/episode_success, then prints the success rate, the achieved control rate, inference p50/p99, the node's ROS
 overhead (its control step minus predict(): message conversion, safety filter, publishing) and missed control cycles,
 and writes runs/demo/demo.gif (camera | imagined next frame, side by side) and runs/demo/summary.json.
@@ -44,6 +44,7 @@ class DemoDriver(Node):
         self.create_subscription(Image, "wam/predicted_image", self.on_predicted, 10)
         self.create_subscription(Image, "camera/image_raw", self.on_camera, 10)
         self.reset_client = self.create_client(Trigger, "sim/reset")
+        self.wam_reset_client = self.create_client(Trigger, "wam/reset")
         self.recording = True
 
     def on_predicted(self, msg: Image) -> None:
@@ -85,9 +86,10 @@ def run_demo(model: str, backend: str, episodes: int, seed: int, out: Path | Non
         for ep in range(episodes):
             if ep > 0:
                 driver.recording = ep < 2  # the GIF shows the first two episodes
-                future = driver.reset_client.call_async(Trigger.Request())
-                if not b.spin_until(future.done, 10.0):
-                    raise RuntimeError("sim/reset service did not answer within 10 s")
+                for client in (driver.reset_client, driver.wam_reset_client):  # the sim, then the policy's history
+                    future = client.call_async(Trigger.Request())
+                    if not b.spin_until(future.done, 10.0):
+                        raise RuntimeError(f"{client.srv_name} service did not answer within 10 s")
             n = len(driver.outcomes)
             if not b.spin_until(lambda n=n: len(driver.outcomes) > n, timeout_s):
                 driver.outcomes.append(False)  # the episode did not end in time: a failure

@@ -5,7 +5,8 @@
 
 Inputs (sensor-data QoS): camera/image_raw (sensor_msgs/Image rgb8 | bgr8 | mono8, any size), joint_states (matched
 to the model's joints by name, any order, extra joints ignored), wam/instruction (std_msgs/String; also the
-`instruction` parameter, changeable at run time). Every control period (or on each camera frame with
+`instruction` parameter, changeable at run time). Service wam/reset (std_srvs/Trigger): a new episode starts, forget
+the frame history and the plan. Every control period (or on each camera frame with
 trigger:=camera) the node runs `policy.predict()` on the freshest valid inputs and publishes the action chunk as
 trajectory_msgs/JointTrajectory on <controller>/joint_trajectory (points 1/control_hz apart, stamped with the camera
 frame's stamp) or the first target as std_msgs/Float64MultiArray on <controller>/commands; plus wam/predicted_image,
@@ -33,6 +34,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32, Float64MultiArray, String
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.robot import RobotProfile
@@ -125,6 +127,7 @@ class WamNode(Node):
         self.pred_pub = self.create_publisher(Image, "wam/predicted_image", 10)
         self.surprise_pub = self.create_publisher(Float32, "wam/surprise", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(Trigger, "wam/reset", self.on_reset)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.timer = self.create_timer(self.dt, self.on_timer)
         self.get_logger().info(f"wam_node: {model_path} ({backend}), "
@@ -182,6 +185,14 @@ class WamNode(Node):
                     self.surprise.reset()
                     self.get_logger().info(f"instruction: {p.value!r}")
         return SetParametersResult(successful=True)
+
+    def on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """A new episode: forget the frame history, the pending prediction and the chunk being followed."""
+        self.frames.reset()
+        self.surprise.reset()
+        self.plan_age = self.replan_steps  # predict at the next control step
+        response.success, response.message = True, "frame history and plan cleared"
+        return response
 
     # ---- control ------------------------------------------------------------------------------------------------
     def on_timer(self) -> None:
