@@ -98,7 +98,8 @@ def main() -> int:
     ap.add_argument("--backend", default="onnxruntime")
     ap.add_argument("--count", type=int, default=300, help="frames in the ROS ping-pong")
     ap.add_argument("--rate", type=float, default=30.0, help="frames per second")
-    ap.add_argument("--domain", type=int, default=77, help="ROS_DOMAIN_ID for the run")
+    ap.add_argument("--domain", type=int, default=200 + os.getpid() % 32,
+                    help="ROS_DOMAIN_ID for the run (default: one of 200-231 from the pid, away from other runs)")
     ap.add_argument("--json", default="", help="also write the figures to this JSON file")
     ap.add_argument("--echo-node", action="store_true", help=argparse.SUPPRESS)  # internal: run the echo node
     a = ap.parse_args()

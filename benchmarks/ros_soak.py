@@ -39,7 +39,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=600.0, help="seconds of streaming")
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds before the memory baseline")
     ap.add_argument("--rate", type=float, default=30.0, help="camera + control rate (Hz)")
-    ap.add_argument("--domain", type=int, default=78, help="ROS_DOMAIN_ID for the run")
+    ap.add_argument("--domain", type=int, default=200 + os.getpid() % 32,
+                    help="ROS_DOMAIN_ID for the run (default: one of 200-231 from the pid, away from other runs)")
     ap.add_argument("--json", default="", help="also write the figures to this JSON file")
     a = ap.parse_args()
     if not Path(a.model).exists():

@@ -56,7 +56,7 @@ class Bringup:
         self.graph = load_graph(graph)
         self.specs = node_specs(self.graph, arguments)
         self.context = Context()
-        init_kwargs: dict[str, Any] = {"context": self.context}
+        init_kwargs: dict[str, Any] = {"context": self.context, "args": []}  # never parse `wam`'s own argv
         if domain_id is not None:
             init_kwargs["domain_id"] = domain_id
         rclpy.init(**init_kwargs)
