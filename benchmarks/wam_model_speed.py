@@ -42,8 +42,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     eps = [synthetic_episode(i) for i in range(8)]
     print(f"threads={args.threads} iters={args.iters} train batch={args.batch}")
-    print("| preset | params | fwd full ms | fwd action-only ms | ratio | train step joint ms | train step "
-          "action-only ms | ratio |")
+    print(
+        "| preset | params | fwd full ms | fwd action-only ms | ratio | train step joint ms | train step "
+        "action-only ms | ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for preset in ("tiny", "small"):
         print(bench_preset(preset, eps, args.batch, args.iters))
@@ -65,14 +67,20 @@ def bench_preset(preset: str, eps: list, batch_size: int, iters: int) -> str:
 
     model.eval()
     with torch.no_grad():
-        fwd = interleaved({"full": lambda: model(one["frames"], one["joint_pos"], one["tokens"]),
-                           "action": lambda: model.forward_action(one["frames"], one["joint_pos"], one["tokens"])},
-                          iters * 3)
+        fwd = interleaved(
+            {
+                "full": lambda: model(one["frames"], one["joint_pos"], one["tokens"]),
+                "action": lambda: model.forward_action(one["frames"], one["joint_pos"], one["tokens"]),
+            },
+            iters * 3,
+        )
     model.train()
     tr = interleaved({"joint": lambda: step(0.5), "action": lambda: step(0.0)}, iters)
-    return (f"| {preset} | {model.num_parameters():,} | {fwd['full']:.2f} | {fwd['action']:.2f} | "
-            f"{fwd['full'] / fwd['action']:.2f} | {tr['joint']:.1f} | {tr['action']:.1f} | "
-            f"{tr['joint'] / tr['action']:.2f} |")
+    return (
+        f"| {preset} | {model.num_parameters():,} | {fwd['full']:.2f} | {fwd['action']:.2f} | "
+        f"{fwd['full'] / fwd['action']:.2f} | {tr['joint']:.1f} | {tr['action']:.1f} | "
+        f"{tr['joint'] / tr['action']:.2f} |"
+    )
 
 
 if __name__ == "__main__":

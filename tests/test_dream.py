@@ -20,8 +20,18 @@ torch.set_num_threads(1)
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("dream")
     eps = write_synthetic_episodes(root / "reach", n=6, steps=12, seed=5)
-    path = train(TrainConfig(data=[str(root / "reach")], out=str(root / "run"), preset="tiny", steps=15,
-                             batch_size=16, warmup=2, threads=1, val_frac=0.0))
+    path = train(
+        TrainConfig(
+            data=[str(root / "reach")],
+            out=str(root / "run"),
+            preset="tiny",
+            steps=15,
+            batch_size=16,
+            warmup=2,
+            threads=1,
+            val_frac=0.0,
+        )
+    )
     return path, eps
 
 
@@ -53,19 +63,61 @@ def test_imagine_feeds_back_its_own_frames(trained):
 def test_wam_dream_cli_writes_gif_and_png(trained, tmp_path):
     path, eps = trained
     out = tmp_path / "dream.gif"
-    res = subprocess.run([sys.executable, "-m", "wam_ros.cli", "dream", "--model", str(path), "--episode", str(eps[0]),
-                          "--start", "1", "--steps", "6", "--out", str(out), "--threads", "1"],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wam_ros.cli",
+            "dream",
+            "--model",
+            str(path),
+            "--episode",
+            str(eps[0]),
+            "--start",
+            "1",
+            "--steps",
+            "6",
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
-    assert "psnr_model" in res.stdout and len([ln for ln in res.stdout.splitlines() if ln.strip()[:1].isdigit()]) == 6
+    assert (
+        "psnr_model" in res.stdout
+        and len([ln for ln in res.stdout.splitlines() if ln.strip()[:1].isdigit()]) == 6
+    )
     gif = Image.open(out)
     assert gif.n_frames == 6 and gif.size == ((64 * 2 + 2) * 4, 64 * 4)
     assert Image.open(str(out) + ".png").size == (64 * 6 * 2, 64 * 2 * 2)
-    bad = subprocess.run([sys.executable, "-m", "wam_ros.cli", "dream", "--model", str(path), "--episode",
-                          str(eps[0]), "--start", "50"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wam_ros.cli",
+            "dream",
+            "--model",
+            str(path),
+            "--episode",
+            str(eps[0]),
+            "--start",
+            "50",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "--start must be in 0..10" in bad.stderr
     corrupt = tmp_path / "bad.pt"
     corrupt.write_bytes(b"\x00" * 100)
-    bad = subprocess.run([sys.executable, "-m", "wam_ros.cli", "dream", "--model", str(corrupt), "--episode",
-                          str(eps[0])], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "wam_ros.cli", "dream", "--model", str(corrupt), "--episode", str(eps[0])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "corrupt" in bad.stderr

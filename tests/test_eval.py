@@ -23,8 +23,9 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     write_synthetic_episodes(root / "train", n=8, steps=12, seed=1)
     write_synthetic_episodes(root / "heldout", n=3, steps=12, seed=2)
-    common = dict(data=[str(root / "train")], preset="tiny", steps=12, batch_size=16, warmup=2, threads=1,
-                  val_frac=0.0)
+    common = dict(
+        data=[str(root / "train")], preset="tiny", steps=12, batch_size=16, warmup=2, threads=1, val_frac=0.0
+    )
     joint = train(TrainConfig(out=str(root / "joint"), **common))
     ablation = train(TrainConfig(out=str(root / "ablation"), frame_weight=0.0, **common))
     return root, joint, ablation
@@ -41,9 +42,19 @@ def _args(**kw) -> argparse.Namespace:
 
 def test_offline_and_closed_loop_side_by_side(runs, tmp_path):
     root, joint, ablation = runs
-    args = _args(model=str(joint), ablation=str(ablation), data=[str(root / "heldout")], tasks=["reach"],
-                 episodes=2, horizon=4, max_windows=16, threads=1, out=str(tmp_path), seed_start=7,
-                 train_data=[str(root / "train")])
+    args = _args(
+        model=str(joint),
+        ablation=str(ablation),
+        data=[str(root / "heldout")],
+        tasks=["reach"],
+        episodes=2,
+        horizon=4,
+        max_windows=16,
+        threads=1,
+        out=str(tmp_path),
+        seed_start=7,
+        train_data=[str(root / "train")],
+    )
     assert evaluate.run(args) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     frames = res["offline"]["frames"]["all"]
@@ -62,7 +73,9 @@ def test_offline_and_closed_loop_side_by_side(runs, tmp_path):
 def test_eval_refuses_seeds_seen_in_training(runs, tmp_path):
     root, joint, _ = runs
     seen = json.loads(str(np.load(sorted((root / "train").glob("episode_*.npz"))[0])["meta"]))["seed"]
-    args = _args(model=str(joint), episodes=1, seed_start=seen, train_data=[str(root / "train")], out=str(tmp_path))
+    args = _args(
+        model=str(joint), episodes=1, seed_start=seen, train_data=[str(root / "train")], out=str(tmp_path)
+    )
     assert evaluate.run(args) == 2
     assert not (tmp_path / "results.json").exists()
 
@@ -71,8 +84,12 @@ def test_eval_bad_inputs_are_clear_errors(runs, tmp_path, capsys):
     root, joint, _ = runs
     assert evaluate.run(_args(model=str(tmp_path / "missing.pt"), episodes=0, out=str(tmp_path))) == 2
     assert "checkpoint not found" in capsys.readouterr().err
-    assert evaluate.run(_args(model=str(joint), data=[str(root / "heldout")], horizon=40, episodes=0,
-                              out=str(tmp_path))) == 2
+    assert (
+        evaluate.run(
+            _args(model=str(joint), data=[str(root / "heldout")], horizon=40, episodes=0, out=str(tmp_path))
+        )
+        == 2
+    )
     assert "no held-out window has 40 future frames" in capsys.readouterr().err
     assert evaluate.run(_args(model=str(joint), replan=0, out=str(tmp_path))) == 2
     assert "--replan must be >= 1, got 0" in capsys.readouterr().err

@@ -15,8 +15,9 @@ torch.set_num_threads(1)
 
 def _inputs(cfg: WamConfig, b: int = 3, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    frames = torch.randint(0, 256, (b, cfg.k_frames, 3, cfg.image_size, cfg.image_size), generator=g,
-                           dtype=torch.uint8)
+    frames = torch.randint(
+        0, 256, (b, cfg.k_frames, 3, cfg.image_size, cfg.image_size), generator=g, dtype=torch.uint8
+    )
     joints = torch.randn(b, cfg.num_joints, generator=g)
     return frames, joints
 
@@ -26,8 +27,9 @@ def tiny() -> WorldActionModel:
     torch.manual_seed(0)
     model = WorldActionModel(WamConfig.preset("tiny")).eval()
     n, j = model.cfg.chunk, model.cfg.num_joints
-    model.set_normalizer(torch.linspace(-1, 1, j), torch.full((j,), 0.5), torch.full((n, j), 0.01),
-                         torch.full((n, j), 0.05))
+    model.set_normalizer(
+        torch.linspace(-1, 1, j), torch.full((j,), 0.5), torch.full((n, j), 0.01), torch.full((n, j), 0.05)
+    )
     return model
 
 
@@ -98,6 +100,7 @@ def test_save_load_round_trip_is_exact(tiny, tmp_path):
         for x, y in zip(tiny(frames, joints, tokens), loaded(frames, joints, tokens), strict=True):
             assert torch.equal(x, y)
 
+
 def test_config_validation_names_the_bad_value():
     with pytest.raises(ValueError, match="image_size must be divisible by 8, got 60"):
         WamConfig.preset("tiny", image_size=60)
@@ -130,7 +133,9 @@ def test_bad_normaliser_statistics_are_refused(tiny):
     with pytest.raises(ValueError, match=r"delta_std must have shape \(8, 8\), got \(8,\)"):
         tiny.set_normalizer(torch.zeros(8), torch.ones(8), torch.zeros(8, 8), torch.ones(8))
     with pytest.raises(ValueError, match="joint_std contains NaN"):
-        tiny.set_normalizer(torch.zeros(8), torch.full((8,), float("nan")), torch.zeros(8, 8), torch.ones(8, 8))
+        tiny.set_normalizer(
+            torch.zeros(8), torch.full((8,), float("nan")), torch.zeros(8, 8), torch.ones(8, 8)
+        )
 
 
 def test_missing_normaliser_stats_and_corrupt_checkpoints_are_clear_errors(tiny, tmp_path):

@@ -33,8 +33,19 @@ def synth(tmp_path_factory) -> list[str]:
 
 
 def _cfg(data, out, **kw) -> TrainConfig:
-    base = dict(data=data, out=str(out), preset="tiny", steps=10, batch_size=16, warmup=100, threads=1,
-                ckpt_every=5, eval_every=5, val_frac=0.2, seed=3)
+    base = dict(
+        data=data,
+        out=str(out),
+        preset="tiny",
+        steps=10,
+        batch_size=16,
+        warmup=100,
+        threads=1,
+        ckpt_every=5,
+        eval_every=5,
+        val_frac=0.2,
+        seed=3,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -88,11 +99,36 @@ def test_ddp_two_cpu_processes_gloo(synth, tmp_path):
     with socket.socket() as sock:  # a free port for the rendezvous (torchrun's --master_port 0 hangs here)
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
-           "-m", "wam_ros.train.train", "--data", *synth, "--out", str(tmp_path), "--preset", "tiny",
-           "--steps", "6", "--batch-size", "16", "--threads", "1", "--ckpt-every", "3", "--eval-every", "3"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        port,
+        "-m",
+        "wam_ros.train.train",
+        "--data",
+        *synth,
+        "--out",
+        str(tmp_path),
+        "--preset",
+        "tiny",
+        "--steps",
+        "6",
+        "--batch-size",
+        "16",
+        "--threads",
+        "1",
+        "--ckpt-every",
+        "3",
+        "--eval-every",
+        "3",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
     try:
         _, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
@@ -119,6 +155,20 @@ def test_bad_inputs_are_clear_errors(synth, tmp_path):
         _cfg(synth, tmp_path, frame_weight=-1)
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         _cfg(synth, tmp_path, batch_size=0)
-    out = subprocess.run([sys.executable, "-m", "wam_ros.cli", "train", "--data", str(empty), "--out",
-                          str(tmp_path / "o"), "--preset", "tiny"], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wam_ros.cli",
+            "train",
+            "--data",
+            str(empty),
+            "--out",
+            str(tmp_path / "o"),
+            "--preset",
+            "tiny",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "wam train: no episode_" in out.stderr

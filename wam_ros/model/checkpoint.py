@@ -29,9 +29,13 @@ class CheckpointError(ValueError):
 
 
 def checkpoint_dict(model: WorldActionModel, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(),
-            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "extra": dict(extra or {})}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.cfg.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "extra": dict(extra or {}),
+    }
 
 
 def save_checkpoint(path: str | Path, model: WorldActionModel, extra: dict[str, Any] | None = None) -> Path:
@@ -62,7 +66,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a wam_ros model checkpoint (expected format {FORMAT!r})")
     if ckpt.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')!r}, this code reads {VERSION}")
+        raise CheckpointError(
+            f"{path}: checkpoint version {ckpt.get('version')!r}, this code reads {VERSION}"
+        )
     for key in ("config", "state_dict"):
         if not isinstance(ckpt.get(key), dict):
             raise CheckpointError(f"{path}: checkpoint has no {key!r} dict")

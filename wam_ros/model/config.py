@@ -15,10 +15,51 @@ PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_gripper"]
 
 # Words the instruction vocabulary always knows; training adds the words of its episodes' instructions.
 BASE_VOCAB = [
-    "reach", "push", "touch", "move", "go", "to", "the", "a", "an", "of", "and", "onto", "into", "toward", "towards",
-    "target", "cube", "block", "object", "ball", "goal", "zone", "area", "marker", "region",
-    "red", "green", "blue", "yellow", "purple", "orange", "white", "black", "cyan", "magenta",
-    "left", "right", "front", "back", "up", "down", "pick", "place", "put", "on",
+    "reach",
+    "push",
+    "touch",
+    "move",
+    "go",
+    "to",
+    "the",
+    "a",
+    "an",
+    "of",
+    "and",
+    "onto",
+    "into",
+    "toward",
+    "towards",
+    "target",
+    "cube",
+    "block",
+    "object",
+    "ball",
+    "goal",
+    "zone",
+    "area",
+    "marker",
+    "region",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "purple",
+    "orange",
+    "white",
+    "black",
+    "cyan",
+    "magenta",
+    "left",
+    "right",
+    "front",
+    "back",
+    "up",
+    "down",
+    "pick",
+    "place",
+    "put",
+    "on",
 ]
 PAD, UNK = "<pad>", "<unk>"
 
@@ -74,8 +115,17 @@ class WamConfig:
         self.enc_channels = tuple(int(c) for c in self.enc_channels)  # JSON round trips give lists
         self.joint_names = list(self.joint_names)
         self.vocab = list(self.vocab)
-        positive = ("image_size", "k_frames", "num_joints", "chunk", "d_model", "n_layers", "n_heads", "mlp_ratio",
-                    "max_tokens")
+        positive = (
+            "image_size",
+            "k_frames",
+            "num_joints",
+            "chunk",
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "mlp_ratio",
+            "max_tokens",
+        )
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -83,12 +133,15 @@ class WamConfig:
         if self.image_size % 8:
             raise ValueError(f"WamConfig.image_size must be divisible by 8, got {self.image_size}")
         if self.d_model % self.n_heads:
-            raise ValueError(f"WamConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+            raise ValueError(
+                f"WamConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
         if len(self.enc_channels) != 3 or min(self.enc_channels) < 1:
             raise ValueError(f"WamConfig.enc_channels must be 3 positive ints, got {self.enc_channels!r}")
         if len(self.joint_names) != self.num_joints:
-            raise ValueError(f"WamConfig.joint_names has {len(self.joint_names)} names, "
-                             f"num_joints is {self.num_joints}")
+            raise ValueError(
+                f"WamConfig.joint_names has {len(self.joint_names)} names, num_joints is {self.num_joints}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"WamConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not self.control_hz > 0:
@@ -127,6 +180,5 @@ PRESETS: dict[str, dict[str, Any]] = {
     # everything shrunk: the real pipeline (train -> dream -> eval -> export) runs in seconds
     "tiny": dict(d_model=32, n_layers=1, n_heads=2, mlp_ratio=2, enc_channels=(8, 16, 32), film=True),
     # the shipped model: ~0.6M parameters (sized for 30 min of training on 2 shared CPU cores)
-    "small": dict(d_model=128, n_layers=3, n_heads=4, mlp_ratio=2, enc_channels=(16, 32, 64),
-                  film=True),
+    "small": dict(d_model=128, n_layers=3, n_heads=4, mlp_ratio=2, enc_channels=(16, 32, 64), film=True),
 }

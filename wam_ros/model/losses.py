@@ -17,8 +17,9 @@ from wam_ros.model.modeling import WorldActionModel
 TOKENS = "tokens"  # batch key: int64 (B, L) instruction ids
 
 
-def wam_loss(model: WorldActionModel, batch: dict[str, torch.Tensor], frame_weight: float,
-             forward=None) -> dict[str, torch.Tensor]:
+def wam_loss(
+    model: WorldActionModel, batch: dict[str, torch.Tensor], frame_weight: float, forward=None
+) -> dict[str, torch.Tensor]:
     """Losses for one batch (keys of wam_ros.data.windows + TOKENS). `forward` may be a DDP wrapper's __call__."""
     fwd = forward or model.forward_train
     delta_n, frame = fwd(batch[FRAMES], batch[JOINT_POS], batch[TOKENS], frame_weight > 0)
@@ -30,4 +31,8 @@ def wam_loss(model: WorldActionModel, batch: dict[str, torch.Tensor], frame_weig
         frame_loss = torch.zeros((), dtype=delta_n.dtype)
     else:
         frame_loss = F.mse_loss(frame, batch[NEXT_FRAME].to(torch.float32) / 255.0)
-    return {"loss": action + frame_weight * frame_loss, "action": action.detach(), "frame": frame_loss.detach()}
+    return {
+        "loss": action + frame_weight * frame_loss,
+        "action": action.detach(),
+        "frame": frame_loss.detach(),
+    }

@@ -72,14 +72,19 @@ class Block(nn.Module):
         self.n_heads, self.dropout = n_heads, dropout
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.mlp = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d),
-                                 nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d), nn.Dropout(dropout)
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, S, D = x.shape
         q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)
-        q, k, v = (t.reshape(B, S, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B,nh,S,hs)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        q, k, v = (
+            t.reshape(B, S, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v)
+        )  # (B,nh,S,hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
         x = x + self.proj(y.transpose(1, 2).reshape(B, S, D))
         return x + self.mlp(self.ln2(x))
 
@@ -114,7 +119,9 @@ class WorldActionModel(nn.Module):
             nn.init.zeros_(self.film.bias)
         self.action_queries = nn.Parameter(torch.randn(N, d) * 0.02)
         self.pos_emb = nn.Parameter(torch.randn(n_tokens, d) * 0.02)
-        self.blocks = nn.ModuleList(Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(
+            Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.n_layers)
+        )
         self.ln_f = nn.LayerNorm(d)
         # -- heads
         self.action_head = nn.Linear(d, J)
@@ -128,12 +135,21 @@ class WorldActionModel(nn.Module):
         nn.init.zeros_(self.frame_out.bias)
 
     # ---------------------------------------------------------------- normaliser
-    def set_normalizer(self, joint_mean: torch.Tensor, joint_std: torch.Tensor, delta_mean: torch.Tensor,
-                       delta_std: torch.Tensor) -> None:
+    def set_normalizer(
+        self,
+        joint_mean: torch.Tensor,
+        joint_std: torch.Tensor,
+        delta_mean: torch.Tensor,
+        delta_std: torch.Tensor,
+    ) -> None:
         """Store statistics of the raw joints (J,) and of the action deltas a_{t+i} - q_t (N, J)."""
         J, N = self.cfg.num_joints, self.cfg.chunk
-        for name, value, shape in (("joint_mean", joint_mean, (J,)), ("joint_std", joint_std, (J,)),
-                                   ("delta_mean", delta_mean, (N, J)), ("delta_std", delta_std, (N, J))):
+        for name, value, shape in (
+            ("joint_mean", joint_mean, (J,)),
+            ("joint_std", joint_std, (J,)),
+            ("delta_mean", delta_mean, (N, J)),
+            ("delta_std", delta_std, (N, J)),
+        ):
             value = torch.as_tensor(value, dtype=torch.float32)
             if tuple(value.shape) != shape:
                 raise ValueError(f"normaliser {name} must have shape {shape}, got {tuple(value.shape)}")
@@ -166,7 +182,9 @@ class WorldActionModel(nn.Module):
             keep = (tokens != 0).to(torch.float32)[..., None]  # (B, L, 1)
             sentence = (word_tok * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, d) mean word embedding
             c1, c2, c3 = self.cfg.enc_channels
-            g1, b1, g2, b2, g3, b3 = self.film(sentence)[:, :, None, None].split([c1, c1, c2, c2, c3, c3], dim=1)
+            g1, b1, g2, b2, g3, b3 = self.film(sentence)[:, :, None, None].split(
+                [c1, c1, c2, c2, c3, c3], dim=1
+            )
             e1 = e1 * (1 + g1) + b1
             e2 = self.enc2(e1)  # (B, c2, H/4, W/4)
             e2 = e2 * (1 + g2) + b2
@@ -183,27 +201,36 @@ class WorldActionModel(nn.Module):
         # padding words are never attended to (additive mask; -1e4 keeps an all-padding instruction finite)
         pad = (tokens == 0).to(torch.float32) * -1e4  # (B, L)
         n_img = img_tok.shape[1] + 1
-        mask = torch.cat([torch.zeros_like(pad[:, :1]).expand(B, n_img), pad,
-                          torch.zeros_like(pad[:, :1]).expand(B, self.cfg.chunk)], dim=1)[:, None, None, :]
+        mask = torch.cat(
+            [
+                torch.zeros_like(pad[:, :1]).expand(B, n_img),
+                pad,
+                torch.zeros_like(pad[:, :1]).expand(B, self.cfg.chunk),
+            ],
+            dim=1,
+        )[:, None, None, :]
         for block in self.blocks:
             x = block(x, mask)
         return self.ln_f(x), (stacked, e1, e2, e3), last
 
     def _action_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return self.action_head(x[:, -self.cfg.chunk:])  # (B, N, J) normalised deltas
+        return self.action_head(x[:, -self.cfg.chunk :])  # (B, N, J) normalised deltas
 
     def _decode_frame(self, x: torch.Tensor, skips, last: torch.Tensor) -> torch.Tensor:
         stacked, e1, e2, e3 = skips
         B, P = x.shape[0], self.grid**2
-        f = self.frame_proj(x[:, :P]).transpose(1, 2).reshape(B, -1, self.grid, self.grid) + e3  # (B, c3, g, g)
+        f = (
+            self.frame_proj(x[:, :P]).transpose(1, 2).reshape(B, -1, self.grid, self.grid) + e3
+        )  # (B, c3, g, g)
         f = self.dec1(self.dec2(self.dec3(f, e2), e1), stacked)  # (B, c1, H, W)
         out = self.frame_out(f)
         if self.cfg.frame_residual:
             return (last + out).clamp(0.0, 1.0)
         return torch.sigmoid(out)
 
-    def forward_train(self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor,
-                      with_frame: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward_train(
+        self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor, with_frame: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(normalised action deltas (B, N, J), next frame (B, 3, H, W) in [0,1] or None) — what the losses use."""
         x, skips, last = self._trunk(frames, joint_pos, tokens)
         frame = self._decode_frame(x, skips, last) if with_frame else None
@@ -212,13 +239,16 @@ class WorldActionModel(nn.Module):
     def _absolute(self, delta_n: torch.Tensor, joint_pos: torch.Tensor) -> torch.Tensor:
         return joint_pos.to(torch.float32)[:, None, :] + delta_n * self.delta_std + self.delta_mean
 
-    def forward(self, frames: torch.Tensor, joint_pos: torch.Tensor,
-                tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw inputs -> (absolute action targets (B, N, J), next frame (B, 3, H, W) in [0, 1])."""
         x, skips, last = self._trunk(frames, joint_pos, tokens)
         return self._absolute(self._action_norm(x), joint_pos), self._decode_frame(x, skips, last)
 
-    def forward_action(self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def forward_action(
+        self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor
+    ) -> torch.Tensor:
         """Action-only path (the frame decoder is skipped): absolute targets (B, N, J)."""
         x, _, _ = self._trunk(frames, joint_pos, tokens)
         return self._absolute(self._action_norm(x), joint_pos)
@@ -228,15 +258,20 @@ class WorldActionModel(nn.Module):
         c = self.cfg
         exp = (c.k_frames, 3, c.image_size, c.image_size)
         if frames.ndim != 5 or tuple(frames.shape[1:]) != exp:
-            raise ValueError(f"frames must be (B, {', '.join(map(str, exp))}) RGB 0..255, got {tuple(frames.shape)}")
+            raise ValueError(
+                f"frames must be (B, {', '.join(map(str, exp))}) RGB 0..255, got {tuple(frames.shape)}"
+            )
         B = frames.shape[0]
         if tuple(joint_pos.shape) != (B, c.num_joints):
             raise ValueError(f"joint_pos must be (B={B}, J={c.num_joints}), got {tuple(joint_pos.shape)}")
         if tokens.dtype != torch.int64 or tuple(tokens.shape) != (B, c.max_tokens):
-            raise ValueError(f"tokens must be int64 (B={B}, L={c.max_tokens}), got {tokens.dtype} "
-                             f"{tuple(tokens.shape)}")
+            raise ValueError(
+                f"tokens must be int64 (B={B}, L={c.max_tokens}), got {tokens.dtype} {tuple(tokens.shape)}"
+            )
         if int(tokens.min()) < 0 or int(tokens.max()) >= len(c.vocab):
-            raise ValueError(f"token ids must be in [0, {len(c.vocab)}), got [{int(tokens.min())}, {int(tokens.max())}]")
+            raise ValueError(
+                f"token ids must be in [0, {len(c.vocab)}), got [{int(tokens.min())}, {int(tokens.max())}]"
+            )
         if not torch.isfinite(joint_pos).all():
             raise ValueError("joint_pos contains NaN or Inf")
 

@@ -62,7 +62,11 @@ class Tokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> np.ndarray:
         """Token ids int64 (B, L)."""
-        return np.stack([self.encode(t) for t in texts]) if len(texts) else np.zeros((0, self.max_tokens), np.int64)
+        return (
+            np.stack([self.encode(t) for t in texts])
+            if len(texts)
+            else np.zeros((0, self.max_tokens), np.int64)
+        )
 
     def decode(self, ids: Sequence[int]) -> str:
         return " ".join(self.vocab[i] for i in ids if i != 0)

@@ -46,8 +46,9 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
 class WindowArrays:
     """All training windows of a list of episodes as flat arrays."""
 
-    def __init__(self, episodes: Sequence[Episode], k_frames: int, chunk: int, image_size: int,
-                 tokenizer: Tokenizer) -> None:
+    def __init__(
+        self, episodes: Sequence[Episode], k_frames: int, chunk: int, image_size: int, tokenizer: Tokenizer
+    ) -> None:
         if not episodes:
             raise ValueError("WindowArrays needs at least one episode")
         joints = {ep.joint_pos.shape[1] for ep in episodes}

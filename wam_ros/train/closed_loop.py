@@ -33,8 +33,9 @@ class ChunkExecutor:
         else:
             self.frames.append(obs["image"])
         if not self.queue:
-            out = self.policy.predict({"images": list(self.frames), "joint_pos": obs["joint_pos"],
-                                       "instruction": self.instruction})
+            out = self.policy.predict(
+                {"images": list(self.frames), "joint_pos": obs["joint_pos"], "instruction": self.instruction}
+            )
             self.queue = list(out["action"][: self.replan])
         return self.queue.pop(0)
 
@@ -61,8 +62,13 @@ def random_factory(seed: int, scale: float = 0.2) -> PolicyFactory:
     return make
 
 
-def closed_loop(policies: dict[str, PolicyFactory], task: str, seeds: Iterable[int],
-                image_size: int = 64, control_hz: int = 10) -> dict[str, dict[str, Any]]:
+def closed_loop(
+    policies: dict[str, PolicyFactory],
+    task: str,
+    seeds: Iterable[int],
+    image_size: int = 64,
+    control_hz: int = 10,
+) -> dict[str, dict[str, Any]]:
     """Per policy: success rate, mean steps (all episodes and successful ones), per-seed outcomes."""
     from wam_ros.sim.tabletop import TabletopEnv
 
@@ -78,14 +84,23 @@ def closed_loop(policies: dict[str, PolicyFactory], task: str, seeds: Iterable[i
                 terminated = truncated = False
                 while not (terminated or truncated):
                     obs, _, terminated, truncated, info = env.step(act(obs))
-                outcomes.append({"seed": seed, "success": bool(terminated), "steps": int(env.steps),
-                                 "instruction": env.instruction})
+                outcomes.append(
+                    {
+                        "seed": seed,
+                        "success": bool(terminated),
+                        "steps": int(env.steps),
+                        "instruction": env.instruction,
+                    }
+                )
             ok = [o for o in outcomes if o["success"]]
             results[name] = {
-                "episodes": len(outcomes), "successes": len(ok), "success_rate": len(ok) / max(1, len(outcomes)),
+                "episodes": len(outcomes),
+                "successes": len(ok),
+                "success_rate": len(ok) / max(1, len(outcomes)),
                 "mean_steps": float(np.mean([o["steps"] for o in outcomes])) if outcomes else float("nan"),
                 "mean_steps_success": float(np.mean([o["steps"] for o in ok])) if ok else float("nan"),
-                "max_steps": int(env.max_steps), "outcomes": outcomes,
+                "max_steps": int(env.max_steps),
+                "outcomes": outcomes,
             }
     finally:
         env.close()

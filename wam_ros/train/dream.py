@@ -23,8 +23,9 @@ from wam_ros.train.batches import resize_frames
 from wam_ros.train.metrics import PROPRIO_MODES, imagine, psnr
 
 
-def dream(model: WorldActionModel, episode: Episode, start: int, steps: int,
-          proprio: str = "real") -> tuple[np.ndarray, np.ndarray, dict[str, list[float]]]:
+def dream(
+    model: WorldActionModel, episode: Episode, start: int, steps: int, proprio: str = "real"
+) -> tuple[np.ndarray, np.ndarray, dict[str, list[float]]]:
     """(real frames (steps, H, W, 3) uint8, imagined (steps, H, W, 3) uint8, {"psnr": [...], "copy_last": [...]})."""
     cfg = model.cfg
     T = len(episode)
@@ -36,10 +37,10 @@ def dream(model: WorldActionModel, episode: Episode, start: int, steps: int,
     frames = resize_frames(episode.frames, cfg.image_size).transpose(0, 3, 1, 2)  # (T, 3, H, W)
     past = np.clip(np.arange(start - cfg.k_frames + 1, start + 1), 0, None)
     window = torch.from_numpy(frames[past][None])
-    joints = torch.from_numpy(episode.joint_pos[start:start + steps][None])
+    joints = torch.from_numpy(episode.joint_pos[start : start + steps][None])
     tokens = torch.from_numpy(model.tokenizer.encode(episode.instruction)[None])
     pred = imagine(model, window, tokens, joints, steps, proprio)[0]  # (h, 3, H, W)
-    real = torch.from_numpy(frames[start + 1:start + 1 + steps]).float() / 255.0
+    real = torch.from_numpy(frames[start + 1 : start + 1 + steps]).float() / 255.0
     last = torch.from_numpy(frames[start]).float()[None].expand_as(real) / 255.0
     scores = {"psnr": psnr(pred, real).tolist(), "copy_last": psnr(last, real).tolist()}
     to_u8 = lambda x: (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()  # noqa: E731
@@ -56,7 +57,9 @@ def write_side_by_side(real: np.ndarray, imagined: np.ndarray, out: str | Path, 
     pairs = [np.concatenate([r, gap, i], axis=1) for r, i in zip(real, imagined, strict=True)]
     big = [Image.fromarray(p).resize((p.shape[1] * scale, p.shape[0] * scale), Image.NEAREST) for p in pairs]
     big[0].save(out, save_all=True, append_images=big[1:], duration=300, loop=0)
-    strip = np.concatenate([np.concatenate(list(real), axis=1), np.concatenate(list(imagined), axis=1)], axis=0)
+    strip = np.concatenate(
+        [np.concatenate(list(real), axis=1), np.concatenate(list(imagined), axis=1)], axis=0
+    )
     png = out.with_suffix(out.suffix + ".png")
     Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2), Image.NEAREST).save(png)
     return [out, png]

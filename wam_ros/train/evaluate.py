@@ -40,19 +40,35 @@ def _mean(x: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def frame_metrics(model: WorldActionModel, data: WindowArrays, tokens: np.ndarray, horizon: int,
-                  max_windows: int, seed: int, batch: int = 64) -> dict[str, Any]:
+def frame_metrics(
+    model: WorldActionModel,
+    data: WindowArrays,
+    tokens: np.ndarray,
+    horizon: int,
+    max_windows: int,
+    seed: int,
+    batch: int = 64,
+) -> dict[str, Any]:
     """Per-window PSNR/SSIM of the model (h=1, h=horizon with real / imagined proprio) and of copy-last-frame."""
     ok = np.flatnonzero(data.current + horizon <= data.last)
     if not len(ok):
         raise ValueError(f"no held-out window has {horizon} future frames (episodes too short for --horizon)")
     idx = np.sort(np.random.default_rng(seed).permutation(ok)[:max_windows])
-    keys = ("psnr_h1", "ssim_h1", "psnr_hN", "ssim_hN", "psnr_hN_imagined_proprio", "copy_psnr_h1", "copy_ssim_h1",
-            "copy_psnr_hN", "copy_ssim_hN")
+    keys = (
+        "psnr_h1",
+        "ssim_h1",
+        "psnr_hN",
+        "ssim_hN",
+        "psnr_hN_imagined_proprio",
+        "copy_psnr_h1",
+        "copy_ssim_h1",
+        "copy_psnr_hN",
+        "copy_ssim_hN",
+    )
     out: dict[str, list] = {k: [] for k in keys}
     steps = np.arange(1, horizon + 1)
     for s in range(0, len(idx), batch):
-        i = idx[s:s + batch]
+        i = idx[s : s + batch]
         cur = data.current[i]
         frames = torch.from_numpy(data.frames[data.past[i]])
         tok = torch.from_numpy(tokens[data.episode[i]])
@@ -72,20 +88,24 @@ def frame_metrics(model: WorldActionModel, data: WindowArrays, tokens: np.ndarra
         out["copy_ssim_hN"].append(ssim(last, real[:, -1]))
     arr = {k: torch.cat(v).numpy() for k, v in out.items()}
     tasks = np.array([data.tasks[e] for e in data.episode[idx]])
-    res: dict[str, Any] = {"windows": int(len(idx)), "horizon": horizon,
-                           "all": {k: _mean(v) for k, v in arr.items()}}
+    res: dict[str, Any] = {
+        "windows": int(len(idx)),
+        "horizon": horizon,
+        "all": {k: _mean(v) for k, v in arr.items()},
+    }
     for task in sorted(set(tasks)):
         res[task] = {k: _mean(v[tasks == task]) for k, v in arr.items()}
     return res
 
 
 @torch.no_grad()
-def action_error(model: WorldActionModel, data: WindowArrays, tokens: np.ndarray, idx: np.ndarray,
-                 batch: int = 256) -> dict[str, Any]:
+def action_error(
+    model: WorldActionModel, data: WindowArrays, tokens: np.ndarray, idx: np.ndarray, batch: int = 256
+) -> dict[str, Any]:
     """Mean absolute error of the absolute targets vs the expert's, over the valid chunk steps (raw units)."""
     per_window, first = [], []
     for s in range(0, len(idx), batch):
-        i = idx[s:s + batch]
+        i = idx[s : s + batch]
         b = data.batch(i)
         pred = model.forward_action(b["frames"], b["joint_pos"], torch.from_numpy(tokens[data.episode[i]]))
         err = (pred - b["actions"]).abs().mean(-1)  # (B, N)
@@ -100,15 +120,25 @@ def action_error(model: WorldActionModel, data: WindowArrays, tokens: np.ndarray
     return res
 
 
-def offline(model: WorldActionModel, ablation: WorldActionModel | None, data_dirs: list[str], horizon: int,
-            max_windows: int, seed: int) -> dict[str, Any]:
+def offline(
+    model: WorldActionModel,
+    ablation: WorldActionModel | None,
+    data_dirs: list[str],
+    horizon: int,
+    max_windows: int,
+    seed: int,
+) -> dict[str, Any]:
     episodes = load_episodes(data_dirs)
     cfg = model.cfg
     data = WindowArrays(episodes, cfg.k_frames, cfg.chunk, cfg.image_size, model.tokenizer)
     tokens = data.tokens
     idx = np.sort(np.random.default_rng(seed).permutation(len(data))[: 4 * max_windows])
-    res = {"episodes": len(episodes), "frames": frame_metrics(model, data, tokens, horizon, max_windows, seed),
-           "action": {"wam": action_error(model, data, tokens, idx)}, "action_windows": int(len(idx))}
+    res = {
+        "episodes": len(episodes),
+        "frames": frame_metrics(model, data, tokens, horizon, max_windows, seed),
+        "action": {"wam": action_error(model, data, tokens, idx)},
+        "action_windows": int(len(idx)),
+    }
     if ablation is not None:
         a = ablation.cfg
         if (a.k_frames, a.chunk, a.image_size) != (cfg.k_frames, cfg.chunk, cfg.image_size):
@@ -133,31 +163,47 @@ def render_markdown(res: dict[str, Any]) -> str:
     off = res.get("offline")
     if off:
         f, h = off["frames"], off["frames"]["horizon"]
-        lines += [f"## Next-frame prediction ({f['windows']} held-out windows, {off['episodes']} episodes)", "",
-                  f"| subset | WAM PSNR h1 | copy-last PSNR h1 | WAM SSIM h1 | copy-last SSIM h1 | WAM PSNR h{h} "
-                  f"| WAM PSNR h{h} (imagined proprio) | copy-last PSNR h{h} | WAM SSIM h{h} | copy-last SSIM h{h} |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## Next-frame prediction ({f['windows']} held-out windows, {off['episodes']} episodes)",
+            "",
+            f"| subset | WAM PSNR h1 | copy-last PSNR h1 | WAM SSIM h1 | copy-last SSIM h1 | WAM PSNR h{h} "
+            f"| WAM PSNR h{h} (imagined proprio) | copy-last PSNR h{h} | WAM SSIM h{h} | copy-last SSIM h{h} |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for sub in [k for k in f if isinstance(f[k], dict)]:
             m = f[sub]
-            lines.append(f"| {sub} | {m['psnr_h1']:.2f} | {m['copy_psnr_h1']:.2f} | {m['ssim_h1']:.3f} | "
-                         f"{m['copy_ssim_h1']:.3f} | {m['psnr_hN']:.2f} | {m['psnr_hN_imagined_proprio']:.2f} | "
-                         f"{m['copy_psnr_hN']:.2f} | {m['ssim_hN']:.3f} | {m['copy_ssim_hN']:.3f} |")
-        lines += ["", f"## Action error (mean abs. error of absolute joint targets, {off['action_windows']} windows)",
-                  "", "| subset | model | chunk MAE | first-action MAE |", "|---|---|---|---|"]
+            lines.append(
+                f"| {sub} | {m['psnr_h1']:.2f} | {m['copy_psnr_h1']:.2f} | {m['ssim_h1']:.3f} | "
+                f"{m['copy_ssim_h1']:.3f} | {m['psnr_hN']:.2f} | {m['psnr_hN_imagined_proprio']:.2f} | "
+                f"{m['copy_psnr_hN']:.2f} | {m['ssim_hN']:.3f} | {m['copy_ssim_hN']:.3f} |"
+            )
+        lines += [
+            "",
+            f"## Action error (mean abs. error of absolute joint targets, {off['action_windows']} windows)",
+            "",
+            "| subset | model | chunk MAE | first-action MAE |",
+            "|---|---|---|---|",
+        ]
         for name, a in off["action"].items():
             for sub, m in a.items():
                 lines.append(f"| {sub} | {name} | {m['mae_chunk']:.4f} | {m['mae_first']:.4f} |")
         lines.append("")
     cl = res.get("closed_loop")
     if cl:
-        lines += [f"## Closed loop (unseen seeds from {res['seed_start']}, replan every {res['replan']} steps, "
-                  f"backend {res['backend']})", "", "| task | policy | success | rate | mean steps | "
-                  "mean steps (successes) |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## Closed loop (unseen seeds from {res['seed_start']}, replan every {res['replan']} steps, "
+            f"backend {res['backend']})",
+            "",
+            "| task | policy | success | rate | mean steps | mean steps (successes) |",
+            "|---|---|---|---|---|---|",
+        ]
         for task, pols in cl.items():
             for name, r in pols.items():
                 ms = r["mean_steps_success"]
-                lines.append(f"| {task} | {name} | {r['successes']}/{r['episodes']} | {r['success_rate']:.0%} | "
-                             f"{r['mean_steps']:.1f} | {'-' if math.isnan(ms) else f'{ms:.1f}'} |")
+                lines.append(
+                    f"| {task} | {name} | {r['successes']}/{r['episodes']} | {r['success_rate']:.0%} | "
+                    f"{r['mean_steps']:.1f} | {'-' if math.isnan(ms) else f'{ms:.1f}'} |"
+                )
         lines.append("")
     lines.append(f"Wall time: {res['wall_s']:.0f} s.")
     return "\n".join(lines) + "\n"
@@ -167,8 +213,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
     model = load_checkpoint(args.model, require_fitted=True)
     ablation = load_checkpoint(args.ablation, require_fitted=True) if args.ablation else None
-    res: dict[str, Any] = {"model": str(args.model), "ablation": args.ablation, "seed_start": args.seed_start,
-                           "replan": args.replan, "backend": args.backend}
+    res: dict[str, Any] = {
+        "model": str(args.model),
+        "ablation": args.ablation,
+        "seed_start": args.seed_start,
+        "replan": args.replan,
+        "backend": args.backend,
+    }
     if args.data:
         res["offline"] = offline(model, ablation, args.data, args.horizon, args.max_windows, args.seed)
     if args.episodes > 0:
@@ -176,21 +227,29 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         if args.train_data:
             clash = sorted(training_seeds(args.train_data) & set(seeds))
             if clash:
-                raise ValueError(f"evaluation seeds {clash[:5]} also appear in the training data; pick --seed-start")
+                raise ValueError(
+                    f"evaluation seeds {clash[:5]} also appear in the training data; pick --seed-start"
+                )
         from wam_ros.runtime import load_policy
 
         policy = load_policy(args.model, backend=args.backend, threads=args.threads)
         factories = {"wam": wam_factory(policy, args.replan)}
         if args.ablation and args.ablation_closed_loop:
-            factories["action_only"] = wam_factory(load_policy(args.ablation, backend="torch",
-                                                               threads=args.threads), args.replan)
+            factories["action_only"] = wam_factory(
+                load_policy(args.ablation, backend="torch", threads=args.threads), args.replan
+            )
         factories["expert"] = expert_factory()
         factories["random"] = random_factory(args.seed)
         res["closed_loop"] = {}
         for task in args.tasks:
             log.info("closed loop: %s, %d seeds, policies %s", task, len(seeds), list(factories))
-            res["closed_loop"][task] = closed_loop(factories, task, seeds, image_size=model.cfg.image_size,
-                                                   control_hz=int(round(model.cfg.control_hz)))
+            res["closed_loop"][task] = closed_loop(
+                factories,
+                task,
+                seeds,
+                image_size=model.cfg.image_size,
+                control_hz=int(round(model.cfg.control_hz)),
+            )
     res["wall_s"] = time.monotonic() - t0
     return res
 
@@ -198,8 +257,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model directory or .pt checkpoint")
     p.add_argument("--ablation", default=None, help="action-only checkpoint (same network, frame weight 0)")
-    p.add_argument("--data", nargs="*", default=[], help="held-out episode directories for the offline metrics")
-    p.add_argument("--train-data", nargs="*", default=[], help="training episode dirs: eval seeds must not occur")
+    p.add_argument(
+        "--data", nargs="*", default=[], help="held-out episode directories for the offline metrics"
+    )
+    p.add_argument(
+        "--train-data", nargs="*", default=[], help="training episode dirs: eval seeds must not occur"
+    )
     p.add_argument("--tasks", nargs="+", default=["reach", "push"])
     p.add_argument("--episodes", type=int, default=50, help="closed-loop episodes per task (0: offline only)")
     p.add_argument("--seed-start", type=int, default=1_000_000, help="first closed-loop scene seed")
@@ -218,8 +281,11 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     for name in ("episodes", "replan", "horizon", "max_windows"):
         if getattr(args, name) < (0 if name == "episodes" else 1):
-            print(f"wam eval: --{name.replace('_', '-')} must be >= {0 if name == 'episodes' else 1}, "
-                  f"got {getattr(args, name)}", file=sys.stderr)
+            print(
+                f"wam eval: --{name.replace('_', '-')} must be >= {0 if name == 'episodes' else 1}, "
+                f"got {getattr(args, name)}",
+                file=sys.stderr,
+            )
             return 2
     try:
         res = evaluate(args)

@@ -48,8 +48,14 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def imagine(model: WorldActionModel, frames: torch.Tensor, tokens: torch.Tensor, joints: torch.Tensor,
-            horizon: int, proprio: str = "real") -> torch.Tensor:
+def imagine(
+    model: WorldActionModel,
+    frames: torch.Tensor,
+    tokens: torch.Tensor,
+    joints: torch.Tensor,
+    horizon: int,
+    proprio: str = "real",
+) -> torch.Tensor:
     """Roll the model forward on its own predicted frames.
 
     frames: (B, K, 3, H, W) real frames up to t (0..255); tokens (B, L); joints (B, horizon, J): the joint positions

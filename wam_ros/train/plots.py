@@ -1,6 +1,6 @@
 """Metrics file + loss-curve PNG for training runs.
 
-    log = MetricsLog("runs/reach/metrics.csv"); log.write({"step": 1, "loss": 0.3}); plot_losses(path, png)
+log = MetricsLog("runs/reach/metrics.csv"); log.write({"step": 1, "loss": 0.3}); plot_losses(path, png)
 """
 
 from __future__ import annotations
@@ -40,12 +40,19 @@ def plot_losses(csv_path: str | Path, png_path: str | Path) -> Path:
 
     rows = read_metrics(csv_path)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, keys, title in ((axes[0], ("action", "val_action"), "action loss (normalised smooth-L1)"),
-                            (axes[1], ("frame", "val_frame"), "frame loss (MSE, [0,1] pixels)")):
+    for ax, keys, title in (
+        (axes[0], ("action", "val_action"), "action loss (normalised smooth-L1)"),
+        (axes[1], ("frame", "val_frame"), "frame loss (MSE, [0,1] pixels)"),
+    ):
         for key in keys:
             pts = [(r["step"], r[key]) for r in rows if key in r and r[key] > 0 and math.isfinite(r[key])]
             if pts:
-                ax.plot([s for s, _ in pts], [v for _, v in pts], label=key, marker="." if key.startswith("val") else None)
+                ax.plot(
+                    [s for s, _ in pts],
+                    [v for _, v in pts],
+                    label=key,
+                    marker="." if key.startswith("val") else None,
+                )
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_title(title)

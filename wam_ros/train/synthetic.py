@@ -22,9 +22,9 @@ def _render(size: int, arm: np.ndarray, targets: dict[str, np.ndarray]) -> np.nd
     img = np.full((size, size, 3), 200, np.uint8)
     for name, xy in targets.items():
         x, y = (xy * (size - 6)).astype(int)
-        img[y:y + 6, x:x + 6] = COLOURS[name]
+        img[y : y + 6, x : x + 6] = COLOURS[name]
     x, y = (np.clip(arm, 0, 1) * (size - 8)).astype(int)
-    img[y:y + 8, x:x + 8] = (30, 30, 30)
+    img[y : y + 8, x : x + 8] = (30, 30, 30)
     return img
 
 
@@ -43,14 +43,30 @@ def synthetic_episode(seed: int, steps: int = 12, size: int = 64, task: str = "r
     joint_pos = np.stack(qs).astype(np.float32)
     actions = np.concatenate([joint_pos[1:], joint_pos[-1:]])
     frames = np.stack([_render(size, q[:2], targets) for q in joint_pos])
-    meta = {"task": task, "instruction": f"{task} the {goal} target", "success": True, "seed": seed,
-            "robot": profile.to_dict(), "control_hz": 10.0, "camera": {"name": "synthetic"},
-            "producer": "wam_ros.train.synthetic"}
-    return Episode(frames=frames, joint_pos=joint_pos, joint_vel=np.zeros_like(joint_pos), actions=actions,
-                   timestamps=np.arange(steps) / 10.0, meta=meta)
+    meta = {
+        "task": task,
+        "instruction": f"{task} the {goal} target",
+        "success": True,
+        "seed": seed,
+        "robot": profile.to_dict(),
+        "control_hz": 10.0,
+        "camera": {"name": "synthetic"},
+        "producer": "wam_ros.train.synthetic",
+    }
+    return Episode(
+        frames=frames,
+        joint_pos=joint_pos,
+        joint_vel=np.zeros_like(joint_pos),
+        actions=actions,
+        timestamps=np.arange(steps) / 10.0,
+        meta=meta,
+    )
 
 
-def write_synthetic_episodes(out_dir: str | Path, n: int, steps: int = 12, seed: int = 0, size: int = 64,
-                             task: str = "reach") -> list[Path]:
-    return [write_episode(episode_path(out_dir, i), synthetic_episode(seed * 100003 + i, steps, size, task))
-            for i in range(n)]
+def write_synthetic_episodes(
+    out_dir: str | Path, n: int, steps: int = 12, seed: int = 0, size: int = 64, task: str = "reach"
+) -> list[Path]:
+    return [
+        write_episode(episode_path(out_dir, i), synthetic_episode(seed * 100003 + i, steps, size, task))
+        for i in range(n)
+    ]

@@ -105,15 +105,18 @@ def lr_at(step: int, cfg: TrainConfig, time_frac: float = 0.0) -> float:
 
 
 @torch.no_grad()
-def validate(model: WorldActionModel, data: WindowArrays, idx: np.ndarray, frame_weight: float,
-             batch_size: int = 128) -> dict[str, float]:
+def validate(
+    model: WorldActionModel, data: WindowArrays, idx: np.ndarray, frame_weight: float, batch_size: int = 128
+) -> dict[str, float]:
     """Mean val losses + action MAE in raw units (absolute targets, masked) over the windows `idx`."""
     model.eval()
     sums = {"val_action": 0.0, "val_frame": 0.0, "val_action_mae": 0.0}
     n = 0
     for s in range(0, len(idx), batch_size):
-        b = data.batch(idx[s:s + batch_size])
-        out = wam_loss(model, b, frame_weight=1.0)  # always measure the frame loss, whatever the training weight
+        b = data.batch(idx[s : s + batch_size])
+        out = wam_loss(
+            model, b, frame_weight=1.0
+        )  # always measure the frame loss, whatever the training weight
         action = model.forward_action(b["frames"], b["joint_pos"], b["tokens"])
         mask = b["action_mask"][..., None].float()
         mae = ((action - b["actions"]).abs() * mask).sum() / (mask.sum() * action.shape[-1])
@@ -147,11 +150,14 @@ def train(cfg: TrainConfig) -> Path:
         mcfg = WamConfig.from_dict(state["config"])
     else:
         base = WamConfig.preset(cfg.preset)
-        mcfg = WamConfig.preset(cfg.preset, vocab=extend_vocab(base.vocab, sorted({e.instruction for e in episodes})),
-                                num_joints=episodes[0].joint_pos.shape[1],
-                                joint_names=list(episodes[0].meta["robot"].get("joint_names", base.joint_names)),
-                                control_hz=float(episodes[0].meta["control_hz"]),
-                                robot=str(episodes[0].meta["robot"].get("name", base.robot)))
+        mcfg = WamConfig.preset(
+            cfg.preset,
+            vocab=extend_vocab(base.vocab, sorted({e.instruction for e in episodes})),
+            num_joints=episodes[0].joint_pos.shape[1],
+            joint_names=list(episodes[0].meta["robot"].get("joint_names", base.joint_names)),
+            control_hz=float(episodes[0].meta["control_hz"]),
+            robot=str(episodes[0].meta["robot"].get("name", base.robot)),
+        )
     torch.manual_seed(cfg.seed)
     model = WorldActionModel(mcfg)
     train_ep, val_ep = split_episodes(len(episodes), cfg.val_frac, cfg.seed)
@@ -160,13 +166,22 @@ def train(cfg: TrainConfig) -> Path:
     val_idx = np.flatnonzero(np.isin(data.episode, val_ep))
     val_idx = val_idx[np.random.default_rng(cfg.seed).permutation(len(val_idx))[:1024]]
     if state is None:
-        sub = WindowArrays([episodes[i] for i in train_ep], mcfg.k_frames, mcfg.chunk, mcfg.image_size,
-                           model.tokenizer) if len(val_ep) else data
+        sub = (
+            WindowArrays(
+                [episodes[i] for i in train_ep], mcfg.k_frames, mcfg.chunk, mcfg.image_size, model.tokenizer
+            )
+            if len(val_ep)
+            else data
+        )
         model.set_normalizer(*map(torch.from_numpy, sub.normalizer_stats()))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n and "queries" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n and "queries" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    no_decay = [
+        p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n and "queries" not in n)
+    ]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+    )
     step, elapsed_before = 0, 0.0
     rng = np.random.default_rng(cfg.seed * 1000 + rank)
     if state is not None:
@@ -181,10 +196,19 @@ def train(cfg: TrainConfig) -> Path:
         fwd = nn.parallel.DistributedDataParallel(fwd, find_unused_parameters=cfg.frame_weight == 0)
     metrics = MetricsLog(out / "metrics.csv") if rank == 0 else None
     if rank == 0:
-        (out / "train_args.json").write_text(json.dumps({**vars(cfg), "world_size": world,
-                                                         "model_params": model.num_parameters(),
-                                                         "episodes": len(episodes), "windows": len(data),
-                                                         "val_episodes": len(val_ep)}, indent=2))
+        (out / "train_args.json").write_text(
+            json.dumps(
+                {
+                    **vars(cfg),
+                    "world_size": world,
+                    "model_params": model.num_parameters(),
+                    "episodes": len(episodes),
+                    "windows": len(data),
+                    "val_episodes": len(val_ep),
+                },
+                indent=2,
+            )
+        )
     t0 = time.monotonic()
 
     def sync_save() -> None:
@@ -196,21 +220,42 @@ def train(cfg: TrainConfig) -> Path:
         if rank != 0:
             return
         elapsed = elapsed_before + time.monotonic() - t0
-        save_checkpoint(out / "model.pt", model, extra={"step": step, "train_elapsed_s": round(elapsed, 1),
-                                                         "frame_weight": cfg.frame_weight, "data": list(cfg.data),
-                                                         "seed": cfg.seed, "world_size": world})
+        save_checkpoint(
+            out / "model.pt",
+            model,
+            extra={
+                "step": step,
+                "train_elapsed_s": round(elapsed, 1),
+                "frame_weight": cfg.frame_weight,
+                "data": list(cfg.data),
+                "seed": cfg.seed,
+                "world_size": world,
+            },
+        )
         tmp = out / f".{STATE}.tmp"
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                    "elapsed_s": elapsed, "rng": rngs, "torch_rng": torch.get_rng_state(),
-                    "config": mcfg.to_dict()}, tmp)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "elapsed_s": elapsed,
+                "rng": rngs,
+                "torch_rng": torch.get_rng_state(),
+                "config": mcfg.to_dict(),
+            },
+            tmp,
+        )
         os.replace(tmp, state_path)
         plot_losses(out / "metrics.csv", out / "loss_curves.png")
 
     from tqdm import tqdm
 
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=rank != 0, dynamic_ncols=True, mininterval=2)
+    bar = tqdm(
+        total=cfg.steps, initial=step, desc="train", disable=rank != 0, dynamic_ncols=True, mininterval=2
+    )
     per_rank = max(1, cfg.batch_size // world)
     stop = False
+
     def time_frac() -> float:
         if not cfg.max_minutes:
             return 0.0
@@ -236,12 +281,18 @@ def train(cfg: TrainConfig) -> Path:
         stop = tf >= 1.0  # the same decision on every rank (rank 0's clock)
         row = None
         if step % 25 == 0 or step == 1:
-            row = {"step": step, "elapsed_s": elapsed_before + time.monotonic() - t0, "lr": lr,
-                   **{k: float(v.detach()) for k, v in losses.items()}}
+            row = {
+                "step": step,
+                "elapsed_s": elapsed_before + time.monotonic() - t0,
+                "lr": lr,
+                **{k: float(v.detach()) for k, v in losses.items()},
+            }
             bar.set_postfix(loss=f"{row['loss']:.4f}", act=f"{row['action']:.4f}", frm=f"{row['frame']:.5f}")
         if rank == 0 and len(val_idx) and (step % cfg.eval_every == 0 or step == cfg.steps or stop):
-            row = {**(row or {"step": step, "elapsed_s": elapsed_before + time.monotonic() - t0}),
-                   **validate(model, data, val_idx, cfg.frame_weight)}
+            row = {
+                **(row or {"step": step, "elapsed_s": elapsed_before + time.monotonic() - t0}),
+                **validate(model, data, val_idx, cfg.frame_weight),
+            }
         if rank == 0 and row is not None:
             metrics.write(row)
         if step % cfg.ckpt_every == 0 or step == cfg.steps or stop:
@@ -259,7 +310,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory (model.pt, train_state.pt, metrics.csv, PNG)")
     p.add_argument("--preset", default=d.preset, choices=["tiny", "small"])
     p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (split across DDP ranks)")
+    p.add_argument(
+        "--batch-size", type=int, default=d.batch_size, help="global batch (split across DDP ranks)"
+    )
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--warmup", type=int, default=d.warmup)
@@ -269,7 +322,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
     p.add_argument("--eval-every", type=int, default=d.eval_every)
     p.add_argument("--val-frac", type=float, default=d.val_frac, help="fraction of episodes held out")
-    p.add_argument("--max-minutes", type=float, default=d.max_minutes, help="stop (and save) after this wall time")
+    p.add_argument(
+        "--max-minutes", type=float, default=d.max_minutes, help="stop (and save) after this wall time"
+    )
     p.add_argument("--resume", action="store_true", help="continue from <out>/train_state.pt")
 
 
