@@ -19,3 +19,21 @@ def declare(node: Node, name: str, default: Any, description: str = "") -> Any:
         return float(value)
     value = node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
     return value
+
+
+def spin_node(node_class: type[Node], args: list[str] | None = None) -> None:
+    """The body of every node's `main()`: init, spin one node until Ctrl-C / shutdown, clean up."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_class()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # a shutdown signal is the normal way to stop a node
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()

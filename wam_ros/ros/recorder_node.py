@@ -23,13 +23,12 @@ import shutil
 import threading
 from pathlib import Path
 
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
 from wam_ros.data.rosbag import BagError, BagWriter
-from wam_ros.ros._params import declare
+from wam_ros.ros._params import declare, spin_node
 from wam_ros.teleop.keyboard import keyboard
 
 _EPISODE_RE = re.compile(r"^episode_(\d{4,})$")
@@ -213,15 +212,7 @@ NODE_CLASS = RecorderNode
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = RecorderNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(RecorderNode, args)
 
 
 if __name__ == "__main__":

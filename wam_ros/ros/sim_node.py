@@ -15,8 +15,6 @@ Service sim/reset (std_srvs/Trigger) starts the next episode with seed = `seed` 
 from __future__ import annotations
 
 import numpy as np
-import rclpy
-import rclpy.executors
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile
 from sensor_msgs.msg import Image, JointState
@@ -25,7 +23,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.ros import conversions as cv
-from wam_ros.ros._params import declare
+from wam_ros.ros._params import declare, spin_node
 from wam_ros.sim.tabletop import TabletopEnv
 
 
@@ -143,17 +141,7 @@ NODE_CLASS = SimNode
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(SimNode, args)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import rclpy
-import rclpy.executors
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Float64MultiArray
@@ -29,7 +27,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.robot import RobotProfile
 from wam_ros.ros import conversions as cv
-from wam_ros.ros._params import declare
+from wam_ros.ros._params import declare, spin_node
 from wam_ros.teleop.jog import KEY_HELP, MODES, JogCommand, JogConfig, Jogger, JoyMapping, KeyJog
 from wam_ros.teleop.keyboard import keyboard
 
@@ -160,17 +158,7 @@ NODE_CLASS = TeleopNode
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = TeleopNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(TeleopNode, args)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.robot import RobotProfile
 from wam_ros.ros import conversions as cv
-from wam_ros.ros._params import declare
+from wam_ros.ros._params import declare, spin_node
 from wam_ros.runtime import load_policy
 from wam_ros.runtime.preprocess import FrameStack
 from wam_ros.runtime.safety import SafetyFilter, SafetyLimits, Stamped, StampGuard, UnsafeInput, Watchdog
@@ -317,17 +317,7 @@ NODE_CLASS = WamNode
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = WamNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(WamNode, args)
 
 
 if __name__ == "__main__":
