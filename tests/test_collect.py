@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from wam_ros.data.collect import CollectConfig, collect, episode_plan, scene_seed
@@ -86,6 +87,7 @@ def test_scene_per_episode_plan():
     (["--episodes", "-3"], "episodes must be an int >= 0, got -3"),
     (["--workers", "0"], "workers must be an int >= 1, got 0"),
     (["--image-size", "4"], "image_size must be"),
+    (["--noise", "-0.1"], "noise must be a std in [0, 0.2] rad, got -0.1"),
 ])
 def test_bad_arguments_are_clear_errors(args, match, tmp_path):
     res = wam("collect", "--out", str(tmp_path / "x"), *args, timeout=60)
@@ -149,3 +151,32 @@ def test_foreign_episodes_in_the_output_directory_are_not_mixed_in(tmp_path):
     res = wam("collect", "--episodes", "2", "--out", str(tmp_path), timeout=60)
     assert res.returncode == 2 and "did not make" in res.stderr
     assert (tmp_path / "episode_000000.npz").read_bytes() == b"someone else's"
+
+
+def test_dart_noise_collection_labels_the_clean_expert_and_resumes_only_with_the_same_noise(tmp_path):
+    out = tmp_path / "dart"
+    summary = collect(CollectConfig(task="push", episodes=2, out=str(out), workers=1, seed=0, image_size=32,
+                                    noise=0.02), progress=False)
+    assert (summary.written, summary.errors) == (2, [])
+    ep = read_episode(episode_path(out, 0))
+    assert ep.meta["action_noise_std"] == 0.02 and "executed_actions" in ep.extra
+    executed = ep.extra["executed_actions"]
+    assert executed.shape == ep.actions.shape
+    # the env ran perturbed targets while the labels are the expert's clean ones: they differ on the arm joints by
+    # about the noise std, and the gripper (never perturbed) is identical
+    diff = np.abs(executed[:-1, :7] - ep.actions[:-1, :7])
+    assert 0.005 < diff.mean() < 0.05
+    assert np.array_equal(executed[:, 7], ep.actions[:, 7])
+    # the perturbed run is what the frames show: the recorded joints follow the executed targets, not the labels
+    # (checked on a step where the two differ most)
+    t = int(diff.max(1).argmax())
+    assert np.abs(ep.joint_pos[t + 1, :7] - executed[t, :7]).max() < np.abs(ep.joint_pos[t + 1, :7] - ep.actions[t, :7]).max() + 0.05
+    # same settings resume; another noise level is refused (it would mix two data distributions in one directory)
+    res = wam("collect", "--task", "push", "--episodes", "2", "--seed", "0", "--image-size", "32", "--noise", "0.05",
+              "--workers", "1", "--out", str(out), timeout=120)
+    assert res.returncode == 2 and "other settings" in res.stderr and "noise" in res.stderr
+    # a clean collection records the applied actions and no executed_actions
+    collect(CollectConfig(task="push", episodes=1, out=str(tmp_path / "clean"), workers=1, seed=0, image_size=32),
+            progress=False)
+    clean = read_episode(episode_path(tmp_path / "clean", 0))
+    assert clean.meta["action_noise_std"] == 0.0 and "executed_actions" not in clean.extra

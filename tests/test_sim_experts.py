@@ -96,3 +96,43 @@ def test_recorded_actions_replayed_open_loop_reproduce_the_episode(task):
     assert np.array_equal(np.stack(frames), ep.frames) and np.array_equal(np.stack(joints), ep.joint_pos)
     assert terminated == ep.success and ep.meta["final_action"] == "hold"
     assert np.array_equal(ep.actions[-1], ep.actions[-2])
+
+
+def test_push_expert_slides_back_onto_the_line_instead_of_lifting():
+    """Low behind the cube but 3 cm off the pushing line: the expert corrects sideways at pushing height (a short,
+    imitable correction), and the episode still succeeds."""
+    env = TabletopEnv(task="push", image_size=32)
+    try:
+        obs, _ = env.reset(seed=11)
+        expert = make_expert(env)
+        for _ in range(60):  # run the expert until it is pushing
+            obs, _, done, _, _ = env.step(expert(obs))
+            if expert.phase == "push" or done:
+                break
+        assert expert.phase == "push"
+        # push the arm 3 cm sideways (perpendicular to the pad direction) with the fingertip kept low
+        import pybullet as p
+
+        from wam_ros.sim.experts import _LOWER, _RANGES, _REST, _UPPER, DOWN
+        from wam_ros.sim.tabletop import FINGERTIP_LINK
+
+        cube = env.object_positions()["cube"][:2]
+        pad = np.asarray(env.scene.objects[env.scene.goal]["position"][:2])
+        u = (pad - cube) / np.linalg.norm(pad - cube)
+        perp = np.array([-u[1], u[0]])
+        goal = [*(cube - u * 0.06 + perp * 0.03), 0.022]
+        q = p.calculateInverseKinematics(env.robot_id, FINGERTIP_LINK, goal, DOWN, lowerLimits=_LOWER,
+                                         upperLimits=_UPPER, jointRanges=_RANGES, restPoses=_REST,
+                                         maxNumIterations=100, physicsClientId=env.client)
+        for _ in range(5):
+            obs, _, _, _, _ = env.step(np.array([*q[:7], 0.0]))
+        phases = []
+        for _ in range(80):
+            obs, _, done, _, _ = env.step(expert(obs))
+            phases.append(expert.phase)
+            if done:
+                break
+        assert phases[0] == "realign" and "lift" not in phases[:5]
+        assert done and env.is_success()
+    finally:
+        env.close()

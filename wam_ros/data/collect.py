@@ -33,7 +33,7 @@ TASK_NAMES = ("reach", "push")
 MANIFEST = "collect.json"
 # settings that must match for a re-run to resume into the same directory
 _RESUME_KEYS = ("task", "seed", "image_size", "control_hz", "randomize", "wrist_camera", "scene_per_episode",
-                "max_steps")
+                "max_steps", "noise")
 
 
 class CollectError(RuntimeError):
@@ -54,6 +54,8 @@ class CollectConfig:
     wrist_camera: also record a wrist camera (`wrist_frames`).
     scene_per_episode: one scene per episode instead of every scene once per instruction.
     max_steps: step limit per episode (None: the task's default).
+    noise: DART noise std (rad) added to the executed arm targets; the recorded action stays the expert's clean one
+        (see `record_episode`). 0 records the expert as is.
     """
 
     task: str = "reach"
@@ -67,6 +69,7 @@ class CollectConfig:
     wrist_camera: bool = False
     scene_per_episode: bool = False
     max_steps: int | None = None
+    noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
@@ -79,6 +82,8 @@ class CollectConfig:
             raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
         if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
             raise ValueError(f"max_steps must be an int >= 1 or None, got {self.max_steps!r}")
+        if not isinstance(self.noise, (int, float)) or not 0.0 <= self.noise <= 0.2:
+            raise ValueError(f"noise must be a std in [0, 0.2] rad, got {self.noise!r}")
         if not 16 <= self.image_size <= 512:
             raise ValueError(f"image_size must be in 16..512, got {self.image_size}")
 
@@ -141,7 +146,8 @@ def _collect_one(index: int) -> tuple[int, bool | None, str]:
         expert = make_expert(env)
         ep = record_episode(env, expert, seed=seed, instruction=instruction, producer="wam collect",
                             extra_meta={"episode_index": index, "scene_index": scene_index, "scene_seed": seed,
-                                        "collect_seed": cfg.seed, "expert": type(expert).__name__})
+                                        "collect_seed": cfg.seed, "expert": type(expert).__name__},
+                            noise=cfg.noise, noise_seed=scene_seed(cfg.seed + 7919, index))
         write_episode(episode_path(cfg.out, index), ep)
         return index, ep.success, ""
     except Exception as exc:  # noqa: BLE001 - reported per episode; the run goes on and exits non-zero
@@ -168,7 +174,8 @@ def _prepare_out(cfg: CollectConfig) -> None:
             old = json.loads(manifest.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{manifest} is not valid JSON ({exc}); remove it or use another --out") from exc
-        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        defaults = {"noise": 0.0}  # keys added after the first release: old manifests lack them
+        diff = {k: (old.get(k, defaults.get(k)), v) for k, v in settings.items() if old.get(k, defaults.get(k)) != v}
         if diff:
             raise ValueError(f"{out} holds a collection made with other settings {diff} (old, new); "
                              "use another --out or the same settings to resume")
@@ -241,6 +248,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=64, help="square camera frame size")
     parser.add_argument("--control-hz", type=int, default=10, help="control rate (divides 240)")
     parser.add_argument("--max-steps", type=int, default=None, help="step limit (default: the task's)")
+    parser.add_argument("--noise", type=float, default=0.0,
+                        help="DART noise std (rad) on the executed arm targets; labels stay the expert's (default 0)")
     parser.add_argument("--wrist-camera", action="store_true", help="also record a wrist camera")
     parser.add_argument("--no-randomize", action="store_true", help="nominal lighting/colours/camera/friction/start")
     parser.add_argument("--scene-per-episode", action="store_true",
@@ -254,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
                             workers=args.workers, seed=args.seed, image_size=args.image_size,
                             control_hz=args.control_hz, randomize=not args.no_randomize,
                             wrist_camera=args.wrist_camera, scene_per_episode=args.scene_per_episode,
-                            max_steps=args.max_steps)
+                            max_steps=args.max_steps, noise=args.noise)
         summary = collect(cfg, progress=not args.quiet)
     except ValueError as exc:
         print(f"wam collect: error: {exc}", file=sys.stderr)

@@ -31,7 +31,11 @@ from wam_ros.model.tokenizer import Tokenizer
 STD_FLOOR = 1e-3  # a joint that never moves in the data (e.g. the gripper in reach) must not divide by ~0
 
 
-def _norm(c: int) -> nn.GroupNorm:
+def _norm(c: int, kind: str = "group") -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(c)
+    if kind == "none":
+        return nn.Identity()
     return nn.GroupNorm(min(8, c), c)
 
 
@@ -41,10 +45,10 @@ class ConvBlock(nn.Module):
     ReLU, not GELU, in the conv stages: GELU's backward was 10% of a CPU training step at 64x64.
     """
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, norm: str = "group") -> None:
         super().__init__()
-        self.down = nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1), _norm(cout), nn.ReLU())
-        self.conv = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1), _norm(cout), nn.ReLU())
+        self.down = nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1), _norm(cout, norm), nn.ReLU())
+        self.conv = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1), _norm(cout, norm), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.down(x)
@@ -54,10 +58,10 @@ class ConvBlock(nn.Module):
 class UpBlock(nn.Module):
     """2x transposed conv, concatenated skip, 3x3 conv: (B, cin, h, w) + skip (B, cskip, 2h, 2w) -> (B, cout, 2h, 2w)."""
 
-    def __init__(self, cin: int, cskip: int, cout: int) -> None:
+    def __init__(self, cin: int, cskip: int, cout: int, norm: str = "group") -> None:
         super().__init__()
-        self.up = nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), _norm(cout), nn.ReLU())
-        self.conv = nn.Sequential(nn.Conv2d(cout + cskip, cout, 3, 1, 1), _norm(cout), nn.ReLU())
+        self.up = nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), _norm(cout, norm), nn.ReLU())
+        self.conv = nn.Sequential(nn.Conv2d(cout + cskip, cout, 3, 1, 1), _norm(cout, norm), nn.ReLU())
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
@@ -107,9 +111,10 @@ class WorldActionModel(nn.Module):
         self.register_buffer("delta_std", torch.ones(N, J))
         self.register_buffer("stats_fitted", torch.zeros((), dtype=torch.bool))
         # -- encoders
-        self.enc1 = ConvBlock(3 * cfg.k_frames, c1)
-        self.enc2 = ConvBlock(c1, c2)
-        self.enc3 = ConvBlock(c2, c3)
+        nk = cfg.conv_norm
+        self.enc1 = ConvBlock(3 * cfg.k_frames, c1, nk)
+        self.enc2 = ConvBlock(c1, c2, nk)
+        self.enc3 = ConvBlock(c2, c3, nk)
         self.img_proj = nn.Linear(c3, d)
         self.joint_proj = nn.Sequential(nn.Linear(J, d), nn.GELU(), nn.Linear(d, d))
         self.word_emb = nn.Embedding(len(cfg.vocab), d)
@@ -126,10 +131,10 @@ class WorldActionModel(nn.Module):
         # -- heads
         self.action_head = nn.Linear(d, J)
         self.frame_proj = nn.Linear(d, c3)
-        self.dec3 = UpBlock(c3, c2, c2)
-        self.dec2 = UpBlock(c2, c1, c1)
+        self.dec3 = UpBlock(c3, c2, c2, nk)
+        self.dec2 = UpBlock(c2, c1, c1, nk)
         c0 = max(8, c1 // 2)  # full-resolution stage kept narrow: it dominates the decoder's cost
-        self.dec1 = UpBlock(c1, 3 * cfg.k_frames, c0)
+        self.dec1 = UpBlock(c1, 3 * cfg.k_frames, c0, nk)
         self.frame_out = nn.Conv2d(c0, 3, 3, 1, 1)
         nn.init.zeros_(self.frame_out.weight)  # start as copy-last-frame (residual) / mid-grey
         nn.init.zeros_(self.frame_out.bias)

@@ -97,20 +97,35 @@ def _log_choice_once(providers: list[str], path: Path) -> None:
                  cuda_device_count())
 
 
-def session_options(threads: int) -> Any:
-    """Lean CPU settings: all graph optimisations, `threads` intra-op threads, 1 inter-op, sequential execution."""
+SPIN_ENV = "WAM_ORT_SPIN"  # "0": never spin (lowest CPU use, slower with > 1 thread); "1" (default): spin in Run()
+
+
+def session_options(threads: int, spin: bool | None = None) -> Any:
+    """Lean CPU settings: all graph optimisations, `threads` intra-op threads, 1 inter-op, sequential execution.
+
+    spin (default: env WAM_ORT_SPIN, else True): with more than one thread, worker threads spin-wait for work while a
+    Run() is in progress and are stopped the moment it returns (`session.force_spinning_stop`). Without spinning,
+    every parallel operator has to wake a sleeping worker, which costs more than these small operators take (2
+    threads were no faster than 1); with onnxruntime's default spinning the workers keep burning a core between
+    control steps, the core the ROS executor needs. Spinning only inside Run() gets the parallel speed-up and leaves
+    the core idle between steps.
+    """
+    import os
+
     import onnxruntime as ort
 
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    if spin is None:
+        spin = os.environ.get(SPIN_ENV, "1") != "0"
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3  # errors only; the provider choice is logged by us
-    # Spinning worker threads burn the other core between control steps; latency is measured with it off too.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    so.add_session_config_entry("session.force_spinning_stop", "1")
     return so
 
 

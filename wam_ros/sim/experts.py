@@ -72,7 +72,8 @@ class ReachExpert(_IKExpert):
 
 class PushExpert(_IKExpert):
     """Closed gripper: go above the point behind the cube (on the pad-cube line), descend, push towards the pad
-    centre. Re-aims every step from the cube's current position; lifts and re-approaches if it loses the cube."""
+    centre. Re-aims every step from the cube's current position; slides back onto the line when it is low behind the
+    cube but off it, and lifts and re-approaches if it is anywhere else near the cube."""
 
     HOVER_Z = 0.085  # above the cube top (0.05) with margin
     PUSH_Z = 0.022  # fingertip height while pushing (cube centre at 0.025)
@@ -101,6 +102,12 @@ class PushExpert(_IKExpert):
             return self.move_towards(goal, self.push_step)
         if np.linalg.norm(tip[:2] - behind) < 0.015:
             self.phase = "descend"
+            return self.move_towards(np.array([*behind, self.PUSH_Z]))
+        if low and -self.BACKOFF - 0.04 < along < -_tasks.CUBE_HALF - 0.01 and abs(lateral) < 0.05:
+            # low behind the cube but off the line: slide back onto it at pushing height (both ends of the move are
+            # behind the cube's face, so it cannot hit it) instead of lifting and re-approaching - a short correction
+            # that a learner drifting off the line can imitate
+            self.phase = "realign"
             return self.move_towards(np.array([*behind, self.PUSH_Z]))
         if low and np.linalg.norm(rel) < 0.12:
             self.phase = "lift"  # low near the cube but misplaced: go up before moving sideways

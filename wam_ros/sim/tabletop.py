@@ -250,25 +250,42 @@ class TabletopEnv(gym.Env):
 
 
 def record_episode(env: TabletopEnv, policy: Callable[[dict], Any], seed: int, instruction: int | None = None,
-                   producer: str = "wam_ros.sim", extra_meta: dict | None = None) -> Episode:
+                   producer: str = "wam_ros.sim", extra_meta: dict | None = None, noise: float = 0.0,
+                   noise_seed: int | None = None) -> Episode:
     """Roll `policy` out in `env` from `reset(seed)` until success or the step limit; return the Episode.
 
     Row t holds the observation at step t and the action the env applied after it (clamped to the limits). The last
     row is the final observation; its action repeats the last applied target (a hold, never stepped; meta
     "final_action": "hold"). `instruction` picks the scene's instruction index (None: the seed picks).
+
+    noise > 0 records with DART-style noise injection (Laskey et al. 2017): the env executes the policy's action plus
+    Gaussian noise of std `noise` rad on each arm joint, while the row's action is the policy's clean action (clamped
+    like the env clamps), i.e. the label of what the expert does from the perturbed state it is really in. The
+    executed targets are kept in extra["executed_actions"]. A learner trained on such data has seen, and learned to
+    correct, the small drifts its own errors cause in closed loop — the covariate shift that plain behaviour cloning
+    never shows it.
     """
+    if noise < 0 or not np.isfinite(noise):
+        raise ValueError(f"noise must be a finite std >= 0 (rad), got {noise!r}")
+    rng = np.random.default_rng(seed if noise_seed is None else noise_seed)
     obs, info = env.reset(seed=seed, options=None if instruction is None else {"instruction": instruction})
-    frames, joint_pos, joint_vel, actions, wrist = [], [], [], [], []
+    frames, joint_pos, joint_vel, actions, executed, wrist = [], [], [], [], [], []
     terminated = truncated = False
     while not (terminated or truncated):
-        action = policy(obs)
+        action = np.asarray(policy(obs), dtype=np.float64)
         frames.append(obs["image"]), joint_pos.append(obs["joint_pos"]), joint_vel.append(obs["joint_vel"])
         if env.wrist_camera:
             wrist.append(obs["wrist_image"])
-        obs, _, terminated, truncated, info = env.step(action)
-        actions.append(info["applied_action"])
+        run = action.copy()
+        if noise > 0:
+            run[:7] += rng.normal(0.0, noise, 7)
+        obs, _, terminated, truncated, info = env.step(run)
+        executed.append(info["applied_action"])
+        label = np.clip(action, env.profile.position_lower, env.profile.position_upper)
+        actions.append(label.astype(np.float32).astype(np.float64) if noise > 0 else info["applied_action"])
     frames.append(obs["image"]), joint_pos.append(obs["joint_pos"]), joint_vel.append(obs["joint_vel"])
     actions.append(env.last_action)
+    executed.append(env.last_action)
     if env.wrist_camera:
         wrist.append(obs["wrist_image"])
     n = env.image_size
@@ -278,9 +295,10 @@ def record_episode(env: TabletopEnv, policy: Callable[[dict], Any], seed: int, i
         "instruction_index": env.scene.instruction_index, "robot": env.profile.to_dict(), "camera": camera,
         "control_hz": env.control_hz, "physics_hz": PHYSICS_HZ, "randomisation": env.scene.randomisation,
         "scene": env.scene.to_dict(), "producer": producer, "steps": env.steps, "max_steps": env.max_steps,
-        "final_action": "hold", "wrist_camera": env.wrist_camera,
+        "final_action": "hold", "wrist_camera": env.wrist_camera, "action_noise_std": float(noise),
     }
     meta.update(extra_meta or {})
     return Episode(frames=np.stack(frames), joint_pos=np.stack(joint_pos), joint_vel=np.stack(joint_vel),
                    actions=np.stack(actions), timestamps=np.arange(len(frames)) / env.control_hz, meta=meta,
-                   extra={"wrist_frames": np.stack(wrist)} if env.wrist_camera else {})
+                   extra={**({"wrist_frames": np.stack(wrist)} if env.wrist_camera else {}),
+                          **({"executed_actions": np.stack(executed)} if noise > 0 else {})})
