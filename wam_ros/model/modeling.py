@@ -74,6 +74,7 @@ class Block(nn.Module):
     def __init__(self, d: int, n_heads: int, mlp_ratio: int, dropout: float) -> None:
         super().__init__()
         self.n_heads, self.dropout = n_heads, dropout
+        self.scale = (d // n_heads) ** -0.5  # explicit: the exported graph holds a constant, not Shape->Sqrt->Div
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.mlp = nn.Sequential(
@@ -81,15 +82,16 @@ class Block(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        B, S, D = x.shape
+        # static sizes only (the batch is -1): the exported graph reshapes with constants, no Shape/Gather chains
+        S, D = int(x.shape[1]), int(x.shape[2])
         q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)
         q, k, v = (
-            t.reshape(B, S, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v)
+            t.reshape(-1, S, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v)
         )  # (B,nh,S,hs)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, scale=self.scale
         )
-        x = x + self.proj(y.transpose(1, 2).reshape(B, S, D))
+        x = x + self.proj(y.transpose(1, 2).reshape(-1, S, D))
         return x + self.mlp(self.ln2(x))
 
 
@@ -180,7 +182,7 @@ class WorldActionModel(nn.Module):
         B = x_img.shape[0]
         H = self.cfg.image_size
         last = x_img[:, -1]
-        stacked = (x_img.reshape(B, 3 * self.cfg.k_frames, H, H) - 0.5) / 0.25
+        stacked = (x_img.reshape(-1, 3 * self.cfg.k_frames, H, H) - 0.5) / 0.25
         word_tok = self.word_emb(tokens)  # (B, L, d)
         e1 = self.enc1(stacked)  # (B, c1, H/2, W/2)
         if self.cfg.film:
@@ -205,15 +207,8 @@ class WorldActionModel(nn.Module):
         x = torch.cat([img_tok, joint_tok, word_tok, queries], dim=1) + self.pos_emb
         # padding words are never attended to (additive mask; -1e4 keeps an all-padding instruction finite)
         pad = (tokens == 0).to(torch.float32) * -1e4  # (B, L)
-        n_img = img_tok.shape[1] + 1
-        mask = torch.cat(
-            [
-                torch.zeros_like(pad[:, :1]).expand(B, n_img),
-                pad,
-                torch.zeros_like(pad[:, :1]).expand(B, self.cfg.chunk),
-            ],
-            dim=1,
-        )[:, None, None, :]
+        n_img = self.grid**2 + 1
+        mask = F.pad(pad, (n_img, self.cfg.chunk))[:, None, None, :]  # zeros for image/joint/query keys
         for block in self.blocks:
             x = block(x, mask)
         return self.ln_f(x), (stacked, e1, e2, e3), last
@@ -223,9 +218,10 @@ class WorldActionModel(nn.Module):
 
     def _decode_frame(self, x: torch.Tensor, skips, last: torch.Tensor) -> torch.Tensor:
         stacked, e1, e2, e3 = skips
-        B, P = x.shape[0], self.grid**2
+        P = self.grid**2
         f = (
-            self.frame_proj(x[:, :P]).transpose(1, 2).reshape(B, -1, self.grid, self.grid) + e3
+            self.frame_proj(x[:, :P]).transpose(1, 2).reshape(-1, self.cfg.enc_channels[2], self.grid, self.grid)
+            + e3
         )  # (B, c3, g, g)
         f = self.dec1(self.dec2(self.dec3(f, e2), e1), stacked)  # (B, c1, H, W)
         out = self.frame_out(f)
