@@ -1,13 +1,22 @@
 """End-to-end latency of wam_node over ROS 2 beside bare predict(), measured side by side in one run.
 
     .venv/bin/python benchmarks/ros_latency.py                       # shipped model, onnxruntime CPU, 300 frames
+    .venv/bin/python benchmarks/ros_latency.py --executors events,single   # both rclpy executors, same run
     .venv/bin/python benchmarks/ros_latency.py --model /tmp/m/model.pt --backend torch --count 200
 
 An echo node (answers each frame at once, no model) measures the transport floor in the same run.
 Three processes: this one (bare `policy.predict()` on the same inputs, before and after the ROS run), wam_node
-(`wam bringup robot trigger:=camera control_hz:=30`, a subprocess) and the stand-in robot (wam_ros.ros._robot_probe
-pingpong, a subprocess): it publishes joint_states + one 64x64 rgb8 frame, waits for the JointTrajectory computed from
-that frame (matched by stamp) and records publish -> receive. ROS overhead = e2e p50 - bare predict p50. Goal: <= 1.5 ms.
+(`wam bringup robot trigger:=camera control_hz:=30 publish_timing:=true`, a subprocess) and the stand-in robot
+(wam_ros.ros._robot_probe pingpong, a subprocess): it publishes joint_states + one 64x64 rgb8 frame, waits for the
+JointTrajectory computed from that frame (matched by stamp) and records publish -> receive. ROS overhead = e2e p50 -
+bare predict p50. Goal: <= 1.5 ms. The executor (WAM_ROS_EXECUTOR: events | single) is the same in all three ROS
+processes of a run.
+
+Breakdown: wam_node publishes, per command, when the frame's callback was entered, predict() started and ended and the
+command's publish() was called (wam/timing, time.time()); the probe records when it started the frame, when it called
+the image's publish(), when the command's callback was entered and when it matched it. The host's wall clock is shared by the
+processes, so each frame's end-to-end time splits into stages; their p50s are printed (the p50s of the parts need
+not add up exactly to the p50 of the whole).
 """
 
 from __future__ import annotations
@@ -47,49 +56,96 @@ def bare_predict(model: str, backend: str, n: int) -> np.ndarray:
 
 
 def echo_node() -> None:
-    """The transport floor: a node that answers each camera frame at once with a JointTrajectory (same stamp)."""
+    """The transport floor: a node that answers each camera frame at once with a JointTrajectory (same stamp), and
+    its wam/timing like wam_node's (entered = predict start = predict end)."""
     import rclpy
     import rclpy.executors
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import Float64MultiArray
     from trajectory_msgs.msg import JointTrajectory
 
     from wam_ros.robot import RobotProfile
     from wam_ros.ros import conversions as cv
+    from wam_ros.ros._params import make_executor
 
     rclpy.init()
     node = rclpy.create_node("echo")
     names, home = RobotProfile.load("panda").joint_names, np.asarray(RobotProfile.load("panda").home)[None]
     pub = node.create_publisher(JointTrajectory, "arm_controller/joint_trajectory", 10)
-    node.create_subscription(Image, "camera/image_raw",
-                             lambda m: pub.publish(cv.trajectory(names, home, 0.1, m.header.stamp)),
-                             qos_profile_sensor_data)
+    timing = node.create_publisher(Float64MultiArray, "wam/timing", 10)
+
+    def on_image(msg: Image) -> None:
+        entered = time.time()
+        cmd = cv.trajectory(names, home, 0.1, msg.header.stamp)
+        publishing = time.time()
+        pub.publish(cmd)
+        timing.publish(Float64MultiArray(data=[cv.stamp_to_sec(msg.header.stamp), entered, entered, entered,
+                                               publishing]))
+
+    node.create_subscription(Image, "camera/image_raw", on_image, qos_profile_sensor_data)
     node.create_subscription(JointState, "joint_states", lambda m: None, qos_profile_sensor_data)  # like wam_node
+    executor = make_executor()
+    executor.add_node(node)
     with contextlib.suppress(KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        rclpy.spin(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=1.0)
 
 
-def ros_pingpong(model: str, backend: str, count: int, rate: float, domain: int, echo: bool = False) -> dict:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
+STAGES = (  # (name, from, to): keys of one frame's record (probe's `frames` + wam/timing), all time.time()
+    ("probe: joints published, image message built", "send", "publishing"),
+    ("image publish() + DDS + node dispatch -> callback", "publishing", "entered"),
+    ("node: callback -> predict() starts", "entered", "predict_start"),
+    ("node: predict()", "predict_start", "predict_end"),
+    ("node: safety filter + command message built", "predict_end", "publishing_cmd"),
+    ("command publish() + DDS + probe dispatch -> callback", "publishing_cmd", "recv"),
+    ("probe: callback -> matched", "recv", "matched"),
+)
+
+
+def breakdown(res: dict) -> dict[str, float]:
+    """p50 (ms) of each stage over the frames that have both the probe's record and the node's wam/timing."""
+    node = {round(t[0], 6): t for t in res.get("timing", [])}
+    rows = []
+    for f in res.get("frames", []):
+        t = node.get(round(f["stamp"], 6))
+        if t is not None:
+            rows.append({**f, "entered": t[1], "predict_start": t[2], "predict_end": t[3], "publishing_cmd": t[4]})
+    out = {"frames_with_timing": float(len(rows))}
+    for name, a, b in STAGES:
+        out[name] = float(np.median([(r[b] - r[a]) * 1e3 for r in rows])) if rows else float("nan")
+    return out
+
+
+def ros_pingpong(model: str, backend: str, count: int, rate: float, domain: int, echo: bool = False,
+                 executor: str = "events") -> dict:
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), WAM_ROS_EXECUTOR=executor)
     cmd = ([sys.executable, __file__, "--echo-node"] if echo else
            [sys.executable, "-m", "wam_ros.cli", "bringup", "robot", f"model:={model}", f"backend:={backend}",
-            "trigger:=camera", "control_hz:=30.0", "surprise_hold:=false"])
-    node = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
+            "trigger:=camera", "control_hz:=30.0", "surprise_hold:=false", "publish_timing:=true"])
+    with tempfile.TemporaryDirectory() as tmp:
+        log = open(Path(tmp) / "node.log", "w")  # noqa: SIM115 - a pipe nobody reads could fill and stall the node
+        node = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
             out = Path(tmp) / "pingpong.json"
             probe = subprocess.run([sys.executable, "-m", "wam_ros.ros._robot_probe", "pingpong", "--out", str(out),
-                                    "--count", str(count), "--rate", str(rate)],
-                                   env=env, cwd=ROOT, capture_output=True, text=True, timeout=120 + count / rate * 2)
+                                    "--count", str(count), "--rate", str(rate), "--match-timeout", "120"],
+                                   env=env, cwd=ROOT, capture_output=True, text=True, timeout=240 + count / rate * 2)
             if not out.exists():
-                raise RuntimeError(f"robot probe failed: {probe.stderr[-2000:]}")
+                node_log = (Path(tmp) / "node.log").read_text()[-2000:]
+                raise RuntimeError(f"robot probe failed: {probe.stderr[-2000:]}\nnode: {node_log}")
             return json.loads(out.read_text())
-    finally:
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        finally:
+            node.terminate()
+            try:
+                node.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                node.kill()
+            log.close()
+
+
+def pct(x: np.ndarray, q: float) -> float:
+    return float(np.percentile(x, q)) if x.size else float("nan")
 
 
 def main() -> int:
@@ -98,6 +154,9 @@ def main() -> int:
     ap.add_argument("--backend", default="onnxruntime")
     ap.add_argument("--count", type=int, default=300, help="frames in the ROS ping-pong")
     ap.add_argument("--rate", type=float, default=30.0, help="frames per second")
+    ap.add_argument("--executors", default="events",
+                    help="comma-separated rclpy executors to measure in this run: events, single (default: events, "
+                         "what the nodes use)")
     ap.add_argument("--domain", type=int, default=200 + os.getpid() % 32,
                     help="ROS_DOMAIN_ID for the run (default: one of 200-231 from the pid, away from other runs)")
     ap.add_argument("--json", default="", help="also write the figures to this JSON file")
@@ -109,36 +168,55 @@ def main() -> int:
     if not Path(a.model).exists():
         print(f"model not found: {a.model}")
         return 2
+    executors = [e.strip() for e in a.executors.split(",") if e.strip()]
+    bad = [e for e in executors if e not in ("events", "single")]
+    if bad or not executors:
+        print(f"--executors: expected events and/or single, got {a.executors!r}")
+        return 2
     before = bare_predict(a.model, a.backend, a.count // 2)
-    floor = ros_pingpong(a.model, a.backend, a.count, a.rate, a.domain, echo=True)
-    res = ros_pingpong(a.model, a.backend, a.count, a.rate, a.domain)
+    runs = {}
+    for ex in executors:  # echo then wam_node per executor, all between the two bare predict() runs
+        runs[ex] = (ros_pingpong(a.model, a.backend, a.count, a.rate, a.domain, echo=True, executor=ex),
+                    ros_pingpong(a.model, a.backend, a.count, a.rate, a.domain, executor=ex))
     after = bare_predict(a.model, a.backend, a.count // 2)
-    echo = np.asarray(floor.get("latency_s", [])) * 1e3
     bare = np.concatenate([before, after]) * 1e3
-    e2e = np.asarray(res["latency_s"]) * 1e3
-    if e2e.size == 0:
-        print(f"no command came back ({res.get('lost')} frames lost); is the node running?")
-        return 1
-    figs = {"model": a.model, "backend": a.backend, "frames": a.count, "received": int(e2e.size), "lost": res["lost"],
-            "bare_p50_ms": float(np.percentile(bare, 50)), "bare_p99_ms": float(np.percentile(bare, 99)),
-            "e2e_p50_ms": float(np.percentile(e2e, 50)), "e2e_p99_ms": float(np.percentile(e2e, 99))}
-    figs["overhead_p50_ms"] = figs["e2e_p50_ms"] - figs["bare_p50_ms"]
-    figs["overhead_p99_ms"] = figs["e2e_p99_ms"] - figs["bare_p99_ms"]
-    figs["ratio_p50"] = figs["e2e_p50_ms"] / figs["bare_p50_ms"]
-    figs["node_step_overhead_p50_ms"] = float(res.get("last_diag", {}).get("step_overhead_ms_p50", "nan"))
-    figs["echo_p50_ms"] = float(np.percentile(echo, 50)) if echo.size else float("nan")
-    figs["echo_p99_ms"] = float(np.percentile(echo, 99)) if echo.size else float("nan")
-    print(f"bare predict() ({a.backend}, 1 thread): p50 {figs['bare_p50_ms']:.2f} ms  p99 {figs['bare_p99_ms']:.2f} ms")
-    print(f"ROS end-to-end (camera published -> command received, separate processes): "
-          f"p50 {figs['e2e_p50_ms']:.2f} ms  p99 {figs['e2e_p99_ms']:.2f} ms  ({figs['received']}/{a.count} frames)")
-    print(f"ROS overhead: p50 {figs['overhead_p50_ms']:.2f} ms (goal <= 1.5 ms)  p99 {figs['overhead_p99_ms']:.2f} ms  "
-          f"e2e/bare p50 ratio {figs['ratio_p50']:.2f}")
-    print(f"  of which inside wam_node (control step minus predict, last 100 steps): p50 "
-          f"{figs['node_step_overhead_p50_ms']:.3f} ms; transport floor (an echo node answering each frame at once, "
-          f"same processes and QoS): p50 {figs['echo_p50_ms']:.2f} ms  p99 {figs['echo_p99_ms']:.2f} ms")
+    figs: dict = {"model": a.model, "backend": a.backend, "frames": a.count,
+                  "bare_p50_ms": pct(bare, 50), "bare_p99_ms": pct(bare, 99), "executors": {}}
+    print(f"bare predict() ({a.backend}, 1 thread, this process, before + after the ROS runs): "
+          f"p50 {figs['bare_p50_ms']:.2f} ms  p99 {figs['bare_p99_ms']:.2f} ms")
+    status = 0
+    for ex, (floor, res) in runs.items():
+        echo = np.asarray(floor.get("latency_s", [])) * 1e3
+        e2e = np.asarray(res.get("latency_s", [])) * 1e3
+        if e2e.size == 0:
+            print(f"[{ex}] no command came back ({res.get('lost')} frames lost); is the node running?")
+            status = 1
+            continue
+        f = {"received": int(e2e.size), "lost": res["lost"], "echo_received": int(echo.size),
+             "e2e_p50_ms": pct(e2e, 50), "e2e_p99_ms": pct(e2e, 99), "echo_p50_ms": pct(echo, 50),
+             "echo_p99_ms": pct(echo, 99),
+             "node_step_overhead_p50_ms": float(res.get("last_diag", {}).get("step_overhead_ms_p50", "nan")),
+             "breakdown_ms_p50": breakdown(res), "echo_breakdown_ms_p50": breakdown(floor)}
+        f["overhead_p50_ms"] = f["e2e_p50_ms"] - figs["bare_p50_ms"]
+        f["overhead_p99_ms"] = f["e2e_p99_ms"] - figs["bare_p99_ms"]
+        f["ratio_p50"] = f["e2e_p50_ms"] / figs["bare_p50_ms"]
+        figs["executors"][ex] = f
+        print(f"[{ex} executor] ROS end-to-end (camera published -> command received, separate processes): "
+              f"p50 {f['e2e_p50_ms']:.2f} ms  p99 {f['e2e_p99_ms']:.2f} ms  ({f['received']}/{a.count} frames)")
+        print(f"[{ex} executor] ROS overhead: p50 {f['overhead_p50_ms']:.2f} ms (goal <= 1.5 ms)  "
+              f"p99 {f['overhead_p99_ms']:.2f} ms  e2e/bare p50 ratio {f['ratio_p50']:.2f}")
+        print(f"[{ex} executor] transport floor (an echo node answering each frame at once, same processes and QoS): "
+              f"p50 {f['echo_p50_ms']:.2f} ms  p99 {f['echo_p99_ms']:.2f} ms  ({f['echo_received']}/{a.count} frames)")
+        wam_b, echo_b = f["breakdown_ms_p50"], f["echo_breakdown_ms_p50"]
+        print(f"[{ex} executor] where the time goes, p50 ms per stage (wam_node over "
+              f"{int(wam_b['frames_with_timing'])} frames | echo node over {int(echo_b['frames_with_timing'])}):")
+        for name, _, _ in STAGES:
+            print(f"    {name:<58s} {wam_b[name]:6.3f} | {echo_b[name]:6.3f}")
+        print(f"    {'sum of the stage p50s':<58s} {sum(wam_b[n] for n, _, _ in STAGES):6.3f} | "
+              f"{sum(echo_b[n] for n, _, _ in STAGES):6.3f}")
     if a.json:
         Path(a.json).write_text(json.dumps(figs, indent=2))
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def main() -> int:
     tmp = tempfile.mkdtemp()
     out = Path(tmp) / "soak.json"
     probe = subprocess.Popen([sys.executable, "-m", "wam_ros.ros._robot_probe", "stream", "--light", "--out", str(out),
-                              "--rate", str(a.rate), "--duration", str(a.duration), "--stop", "0.5"],
+                              "--rate", str(a.rate), "--duration", str(a.duration), "--stop", "0.5",
+                              "--match-timeout", "120"],
                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     samples: list[tuple[float, float]] = []
     t0 = time.monotonic()

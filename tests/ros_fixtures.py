@@ -1,5 +1,5 @@
 """Shared fixtures for the ROS tests: a tiny real WAM checkpoint, wam_node running in-process in its own rclpy
-Context (spun by a SingleThreadedExecutor in a thread), and the stand-in robot process (wam_ros.ros._robot_probe)
+Context (spun in a thread by the nodes' executor, wam_ros.ros._params.make_executor: EventsExecutor by default), and the stand-in robot process (wam_ros.ros._robot_probe)
 talking to it over real DDS. Import with `from ros_fixtures import ...` (tests/ is on sys.path)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import Executor
 from rclpy.parameter import Parameter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def make_tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class SpinThread:
     """Spin an executor in a background thread; remember any exception a callback raised."""
 
-    def __init__(self, executor: SingleThreadedExecutor, context: Context) -> None:
+    def __init__(self, executor: Executor, context: Context) -> None:
         self.executor, self.context, self.error = executor, context, None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -61,13 +61,14 @@ class SpinThread:
 @contextlib.contextmanager
 def wam_node_running(checkpoint: Path, **params: object) -> Iterator[tuple[object, SpinThread]]:
     """wam_node (torch backend on `checkpoint`) in its own Context, spinning in a thread."""
+    from wam_ros.ros._params import make_executor
     from wam_ros.ros.wam_node import WamNode
 
     ctx = Context()
     rclpy.init(context=ctx)
     overrides = {"model_path": str(checkpoint), "backend": "torch", "threads": 1, **params}
     node = WamNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
-    executor = SingleThreadedExecutor(context=ctx)
+    executor = make_executor(ctx)
     executor.add_node(node)
     spinner = SpinThread(executor, ctx)
     try:

@@ -1,12 +1,24 @@
-"""Typed parameter declaration for the nodes: every parameter has a typed default; a float parameter also accepts an
-integer (`control_hz:=30` from a launch argument) and a clear error names any other wrong type."""
+"""Typed parameter declaration and the executor for the nodes: every parameter has a typed default; a float parameter
+also accepts an integer (`control_hz:=30` from a launch argument) and a clear error names any other wrong type.
+
+Executor: rclpy's EventsExecutor by default (`WAM_ROS_EXECUTOR=events`), the SingleThreadedExecutor with
+`WAM_ROS_EXECUTOR=single`. The EventsExecutor dispatches a callback for about a quarter of the CPU time (measured in
+benchmarks/RESULTS.md, "ROS 2 nodes"); it is still `rclpy.experimental`, and in rclpy 9.1.2 (Kilted wheels) its
+blocking `spin()` / `spin_once()` without a timeout never dispatch anything and spin a core, so every loop here calls
+`spin_once(timeout_sec=...)`, which works (timers, subscriptions, services, parameters, SIGINT/SIGTERM)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.context import Context
+from rclpy.executors import Executor
 from rclpy.node import Node
+
+EXECUTOR_ENV = "WAM_ROS_EXECUTOR"
+EXECUTORS = ("events", "single")
 
 
 def declare(node: Node, name: str, default: Any, description: str = "") -> Any:
@@ -21,19 +33,43 @@ def declare(node: Node, name: str, default: Any, description: str = "") -> Any:
     return value
 
 
+def executor_kind(kind: str | None = None) -> str:
+    """`kind`, else $WAM_ROS_EXECUTOR, else "events"; raises ValueError naming anything else."""
+    kind = kind or os.environ.get(EXECUTOR_ENV, "") or "events"
+    if kind not in EXECUTORS:
+        raise ValueError(f"executor must be one of {list(EXECUTORS)} (${EXECUTOR_ENV}), got {kind!r}")
+    return kind
+
+
+def make_executor(context: Context | None = None, kind: str | None = None) -> Executor:
+    """The nodes' executor (see the module docstring). Spin it only with `spin_once(timeout_sec=...)`."""
+    if executor_kind(kind) == "events":
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor(context=context)
+    from rclpy.executors import SingleThreadedExecutor
+
+    return SingleThreadedExecutor(context=context)
+
+
 def spin_node(node_class: type[Node], args: list[str] | None = None) -> None:
     """The body of every node's `main()`: init, spin one node until Ctrl-C / shutdown, clean up."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
     rclpy.init(args=args)
-    node = None
+    node = executor = None
     try:
         node = node_class()
-        rclpy.spin(node)
+        executor = make_executor()
+        executor.add_node(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=1.0)  # returns at each callback; the timeout only bounds a shutdown check
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # a shutdown signal is the normal way to stop a node
     finally:
+        if executor is not None:
+            executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -8,7 +8,8 @@ It publishes camera/image_raw and joint_states like a robot driver (stream: vali
 sizes, joints shuffled with extra names; fuzz: only malformed / NaN / mismatched / out-of-order messages, then
 optionally valid ones; pingpong: one frame at a time, waiting for the command it causes) and records, with its own
 monotonic clock, every command (<controller>/joint_trajectory or /commands), /diagnostics status and surprise value it
-receives. The result is one JSON file. Uses the ROS_DOMAIN_ID of its environment.
+receives, and wam_node's wam/timing (when it publishes it). The result is one JSON file. Uses the ROS_DOMAIN_ID and
+WAM_ROS_EXECUTOR (wam_ros.ros._params.make_executor) of its environment.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.robot import RobotProfile
 from wam_ros.ros import conversions as cv
+from wam_ros.ros._params import make_executor
 
 PROFILE = RobotProfile.load("panda")
 
@@ -45,14 +47,19 @@ class Probe(Node):
         self.fwd_sub = self.create_subscription(Float64MultiArray, f"{controller}/commands", self.on_forward, 10)
         self.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, 50)
         self.create_subscription(Float32, "wam/surprise", self.on_surprise, 10)
+        self.create_subscription(Float64MultiArray, "wam/timing", self.on_timing, 10)
+        self.timing: list[list[float]] = []  # wam_node's [camera stamp, entered, predict start, end, sent] (wall s)
         self.t0 = time.monotonic()
         self.rng = np.random.default_rng(0)
         self.last_stamp: dict | None = None
+        self.executor_ = make_executor()  # `executor` is Node's own property
+        self.executor_.add_node(self)
 
     def t(self) -> float:
         return time.monotonic() - self.t0
 
     def on_traj(self, msg: JointTrajectory) -> None:
+        wall = time.time()
         self.n_commands += 1
         if self.light:
             return
@@ -60,7 +67,7 @@ class Probe(Node):
         pts = [list(p.positions) for p in msg.points]
         times = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points]
         self.events.append({"kind": "command", "t": self.t(), "type": "trajectory", "names": names, "points": pts,
-                            "times": times, "stamp": cv.stamp_to_sec(msg.header.stamp)})
+                            "times": times, "stamp": cv.stamp_to_sec(msg.header.stamp), "wall": wall})
 
     def on_forward(self, msg: Float64MultiArray) -> None:
         self.events.append({"kind": "command", "t": self.t(), "type": "forward", "points": [list(msg.data)]})
@@ -74,6 +81,12 @@ class Probe(Node):
             self.events.append({"kind": "diag", "t": self.t(), "level": level, "message": st.message,
                                 "values": {kv.key: kv.value for kv in st.values}})
 
+    def on_timing(self, msg: Float64MultiArray) -> None:
+        self.timing.append(list(msg.data))
+
+    def spin_once(self, timeout_sec: float) -> None:
+        self.executor_.spin_once(timeout_sec=timeout_sec)
+
     def on_surprise(self, msg: Float32) -> None:
         if self.light:
             return
@@ -85,7 +98,7 @@ class Probe(Node):
             if (self.image_pub.get_subscription_count() > 0 and self.joint_pub.get_subscription_count() > 0
                     and (self.traj_sub.get_publisher_count() + self.fwd_sub.get_publisher_count()) > 0):
                 return True
-            rclpy.spin_once(self, timeout_sec=0.05)
+            self.spin_once(0.05)
         return False
 
     # ---- messages -----------------------------------------------------------------------------------------------
@@ -96,7 +109,8 @@ class Probe(Node):
         return q
 
     def publish_valid(self, k: int) -> dict:
-        """Joints (shuffled, with extra names) then an image in a rotating encoding and size; returns what was sent."""
+        """Joints (shuffled, with extra names) then an image in a rotating encoding and size; returns what was sent
+        (`publishing`: time.time() just before the image's publish() call)."""
         stamp = self.get_clock().now().to_msg()
         q = self.joints(k)
         names = [*PROFILE.joint_names, "head_pan", "panda_finger_joint1"]
@@ -106,8 +120,10 @@ class Probe(Node):
         enc = ("rgb8", "bgr8", "mono8")[k % 3]
         h, w = ((64, 64), (48, 80), (120, 160))[k % 3]
         img = self.rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8)
-        self.image_pub.publish(cv.rgb_to_image(img[:, :, 0] if enc == "mono8" else img, stamp, "camera", enc))
-        return {"t": self.t(), "q": q.tolist(), "stamp": cv.stamp_to_sec(stamp)}
+        msg = cv.rgb_to_image(img[:, :, 0] if enc == "mono8" else img, stamp, "camera", enc)
+        publishing = time.time()
+        self.image_pub.publish(msg)
+        return {"t": self.t(), "q": q.tolist(), "stamp": cv.stamp_to_sec(stamp), "publishing": publishing}
 
     def publish_bad(self, k: int) -> str:
         """One malformed message of a rotating kind; returns the kind."""
@@ -150,7 +166,7 @@ class Probe(Node):
     def spin_for(self, seconds: float) -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            rclpy.spin_once(self, timeout_sec=min(0.01, max(0.0, end - time.monotonic())))
+            self.spin_once(min(0.01, max(0.0, end - time.monotonic())))
 
 
 def run_stream(p: Probe, a: argparse.Namespace) -> dict:
@@ -191,27 +207,35 @@ def run_fuzz(p: Probe, a: argparse.Namespace) -> dict:
 
 def run_pingpong(p: Probe, a: argparse.Namespace) -> dict:
     """Publish joints + one frame, wait for the command computed from it (matched by the trajectory's stamp, which
-    wam_node sets to the camera stamp); latency = command received - frame published, on this process's clock."""
-    latencies, lost = [], 0
+    wam_node sets to the camera stamp); latency = command received - frame published, on this process's clock.
+
+    Frames are at least one period apart (paced from the previous send, not from a fixed schedule): after a lost
+    frame (0.5 s wait) a fixed schedule would send the overdue frames back to back, faster than control_hz, and a
+    camera-triggered node rightly skips frames that come sooner than half a period after its last step. Per frame,
+    `frames` holds time.time() stamps (send, image publish() called, command callback entered, matched)."""
+    latencies, frames, lost = [], [], 0
     period = 1.0 / a.rate
-    start_all = time.monotonic()
+    p.joint_pub.publish(cv.joint_state(PROFILE.joint_names, p.joints(0), stamp=p.get_clock().now().to_msg()))
+    p.spin_for(period)  # like a robot whose joint_states stream is already running when the camera starts
     for k in range(a.count):
         n = len(p.events)
-        t_send = time.perf_counter()
+        t_send, wall_send = time.perf_counter(), time.time()
         info = p.publish_valid(k * 3)  # k*3 keeps the same encoding and size (rgb8 64x64) every time
-        got = None
+        got, recv = None, None
         while got is None and time.perf_counter() < t_send + 0.5:
-            rclpy.spin_once(p, timeout_sec=0.05)  # returns as soon as a message arrives: no busy polling
+            p.spin_once(0.05)  # returns as soon as a message arrives: no busy polling
             for e in p.events[n:]:
                 if e["kind"] == "command" and abs(e.get("stamp", -1.0) - info["stamp"]) < 1e-6:
-                    got = time.perf_counter()
+                    got, recv = time.perf_counter(), e["wall"]
         if got is None:
             lost += 1
         else:
             latencies.append(got - t_send)
+            frames.append({"stamp": info["stamp"], "send": wall_send, "publishing": info["publishing"], "recv": recv,
+                           "matched": wall_send + (got - t_send)})
         del p.events[:]  # keep memory flat
-        p.spin_for(start_all + (k + 1) * period - time.monotonic())
-    return {"latency_s": latencies, "lost": lost}
+        p.spin_for(t_send + period - time.perf_counter())
+    return {"latency_s": latencies, "lost": lost, "frames": frames}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,18 +251,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--huge-side", type=int, default=2100, help="fuzz: side of the oversized mono8 image")
     ap.add_argument("--instruction", default="", help="stream: publish this on wam/instruction first")
     ap.add_argument("--light", action="store_true", help="record counts and the last diagnostics only (soak)")
+    ap.add_argument("--match-timeout", type=float, default=15.0,
+                    help="seconds to wait for wam_node's topics (a node importing torch on a loaded machine: more)")
     a = ap.parse_args(argv)
     rclpy.init()
     p = Probe(a.controller, a.huge_side, a.light)
     try:
-        result: dict = {"matched": p.wait_matched()}
+        result: dict = {"matched": p.wait_matched(a.match_timeout)}
         if result["matched"]:
             p.spin_for(0.3)  # let the volatile subscriptions settle (first messages can be missed otherwise)
             result.update({"stream": run_stream, "fuzz": run_fuzz, "pingpong": run_pingpong}[a.scenario](p, a))
-        result.update(events=p.events, n_commands=p.n_commands, last_diag=p.last_diag)
+        result.update(events=p.events, n_commands=p.n_commands, last_diag=p.last_diag, timing=p.timing)
         with open(a.out, "w") as f:
             json.dump(result, f)
     finally:
+        p.executor_.shutdown()
         p.destroy_node()
         rclpy.try_shutdown()
     return 0 if result["matched"] else 3

@@ -4,8 +4,9 @@
     wam bringup robot model:=models/panda_tabletop controller:=arm_controller --duration 60
 
 The same YAML is what launch/<graph>.launch.py reads (wam_ros.ros.launch_util), so node names, parameter files,
-overrides and remappings cannot drift between the two. Nodes are composed in one rclpy Context and spun by a
-SingleThreadedExecutor (the MultiThreadedExecutor has a long latency tail with images, ENVIRONMENT.md). Each node
+overrides and remappings cannot drift between the two. Nodes are composed in one rclpy Context and spun by one
+single-threaded executor: rclpy's EventsExecutor unless WAM_ROS_EXECUTOR=single (wam_ros.ros._params.make_executor;
+the MultiThreadedExecutor has a long latency tail with images, ENVIRONMENT.md). Each node
 module defines NODE_CLASS; parameter files go in as `--params-file`, remappings and the node name as `-r` rules, and
 overrides as parameter_overrides (they win over the files). A parameter a file or override names but the node does
 not declare is an error (a typo must not be silently ignored).
@@ -21,10 +22,11 @@ from typing import Any
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from wam_ros.ros._params import executor_kind, make_executor
 from wam_ros.ros.launch_util import NodeSpec, load_graph, node_specs, parse_cli_arguments
 
 
@@ -52,15 +54,17 @@ def _file_parameter_names(spec: NodeSpec) -> set[str]:
 class Bringup:
     """A node graph running in one process: `with Bringup("sim_demo", {"model": ...}) as b: b.spin_for(5)`."""
 
-    def __init__(self, graph: str, arguments: dict[str, str] | None = None, domain_id: int | None = None) -> None:
+    def __init__(self, graph: str, arguments: dict[str, str] | None = None, domain_id: int | None = None,
+                 executor: str | None = None) -> None:
         self.graph = load_graph(graph)
         self.specs = node_specs(self.graph, arguments)
+        kind = executor_kind(executor)  # a bad name fails before any ROS state exists
         self.context = Context()
         init_kwargs: dict[str, Any] = {"context": self.context, "args": []}  # never parse `wam`'s own argv
         if domain_id is not None:
             init_kwargs["domain_id"] = domain_id
         rclpy.init(**init_kwargs)
-        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor = make_executor(self.context, kind)
         self.nodes: dict[str, Node] = {}
         try:
             for spec in self.specs:
@@ -142,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             while bringup.context.ok():
                 bringup.spin_once(0.1)
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # Ctrl-C / SIGTERM: the normal way to stop
     finally:
         bringup.shutdown()
     return 0

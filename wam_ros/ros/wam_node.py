@@ -71,6 +71,8 @@ class WamNode(Node):
         self.publish_prediction = declare(self, "publish_predicted_image", True, "publish wam/predicted_image")
         self.replan_steps = declare(self, "replan_steps", 1, "control periods per prediction (the controller "
                                                              "follows the published chunk in between)")
+        publish_timing = declare(self, "publish_timing", False, "publish wam/timing (per-command stage times, for "
+                                                                 "latency measurements)")
         if self.command_type not in ("trajectory", "forward"):
             raise ValueError(f"command_type must be 'trajectory' or 'forward', got {self.command_type!r}")
         if self.trigger not in ("timer", "camera"):
@@ -100,6 +102,7 @@ class WamNode(Node):
         self.camera_guard, self.joint_guard = StampGuard("camera"), StampGuard("joint_states")
 
         self.camera: tuple[np.ndarray, Stamped] | None = None
+        self.camera_wall = 0.0  # time.time() when the camera callback was entered (wam/timing)
         self.new_frame = False  # a camera frame arrived since the last step (surprise compares only new frames)
         self.joints: tuple[np.ndarray, Stamped] | None = None
         self.errors: list[str] = []  # refusals since the last diagnostics message
@@ -127,6 +130,7 @@ class WamNode(Node):
         self.pred_pub = self.create_publisher(Image, "wam/predicted_image", 10)
         self.surprise_pub = self.create_publisher(Float32, "wam/surprise", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.timing_pub = self.create_publisher(Float64MultiArray, "wam/timing", 10) if publish_timing else None
         self.create_service(Trigger, "wam/reset", self.on_reset)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.timer = self.create_timer(self.dt, self.on_timer)
@@ -145,6 +149,7 @@ class WamNode(Node):
         self.get_logger().warning(f"refused {source}: {reason}", throttle_duration_sec=1.0)
 
     def on_image(self, msg: Image) -> None:
+        entered = time.time()
         try:
             rgb = cv.image_to_rgb(msg, self.max_pixels)
             stamp = cv.stamp_to_sec(msg.header.stamp)
@@ -153,10 +158,10 @@ class WamNode(Node):
             self.refuse("camera", str(exc))
             return
         now = self.now()
-        self.camera = (rgb, Stamped(now, stamp))
+        self.camera, self.camera_wall = (rgb, Stamped(now, stamp)), entered
         self.new_frame = True
         if self.trigger == "camera" and now - self.last_step >= 0.5 * self.dt:
-            self.step(now)
+            self.step(now)  # a frame sooner than that waits for the next timer tick (on_timer)
 
     def on_joints(self, msg: JointState) -> None:
         try:
@@ -203,6 +208,11 @@ class WamNode(Node):
         self._last_tick = now
         if self.trigger == "timer":
             self.step(now)
+        elif self.new_frame and now - self.last_step >= 0.5 * self.dt:
+            # trigger:=camera, a frame not used yet: it came sooner than half a period after the last step, or before
+            # any joint_states (an image and the joint_states published just before it travel on separate topics
+            # and may arrive in either order); step on it now instead of dropping it until the next frame.
+            self.step(now)
         else:
             status = self.watchdog.check(now, self.camera and self.camera[1], self.joints and self.joints[1])
             if not status.ok:
@@ -236,10 +246,10 @@ class WamNode(Node):
             self.publish_surprise(surprise)
             return
         try:
-            t1 = time.perf_counter()
+            t1, wall1 = time.perf_counter(), time.time()
             out = self.policy.predict({"images": self.frames.frames(), "joint_pos": q,
                                        "instruction": self.instruction})
-            infer = time.perf_counter() - t1
+            infer, wall2 = time.perf_counter() - t1, time.time()
             self.stats["infer_s"].append(infer)
             safe = self.safety.apply(out["action"], q)
         except (ValueError, RuntimeError) as exc:  # UnsafeInput is a ValueError: NaN/Inf or wrong shape out
@@ -250,7 +260,9 @@ class WamNode(Node):
         self.stats["steps"] += 1
         surprised = self.surprise_hold and self.surprise.exceeded
         if not surprised:  # the latency-critical path ends with this publish; monitoring outputs follow
-            self.publish_command(safe.points, cv.sec_to_stamp(cam.stamp) if cam.stamp > 0 else None)
+            msg = self.command_msg(safe.points, cv.sec_to_stamp(cam.stamp) if cam.stamp > 0 else None)
+            publishing = time.time()
+            self.cmd_pub.publish(msg)
             self.commanded = True
             self.plan_age, self.chunk = 0, safe.points
             self.hold_level, self.hold_reason = None, ""
@@ -259,6 +271,9 @@ class WamNode(Node):
             total = time.perf_counter() - t0
             self.stats["step_s"].append(total)
             self.stats["overhead_s"].append(total - infer)
+            if self.timing_pub is not None:  # [camera stamp, callback entered, predict start, end, publish called]
+                self.timing_pub.publish(Float64MultiArray(data=[cam.stamp, self.camera_wall, wall1, wall2,
+                                                                publishing]))
         self.publish_surprise(surprise)
         nxt = out.get("next_frame")
         self.surprise.expect(nxt)
@@ -272,11 +287,10 @@ class WamNode(Node):
         if value is not None:
             self.surprise_pub.publish(Float32(data=float(value)))
 
-    def publish_command(self, points: np.ndarray, stamp: object) -> None:
+    def command_msg(self, points: np.ndarray, stamp: object) -> JointTrajectory | Float64MultiArray:
         if self.command_type == "trajectory":
-            self.cmd_pub.publish(cv.trajectory(self.joint_names, points, self.dt, stamp))
-        else:
-            self.cmd_pub.publish(cv.float_array(points[0]))
+            return cv.trajectory(self.joint_names, points, self.dt, stamp)
+        return cv.float_array(points[0])
 
     def hold(self, level: bytes, reason: str) -> None:
         """Hold the last measured valid position (sent once per hold, and only after motion was commanded)."""
@@ -287,7 +301,7 @@ class WamNode(Node):
         self.hold_level, self.hold_reason = level, reason
         if first and self.commanded and self.joints is not None:
             q = np.clip(self.joints[0], self.safety.limits.position_lower, self.safety.limits.position_upper)
-            self.publish_command(q[None], None)
+            self.cmd_pub.publish(self.command_msg(q[None], None))
             self.stats["holds"] += 1
             self.get_logger().warning(f"holding position: {reason}")
 
