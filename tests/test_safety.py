@@ -110,3 +110,30 @@ def test_surprise_zero_for_a_correct_prediction_and_large_for_a_change():
     assert m.exceeded
     with pytest.raises(ValueError, match="uint8"):
         m.expect(np.zeros((64, 64, 3), np.float32))
+
+
+def test_vectorised_fast_path_matches_the_sequential_clamp():
+    """Chunks whose every step is within the velocity limit take the vectorised path; the result must be what the
+    step-by-step clamp gives (up to float rounding), and chunks that need clamping still get clamped."""
+
+    prof = RobotProfile.load("panda")
+    limits = SafetyLimits.from_profile(prof)
+    f = SafetyFilter(limits, 1 / 30)
+    lo, hi = np.asarray(limits.position_lower), np.asarray(limits.position_upper)
+    max_step = np.asarray(limits.velocity_limit) / 30
+
+    def sequential(chunk, q):
+        prev, out = np.clip(q, lo, hi), []
+        for row in np.clip(chunk, lo, hi):
+            prev = np.clip(prev + np.clip(row - prev, -max_step, max_step), lo, hi)
+            out.append(prev)
+        return np.asarray(out)
+
+    rng = np.random.default_rng(0)
+    q = np.clip(np.asarray(prof.home, dtype=float), lo + 0.05, hi - 0.05)
+    for scale in (0.3, 0.9, 3.0):  # within the limit, close to it, far beyond it
+        chunk = q + np.cumsum(rng.uniform(-1, 1, (8, len(q))) * max_step * scale, axis=0)
+        res = f.apply(chunk, q)
+        np.testing.assert_allclose(res.points, sequential(chunk, q), atol=1e-12)
+        assert res.velocity_clamped == (scale > 1)
+        assert np.all(np.abs(np.diff(res.points, axis=0, prepend=q[None])) <= max_step + 1e-12)

@@ -92,8 +92,11 @@ class SafetyFilter:
         clipped = np.clip(pts, lo, hi)
         position_clamped = bool(np.any(clipped != pts))
         max_step = self.limits.velocity_limit * self.dt
-        out = np.empty_like(clipped)
         prev = np.clip(q_now, lo, hi)  # a measured position slightly outside the limits must not drag targets out
+        steps = np.diff(clipped, axis=0, prepend=prev[None])
+        if np.all(np.abs(steps) <= max_step):  # the usual case, vectorised: every step already within the limit
+            return SafeCommand(clipped, position_clamped, False)
+        out = np.empty_like(clipped)
         velocity_clamped = False
         for k in range(len(clipped)):
             step = np.clip(clipped[k] - prev, -max_step, max_step)
