@@ -68,8 +68,13 @@ def closed_loop(
     seeds: Iterable[int],
     image_size: int = 64,
     control_hz: int = 10,
+    progress: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Per policy: success rate, mean steps (all episodes and successful ones), per-seed outcomes."""
+    """Per policy: success rate, mean steps (all episodes and successful ones), per-seed outcomes.
+
+    progress: a tqdm bar per policy (episodes done, successes so far) on stderr."""
+    from tqdm import tqdm
+
     from wam_ros.sim.tabletop import TabletopEnv
 
     seeds = [int(s) for s in seeds]
@@ -78,7 +83,8 @@ def closed_loop(
     try:
         for name, factory in policies.items():
             outcomes = []
-            for seed in seeds:
+            bar = tqdm(seeds, desc=f"{task} {name}", unit="ep", disable=not progress, dynamic_ncols=True)
+            for seed in bar:
                 obs, info = env.reset(seed=seed)
                 act = factory(env)
                 terminated = truncated = False
@@ -92,6 +98,7 @@ def closed_loop(
                         "instruction": env.instruction,
                     }
                 )
+                bar.set_postfix(success=f"{sum(o['success'] for o in outcomes)}/{len(outcomes)}")
             ok = [o for o in outcomes if o["success"]]
             results[name] = {
                 "episodes": len(outcomes),

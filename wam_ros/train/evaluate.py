@@ -249,6 +249,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 seeds,
                 image_size=model.cfg.image_size,
                 control_hz=int(round(model.cfg.control_hz)),
+                progress=True,
             )
     res["wall_s"] = time.monotonic() - t0
     return res
