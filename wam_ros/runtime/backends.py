@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -110,8 +111,6 @@ def session_options(threads: int, spin: bool | None = None) -> Any:
     control steps, the core the ROS executor needs. Spinning only inside Run() gets the parallel speed-up and leaves
     the core idle between steps.
     """
-    import os
-
     import onnxruntime as ort
 
     if threads < 1:

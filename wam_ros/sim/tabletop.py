@@ -281,8 +281,11 @@ def record_episode(env: TabletopEnv, policy: Callable[[dict], Any], seed: int, i
             run[:7] += rng.normal(0.0, noise, 7)
         obs, _, terminated, truncated, info = env.step(run)
         executed.append(info["applied_action"])
-        label = np.clip(action, env.profile.position_lower, env.profile.position_upper)
-        actions.append(label.astype(np.float32).astype(np.float64) if noise > 0 else info["applied_action"])
+        if noise > 0:  # the clean label, clamped and rounded as the env does with what it applies
+            label = np.clip(action, env.profile.position_lower, env.profile.position_upper)
+            actions.append(label.astype(np.float32).astype(np.float64))
+        else:
+            actions.append(info["applied_action"])
     frames.append(obs["image"]), joint_pos.append(obs["joint_pos"]), joint_vel.append(obs["joint_vel"])
     actions.append(env.last_action)
     executed.append(env.last_action)
