@@ -180,3 +180,43 @@ def test_dart_noise_collection_labels_the_clean_expert_and_resumes_only_with_the
             progress=False)
     clean = read_episode(episode_path(tmp_path / "clean", 0))
     assert clean.meta["action_noise_std"] == 0.0 and "executed_actions" not in clean.extra
+
+
+MODEL = Path(__file__).resolve().parent.parent / "models" / "panda_tabletop"
+
+
+def test_dagger_collection_the_model_drives_the_expert_labels_and_failures_are_trained_on(tmp_path):
+    from wam_ros.runtime.policy import load_policy
+    from wam_ros.train.batches import load_episodes
+
+    out = tmp_path / "dagger"
+    summary = collect(CollectConfig(task="push", episodes=1, out=str(out), workers=1, seed=4, image_size=32,
+                                    max_steps=10, dagger=str(MODEL), beta=0.0), progress=False)
+    assert (summary.written, summary.errors) == (1, [])
+    ep = read_episode(episode_path(out, 0))
+    assert ep.meta["dagger"] == {"model": str(MODEL), "beta": 0.0, "replan": 4, "expert_steps": 0, "steps": 10}
+    executed = ep.extra["executed_actions"]
+    # beta 0: every executed target is the model's; its first chunk is what predict() gives on the first frame
+    # (repeated K times, as in closed loop) and joint state, clamped by the env like any command
+    policy = load_policy(MODEL, backend="torch", threads=1)
+    chunk = policy.predict({"images": [ep.frames[0]] * policy.spec.k_frames, "joint_pos": ep.joint_pos[0],
+                            "instruction": ep.instruction})["action"]
+    assert np.allclose(executed[:4], chunk[:4], atol=2e-3)
+    # ... while the labels are the scripted expert's, which drives differently from the model
+    assert np.abs(executed[:-1] - ep.actions[:-1]).max() > 1e-3
+    assert not ep.success  # 10 steps cannot finish a push, yet the episode is trained on
+    assert len(load_episodes([out])) == 1
+    # beta 1: the expert executes every step, so executed targets and labels coincide
+    full = collect(CollectConfig(task="push", episodes=1, out=str(tmp_path / "beta1"), workers=1, seed=4,
+                                 image_size=32, max_steps=10, dagger=str(MODEL), beta=1.0), progress=False)
+    assert full.errors == []
+    ep1 = read_episode(episode_path(tmp_path / "beta1", 0))
+    assert ep1.meta["dagger"]["expert_steps"] == 10
+    assert np.allclose(ep1.extra["executed_actions"], ep1.actions, atol=1e-6)
+    # resuming with another beta is refused; a missing model is a clear error
+    res = wam("collect", "--task", "push", "--episodes", "1", "--seed", "4", "--image-size", "32", "--max-steps",
+              "10", "--workers", "1", "--dagger", str(MODEL), "--beta", "0.5", "--out", str(out), timeout=120)
+    assert res.returncode == 2 and "other settings" in res.stderr and "beta" in res.stderr
+    res = wam("collect", "--task", "push", "--episodes", "1", "--dagger", str(tmp_path / "nope"),
+              "--out", str(tmp_path / "x"), timeout=60)
+    assert res.returncode == 2 and "does not exist" in res.stderr

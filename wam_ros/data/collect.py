@@ -9,6 +9,13 @@ the instruction. `--scene-per-episode` gives every episode its own scene (instru
 Worker processes each own one pybullet DIRECT client. Re-running fills in the missing indices; `collect.json` in the
 output directory records the settings and a re-run with different settings is refused (use another --out).
 Failed expert episodes are written too (meta success=False) and counted. Never imports rclpy.
+
+    wam collect --task push --episodes 300 --seed 4 --dagger models/panda_tabletop --beta 0.2 --out data/push_dagger
+
+`--dagger MODEL` records DAgger data (Ross et al. 2011): the trained WAM drives (through the runtime, torch backend,
+re-planning every `--replan` actions; with probability `--beta` per step the expert's action is executed instead)
+while the scripted expert labels every visited state. Such episodes are trained on whatever their outcome: a learner
+failure is exactly the state whose expert correction the next model needs (`load_episodes` keeps them).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ TASK_NAMES = ("reach", "push")
 MANIFEST = "collect.json"
 # settings that must match for a re-run to resume into the same directory
 _RESUME_KEYS = ("task", "seed", "image_size", "control_hz", "randomize", "wrist_camera", "scene_per_episode",
-                "max_steps", "noise")
+                "max_steps", "noise", "dagger", "beta", "replan")
 
 
 class CollectError(RuntimeError):
@@ -56,6 +63,9 @@ class CollectConfig:
     max_steps: step limit per episode (None: the task's default).
     noise: DART noise std (rad) added to the executed arm targets; the recorded action stays the expert's clean one
         (see `record_episode`). 0 records the expert as is.
+    dagger: a trained model (directory or checkpoint) that drives the episodes while the expert labels them (DAgger).
+    beta: with --dagger, the per-step probability that the expert's action is executed instead of the model's.
+    replan: with --dagger, actions of each predicted chunk executed before the model predicts again.
     """
 
     task: str = "reach"
@@ -70,6 +80,9 @@ class CollectConfig:
     scene_per_episode: bool = False
     max_steps: int | None = None
     noise: float = 0.0
+    dagger: str | None = None
+    beta: float = 0.0
+    replan: int = 4
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
@@ -84,6 +97,14 @@ class CollectConfig:
             raise ValueError(f"max_steps must be an int >= 1 or None, got {self.max_steps!r}")
         if not isinstance(self.noise, (int, float)) or not 0.0 <= self.noise <= 0.2:
             raise ValueError(f"noise must be a std in [0, 0.2] rad, got {self.noise!r}")
+        if not isinstance(self.beta, (int, float)) or not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"beta must be a probability in [0, 1], got {self.beta!r}")
+        if not isinstance(self.replan, int) or self.replan < 1:
+            raise ValueError(f"replan must be an int >= 1, got {self.replan!r}")
+        if self.dagger is not None:
+            if not Path(self.dagger).exists():
+                raise ValueError(f"--dagger model {self.dagger} does not exist")
+            self.dagger = str(self.dagger)
         if not 16 <= self.image_size <= 512:
             raise ValueError(f"image_size must be in 16..512, got {self.image_size}")
 
@@ -131,8 +152,36 @@ def _worker_init(cfg_dict: dict) -> None:
     from wam_ros.sim.tabletop import TabletopEnv
 
     cfg = CollectConfig(**cfg_dict)
+    learner = None
+    if cfg.dagger is not None:
+        from wam_ros.runtime.policy import load_policy
+
+        learner = load_policy(cfg.dagger, backend="torch", threads=1)  # predict() resizes the frames it is given
     _ENV = (cfg, TabletopEnv(task=cfg.task, image_size=cfg.image_size, control_hz=cfg.control_hz,
-                             max_steps=cfg.max_steps, randomize=cfg.randomize, wrist_camera=cfg.wrist_camera))
+                             max_steps=cfg.max_steps, randomize=cfg.randomize, wrist_camera=cfg.wrist_camera), learner)
+
+
+class _DaggerDriver:
+    """The learner's chunked actions (as `wam eval` runs them), each step replaced by the expert's with probability
+    beta. Built before the episode's reset; the chunk executor is made on the first step, once the instruction is
+    known."""
+
+    def __init__(self, learner: Any, env: Any, expert: Any, beta: float, replan: int, seed: int) -> None:
+        self.learner, self.env, self.replan, self.chunks = learner, env, replan, None
+        self.expert, self.beta, self.rng = expert, beta, np.random.default_rng(seed)
+        self.expert_steps = self.steps = 0
+
+    def __call__(self, obs: dict) -> np.ndarray:
+        if self.chunks is None:
+            from wam_ros.train.closed_loop import ChunkExecutor
+
+            self.chunks = ChunkExecutor(self.learner, self.env.instruction, self.replan)
+        action = self.chunks(obs)  # every step: keeps the learner's frame history and chunk queue in step
+        self.steps += 1
+        if self.beta and self.rng.random() < self.beta:
+            self.expert_steps += 1
+            return self.expert(obs)
+        return action
 
 
 def _collect_one(index: int) -> tuple[int, bool | None, str]:
@@ -140,14 +189,19 @@ def _collect_one(index: int) -> tuple[int, bool | None, str]:
     from wam_ros.sim.experts import make_expert
     from wam_ros.sim.tabletop import record_episode
 
-    cfg, env = _ENV
+    cfg, env, learner = _ENV
     try:
         seed, instruction, scene_index = episode_plan(cfg, index)
         expert = make_expert(env)
+        driver = None if learner is None else _DaggerDriver(learner, env, expert, cfg.beta, cfg.replan,
+                                                             scene_seed(cfg.seed + 104729, index))
         ep = record_episode(env, expert, seed=seed, instruction=instruction, producer="wam collect",
                             extra_meta={"episode_index": index, "scene_index": scene_index, "scene_seed": seed,
                                         "collect_seed": cfg.seed, "expert": type(expert).__name__},
-                            noise=cfg.noise, noise_seed=scene_seed(cfg.seed + 7919, index))
+                            noise=cfg.noise, noise_seed=scene_seed(cfg.seed + 7919, index), driver=driver)
+        if driver is not None:
+            ep.meta["dagger"] = {"model": cfg.dagger, "beta": cfg.beta, "replan": cfg.replan,
+                                 "expert_steps": driver.expert_steps, "steps": driver.steps}
         write_episode(episode_path(cfg.out, index), ep)
         return index, ep.success, ""
     except Exception as exc:  # noqa: BLE001 - reported per episode; the run goes on and exits non-zero
@@ -174,7 +228,7 @@ def _prepare_out(cfg: CollectConfig) -> None:
             old = json.loads(manifest.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{manifest} is not valid JSON ({exc}); remove it or use another --out") from exc
-        defaults = {"noise": 0.0}  # keys added after the first release: old manifests lack them
+        defaults = {"noise": 0.0, "dagger": None, "beta": 0.0, "replan": 4}  # keys added after the first release: old manifests lack them
         diff = {k: (old.get(k, defaults.get(k)), v) for k, v in settings.items() if old.get(k, defaults.get(k)) != v}
         if diff:
             raise ValueError(f"{out} holds a collection made with other settings {diff} (old, new); "
@@ -250,6 +304,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="step limit (default: the task's)")
     parser.add_argument("--noise", type=float, default=0.0,
                         help="DART noise std (rad) on the executed arm targets; labels stay the expert's (default 0)")
+    parser.add_argument("--dagger", default=None, metavar="MODEL",
+                        help="DAgger: this trained model drives, the expert labels every visited state")
+    parser.add_argument("--beta", type=float, default=0.0,
+                        help="with --dagger: per-step probability the expert's action is executed (default 0)")
+    parser.add_argument("--replan", type=int, default=4,
+                        help="with --dagger: chunk actions executed before the model re-plans (default 4)")
     parser.add_argument("--wrist-camera", action="store_true", help="also record a wrist camera")
     parser.add_argument("--no-randomize", action="store_true", help="nominal lighting/colours/camera/friction/start")
     parser.add_argument("--scene-per-episode", action="store_true",
@@ -263,7 +323,8 @@ def run(args: argparse.Namespace) -> int:
                             workers=args.workers, seed=args.seed, image_size=args.image_size,
                             control_hz=args.control_hz, randomize=not args.no_randomize,
                             wrist_camera=args.wrist_camera, scene_per_episode=args.scene_per_episode,
-                            max_steps=args.max_steps, noise=args.noise)
+                            max_steps=args.max_steps, noise=args.noise, dagger=args.dagger, beta=args.beta,
+                            replan=args.replan)
         summary = collect(cfg, progress=not args.quiet)
     except ValueError as exc:
         print(f"wam collect: error: {exc}", file=sys.stderr)
@@ -272,7 +333,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wam collect: error: {exc}", file=sys.stderr)
         return 1
     rate = f"{summary.success_rate:.1%}" if summary.written else "n/a"
+    who = "driven by the model," if cfg.dagger else "expert"
     print(f"wam collect: {summary.written} episodes written to {cfg.out} ({summary.present_before} already there), "
-          f"expert success {summary.succeeded}/{summary.written} ({rate}), {len(summary.errors)} errors, "
+          f"{who} success {summary.succeeded}/{summary.written} ({rate}), {len(summary.errors)} errors, "
           f"{summary.seconds:.1f} s")
     return 1 if summary.errors else 0

@@ -251,7 +251,7 @@ class TabletopEnv(gym.Env):
 
 def record_episode(env: TabletopEnv, policy: Callable[[dict], Any], seed: int, instruction: int | None = None,
                    producer: str = "wam_ros.sim", extra_meta: dict | None = None, noise: float = 0.0,
-                   noise_seed: int | None = None) -> Episode:
+                   noise_seed: int | None = None, driver: Callable[[dict], Any] | None = None) -> Episode:
     """Roll `policy` out in `env` from `reset(seed)` until success or the step limit; return the Episode.
 
     Row t holds the observation at step t and the action the env applied after it (clamped to the limits). The last
@@ -264,6 +264,10 @@ def record_episode(env: TabletopEnv, policy: Callable[[dict], Any], seed: int, i
     executed targets are kept in extra["executed_actions"]. A learner trained on such data has seen, and learned to
     correct, the small drifts its own errors cause in closed loop — the covariate shift that plain behaviour cloning
     never shows it.
+
+    driver: records DAgger-style (Ross et al. 2011): `driver(obs)` (e.g. the learner) decides what the env executes,
+    while `policy` (the expert) labels every visited state — the learner's own mistakes, each with the expert's
+    correction. The executed targets are kept in extra["executed_actions"]; noise, if any, is added on top.
     """
     if noise < 0 or not np.isfinite(noise):
         raise ValueError(f"noise must be a finite std >= 0 (rad), got {noise!r}")
@@ -271,17 +275,18 @@ def record_episode(env: TabletopEnv, policy: Callable[[dict], Any], seed: int, i
     obs, info = env.reset(seed=seed, options=None if instruction is None else {"instruction": instruction})
     frames, joint_pos, joint_vel, actions, executed, wrist = [], [], [], [], [], []
     terminated = truncated = False
+    relabel = noise > 0 or driver is not None  # the executed targets differ from the labels
     while not (terminated or truncated):
         action = np.asarray(policy(obs), dtype=np.float64)
         frames.append(obs["image"]), joint_pos.append(obs["joint_pos"]), joint_vel.append(obs["joint_vel"])
         if env.wrist_camera:
             wrist.append(obs["wrist_image"])
-        run = action.copy()
+        run = action.copy() if driver is None else np.array(driver(obs), dtype=np.float64)
         if noise > 0:
             run[:7] += rng.normal(0.0, noise, 7)
         obs, _, terminated, truncated, info = env.step(run)
         executed.append(info["applied_action"])
-        if noise > 0:  # the clean label, clamped and rounded as the env does with what it applies
+        if relabel:  # the clean label, clamped and rounded as the env does with what it applies
             label = np.clip(action, env.profile.position_lower, env.profile.position_upper)
             actions.append(label.astype(np.float32).astype(np.float64))
         else:
@@ -304,4 +309,4 @@ def record_episode(env: TabletopEnv, policy: Callable[[dict], Any], seed: int, i
     return Episode(frames=np.stack(frames), joint_pos=np.stack(joint_pos), joint_vel=np.stack(joint_vel),
                    actions=np.stack(actions), timestamps=np.arange(len(frames)) / env.control_hz, meta=meta,
                    extra={**({"wrist_frames": np.stack(wrist)} if env.wrist_camera else {}),
-                          **({"executed_actions": np.stack(executed)} if noise > 0 else {})})
+                          **({"executed_actions": np.stack(executed)} if relabel else {})})
