@@ -11,6 +11,9 @@ Every reader validates the message and raises `MessageError` saying what was exp
 
 from __future__ import annotations
 
+import array
+import math
+
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from sensor_msgs.msg import Image, JointState
@@ -28,14 +31,19 @@ def stamp_to_sec(stamp: Time) -> float:
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
 
 
+def _sec_nanosec(t: float) -> tuple[int, int]:
+    sec = math.floor(t)
+    return sec, min(round((t - sec) * 1e9), 999_999_999)
+
+
 def sec_to_stamp(t: float) -> Time:
-    sec = int(np.floor(t))
-    return Time(sec=sec, nanosec=min(int(round((t - sec) * 1e9)), 999_999_999))
+    sec, nanosec = _sec_nanosec(t)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def sec_to_duration(t: float) -> Duration:
-    sec = int(np.floor(t))
-    return Duration(sec=sec, nanosec=min(int(round((t - sec) * 1e9)), 999_999_999))
+    sec, nanosec = _sec_nanosec(t)
+    return Duration(sec=sec, nanosec=nanosec)
 
 
 def image_to_rgb(msg: Image, max_pixels: int = 4_000_000) -> np.ndarray:
@@ -122,8 +130,16 @@ def trajectory(joint_names: list[str], points: np.ndarray, dt: float, stamp: Tim
     if stamp is not None:
         msg.header.stamp = stamp
     msg.joint_names = list(joint_names)
-    msg.points = [JointTrajectoryPoint(positions=q, time_from_start=sec_to_duration((k + 1) * dt))
-                  for k, q in enumerate(np.asarray(points, dtype=np.float64).tolist())]
+    # array.array('d') is rclpy's fast path for float64[] fields (a list is type- and range-checked element by
+    # element); setting time_from_start's fields in place skips building a Duration per point
+    rows = np.ascontiguousarray(points, dtype=np.float64)
+    out = []
+    for k, row in enumerate(rows):
+        point = JointTrajectoryPoint()
+        point.positions = array.array("d", row.tobytes())
+        point.time_from_start.sec, point.time_from_start.nanosec = _sec_nanosec((k + 1) * dt)
+        out.append(point)
+    msg.points = out
     return msg
 
 
@@ -151,7 +167,7 @@ def trajectory_points(msg: JointTrajectory, joint_names: list[str]) -> tuple[np.
 
 def float_array(values: np.ndarray) -> Float64MultiArray:
     msg = Float64MultiArray()
-    msg.data = [float(v) for v in np.asarray(values).ravel()]
+    msg.data = array.array("d", np.ascontiguousarray(values, dtype=np.float64).ravel().tobytes())
     return msg
 
 

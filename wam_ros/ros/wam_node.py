@@ -234,16 +234,16 @@ class WamNode(Node):
             self.surprise.reset()
         self.stats["cycles"] += 1  # control cycles run on fresh inputs (the achieved control rate)
         self.frames.push(rgb)
-        surprise = self.surprise.observe(rgb) if self.new_frame else None  # vs the last prediction (~0.05 ms)
-        self.new_frame = False
-        if surprise is not None:
-            self._last_surprise = surprise
+        fresh, self.new_frame = self.new_frame, False
+        # surprise: this frame vs the last prediction (~0.05 ms). Needed before commanding only when it can trigger a
+        # hold; otherwise it is computed after the command is out (always before the next prediction replaces it)
+        surprise = self.observe_surprise(rgb) if fresh and self.surprise_hold else None
         mid_chunk = self.commanded and self.hold_level is None and self.plan_age < self.replan_steps - 1
         if mid_chunk and not (self.surprise_hold and self.surprise.exceeded):
             self.plan_age += 1  # the controller is still executing the last chunk (inputs checked fresh above)
             if self.command_type == "forward":  # a forward controller needs each target of the chunk in turn
                 self.cmd_pub.publish(cv.float_array(self.chunk[min(self.plan_age, len(self.chunk) - 1)]))
-            self.publish_surprise(surprise)
+            self.publish_surprise(surprise if surprise is not None or not fresh else self.observe_surprise(rgb))
             return
         try:
             t1, wall1 = time.perf_counter(), time.time()
@@ -255,7 +255,7 @@ class WamNode(Node):
         except (ValueError, RuntimeError) as exc:  # UnsafeInput is a ValueError: NaN/Inf or wrong shape out
             self.refuse("model", str(exc))
             self.hold(DiagnosticStatus.ERROR, f"no safe command: {exc}")
-            self.publish_surprise(surprise)
+            self.publish_surprise(surprise if surprise is not None or not fresh else self.observe_surprise(rgb))
             return
         self.stats["steps"] += 1
         surprised = self.surprise_hold and self.surprise.exceeded
@@ -274,7 +274,7 @@ class WamNode(Node):
             if self.timing_pub is not None:  # [camera stamp, callback entered, predict start, end, publish called]
                 self.timing_pub.publish(Float64MultiArray(data=[cam.stamp, self.camera_wall, wall1, wall2,
                                                                 publishing]))
-        self.publish_surprise(surprise)
+        self.publish_surprise(surprise if surprise is not None or not fresh else self.observe_surprise(rgb))
         nxt = out.get("next_frame")
         self.surprise.expect(nxt)
         if nxt is not None and self.publish_prediction:
@@ -282,6 +282,12 @@ class WamNode(Node):
         if surprised:
             self.hold(DiagnosticStatus.WARN, f"surprise {self.surprise.value:.4f} > threshold "
                                               f"{self.surprise.threshold:.4f}")
+
+    def observe_surprise(self, rgb: np.ndarray) -> float | None:
+        value = self.surprise.observe(rgb)
+        if value is not None:
+            self._last_surprise = value
+        return value
 
     def publish_surprise(self, value: float | None) -> None:
         if value is not None:
