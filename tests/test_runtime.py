@@ -291,3 +291,17 @@ def test_benchmark_runs_every_row_side_by_side(model_dir):
         assert 0 < r["graph"]["p50_ms"] <= r["graph"]["p99_ms"] and r["ratio_vs_torch_p50"] > 0
     assert rows["torch eager (full)"]["ratio_vs_torch_p50"] == 1.0
     assert "onnxruntime action-only" in format_table(result)
+
+
+def test_interleaving_in_turns_calls_each_row_in_blocks_and_times_every_call():
+    from wam_ros.runtime.bench import interleaved_latency
+
+    calls: list[str] = []
+    fns = {name: (lambda n=name: calls.append(n)) for name in ("a", "b")}
+    times = interleaved_latency(fns, iters=5, warmup=1, block=2, pause=0.001)
+    # one warm-up round, then turns of 2, 2 and the last 1 call per row
+    assert calls == ["a", "b"] + ["a", "a", "b", "b", "a", "a", "b", "b", "a", "b"]
+    assert {k: v.shape for k, v in times.items()} == {"a": (5,), "b": (5,)}
+    assert all(np.all(v >= 0) for v in times.values())
+    with pytest.raises(ValueError, match="block must be >= 1"):
+        interleaved_latency(fns, iters=2, block=0)

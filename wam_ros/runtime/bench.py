@@ -6,7 +6,10 @@
 Rows: torch eager (full graph), onnxruntime full graph, onnxruntime action-only graph (+ fp16 and TensorRT rows when
 the files exist and the machine can run them). Calls are interleaved round-robin (one call of each backend per
 round) so load from other processes hits every row alike; p50/p99 in ms and ratios to torch eager / to the full
-graph are printed. "graph" times one backend call on preprocessed batch-1 inputs; "predict" times the whole
+graph are printed. `--block B --pause-ms P` runs B calls of a backend back to back per turn and sleeps P ms (untimed)
+before the next backend's turn: torch's OpenMP workers spin-wait for milliseconds after each torch call (libgomp's
+default spin count), and one call after the other they take the core onnxruntime's second thread needs, which
+measures contention between two runtimes that never share a process on a robot. "graph" times one backend call on preprocessed batch-1 inputs; "predict" times the whole
 `policy.predict()` (resize from the camera size + stacking + tokenising + output conversion) as a node would call it.
 """
 
@@ -24,21 +27,29 @@ import numpy as np
 
 
 def interleaved_latency(fns: dict[str, Callable[[], Any]], iters: int, warmup: int = 20,
-                        clock: Callable[[], float] = time.perf_counter) -> dict[str, np.ndarray]:
+                        clock: Callable[[], float] = time.perf_counter, block: int = 1,
+                        pause: float = 0.0) -> dict[str, np.ndarray]:
     """Call each fn `iters` times, round-robin, after `warmup` rounds; per-call seconds for each name.
 
     clock: time.perf_counter (wall latency) or time.thread_time (CPU time of the calling thread: with 1 thread
     every backend computes on the caller, so this is the compute cost, robust to load from other processes).
+    block: calls of one fn back to back per turn (the last turn may be shorter); pause: seconds slept, untimed,
+    before each turn, so threads another backend left spinning have gone to sleep.
     """
+    if block < 1 or pause < 0:
+        raise ValueError(f"block must be >= 1 and pause >= 0, got {block}, {pause}")
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times = {name: np.empty(iters) for name in fns}
-    for i in range(iters):
+    for start in range(0, iters, block):
         for name, fn in fns.items():
-            t0 = clock()
-            fn()
-            times[name][i] = clock() - t0
+            if pause:
+                time.sleep(pause)
+            for i in range(start, min(start + block, iters)):
+                t0 = clock()
+                fn()
+                times[name][i] = clock() - t0
     return times
 
 
@@ -65,10 +76,12 @@ def load_rows(model_dir: Path, threads: int, include_fp16: bool = True) -> dict[
 
 
 def run_benchmark(model_dir: Path, threads: int = 2, iters: int = 300, warmup: int = 30, camera: tuple[int, int] = (
-        480, 640), include_fp16: bool = True, seed: int = 0, cpu_time: bool = False) -> dict[str, Any]:
+        480, 640), include_fp16: bool = True, seed: int = 0, cpu_time: bool = False, block: int = 1,
+        pause: float = 0.0) -> dict[str, Any]:
     """Measure every row; returns {"rows": {name: {...}}, "settings": {...}}.
 
     cpu_time: measure CPU time of the calling thread instead of wall time (use with threads=1).
+    block, pause: see `interleaved_latency` (1, 0: one call per backend per round).
     """
     import torch
 
@@ -82,8 +95,8 @@ def run_benchmark(model_dir: Path, threads: int = 2, iters: int = 300, warmup: i
     graph_fns = {name: (lambda p=p: p.backend.run(frames, joint_pos, tokens)) for name, p in rows.items()}
     predict_fns = {name: (lambda p=p: p.predict(obs)) for name, p in rows.items()}
     clock = time.thread_time if cpu_time else time.perf_counter
-    graph = summarize(interleaved_latency(graph_fns, iters, warmup, clock))
-    predict = summarize(interleaved_latency(predict_fns, max(iters // 3, 50), warmup // 3, clock))
+    graph = summarize(interleaved_latency(graph_fns, iters, warmup, clock, block, pause))
+    predict = summarize(interleaved_latency(predict_fns, max(iters // 3, 50), warmup // 3, clock, block, pause))
     base, full = graph["torch eager (full)"]["p50_ms"], graph["onnxruntime full"]["p50_ms"]
     out = {}
     for name in rows:
@@ -92,6 +105,7 @@ def run_benchmark(model_dir: Path, threads: int = 2, iters: int = 300, warmup: i
                      "ratio_vs_ort_full_p50": graph[name]["p50_ms"] / full, "backend": rows[name].backend_name}
     h, w = ref.spec.image_size
     settings = {"model": str(model_dir), "threads": threads, "iters": iters, "batch": 1, "camera": list(camera),
+                "block": block, "pause_ms": pause * 1e3,
                 "clock": "thread CPU time" if cpu_time else "wall",
                 "image_size": [h, w], "params": int(sum(p.numel() for p in ref.backend.model.parameters()))}
     return {"rows": out, "settings": settings}
@@ -100,7 +114,8 @@ def run_benchmark(model_dir: Path, threads: int = 2, iters: int = 300, warmup: i
 def format_table(result: dict[str, Any]) -> str:
     s = result["settings"]
     lines = [f"model {s['model']} ({s['params']:,} params, {s['image_size'][0]}x{s['image_size'][1]}), batch 1, "
-             f"{s['threads']} threads, {s['iters']} interleaved rounds, {s['clock']} clock; predict() from "
+             f"{s['threads']} threads, {s['iters']} calls per row interleaved in turns of {s.get('block', 1)} "
+             f"(pause {s.get('pause_ms', 0.0):g} ms before each), {s['clock']} clock; predict() from "
              f"{s['camera'][1]}x{s['camera'][0]} camera frames",
              f"{'row':<26}{'graph p50':>11}{'p99':>9}{'predict p50':>13}{'p99':>9}{'vs torch':>10}{'vs ort full':>13}"]
     for name, r in result["rows"].items():
@@ -115,6 +130,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every backend (default 2)")
     parser.add_argument("--iters", type=int, default=300, help="interleaved rounds (default 300)")
     parser.add_argument("--camera", default="480x640", help="camera frame size HxW fed to predict() (default 480x640)")
+    parser.add_argument("--block", type=int, default=1, help="calls of one backend back to back per turn (default 1)")
+    parser.add_argument("--pause-ms", type=float, default=0.0,
+                        help="untimed sleep before each backend's turn (default 0; 30 lets torch's threads sleep)")
     parser.add_argument("--export-to", type=Path, default=None,
                         help="where to export a bare checkpoint first (default: a temporary directory)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
@@ -140,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
             export_model(model_dir, target)
             model_dir = target
         try:
-            result = run_benchmark(model_dir, args.threads, args.iters, camera=camera)  # type: ignore[arg-type]
+            result = run_benchmark(model_dir, args.threads, args.iters, camera=camera,  # type: ignore[arg-type]
+                                   block=args.block, pause=args.pause_ms / 1e3)
         except (FileNotFoundError, ValueError) as exc:
             print(f"wam bench: {exc}", file=sys.stderr)
             return 1
