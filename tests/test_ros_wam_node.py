@@ -49,6 +49,10 @@ def test_stream_then_stop_commands_inside_limits_and_stale_hold(tiny_checkpoint,
         assert pts.shape == (8, 8)
         q_sent = np.asarray([s["q"] for s in sent if s["t"] <= c["t"]][-1])
         assert np.all(np.abs(pts[0] - q_sent) <= VMAX / hz + 0.05)  # first target within one velocity step
+    # surprise_hold is off: the surprise is computed after the command goes out, and still published for each
+    # fresh frame that follows a prediction (the untrained model's frame never matches: > 0)
+    surprise = [e["value"] for e in res["events"] if e["kind"] == "surprise" and e["t"] <= stop_t]
+    assert len(surprise) >= 20 and all(np.isfinite(v) and v > 0 for v in surprise), surprise[:5]
     # the instruction topic changed the instruction (reported in the diagnostics)
     assert any(d["values"].get("instruction") == "reach the blue target" for d in diagnostics(res))
     # stop publishing -> STALE and one hold at the last measured position within timeout + two control periods
