@@ -69,3 +69,51 @@ def test_trajectory_round_trip_and_forward_command():
     np.testing.assert_array_equal(cv.float_array_values(cv.float_array(pts[0]), 8), pts[0])
     with pytest.raises(cv.MessageError, match="3 values, expected 8"):
         cv.float_array_values(cv.float_array(pts[0, :3]), 8)
+
+
+def test_trajectory_writer_reuses_one_message_and_serializes_like_a_fresh_one():
+    from rclpy.serialization import serialize_message
+    from trajectory_msgs.msg import JointTrajectory
+
+    names = [f"j{i}" for i in range(8)]
+    writer = cv.TrajectoryWriter(names, 1 / 30)
+    rng = np.random.default_rng(0)
+    first = None
+    for k, n in enumerate((8, 8, 1, 8, 1)):  # chunks and one-point holds, alternating
+        pts = rng.uniform(-2, 2, (n, 8))
+        stamp = None if k == 2 else cv.sec_to_stamp(100.0 + k / 30)
+        msg = writer(pts, stamp)
+        # byte for byte what a freshly built message serializes to (what publish() sends)
+        assert serialize_message(msg) == serialize_message(cv.trajectory(names, pts, 1 / 30, stamp))
+        times, q = cv.trajectory_points(msg, names)
+        np.testing.assert_array_equal(q, pts)
+        if n == 8:
+            first = first or msg
+            assert msg is first  # reused, not rebuilt
+    # serialized bytes taken before the next call are unaffected by it (publish() serializes at once)
+    data = serialize_message(writer(np.zeros((8, 8))))
+    writer(np.ones((8, 8)))
+    from rclpy.serialization import deserialize_message
+
+    np.testing.assert_array_equal(cv.trajectory_points(deserialize_message(data, JointTrajectory), names)[1], 0.0)
+    with pytest.raises(ValueError, match=r"expected \(N >= 1, 8\)"):
+        writer(np.zeros((8, 7)))
+
+
+def test_trajectory_writer_serialized_bytes_equal_rclpy_serialization():
+    from rclpy.serialization import deserialize_message, serialize_message
+    from trajectory_msgs.msg import JointTrajectory
+
+    names = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_gripper"]
+    writer = cv.TrajectoryWriter(names, 0.1)
+    rng = np.random.default_rng(1)
+    for k, n in enumerate((8, 1, 8, 3)):
+        pts = rng.uniform(-3, 3, (n, 8))
+        stamp = None if k == 1 else cv.sec_to_stamp(1.7e9 + k * 0.033)
+        data = writer.serialized(pts, stamp)
+        assert data == serialize_message(cv.trajectory(names, pts, 0.1, stamp))
+        back = deserialize_message(data, JointTrajectory)
+        np.testing.assert_array_equal(cv.trajectory_points(back, names)[1], pts)
+        assert (back.header.stamp.sec, back.header.stamp.nanosec) == ((stamp.sec, stamp.nanosec) if stamp else (0, 0))
+    with pytest.raises(ValueError, match="expected"):
+        writer.serialized(np.zeros((0, 8)))

@@ -52,6 +52,17 @@ def make_executor(context: Context | None = None, kind: str | None = None) -> Ex
     return SingleThreadedExecutor(context=context)
 
 
+def freeze_startup_objects() -> None:
+    """Collect once, then move every object alive now (the model, torch / onnxruntime modules, the nodes) to the
+    garbage collector's permanent generation. Measured in a wam_node process: a full collection takes ~200 ms
+    because it traverses ~190k start-up objects that never die; after the freeze it takes microseconds. The
+    per-message garbage of the control loop is still collected as usual. Call it once the nodes are built."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def spin_node(node_class: type[Node], args: list[str] | None = None) -> None:
     """The body of every node's `main()`: init, spin one node until Ctrl-C / shutdown, clean up."""
     import rclpy
@@ -63,6 +74,7 @@ def spin_node(node_class: type[Node], args: list[str] | None = None) -> None:
         node = node_class()
         executor = make_executor()
         executor.add_node(node)
+        freeze_startup_objects()
         while rclpy.ok():
             executor.spin_once(timeout_sec=1.0)  # returns at each callback; the timeout only bounds a shutdown check
     except (KeyboardInterrupt, ExternalShutdownException):

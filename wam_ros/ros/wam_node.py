@@ -96,6 +96,13 @@ class WamNode(Node):
                               np.asarray(profile.position_upper)[idx], np.asarray(profile.velocity_limit)[idx])
         self.dt = 1.0 / self.control_hz
         self.safety = SafetyFilter(limits, self.dt)
+        self.trajectory_writer = cv.TrajectoryWriter(self.joint_names, self.dt)
+        try:  # commands go out pre-serialized (TrajectoryWriter.serialized); else as messages
+            self.trajectory_writer.serialized(np.zeros((spec.chunk, len(self.joint_names))))
+            self.serialized_commands = True
+        except RuntimeError as exc:
+            self.get_logger().warning(f"publishing commands as messages: {exc}")
+            self.serialized_commands = False
         self.watchdog = Watchdog(timeout, skew)
         self.surprise = SurpriseMonitor(threshold)
         self.frames = FrameStack(int(spec.k_frames))
@@ -293,9 +300,13 @@ class WamNode(Node):
         if value is not None:
             self.surprise_pub.publish(Float32(data=float(value)))
 
-    def command_msg(self, points: np.ndarray, stamp: object) -> JointTrajectory | Float64MultiArray:
+    def command_msg(self, points: np.ndarray, stamp: object) -> JointTrajectory | Float64MultiArray | bytes:
+        """The command for `points`: a JointTrajectory serialized to bytes (publish() sends those as they are), or
+        a reused message (publish it before the next call), or a Float64MultiArray."""
         if self.command_type == "trajectory":
-            return cv.trajectory(self.joint_names, points, self.dt, stamp)
+            if self.serialized_commands:
+                return self.trajectory_writer.serialized(points, stamp)
+            return self.trajectory_writer(points, stamp)
         return cv.float_array(points[0])
 
     def hold(self, level: bytes, reason: str) -> None:

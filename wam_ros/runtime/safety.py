@@ -15,6 +15,7 @@ from the measured position, so the commanded trajectory never asks for more than
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import isfinite
 
 import numpy as np
 
@@ -69,6 +70,9 @@ class SafetyFilter:
             raise ValueError(f"SafetyFilter dt must be a finite number > 0 (1/control_hz), got {dt!r}")
         self.limits = limits
         self.dt = float(dt)
+        # plain Python floats for apply()'s loop
+        self._lo, self._hi = limits.position_lower.tolist(), limits.position_upper.tolist()
+        self._max_step = (limits.velocity_limit * self.dt).tolist()
 
     def check_position(self, q: np.ndarray, what: str = "joint position") -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)
@@ -79,39 +83,37 @@ class SafetyFilter:
         return q
 
     def apply(self, chunk: np.ndarray, q_now: np.ndarray) -> SafeCommand:
-        """Safe (N, J) targets from a predicted chunk (N, J) or (J,) and the measured position (J,)."""
+        """Safe (N, J) targets from a predicted chunk (N, J) or (J,) and the measured position (J,).
+
+        Point k = p_(k-1) + clip(clip(target_k, lower, upper) - p_(k-1), -max_step, max_step), p_(-1) = the measured
+        position clipped to the limits. Each p stays between p_(k-1) and the in-limits target, so inside the limits.
+        Written on Python floats: for a chunk of 8 x 8 this is a few dozen microseconds, where a dozen small numpy
+        calls cost ~0.1 ms warm and ~0.25 ms right after an inference has flushed the caches (measured in wam_node).
+        """
         q_now = self.check_position(q_now, "measured joint position")
         pts = np.asarray(chunk, dtype=np.float64)
         if pts.ndim == 1:
             pts = pts[None]
         if pts.ndim != 2 or pts.shape[1] != self.limits.dof or pts.shape[0] < 1:
             raise UnsafeInput(f"action chunk has shape {pts.shape}, expected (N >= 1, {self.limits.dof})")
-        if not np.all(np.isfinite(pts)):
-            raise UnsafeInput("action chunk has non-finite values (NaN/Inf): refusing to command it")
-        lo, hi = self.limits.position_lower, self.limits.position_upper
-        clipped = np.clip(pts, lo, hi)
-        position_clamped = bool(np.any(clipped != pts))
-        max_step = self.limits.velocity_limit * self.dt
-        prev = np.clip(q_now, lo, hi)  # a measured position slightly outside the limits must not drag targets out
-        steps = np.diff(clipped, axis=0, prepend=prev[None])
-        if np.all(np.abs(steps) <= max_step):  # the usual case, vectorised: every step already within the limit
-            return SafeCommand(clipped, position_clamped, False)
-        # Rate-limit each joint in turn: p_k = p_(k-1) + clip(target_k - p_(k-1), -max_step, max_step). p stays
-        # between the previous p and the (in-limits) target, hence inside the limits. On Python floats: for an
-        # (8, 8) chunk this is ~10x faster than a row-by-row loop of small numpy calls.
-        m, p, rows = max_step.tolist(), prev.tolist(), clipped.tolist()
-        velocity_clamped = False
+        lo, hi, m = self._lo, self._hi, self._max_step
+        prev = [min(max(v, a), b) for v, a, b in zip(q_now.tolist(), lo, hi, strict=True)]
+        rows = pts.tolist()
+        position_clamped = velocity_clamped = False
         for row in rows:
             for j, target in enumerate(row):
-                d = target - p[j]
+                if not isfinite(target):
+                    raise UnsafeInput("action chunk has non-finite values (NaN/Inf): refusing to command it")
+                c = lo[j] if target < lo[j] else hi[j] if target > hi[j] else target
+                if c != target:
+                    position_clamped = True
+                d = c - prev[j]
                 if d > m[j]:
-                    d, velocity_clamped = m[j], True
+                    c, velocity_clamped = prev[j] + m[j], True
                 elif d < -m[j]:
-                    d, velocity_clamped = -m[j], True
-                p[j] += d
-                row[j] = p[j]
-        out = np.clip(np.asarray(rows, dtype=np.float64), lo, hi)  # guards against float rounding only
-        return SafeCommand(out, position_clamped, velocity_clamped)
+                    c, velocity_clamped = prev[j] - m[j], True
+                prev[j] = row[j] = c
+        return SafeCommand(np.asarray(rows, dtype=np.float64), position_clamped, velocity_clamped)
 
 
 @dataclass
