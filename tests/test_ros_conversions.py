@@ -117,3 +117,29 @@ def test_trajectory_writer_serialized_bytes_equal_rclpy_serialization():
         assert (back.header.stamp.sec, back.header.stamp.nanosec) == ((stamp.sec, stamp.nanosec) if stamp else (0, 0))
     with pytest.raises(ValueError, match="expected"):
         writer.serialized(np.zeros((0, 8)))
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8", "padded"])
+def test_serialized_images_parse_like_rclpy_messages(encoding):
+    """What wam_node's raw camera subscription gets: the serialized Image, parsed without rclpy's Python message."""
+    from rclpy.serialization import serialize_message
+
+    if encoding == "padded":
+        padded = np.zeros((6, 16), np.uint8)
+        padded[:, :15] = RGB.reshape(6, 15)
+        msg = Image(height=6, width=5, encoding="rgb8", step=16, data=padded.tobytes())
+        msg.header.stamp, msg.header.frame_id = cv.sec_to_stamp(7.5), "a_longer_frame_id"
+    else:
+        img = RGB[:, :, 0] if encoding == "mono8" else RGB
+        msg = cv.rgb_to_image(img, cv.sec_to_stamp(1.7e9 + 0.25), encoding=encoding)
+    parsed = cv.image_from_cdr(serialize_message(msg))
+    np.testing.assert_array_equal(cv.image_to_rgb(parsed), cv.image_to_rgb(msg))
+    assert cv.stamp_to_sec(parsed.header.stamp) == cv.stamp_to_sec(msg.header.stamp)
+    # the same refusals as for a message
+    bad = cv.rgb_to_image(RGB, encoding="rgb8")
+    bad.encoding = "rgba16"
+    with pytest.raises(cv.MessageError, match="'rgba16' not supported"):
+        cv.image_to_rgb(cv.image_from_cdr(serialize_message(bad)))
+    for junk in (b"", b"\x00\x01\x00\x00\x07", serialize_message(msg)[:30]):
+        with pytest.raises(cv.MessageError, match="malformed serialized Image"):
+            cv.image_from_cdr(junk)

@@ -72,6 +72,28 @@ def image_to_rgb(msg: Image, max_pixels: int = 4_000_000) -> np.ndarray:
     return img
 
 
+_IMAGE_CDR = None
+
+
+def image_from_cdr(data: bytes) -> object:
+    """A serialized sensor_msgs/Image (what a raw subscription delivers) as an Image-like object for
+    `image_to_rgb` (.header.stamp.sec/.nanosec, .height, .width, .encoding, .step, .data as a numpy view of `data`).
+
+    rosbags' CDR deserializer (ROS 2 Kilted definitions) instead of rclpy's: no Python message object is built and the
+    pixels are not copied (12 vs 39 us for a 64x64 frame, warm, on the project machine). Raises MessageError if the
+    bytes are not a well-formed Image."""
+    global _IMAGE_CDR
+    if _IMAGE_CDR is None:
+        from rosbags.typesys import Stores, get_typestore
+
+        store = get_typestore(Stores.ROS2_KILTED)
+        _IMAGE_CDR = lambda raw: store.deserialize_cdr(raw, "sensor_msgs/msg/Image")  # noqa: E731
+    try:
+        return _IMAGE_CDR(data)
+    except Exception as exc:  # noqa: BLE001 - any parse failure of foreign bytes is a malformed message
+        raise MessageError(f"malformed serialized Image ({len(data)} bytes): {type(exc).__name__}: {exc}") from exc
+
+
 def rgb_to_image(rgb: np.ndarray, stamp: Time | None = None, frame_id: str = "camera", encoding: str = "rgb8") -> Image:
     """An Image from an (H, W, 3) uint8 RGB array (encoding rgb8 or bgr8) or (H, W) / (H, W, 1) for mono8."""
     arr = np.asarray(rgb)

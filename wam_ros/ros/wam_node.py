@@ -126,7 +126,8 @@ class WamNode(Node):
         self._last_surprise: float | None = None
 
         sensor = qos_profile_sensor_data
-        self.create_subscription(Image, "camera/image_raw", self.on_image, sensor)
+        # raw: the frame is parsed by cv.image_from_cdr (no rclpy Python message, no pixel copy)
+        self.create_subscription(Image, "camera/image_raw", self.on_image_raw, sensor, raw=True)
         self.create_subscription(JointState, "joint_states", self.on_joints, sensor)
         # volatile: matches every publisher (a transient-local subscription refuses volatile ones)
         self.create_subscription(String, "wam/instruction", self.on_instruction, 10)
@@ -155,8 +156,18 @@ class WamNode(Node):
             self.errors.append(f"{source}: {reason}")
         self.get_logger().warning(f"refused {source}: {reason}", throttle_duration_sec=1.0)
 
-    def on_image(self, msg: Image) -> None:
+    def on_image_raw(self, data: bytes) -> None:
         entered = time.time()
+        try:
+            msg = cv.image_from_cdr(data)
+        except cv.MessageError as exc:
+            self.refuse("camera", str(exc))
+            return
+        self.on_image(msg, entered)
+
+    def on_image(self, msg: Image, entered: float | None = None) -> None:
+        """A camera frame: a sensor_msgs/Image, or the Image-like object `cv.image_from_cdr` parses."""
+        entered = time.time() if entered is None else entered
         try:
             rgb = cv.image_to_rgb(msg, self.max_pixels)
             stamp = cv.stamp_to_sec(msg.header.stamp)
