@@ -303,5 +303,8 @@ def test_interleaving_in_turns_calls_each_row_in_blocks_and_times_every_call():
     assert calls == ["a", "b"] + ["a", "a", "b", "b", "a", "a", "b", "b", "a", "b"]
     assert {k: v.shape for k, v in times.items()} == {"a": (5,), "b": (5,)}
     assert all(np.all(v >= 0) for v in times.values())
+    calls.clear()
+    interleaved_latency(fns, iters=3, warmup=0, block=2, turn_warmup=1)  # one untimed call opens each turn
+    assert calls == ["a", "a", "a", "b", "b", "b", "a", "a", "b", "b"]
     with pytest.raises(ValueError, match="block must be >= 1"):
         interleaved_latency(fns, iters=2, block=0)
