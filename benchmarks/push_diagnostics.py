@@ -5,13 +5,18 @@ how the scripted push expert copes with DART noise.
     .venv/bin/python benchmarks/push_diagnostics.py ensemble --m 0.5             # ACT-style temporal ensembling
     .venv/bin/python benchmarks/push_diagnostics.py expert-noise --sigma 0 0.01 0.02 0.03
     .venv/bin/python benchmarks/push_diagnostics.py expert-noise --sigma 0.02 --expert-from 60a21ab   # the old expert
+    .venv/bin/python benchmarks/push_diagnostics.py expert-noise --sigma 0 0.02 --episodes 30 --backoff-gap 0.05
+    .venv/bin/python benchmarks/push_diagnostics.py trace --model runs/wam3/model.pt --seeds 2000006 2000008
 
 Validation scenes are seeds 2,000,000+ (never the closed-loop test seeds 1,000,000+). `replan` runs the same
 ChunkExecutor as `wam eval` (torch backend, 1 thread). `ensemble` predicts every step and executes the exponentially
 weighted average (weights exp(-m * i), oldest chunk first, as in ACT) of every live chunk's action for that step.
 `expert-noise` records push episodes with `record_episode(noise=sigma)` on seeds 5000+ and counts successes, mean
 steps and the steps the expert spends in its "lift" phase; --expert-from REV loads wam_ros/sim/experts.py as it was
-at git revision REV.
+at git revision REV; --backoff-gap G sets the expert's approach point G m behind the cube's back face (0.03 in the
+shipped expert). `trace` runs the WAM on the given scenes and prints, every 6 steps, the scripted expert's phase for
+that state, the cube-pad distance and the fingertip's position relative to the cube (along the pushing line,
+across it, height): where and how a failure stalls.
 """
 
 from __future__ import annotations
@@ -73,7 +78,41 @@ class _Ensemble:
         return (acts * w[:, None]).sum(0) / w.sum()
 
 
-def expert_noise(sigmas: list[float], n: int, expert_from: str | None) -> None:
+def trace(model: str, seeds: list[int], replan: int) -> None:
+    from wam_ros.runtime.policy import load_policy
+    from wam_ros.sim.experts import make_expert
+    from wam_ros.sim.tabletop import TabletopEnv
+    from wam_ros.train.closed_loop import ChunkExecutor
+
+    policy = load_policy(model, "torch", 1)
+    env = TabletopEnv(task="push")
+    try:
+        for seed in seeds:
+            obs, _ = env.reset(seed=seed)
+            expert, act = make_expert(env), ChunkExecutor(policy, env.instruction, replan)
+            done = term = False
+            rows = []
+            while not done:
+                expert(obs)  # only for its phase label of this state
+                scene = env.scene
+                cube = env.object_positions()["cube"][:2]
+                d = np.asarray(scene.objects[scene.goal]["position"][:2]) - cube
+                u = d / np.linalg.norm(d)
+                tip = env.fingertip_position()
+                rel = tip[:2] - cube
+                rows.append((env.steps, expert.phase, float(np.linalg.norm(d)), float(rel @ u),
+                             float(rel @ np.array([-u[1], u[0]])), float(tip[2])))
+                obs, _, term, trunc, _ = env.step(act(obs))
+                done = term or trunc
+            print(f"seed {seed}: {'OK' if term else 'FAIL'} in {env.steps} steps ({env.instruction})")
+            print("    step  expert phase  cube-pad m  tip along m  tip across m  tip height m")
+            for r in rows[::6]:
+                print(f"    {r[0]:4d}  {r[1]:<12s}  {r[2]:10.3f}  {r[3]:11.3f}  {r[4]:12.3f}  {r[5]:12.3f}")
+    finally:
+        env.close()
+
+
+def expert_noise(sigmas: list[float], n: int, expert_from: str | None, backoff_gap: float | None = None) -> None:
     from wam_ros.sim import experts
     from wam_ros.sim.tabletop import TabletopEnv, record_episode
 
@@ -82,6 +121,10 @@ def expert_noise(sigmas: list[float], n: int, expert_from: str | None) -> None:
                              capture_output=True, text=True).stdout
         experts = types.ModuleType("experts_at_" + expert_from)
         exec(compile(src, f"experts.py@{expert_from}", "exec"), experts.__dict__)  # noqa: S102 - our own file
+    if backoff_gap is not None:
+        from wam_ros.sim import _tasks
+
+        experts.PushExpert.BACKOFF = _tasks.CUBE_HALF + backoff_gap
     env = TabletopEnv(task="push")
     try:
         for sigma in sigmas:
@@ -99,7 +142,8 @@ def expert_noise(sigmas: list[float], n: int, expert_from: str | None) -> None:
                 ep = record_episode(env, policy, seed=5000 + i, noise=sigma)
                 ok += ep.meta["success"]
                 steps.append(ep.meta["steps"])
-            print(f"expert {expert_from or 'HEAD'} sigma={sigma}: success {ok}/{n}, mean steps {np.mean(steps):.1f}, "
+            gap = "" if backoff_gap is None else f" backoff gap {backoff_gap} m"
+            print(f"expert {expert_from or 'HEAD'}{gap} sigma={sigma}: success {ok}/{n}, mean steps {np.mean(steps):.1f}, "
                   f"lift steps {lifts}", flush=True)
     finally:
         env.close()
@@ -107,7 +151,7 @@ def expert_noise(sigmas: list[float], n: int, expert_from: str | None) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["replan", "ensemble", "expert-noise"])
+    ap.add_argument("what", choices=["replan", "ensemble", "expert-noise", "trace"])
     ap.add_argument("--model", default=str(ROOT / "models" / "panda_tabletop"))
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--seed-start", type=int, default=2_000_000)
@@ -115,9 +159,14 @@ def main() -> int:
     ap.add_argument("--m", type=float, default=0.1, help="ensemble: weight decay per chunk age")
     ap.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.01, 0.02, 0.03])
     ap.add_argument("--expert-from", default=None, help="expert-noise: git revision of wam_ros/sim/experts.py")
+    ap.add_argument("--backoff-gap", type=float, default=None, help="expert-noise: approach point behind the cube face (m)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[], help="trace: scene seeds")
     a = ap.parse_args()
     if a.what == "expert-noise":
-        expert_noise(a.sigma, a.episodes, a.expert_from)
+        expert_noise(a.sigma, a.episodes, a.expert_from, a.backoff_gap)
+        return 0
+    if a.what == "trace":
+        trace(a.model, a.seeds, a.replan)
         return 0
     seeds = range(a.seed_start, a.seed_start + a.episodes)
     res = closed_loop(a.model, seeds, a.replan, a.m if a.what == "ensemble" else None)
