@@ -6,7 +6,9 @@
 A WamNode (trigger:=camera, 30 Hz) gets joint_states and a random 64x64 rgb8 frame every 10 ms through
 on_joints() / on_image(); its parts are timed by wrapping them (p50 per call, µs), and the node's own step overhead
 (step time minus predict(), its `step_overhead_ms_p50` diagnostic) is printed. What is left of benchmarks/ros_latency.py's
-overhead beyond this is transport (DDS + executor dispatch).
+overhead beyond this is transport (DDS + executor dispatch). Also printed: parsing one serialized 64x64 frame with
+rclpy's deserialize_message vs cv.image_from_cdr (what the node's raw camera subscription uses), and one full
+gc.collect() in this process (torch + onnxruntime + the node loaded) before and after gc.freeze().
 """
 
 from __future__ import annotations
@@ -25,9 +27,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
+    import gc
+
     import rclpy
     from rclpy.context import Context
     from rclpy.parameter import Parameter
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
 
     from wam_ros.robot import RobotProfile
     from wam_ros.ros import conversions as cv
@@ -77,6 +83,22 @@ def main() -> int:
             node.on_image(img)
             time.sleep(0.01)
         overhead = np.asarray(list(node.stats["overhead_s"])) * 1e6
+        data = serialize_message(frames[0])
+        parse = {}
+        for label, fn in (("rclpy deserialize_message", lambda: deserialize_message(data, Image)),
+                          ("cv.image_from_cdr", lambda: cv.image_from_cdr(data))):
+            t = []
+            for _ in range(2000):
+                t0 = time.perf_counter()
+                fn()
+                t.append(time.perf_counter() - t0)
+            parse[label] = np.median(t[200:]) * 1e6
+        gc_ms = []
+        for _ in range(2):  # before, then after the freeze wam_node's start-up does
+            t0 = time.perf_counter()
+            gc.collect()
+            gc_ms.append((time.perf_counter() - t0) * 1e3)
+            gc.freeze()
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
@@ -85,6 +107,9 @@ def main() -> int:
         print(f"  {label:<20} {np.median(t) * 1e6:9.1f}")
     print(f"  node step overhead (step minus predict): p50 {np.median(overhead):.1f} us, p99 "
           f"{np.percentile(overhead, 99):.1f} us")
+    for label, us in parse.items():
+        print(f"  parse a serialized 64x64 frame, {label:<26} {us:7.1f} us (warm, p50)")
+    print(f"  full gc.collect() in this process: {gc_ms[0]:.1f} ms, after gc.freeze(): {gc_ms[1]:.3f} ms")
     return 0
 
 

@@ -267,7 +267,7 @@ class WamNode(Node):
             self.plan_age += 1  # the controller is still executing the last chunk (inputs checked fresh above)
             if self.command_type == "forward":  # a forward controller needs each target of the chunk in turn
                 self.cmd_pub.publish(cv.float_array(self.chunk[min(self.plan_age, len(self.chunk) - 1)]))
-            self.publish_surprise(surprise if surprise is not None or not fresh else self.observe_surprise(rgb))
+            self.publish_surprise(self.surprise_after(surprise, fresh, rgb))
             return
         try:
             t1, wall1 = time.perf_counter(), time.time()
@@ -279,7 +279,7 @@ class WamNode(Node):
         except (ValueError, RuntimeError) as exc:  # UnsafeInput is a ValueError: NaN/Inf or wrong shape out
             self.refuse("model", str(exc))
             self.hold(DiagnosticStatus.ERROR, f"no safe command: {exc}")
-            self.publish_surprise(surprise if surprise is not None or not fresh else self.observe_surprise(rgb))
+            self.publish_surprise(self.surprise_after(surprise, fresh, rgb))
             return
         self.stats["steps"] += 1
         surprised = self.surprise_hold and self.surprise.exceeded
@@ -298,7 +298,7 @@ class WamNode(Node):
             if self.timing_pub is not None:  # [camera stamp, callback entered, predict start, end, publish called]
                 self.timing_pub.publish(Float64MultiArray(data=[cam.stamp, self.camera_wall, wall1, wall2,
                                                                 publishing]))
-        self.publish_surprise(surprise if surprise is not None or not fresh else self.observe_surprise(rgb))
+        self.publish_surprise(self.surprise_after(surprise, fresh, rgb))
         nxt = out.get("next_frame")
         self.surprise.expect(nxt)
         if nxt is not None and self.publish_prediction:
@@ -312,6 +312,10 @@ class WamNode(Node):
         if value is not None:
             self._last_surprise = value
         return value
+
+    def surprise_after(self, surprise: float | None, fresh: bool, rgb: np.ndarray) -> float | None:
+        """The step's surprise: the one computed before commanding, else (a fresh frame) computed now."""
+        return surprise if surprise is not None or not fresh else self.observe_surprise(rgb)
 
     def publish_surprise(self, value: float | None) -> None:
         if value is not None:

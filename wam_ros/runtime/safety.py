@@ -87,8 +87,8 @@ class SafetyFilter:
 
         Point k = p_(k-1) + clip(clip(target_k, lower, upper) - p_(k-1), -max_step, max_step), p_(-1) = the measured
         position clipped to the limits. Each p stays between p_(k-1) and the in-limits target, so inside the limits.
-        Written on Python floats: for a chunk of 8 x 8 this is a few dozen microseconds, where a dozen small numpy
-        calls cost ~0.1 ms warm and ~0.25 ms right after an inference has flushed the caches (measured in wam_node).
+        Written on Python floats: for a chunk of 8 x 8 this is cheaper than a dozen small numpy calls, most of all
+        right after an inference has flushed the caches (benchmarks/node_step.py times it in wam_node).
         """
         q_now = self.check_position(q_now, "measured joint position")
         pts = np.asarray(chunk, dtype=np.float64)
