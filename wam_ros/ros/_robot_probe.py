@@ -65,12 +65,11 @@ class Probe(Node):
 
     def on_traj_raw(self, data: bytes) -> None:
         wall = time.time()  # the command has reached this process
-        self.on_traj(deserialize_message(data, JointTrajectory), wall)
+        self.n_commands += 1
+        if not self.light:  # light (soak): count only, no need to build the Python message
+            self.on_traj(deserialize_message(data, JointTrajectory), wall)
 
     def on_traj(self, msg: JointTrajectory, wall: float) -> None:
-        self.n_commands += 1
-        if self.light:
-            return
         names = list(msg.joint_names)
         pts = [list(p.positions) for p in msg.points]
         times = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points]
