@@ -117,6 +117,8 @@ def test_config_validation_names_the_bad_value():
     assert WamConfig.from_dict(WamConfig.preset("small").to_dict()) == WamConfig.preset("small")
     with pytest.raises(ValueError, match="conv_norm must be one of .* got 'layer'"):
         WamConfig.preset("tiny", conv_norm="layer")
+    with pytest.raises(ValueError, match="frame_decoder must be one of .* got 'bilinear'"):
+        WamConfig.preset("tiny", frame_decoder="bilinear")
 
 
 @pytest.mark.parametrize("norm", ["group", "batch", "none"])
@@ -140,6 +142,43 @@ def test_every_conv_norm_trains_saves_and_reloads(norm, tmp_path):
     old = WamConfig.preset("tiny").to_dict()
     del old["conv_norm"]
     assert WamConfig.from_dict(old).conv_norm == "group"
+
+
+@pytest.mark.parametrize("decoder", ["deconv", "shuffle"])
+def test_both_frame_decoders_train_save_reload_and_start_as_copy_last(decoder, tmp_path):
+    """"shuffle" (sub-pixel conv at H/2, the presets' default) and "deconv" (full-resolution stage, the first shipped
+    models) both build, start as copy-last-frame, learn from a step, and round-trip exactly; a config dict from
+    before the field existed loads as "deconv"."""
+    torch.manual_seed(0)
+    model = WorldActionModel(WamConfig.preset("tiny", frame_decoder=decoder))
+    assert hasattr(model, "dec1") == (decoder == "deconv")
+    assert model.frame_out.out_channels == (12 if decoder == "shuffle" else 3)
+    frames, joints = _inputs(model.cfg, b=4)
+    tokens = torch.as_tensor(model.tokenizer.encode_batch(["push the cube onto the red pad"] * 4))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(frames, joints, tokens)[1], frames[:, -1].float() / 255.0)
+    model.train()
+    target = torch.rand(4, 3, model.cfg.image_size, model.cfg.image_size)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(3):
+        _, frame = model.forward_train(frames, joints, tokens)
+        loss = (frame - target).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]
+    model.eval()
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model))
+    assert loaded.cfg.frame_decoder == decoder
+    with torch.no_grad():
+        for x, y in zip(model(frames, joints, tokens), loaded(frames, joints, tokens), strict=True):
+            assert torch.equal(x, y)
+    old = WamConfig.preset("tiny").to_dict()
+    del old["frame_decoder"]
+    assert WamConfig.from_dict(old).frame_decoder == "deconv"
 
 
 def test_wrong_image_size_is_a_clear_error(tiny):

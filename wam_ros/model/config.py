@@ -63,6 +63,7 @@ BASE_VOCAB = [
 ]
 PAD, UNK = "<pad>", "<unk>"
 CONV_NORMS = ("group", "batch", "none")
+FRAME_DECODERS = ("deconv", "shuffle")
 
 
 @dataclass
@@ -90,6 +91,11 @@ class WamConfig:
             becomes one fused Conv+ReLU kernel) or "none".
         film: condition every conv stage on the instruction (FiLM: per-channel scale and shift from the mean word
             embedding), so the image features can single out the named object before the transformer.
+        frame_decoder: how the frame decoder reaches full resolution. "deconv": a third transposed-conv U-Net stage at
+            H x W with the stacked input frames as its skip (the first shipped models). "shuffle": the decoder stops at
+            H/2 x W/2 and one 3x3 conv predicts 4 sub-pixels per output pixel (PixelShuffle / ONNX DepthToSpace):
+            no convolution runs at full resolution, which was the costliest part of both a training step and an
+            onnxruntime call. Checkpoints from before this field existed load as "deconv".
         robot: robot profile name the joints belong to.
     """
 
@@ -114,6 +120,7 @@ class WamConfig:
     frame_residual: bool = True
     conv_norm: str = "group"
     film: bool = False
+    frame_decoder: str = "deconv"
     robot: str = "panda"
 
     def __post_init__(self) -> None:
@@ -155,6 +162,10 @@ class WamConfig:
             raise ValueError(f"WamConfig.vocab must start with {[PAD, UNK]}, got {self.vocab[:2]}")
         if self.conv_norm not in CONV_NORMS:
             raise ValueError(f"WamConfig.conv_norm must be one of {CONV_NORMS}, got {self.conv_norm!r}")
+        if self.frame_decoder not in FRAME_DECODERS:
+            raise ValueError(
+                f"WamConfig.frame_decoder must be one of {FRAME_DECODERS}, got {self.frame_decoder!r}"
+            )
         if len(set(self.vocab)) != len(self.vocab):
             raise ValueError("WamConfig.vocab has duplicate words")
 
@@ -186,10 +197,12 @@ class WamConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # everything shrunk: the real pipeline (train -> dream -> eval -> export) runs in seconds
     "tiny": dict(d_model=32, n_layers=1, n_heads=2, mlp_ratio=2, enc_channels=(8, 16, 32), film=True,
-                 conv_norm="batch"),
+                 conv_norm="batch", frame_decoder="shuffle"),
     # the shipped model: ~0.6M parameters (sized for 30 min of training on 2 CPU cores). BatchNorm in the conv
     # stages: cheaper than GroupNorm to train on the CPU, and free at inference (folded into the convs by
     # onnxruntime / TensorRT). Checkpoints from before conv_norm existed load as "group" (the field's default).
+    # The sub-pixel frame decoder ("shuffle", session 4): 1.3x training steps per minute, 0.9 ms less per
+    # onnxruntime call; checkpoints from before it existed load as "deconv".
     "small": dict(d_model=128, n_layers=3, n_heads=4, mlp_ratio=2, enc_channels=(16, 32, 64), film=True,
-                  conv_norm="batch"),
+                  conv_norm="batch", frame_decoder="shuffle"),
 }

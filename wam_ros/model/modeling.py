@@ -14,7 +14,8 @@ Outputs:
 Architecture: a conv encoder over the K stacked frames gives (H/8)^2 image tokens; one proprioception token, L
 instruction tokens and N action-query tokens join them in a pre-norm transformer; the action head reads the query
 tokens (normalised deltas relative to the current joints), the frame decoder reads the image tokens back into a
-(3, H, W) residual over the last frame through a small U-Net with the encoder's skips. The normaliser lives in buffers,
+(3, H, W) residual over the last frame through a small U-Net with the encoder's skips (ending in a sub-pixel conv at
+H/2 with cfg.frame_decoder == "shuffle", or a full-resolution stage with "deconv"). The normaliser lives in buffers,
 so the network (and every exported graph) takes raw inputs and returns absolute targets. No Python control flow on
 data, no in-place ops on inputs: ONNX opset-17 friendly and batch-dynamic.
 """
@@ -135,9 +136,12 @@ class WorldActionModel(nn.Module):
         self.frame_proj = nn.Linear(d, c3)
         self.dec3 = UpBlock(c3, c2, c2, nk)
         self.dec2 = UpBlock(c2, c1, c1, nk)
-        c0 = max(8, c1 // 2)  # full-resolution stage kept narrow: it dominates the decoder's cost
-        self.dec1 = UpBlock(c1, 3 * cfg.k_frames, c0, nk)
-        self.frame_out = nn.Conv2d(c0, 3, 3, 1, 1)
+        if cfg.frame_decoder == "shuffle":  # H/2 x W/2 features -> 4 sub-pixels each (PixelShuffle)
+            self.frame_out = nn.Conv2d(c1, 3 * 4, 3, 1, 1)
+        else:
+            c0 = max(8, c1 // 2)  # full-resolution stage kept narrow: it dominates the decoder's cost
+            self.dec1 = UpBlock(c1, 3 * cfg.k_frames, c0, nk)
+            self.frame_out = nn.Conv2d(c0, 3, 3, 1, 1)
         nn.init.zeros_(self.frame_out.weight)  # start as copy-last-frame (residual) / mid-grey
         nn.init.zeros_(self.frame_out.bias)
 
@@ -223,8 +227,11 @@ class WorldActionModel(nn.Module):
             self.frame_proj(x[:, :P]).transpose(1, 2).reshape(-1, self.cfg.enc_channels[2], self.grid, self.grid)
             + e3
         )  # (B, c3, g, g)
-        f = self.dec1(self.dec2(self.dec3(f, e2), e1), stacked)  # (B, c1, H, W)
-        out = self.frame_out(f)
+        f = self.dec2(self.dec3(f, e2), e1)  # (B, c1, H/2, W/2)
+        if self.cfg.frame_decoder == "shuffle":
+            out = F.pixel_shuffle(self.frame_out(f), 2)  # (B, 3, H, W); ONNX DepthToSpace
+        else:
+            out = self.frame_out(self.dec1(f, stacked))  # (B, 3, H, W)
         if self.cfg.frame_residual:
             return (last + out).clamp(0.0, 1.0)
         return torch.sigmoid(out)
