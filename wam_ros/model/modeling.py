@@ -82,17 +82,26 @@ class Block(nn.Module):
             nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d), nn.Dropout(dropout)
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last: int | None = None) -> torch.Tensor:
+        """(B, S, D) -> (B, S, D); with `last`, only the last `last` tokens' outputs (B, last, D): every token is still
+        a key and a value, but queries, projection and MLP run for those rows only (the same numbers for them)."""
         # static sizes only (the batch is -1): the exported graph reshapes with constants, no Shape/Gather chains
         S, D = int(x.shape[1]), int(x.shape[2])
-        q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=-1)
-        q, k, v = (
-            t.reshape(-1, S, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v)
-        )  # (B,nh,S,hs)
+        h = self.ln1(x)
+        if last is None:
+            q, k, v = self.qkv(h).chunk(3, dim=-1)
+        else:
+            x = x[:, S - last :]
+            q = F.linear(h[:, S - last :], self.qkv.weight[:D], self.qkv.bias[:D])
+            k, v = F.linear(h, self.qkv.weight[D:], self.qkv.bias[D:]).chunk(2, dim=-1)
+        Q = int(q.shape[1])
+        hs = D // self.n_heads
+        q = q.reshape(-1, Q, self.n_heads, hs).transpose(1, 2)  # (B,nh,Q,hs)
+        k, v = (t.reshape(-1, S, self.n_heads, hs).transpose(1, 2) for t in (k, v))  # (B,nh,S,hs)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, scale=self.scale
         )
-        x = x + self.proj(y.transpose(1, 2).reshape(-1, S, D))
+        x = x + self.proj(y.transpose(1, 2).reshape(-1, Q, D))
         return x + self.mlp(self.ln2(x))
 
 
@@ -180,8 +189,11 @@ class WorldActionModel(nn.Module):
         return (actions - joint_pos[:, None, :] - self.delta_mean) / self.delta_std
 
     # ---------------------------------------------------------------- network
-    def _trunk(self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor):
-        """Shared encoder + transformer. Returns (x (B, S, d), skips, last frame in [0,1] (B,3,H,W))."""
+    def _trunk(self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor, actions_only: bool = False):
+        """Shared encoder + transformer. Returns (x (B, S, d), skips, last frame in [0,1] (B,3,H,W)).
+
+        actions_only: the last block computes only the N action-query rows (x is then (B, N, d)); nothing else reads
+        the other rows when no frame is decoded, and they are most of the last block's cost."""
         x_img = frames.to(torch.float32) / 255.0  # (B, K, 3, H, W)
         B = x_img.shape[0]
         H = self.cfg.image_size
@@ -213,8 +225,9 @@ class WorldActionModel(nn.Module):
         pad = (tokens == 0).to(torch.float32) * -1e4  # (B, L)
         n_img = self.grid**2 + 1
         mask = F.pad(pad, (n_img, self.cfg.chunk))[:, None, None, :]  # zeros for image/joint/query keys
-        for block in self.blocks:
-            x = block(x, mask)
+        n = len(self.blocks)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, self.cfg.chunk if actions_only and i == n - 1 else None)
         return self.ln_f(x), (stacked, e1, e2, e3), last
 
     def _action_norm(self, x: torch.Tensor) -> torch.Tensor:
@@ -257,8 +270,9 @@ class WorldActionModel(nn.Module):
     def forward_action(
         self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor
     ) -> torch.Tensor:
-        """Action-only path (the frame decoder is skipped): absolute targets (B, N, J)."""
-        x, _, _ = self._trunk(frames, joint_pos, tokens)
+        """Action-only path (no frame decoder; the last block runs for the action queries only): absolute targets
+        (B, N, J), equal to forward()'s action up to float rounding."""
+        x, _, _ = self._trunk(frames, joint_pos, tokens, actions_only=True)
         return self._absolute(self._action_norm(x), joint_pos)
 
     def check_inputs(self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor) -> None:
