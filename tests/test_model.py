@@ -22,6 +22,19 @@ def _inputs(cfg: WamConfig, b: int = 3, seed: int = 0):
     return frames, joints
 
 
+def _assert_same_outputs(a: WorldActionModel, b: WorldActionModel, frames, joints, tokens) -> None:
+    with torch.no_grad():
+        for x, y in zip(a(frames, joints, tokens), b(frames, joints, tokens), strict=True):
+            assert torch.equal(x, y)
+
+
+def _legacy_config(missing: str) -> WamConfig:
+    """The tiny preset's config as a checkpoint from before the field `missing` existed stores it."""
+    old = WamConfig.preset("tiny").to_dict()
+    del old[missing]
+    return WamConfig.from_dict(old)
+
+
 @pytest.fixture
 def tiny() -> WorldActionModel:
     torch.manual_seed(0)
@@ -96,9 +109,7 @@ def test_save_load_round_trip_is_exact(tiny, tmp_path):
         assert k == k2 and torch.equal(v, v2), k
     frames, joints = _inputs(tiny.cfg)
     tokens = torch.as_tensor(tiny.tokenizer.encode_batch(["reach the red target"] * 3))
-    with torch.no_grad():
-        for x, y in zip(tiny(frames, joints, tokens), loaded(frames, joints, tokens), strict=True):
-            assert torch.equal(x, y)
+    _assert_same_outputs(tiny, loaded, frames, joints, tokens)
 
 
 def test_config_validation_names_the_bad_value():
@@ -135,13 +146,8 @@ def test_every_conv_norm_trains_saves_and_reloads(norm, tmp_path):
     delta, frame = model.forward_train(frames, joints, tokens)
     (delta.square().mean() + frame.mean()).backward()
     model.eval()
-    loaded = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model))
-    with torch.no_grad():
-        for x, y in zip(model(frames, joints, tokens), loaded(frames, joints, tokens), strict=True):
-            assert torch.equal(x, y)
-    old = WamConfig.preset("tiny").to_dict()
-    del old["conv_norm"]
-    assert WamConfig.from_dict(old).conv_norm == "group"
+    _assert_same_outputs(model, load_checkpoint(save_checkpoint(tmp_path / "m.pt", model)), frames, joints, tokens)
+    assert _legacy_config("conv_norm").conv_norm == "group"
 
 
 @pytest.mark.parametrize("decoder", ["deconv", "shuffle"])
@@ -173,12 +179,8 @@ def test_both_frame_decoders_train_save_reload_and_start_as_copy_last(decoder, t
     model.eval()
     loaded = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model))
     assert loaded.cfg.frame_decoder == decoder
-    with torch.no_grad():
-        for x, y in zip(model(frames, joints, tokens), loaded(frames, joints, tokens), strict=True):
-            assert torch.equal(x, y)
-    old = WamConfig.preset("tiny").to_dict()
-    del old["frame_decoder"]
-    assert WamConfig.from_dict(old).frame_decoder == "deconv"
+    _assert_same_outputs(model, loaded, frames, joints, tokens)
+    assert _legacy_config("frame_decoder").frame_decoder == "deconv"
 
 
 def test_wrong_image_size_is_a_clear_error(tiny):
