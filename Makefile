@@ -29,6 +29,7 @@ demo: $(STAMP)
 	$(VENV)/bin/wam demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

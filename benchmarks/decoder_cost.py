@@ -51,10 +51,14 @@ def main() -> int:
     def train_step(model, opt):
         def step():
             delta, frame = model.forward_train(*batch)
-            loss = torch.nn.functional.smooth_l1_loss(delta, target_delta) + 0.5 * (frame - target_frame).square().mean()
+            loss = (
+                torch.nn.functional.smooth_l1_loss(delta, target_delta)
+                + 0.5 * (frame - target_frame).square().mean()
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
+
         return step
 
     steps = {}
@@ -69,14 +73,19 @@ def main() -> int:
         model.eval()
         feed_t = sample_inputs(model, 1)
         for graph in ("full", "action"):
-            sess = ort.InferenceSession(to_onnx(model, graph).SerializeToString(),
-                                        sess_options=session_options(a.threads), providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(
+                to_onnx(model, graph).SerializeToString(),
+                sess_options=session_options(a.threads),
+                providers=["CPUExecutionProvider"],
+            )
             feed = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), feed_t, strict=True)}
-            calls[f"onnxruntime {graph}, {kind}"] = (lambda s=sess, f=feed: s.run(None, f))
+            calls[f"onnxruntime {graph}, {kind}"] = lambda s=sess, f=feed: s.run(None, f)
     ort_t = interleaved_latency(calls, a.iters, warmup=20, block=25, pause=0.03, turn_warmup=1)
 
-    print(f"small preset, {a.threads} threads; training: batch 32, {a.steps} steps per decoder; onnxruntime: batch 1, "
-          f"{a.iters} calls per graph, turns of 25 after a 30 ms pause + 1 untimed call")
+    print(
+        f"small preset, {a.threads} threads; training: batch 32, {a.steps} steps per decoder; onnxruntime: batch 1, "
+        f"{a.iters} calls per graph, turns of 25 after a 30 ms pause + 1 untimed call"
+    )
     print(f"{'row':34s} {'p50 ms':>8s} {'p99 ms':>8s}")
     rows = {**train, **ort_t}
     for name, t in rows.items():

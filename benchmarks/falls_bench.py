@@ -48,9 +48,15 @@ def bare_loop(cfg: FallConfig, episodes: list[tuple]) -> tuple[list[float], list
     base_mass, _, base_inertia = p.getDynamicsInfo(robot, -1)[:3]
     for j, q in zip(joints, spec.standing_pose, strict=True):
         p.resetJointState(robot, j, q)
-    p.setJointMotorControlArray(robot, joints, p.POSITION_CONTROL, targetPositions=list(spec.standing_pose),
-                                forces=[spec.max_force] * n, positionGains=[spec.position_gain] * n,
-                                velocityGains=[spec.velocity_gain] * n)
+    p.setJointMotorControlArray(
+        robot,
+        joints,
+        p.POSITION_CONTROL,
+        targetPositions=list(spec.standing_pose),
+        forces=[spec.max_force] * n,
+        positionGains=[spec.position_gain] * n,
+        velocityGains=[spec.velocity_gain] * n,
+    )
     for _ in range(cfg.sim_hz):
         p.stepSimulation()
     state = p.saveState()
@@ -63,17 +69,29 @@ def bare_loop(cfg: FallConfig, episodes: list[tuple]) -> tuple[list[float], list
         p.changeDynamics(plane, -1, lateralFriction=prm.friction)
         for link in spec.foot_links:
             p.changeDynamics(robot, link, lateralFriction=prm.friction)
-        p.changeDynamics(robot, -1, mass=base_mass * prm.mass_scale,
-                         localInertiaDiagonal=[v * prm.mass_scale for v in base_inertia])
-        p.setJointMotorControlArray(robot, joints, p.POSITION_CONTROL, targetPositions=list(spec.standing_pose),
-                                    forces=[spec.max_force * prm.motor_strength] * n,
-                                    positionGains=[spec.position_gain] * n, velocityGains=[spec.velocity_gain] * n)
+        p.changeDynamics(
+            robot,
+            -1,
+            mass=base_mass * prm.mass_scale,
+            localInertiaDiagonal=[v * prm.mass_scale for v in base_inertia],
+        )
+        p.setJointMotorControlArray(
+            robot,
+            joints,
+            p.POSITION_CONTROL,
+            targetPositions=list(spec.standing_pose),
+            forces=[spec.max_force * prm.motor_strength] * n,
+            positionGains=[spec.position_gain] * n,
+            velocityGains=[spec.velocity_gain] * n,
+        )
         start = round(prm.push_start * cfg.sim_hz)
         stop = start + max(1, round(prm.push_duration * cfg.sim_hz))
         force = (prm.push_force * math.cos(prm.push_yaw), prm.push_force * math.sin(prm.push_yaw), 0.0)
         for k in range(steps):
             if start <= k < stop:
-                p.applyExternalForce(robot, -1, force, p.getBasePositionAndOrientation(robot)[0], p.WORLD_FRAME)
+                p.applyExternalForce(
+                    robot, -1, force, p.getBasePositionAndOrientation(robot)[0], p.WORLD_FRAME
+                )
             p.stepSimulation()
         times.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
@@ -100,8 +118,12 @@ def timed_campaign(out: Path, n: int, workers: int, cfg: FallConfig) -> tuple[fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--episodes", type=int, default=600)
-    ap.add_argument("--warmup", type=int, default=40, help="episodes of the short runs whose wall time is "
-                                                             "subtracted to get the steady-state rate")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=40,
+        help="episodes of the short runs whose wall time is subtracted to get the steady-state rate",
+    )
     ap.add_argument("--robot", default="laikago", choices=sorted(ROBOTS))
     args = ap.parse_args()
     n, n0, cfg = args.episodes, args.warmup, FallConfig(robot=args.robot)
@@ -135,33 +157,51 @@ def main() -> None:
 
     steps = sum(r.steps for r in results)
     falls = sum(r.fell for r in results)
-    print(f"fall campaign benchmark: {n} episodes, {cfg.robot}, {steps / n:.0f} steps/episode on average "
-          f"({steps / n / cfg.sim_hz:.2f} s simulated), fall rate {falls / n:.1%}, cpus {os.cpu_count()}, "
-          f"load average at end {os.getloadavg()[0]:.2f}")
+    print(
+        f"fall campaign benchmark: {n} episodes, {cfg.robot}, {steps / n:.0f} steps/episode on average "
+        f"({steps / n / cfg.sim_hz:.2f} s simulated), fall rate {falls / n:.1%}, cpus {os.cpu_count()}, "
+        f"load average at end {os.getloadavg()[0]:.2f}"
+    )
     print(f"bare loop reproduces the campaign's episodes bit for bit: {same}")
     print("| run | wall s | episodes/s | steady-state episodes/s | CPU s |")
     print("|---|---|---|---|---|")
-    print(f"| bare pybullet loop (1 process) | {t_bare:.2f} | {n / t_bare:.2f} | {(n - n0) / t_bare_tail:.2f} "
-          f"| {cpu_bare:.2f} |")
+    print(
+        f"| bare pybullet loop (1 process) | {t_bare:.2f} | {n / t_bare:.2f} | {(n - n0) / t_bare_tail:.2f} "
+        f"| {cpu_bare:.2f} |"
+    )
     print(f"| FallSim.run (1 process) | {t_sim:.2f} | {n / t_sim:.2f} | | {cpu_sim:.2f} |")
     for w in (1, 2):
-        print(f"| campaign, {w} worker{'s' if w > 1 else ''} | {full[w]:.2f} | {n / full[w]:.2f} | {steady[w]:.2f} "
-              f"| {cpu[w]:.2f} |")
-    print(f"start-up + shut-down of a campaign run (s): 1 worker {full[1] - (n / steady[1]):.2f}, "
-          f"2 workers {full[2] - (n / steady[2]):.2f}")
-    print(f"overhead campaign(1 worker) / bare loop, steady state = {(n - n0) / steady[1] / t_bare_tail:.3f}, "
-          f"whole {n}-episode run incl. start-up = {full[1] / t_bare:.3f} (goal <= 1.1); "
-          f"FallSim.run / bare = {t_sim / t_bare:.3f} (CPU time: {cpu_sim / sum(cpus):.3f})")
-    print(f"CPU-time overhead (immune to other load): campaign 1 worker / bare = {cpu[1] / cpu_bare:.3f}, "
-          f"2 workers / bare = {cpu[2] / cpu_bare:.3f}")
-    print(f"parallel efficiency at 2 workers, steady state = {steady[2] / (2 * steady[1]):.3f}, "
-          f"whole run = {full[1] / (2 * full[2]):.3f} (goal >= 0.9)")
-    print(f"CPU s per episode, steady state: bare {cpu_ep_bare * 1e3:.1f} ms, "
-          f"campaign 1 worker {cpu_ep[1] * 1e3:.1f} ms, 2 workers {cpu_ep[2] * 1e3:.1f} ms; "
-          f"CPU efficiency 1 -> 2 workers = {cpu_ep[1] / cpu_ep[2]:.3f}, steady-state CPU overhead campaign / bare = "
-          f"{cpu_ep[1] / cpu_ep_bare:.3f}")
-    print(f"projected 100,000 episodes at 2 workers: {100_000 / steady[2] / 60:.1f} min at the measured wall rate; "
-          f"{100_000 * cpu_ep[2] / 2 / 60:.1f} min from CPU time if 2 cores are free (goal <= 50)")
+        print(
+            f"| campaign, {w} worker{'s' if w > 1 else ''} | {full[w]:.2f} | {n / full[w]:.2f} | {steady[w]:.2f} "
+            f"| {cpu[w]:.2f} |"
+        )
+    print(
+        f"start-up + shut-down of a campaign run (s): 1 worker {full[1] - (n / steady[1]):.2f}, "
+        f"2 workers {full[2] - (n / steady[2]):.2f}"
+    )
+    print(
+        f"overhead campaign(1 worker) / bare loop, steady state = {(n - n0) / steady[1] / t_bare_tail:.3f}, "
+        f"whole {n}-episode run incl. start-up = {full[1] / t_bare:.3f} (goal <= 1.1); "
+        f"FallSim.run / bare = {t_sim / t_bare:.3f} (CPU time: {cpu_sim / sum(cpus):.3f})"
+    )
+    print(
+        f"CPU-time overhead (immune to other load): campaign 1 worker / bare = {cpu[1] / cpu_bare:.3f}, "
+        f"2 workers / bare = {cpu[2] / cpu_bare:.3f}"
+    )
+    print(
+        f"parallel efficiency at 2 workers, steady state = {steady[2] / (2 * steady[1]):.3f}, "
+        f"whole run = {full[1] / (2 * full[2]):.3f} (goal >= 0.9)"
+    )
+    print(
+        f"CPU s per episode, steady state: bare {cpu_ep_bare * 1e3:.1f} ms, "
+        f"campaign 1 worker {cpu_ep[1] * 1e3:.1f} ms, 2 workers {cpu_ep[2] * 1e3:.1f} ms; "
+        f"CPU efficiency 1 -> 2 workers = {cpu_ep[1] / cpu_ep[2]:.3f}, steady-state CPU overhead campaign / bare = "
+        f"{cpu_ep[1] / cpu_ep_bare:.3f}"
+    )
+    print(
+        f"projected 100,000 episodes at 2 workers: {100_000 / steady[2] / 60:.1f} min at the measured wall rate; "
+        f"{100_000 * cpu_ep[2] / 2 / 60:.1f} min from CPU time if 2 cores are free (goal <= 50)"
+    )
 
 
 if __name__ == "__main__":

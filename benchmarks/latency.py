@@ -65,8 +65,10 @@ def check_goals(result: dict) -> list[str]:
     ]
     for name, r in rows.items():
         if name.startswith("tensorrt"):
-            lines.append(f"goal {name} p50 <= 1 ms: {r['graph']['p50_ms']:.3f} ms "
-                         f"{'MET' if r['graph']['p50_ms'] <= 1 else 'NOT MET'}")
+            lines.append(
+                f"goal {name} p50 <= 1 ms: {r['graph']['p50_ms']:.3f} ms "
+                f"{'MET' if r['graph']['p50_ms'] <= 1 else 'NOT MET'}"
+            )
     if not any(n.startswith("tensorrt") for n in rows):
         lines.append("TensorRT: not measured (no GPU / no tensorrt / no engine on this machine)")
     return lines
@@ -74,8 +76,12 @@ def check_goals(result: dict) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=None, help="model directory or .pt (default: the shipped model)")
-    ap.add_argument("--preset", choices=("tiny", "small"), default=None, help="random-weight model of this preset")
+    ap.add_argument(
+        "--model", type=Path, default=None, help="model directory or .pt (default: the shipped model)"
+    )
+    ap.add_argument(
+        "--preset", choices=("tiny", "small"), default=None, help="random-weight model of this preset"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=1000)
     ap.add_argument("--camera", default="480x640", help="camera frame HxW fed to predict()")
@@ -87,11 +93,28 @@ def main() -> int:
     camera = tuple(int(v) for v in args.camera.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, what = _model_dir(args, Path(tmp))
-        result = run_benchmark(model_dir, args.threads, args.iters, warmup=50, camera=camera,  # type: ignore[arg-type]
-                               block=args.block, pause=args.pause_ms / 1e3, turn_warmup=args.turn_warmup)
+        result = run_benchmark(
+            model_dir,
+            args.threads,
+            args.iters,
+            warmup=50,
+            camera=camera,  # type: ignore[arg-type]
+            block=args.block,
+            pause=args.pause_ms / 1e3,
+            turn_warmup=args.turn_warmup,
+        )
         # load-robust companion: 1 thread, CPU time of the calling thread (= compute cost, whatever else runs)
-        cpu = run_benchmark(model_dir, 1, args.iters, warmup=50, camera=camera, cpu_time=True,  # type: ignore[arg-type]
-                            block=args.block, pause=args.pause_ms / 1e3, turn_warmup=args.turn_warmup)
+        cpu = run_benchmark(
+            model_dir,
+            1,
+            args.iters,
+            warmup=50,
+            camera=camera,
+            cpu_time=True,  # type: ignore[arg-type]
+            block=args.block,
+            pause=args.pause_ms / 1e3,
+            turn_warmup=args.turn_warmup,
+        )
     for r in (result, cpu):
         r["settings"]["model"] = what
     result["settings"]["load_average"] = list(os.getloadavg())
@@ -99,12 +122,16 @@ def main() -> int:
     print(format_table(result))
     print()
     print(format_table(cpu))
-    print(f"machine load average (1/5/15 min) at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())} "
-          f"on {os.cpu_count()} cores")
+    print(
+        f"machine load average (1/5/15 min) at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())} "
+        f"on {os.cpu_count()} cores"
+    )
     print("\n".join(check_goals(result)))
     full_cpu = cpu["rows"]["onnxruntime full"]
-    print(f"compute-cost ratios (1 thread, CPU time): onnxruntime full {full_cpu['ratio_vs_torch_p50']:.2f}x torch, "
-          f"action-only {cpu['rows']['onnxruntime action-only']['ratio_vs_ort_full_p50']:.2f}x full")
+    print(
+        f"compute-cost ratios (1 thread, CPU time): onnxruntime full {full_cpu['ratio_vs_torch_p50']:.2f}x torch, "
+        f"action-only {cpu['rows']['onnxruntime action-only']['ratio_vs_ort_full_p50']:.2f}x full"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return 0

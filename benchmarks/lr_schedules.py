@@ -30,8 +30,10 @@ def main() -> int:
         return 1
     diff = np.array([abs(a[s] - b[s]) for s in steps])
     worst = steps[int(diff.argmax())]
-    print(f"{len(steps)} common steps; max |lr diff| {diff.max():.2e} at step {worst} ({a[worst]:.2e} vs "
-          f"{b[worst]:.2e}); mean {diff.mean():.2e}")
+    print(
+        f"{len(steps)} common steps; max |lr diff| {diff.max():.2e} at step {worst} ({a[worst]:.2e} vs "
+        f"{b[worst]:.2e}); mean {diff.mean():.2e}"
+    )
     return 0
 
 

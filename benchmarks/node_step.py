@@ -63,9 +63,14 @@ def main() -> int:
 
         setattr(obj, name, timed)
 
-    for obj, name, label in ((node.watchdog, "check", "watchdog check"), (node.frames, "push", "frame history"),
-                             (node.policy, "predict", "predict()"), (node.safety, "apply", "safety filter"),
-                             (node, "command_msg", "command bytes"), (node.cmd_pub, "publish", "command publish()")):
+    for obj, name, label in (
+        (node.watchdog, "check", "watchdog check"),
+        (node.frames, "push", "frame history"),
+        (node.policy, "predict", "predict()"),
+        (node.safety, "apply", "safety filter"),
+        (node, "command_msg", "command bytes"),
+        (node.cmd_pub, "publish", "command publish()"),
+    ):
         wrap(obj, name, label)
     rng = np.random.default_rng(0)
     q = np.asarray(profile.home, dtype=np.float64)
@@ -85,8 +90,10 @@ def main() -> int:
         overhead = np.asarray(list(node.stats["overhead_s"])) * 1e6
         data = serialize_message(frames[0])
         parse = {}
-        for label, fn in (("rclpy deserialize_message", lambda: deserialize_message(data, Image)),
-                          ("cv.image_from_cdr", lambda: cv.image_from_cdr(data))):
+        for label, fn in (
+            ("rclpy deserialize_message", lambda: deserialize_message(data, Image)),
+            ("cv.image_from_cdr", lambda: cv.image_from_cdr(data)),
+        ):
             t = []
             for _ in range(2000):
                 t0 = time.perf_counter()
@@ -102,11 +109,15 @@ def main() -> int:
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
-    print(f"wam_node driven in-process, {a.frames} frames, {a.model}, onnxruntime 1 thread (p50 per call, us)")
+    print(
+        f"wam_node driven in-process, {a.frames} frames, {a.model}, onnxruntime 1 thread (p50 per call, us)"
+    )
     for label, t in acc.items():
         print(f"  {label:<20} {np.median(t) * 1e6:9.1f}")
-    print(f"  node step overhead (step minus predict): p50 {np.median(overhead):.1f} us, p99 "
-          f"{np.percentile(overhead, 99):.1f} us")
+    print(
+        f"  node step overhead (step minus predict): p50 {np.median(overhead):.1f} us, p99 "
+        f"{np.percentile(overhead, 99):.1f} us"
+    )
     for label, us in parse.items():
         print(f"  parse a serialized 64x64 frame, {label:<26} {us:7.1f} us (warm, p50)")
     print(f"  full gc.collect() in this process: {gc_ms[0]:.1f} ms, after gc.freeze(): {gc_ms[1]:.3f} ms")

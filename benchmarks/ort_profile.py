@@ -39,8 +39,11 @@ def main() -> int:
         so.profile_file_prefix = str(Path(tmp) / "ort")
         sess = ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
         rng = np.random.default_rng(0)
-        feeds = {"frames": rng.integers(0, 256, (1, 2, 3, 64, 64), dtype=np.uint8),
-                 "joint_pos": rng.random((1, 8), dtype=np.float32), "tokens": rng.integers(1, 10, (1, 12))}
+        feeds = {
+            "frames": rng.integers(0, 256, (1, 2, 3, 64, 64), dtype=np.uint8),
+            "joint_pos": rng.random((1, 8), dtype=np.float32),
+            "tokens": rng.integers(1, 10, (1, 12)),
+        }
         for _ in range(a.runs):
             sess.run(None, feeds)
         events = json.loads(Path(sess.end_profiling()).read_text())

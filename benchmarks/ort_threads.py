@@ -40,22 +40,37 @@ def main() -> int:
         os.environ["WAM_ORT_SPIN"] = spin  # read by session_options() when each session is created
         for threads in (1, 2):
             rows[f"threads={threads} spin={'inside Run()' if spin == '1' else 'never'}"] = load_policy(
-                a.model, "onnxruntime", threads, "full")
+                a.model, "onnxruntime", threads, "full"
+            )
     rng = np.random.default_rng(0)
-    obs = {"images": [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)] * 2, "joint_pos": np.zeros(8),
-           "instruction": "reach the red target"}
+    obs = {
+        "images": [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)] * 2,
+        "joint_pos": np.zeros(8),
+        "instruction": "reach the red target",
+    }
     frames, joint_pos, tokens = next(iter(rows.values())).prepare(obs)
     pinned = load_policy(a.model, "onnxruntime", 2, "full")  # same file, a session with the worker pinned
     so = session_options(2)
-    so.add_session_config_entry("session.intra_op_thread_affinities", "2")  # 1-based logical CPU of the worker
-    pinned.backend.sess = ort.InferenceSession(str(pinned.backend.path), so,
-                                               providers=["CPUExecutionProvider"])
+    so.add_session_config_entry(
+        "session.intra_op_thread_affinities", "2"
+    )  # 1-based logical CPU of the worker
+    pinned.backend.sess = ort.InferenceSession(
+        str(pinned.backend.path), so, providers=["CPUExecutionProvider"]
+    )
     rows["threads=2 spin=inside Run() pinned"] = pinned
     pause, warm = (0.03, 1) if a.block > 1 else (0.0, 0)
-    times = interleaved_latency({k: (lambda p=p: p.backend.run(frames, joint_pos, tokens)) for k, p in rows.items()},
-                                a.iters, 50, block=a.block, pause=pause, turn_warmup=warm)
-    print(f"onnxruntime full graph alone, {a.model}, batch 1, {a.iters} calls per row in turns of {a.block}, "
-          "wall clock")
+    times = interleaved_latency(
+        {k: (lambda p=p: p.backend.run(frames, joint_pos, tokens)) for k, p in rows.items()},
+        a.iters,
+        50,
+        block=a.block,
+        pause=pause,
+        turn_warmup=warm,
+    )
+    print(
+        f"onnxruntime full graph alone, {a.model}, batch 1, {a.iters} calls per row in turns of {a.block}, "
+        "wall clock"
+    )
     for name, t in times.items():
         q = np.percentile(t * 1e3, [50, 90, 95, 99])
         print(f"{name:<36} p50 {q[0]:6.2f}  p90 {q[1]:6.2f}  p95 {q[2]:6.2f}  p99 {q[3]:6.2f} ms")

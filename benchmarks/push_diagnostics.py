@@ -69,8 +69,9 @@ class _Ensemble:
 
     def __call__(self, obs: dict) -> np.ndarray:
         self.frames.extend([obs["image"]] * (self.frames.maxlen if not self.frames else 1))
-        chunk = self.policy.predict({"images": list(self.frames), "joint_pos": obs["joint_pos"],
-                                     "instruction": self.instruction})["action"]
+        chunk = self.policy.predict(
+            {"images": list(self.frames), "joint_pos": obs["joint_pos"], "instruction": self.instruction}
+        )["action"]
         self.chunks = [(t0, c) for t0, c in [*self.chunks, (self.t, chunk)] if self.t - t0 < len(c)]
         acts = np.array([c[self.t - t0] for t0, c in self.chunks])
         w = np.exp(-self.m * np.arange(len(acts)))
@@ -100,8 +101,16 @@ def trace(model: str, seeds: list[int], replan: int) -> None:
                 u = d / np.linalg.norm(d)
                 tip = env.fingertip_position()
                 rel = tip[:2] - cube
-                rows.append((env.steps, expert.phase, float(np.linalg.norm(d)), float(rel @ u),
-                             float(rel @ np.array([-u[1], u[0]])), float(tip[2])))
+                rows.append(
+                    (
+                        env.steps,
+                        expert.phase,
+                        float(np.linalg.norm(d)),
+                        float(rel @ u),
+                        float(rel @ np.array([-u[1], u[0]])),
+                        float(tip[2]),
+                    )
+                )
                 obs, _, term, trunc, _ = env.step(act(obs))
                 done = term or trunc
             print(f"seed {seed}: {'OK' if term else 'FAIL'} in {env.steps} steps ({env.instruction})")
@@ -112,13 +121,20 @@ def trace(model: str, seeds: list[int], replan: int) -> None:
         env.close()
 
 
-def expert_noise(sigmas: list[float], n: int, expert_from: str | None, backoff_gap: float | None = None) -> None:
+def expert_noise(
+    sigmas: list[float], n: int, expert_from: str | None, backoff_gap: float | None = None
+) -> None:
     from wam_ros.sim import experts
     from wam_ros.sim.tabletop import TabletopEnv, record_episode
 
     if expert_from:
-        src = subprocess.run(["git", "show", f"{expert_from}:wam_ros/sim/experts.py"], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout
+        src = subprocess.run(
+            ["git", "show", f"{expert_from}:wam_ros/sim/experts.py"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         experts = types.ModuleType("experts_at_" + expert_from)
         exec(compile(src, f"experts.py@{expert_from}", "exec"), experts.__dict__)  # noqa: S102 - our own file
     if backoff_gap is not None:
@@ -143,8 +159,11 @@ def expert_noise(sigmas: list[float], n: int, expert_from: str | None, backoff_g
                 ok += ep.meta["success"]
                 steps.append(ep.meta["steps"])
             gap = "" if backoff_gap is None else f" backoff gap {backoff_gap} m"
-            print(f"expert {expert_from or 'HEAD'}{gap} sigma={sigma}: success {ok}/{n}, mean steps {np.mean(steps):.1f}, "
-                  f"lift steps {lifts}", flush=True)
+            print(
+                f"expert {expert_from or 'HEAD'}{gap} sigma={sigma}: success {ok}/{n}, mean steps {np.mean(steps):.1f}, "
+                f"lift steps {lifts}",
+                flush=True,
+            )
     finally:
         env.close()
 
@@ -158,8 +177,15 @@ def main() -> int:
     ap.add_argument("--replan", type=int, default=4)
     ap.add_argument("--m", type=float, default=0.1, help="ensemble: weight decay per chunk age")
     ap.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.01, 0.02, 0.03])
-    ap.add_argument("--expert-from", default=None, help="expert-noise: git revision of wam_ros/sim/experts.py")
-    ap.add_argument("--backoff-gap", type=float, default=None, help="expert-noise: approach point behind the cube face (m)")
+    ap.add_argument(
+        "--expert-from", default=None, help="expert-noise: git revision of wam_ros/sim/experts.py"
+    )
+    ap.add_argument(
+        "--backoff-gap",
+        type=float,
+        default=None,
+        help="expert-noise: approach point behind the cube face (m)",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[], help="trace: scene seeds")
     a = ap.parse_args()
     if a.what == "expert-noise":
@@ -171,7 +197,9 @@ def main() -> int:
     seeds = range(a.seed_start, a.seed_start + a.episodes)
     res = closed_loop(a.model, seeds, a.replan, a.m if a.what == "ensemble" else None)
     label = f"replan {a.replan}" if a.what == "replan" else f"ensemble m={a.m}"
-    print(f"push, {label}, seeds {seeds.start}..{seeds.stop - 1}: success {sum(r[1] for r in res)}/{len(res)}")
+    print(
+        f"push, {label}, seeds {seeds.start}..{seeds.stop - 1}: success {sum(r[1] for r in res)}/{len(res)}"
+    )
     return 0
 
 

@@ -43,7 +43,9 @@ def publisher(seconds: float, image_hz: float, joint_hz: float, width: int, heig
     img_pub = node.create_publisher(Image, TOPICS[0], qos)
     js_pub = node.create_publisher(JointState, TOPICS[1], qos)
     end = time.monotonic() + 30
-    while (img_pub.get_subscription_count() == 0 or js_pub.get_subscription_count() == 0) and time.monotonic() < end:
+    while (
+        img_pub.get_subscription_count() == 0 or js_pub.get_subscription_count() == 0
+    ) and time.monotonic() < end:
         rclpy.spin_once(node, timeout_sec=0.05)
     time.sleep(1.0)  # matched subscriptions may still miss the first messages (volatile durability)
     pixels = np.random.default_rng(0).integers(0, 255, (height, width, 3), np.uint8).tobytes()
@@ -112,19 +114,53 @@ def main() -> int:
     args.out.mkdir(parents=True)
     import yaml
 
-    params.write_text(yaml.safe_dump({"recorder": {"ros__parameters": {
-        "output_dir": str(args.out), "topics": TOPICS, "types": TYPES, "auto_start": True, "task": "benchmark"}}}))
-    rec = subprocess.Popen([sys.executable, "-m", "wam_ros.ros.recorder_node", "--ros-args", "--params-file",
-                            str(params)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "recorder": {
+                    "ros__parameters": {
+                        "output_dir": str(args.out),
+                        "topics": TOPICS,
+                        "types": TYPES,
+                        "auto_start": True,
+                        "task": "benchmark",
+                    }
+                }
+            }
+        )
+    )
+    rec = subprocess.Popen(
+        [sys.executable, "-m", "wam_ros.ros.recorder_node", "--ros-args", "--params-file", str(params)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         bag = args.out / "episode_0000"
         end = time.monotonic() + 30
         while not (bag / "metadata.yaml").is_file() and time.monotonic() < end:
             time.sleep(0.1)
-        pub = subprocess.Popen([sys.executable, __file__, "--role", "publisher", "--seconds", str(args.seconds),
-                                "--image-hz", str(args.image_hz), "--joint-hz", str(args.joint_hz), "--width",
-                                str(args.width), "--height", str(args.height)], stdout=subprocess.PIPE, text=True,
-                               cwd=ROOT)
+        pub = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--role",
+                "publisher",
+                "--seconds",
+                str(args.seconds),
+                "--image-hz",
+                str(args.image_hz),
+                "--joint-hz",
+                str(args.joint_hz),
+                "--width",
+                str(args.width),
+                "--height",
+                str(args.height),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
         line = pub.stdout.readline()
         if line.strip() != "START":
             pub.wait()
@@ -150,17 +186,23 @@ def main() -> int:
         in_bag = {c.topic: c.msgcount for c in reader.connections}
     size_mb = sum(p.stat().st_size for p in bag.iterdir()) / 1e6
     sent = pub_report["sent"]
-    print(f"recorder benchmark: {args.width}x{args.height} rgb8 @ {args.image_hz:g} Hz + joint states @ "
-          f"{args.joint_hz:g} Hz for {args.seconds:g} s (publisher and recorder in separate processes)")
+    print(
+        f"recorder benchmark: {args.width}x{args.height} rgb8 @ {args.image_hz:g} Hz + joint states @ "
+        f"{args.joint_hz:g} Hz for {args.seconds:g} s (publisher and recorder in separate processes)"
+    )
     for t in TOPICS:
-        print(f"  {t:20s} published {sent[t]:6d}  received {stop['received'][t]:6d}  in bag {in_bag[t]:6d}  "
-              f"recorded/published = {in_bag[t] / sent[t]:.4f}")
+        print(
+            f"  {t:20s} published {sent[t]:6d}  received {stop['received'][t]:6d}  in bag {in_bag[t]:6d}  "
+            f"recorded/published = {in_bag[t] / sent[t]:.4f}"
+        )
     total = sum(in_bag.values()) / sum(sent.values())
     print(f"  all topics: recorded/published = {total:.4f} (goal 1.0)")
-    print(f"  recorder CPU {100 * rec_cpu / wall:.1f}% of one core; publisher CPU "
-          f"{100 * pub_report['publisher_cpu_s'] / pub_report['wall_s']:.1f}% (ratio recorder/publisher "
-          f"{(rec_cpu / wall) / (pub_report['publisher_cpu_s'] / pub_report['wall_s']):.2f}); "
-          f"bag {size_mb:.0f} MB = {size_mb / wall:.1f} MB/s")
+    print(
+        f"  recorder CPU {100 * rec_cpu / wall:.1f}% of one core; publisher CPU "
+        f"{100 * pub_report['publisher_cpu_s'] / pub_report['wall_s']:.1f}% (ratio recorder/publisher "
+        f"{(rec_cpu / wall) / (pub_report['publisher_cpu_s'] / pub_report['wall_s']):.2f}); "
+        f"bag {size_mb:.0f} MB = {size_mb / wall:.1f} MB/s"
+    )
     if not args.keep:
         shutil.rmtree(args.out, ignore_errors=True)
         params.unlink(missing_ok=True)

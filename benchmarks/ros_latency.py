@@ -81,7 +81,10 @@ def echo_node() -> None:
     rclpy.init()
     node = rclpy.create_node("echo")
     # the same 8-point trajectory wam_node sends (the chunk), so both hops carry the same messages
-    names, home = RobotProfile.load("panda").joint_names, np.repeat(np.asarray(RobotProfile.load("panda").home)[None], 8, 0)
+    names, home = (
+        RobotProfile.load("panda").joint_names,
+        np.repeat(np.asarray(RobotProfile.load("panda").home)[None], 8, 0),
+    )
     pub = node.create_publisher(JointTrajectory, "arm_controller/joint_trajectory", 10)
     timing = node.create_publisher(Float64MultiArray, "wam/timing", 10)
 
@@ -90,11 +93,14 @@ def echo_node() -> None:
         cmd = cv.trajectory(names, home, 0.1, msg.header.stamp)
         publishing = time.time()
         pub.publish(cmd)
-        timing.publish(Float64MultiArray(data=[cv.stamp_to_sec(msg.header.stamp), entered, entered, entered,
-                                               publishing]))
+        timing.publish(
+            Float64MultiArray(data=[cv.stamp_to_sec(msg.header.stamp), entered, entered, entered, publishing])
+        )
 
     node.create_subscription(Image, "camera/image_raw", on_image, qos_profile_sensor_data)
-    node.create_subscription(JointState, "joint_states", lambda m: None, qos_profile_sensor_data)  # like wam_node
+    node.create_subscription(
+        JointState, "joint_states", lambda m: None, qos_profile_sensor_data
+    )  # like wam_node
     executor = make_executor()
     executor.add_node(node)
     with contextlib.suppress(KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
@@ -120,27 +126,68 @@ def breakdown(res: dict) -> dict[str, float]:
     for f in res.get("frames", []):
         t = node.get(round(f["stamp"], 6))
         if t is not None:
-            rows.append({**f, "entered": t[1], "predict_start": t[2], "predict_end": t[3], "publishing_cmd": t[4]})
+            rows.append(
+                {**f, "entered": t[1], "predict_start": t[2], "predict_end": t[3], "publishing_cmd": t[4]}
+            )
     out = {"frames_with_timing": float(len(rows))}
     for name, a, b in STAGES:
         out[name] = float(np.median([(r[b] - r[a]) * 1e3 for r in rows])) if rows else float("nan")
     return out
 
 
-def ros_pingpong(model: str, backend: str, count: int, rate: float, domain: int, echo: bool = False,
-                 executor: str = "events") -> dict:
+def ros_pingpong(
+    model: str,
+    backend: str,
+    count: int,
+    rate: float,
+    domain: int,
+    echo: bool = False,
+    executor: str = "events",
+) -> dict:
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), WAM_ROS_EXECUTOR=executor)
-    cmd = ([sys.executable, __file__, "--echo-node"] if echo else
-           [sys.executable, "-m", "wam_ros.cli", "bringup", "robot", f"model:={model}", f"backend:={backend}",
-            "trigger:=camera", "control_hz:=30.0", "surprise_hold:=false", "publish_timing:=true"])
+    cmd = (
+        [sys.executable, __file__, "--echo-node"]
+        if echo
+        else [
+            sys.executable,
+            "-m",
+            "wam_ros.cli",
+            "bringup",
+            "robot",
+            f"model:={model}",
+            f"backend:={backend}",
+            "trigger:=camera",
+            "control_hz:=30.0",
+            "surprise_hold:=false",
+            "publish_timing:=true",
+        ]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         log = open(Path(tmp) / "node.log", "w")  # noqa: SIM115 - a pipe nobody reads could fill and stall the node
         node = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
             out = Path(tmp) / "pingpong.json"
-            probe = subprocess.run([sys.executable, "-m", "wam_ros.ros._robot_probe", "pingpong", "--out", str(out),
-                                    "--count", str(count), "--rate", str(rate), "--match-timeout", "120"],
-                                   env=env, cwd=ROOT, capture_output=True, text=True, timeout=240 + count / rate * 2)
+            probe = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "wam_ros.ros._robot_probe",
+                    "pingpong",
+                    "--out",
+                    str(out),
+                    "--count",
+                    str(count),
+                    "--rate",
+                    str(rate),
+                    "--match-timeout",
+                    "120",
+                ],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=240 + count / rate * 2,
+            )
             if not out.exists():
                 node_log = (Path(tmp) / "node.log").read_text()[-2000:]
                 raise RuntimeError(f"robot probe failed: {probe.stderr[-2000:]}\nnode: {node_log}")
@@ -164,11 +211,18 @@ def main() -> int:
     ap.add_argument("--backend", default="onnxruntime")
     ap.add_argument("--count", type=int, default=300, help="frames in the ROS ping-pong")
     ap.add_argument("--rate", type=float, default=30.0, help="frames per second")
-    ap.add_argument("--executors", default="events",
-                    help="comma-separated rclpy executors to measure in this run: events, single (default: events, "
-                         "what the nodes use)")
-    ap.add_argument("--domain", type=int, default=200 + os.getpid() % 32,
-                    help="ROS_DOMAIN_ID for the run (default: one of 200-231 from the pid, away from other runs)")
+    ap.add_argument(
+        "--executors",
+        default="events",
+        help="comma-separated rclpy executors to measure in this run: events, single (default: events, "
+        "what the nodes use)",
+    )
+    ap.add_argument(
+        "--domain",
+        type=int,
+        default=200 + os.getpid() % 32,
+        help="ROS_DOMAIN_ID for the run (default: one of 200-231 from the pid, away from other runs)",
+    )
     ap.add_argument("--json", default="", help="also write the figures to this JSON file")
     ap.add_argument("--echo-node", action="store_true", help=argparse.SUPPRESS)  # internal: run the echo node
     a = ap.parse_args()
@@ -187,17 +241,28 @@ def main() -> int:
     hot = bare_predict(a.model, a.backend, a.count)
     runs = {}
     for ex in executors:  # echo then wam_node per executor, all between the two bare predict() runs
-        runs[ex] = (ros_pingpong(a.model, a.backend, a.count, a.rate, a.domain, echo=True, executor=ex),
-                    ros_pingpong(a.model, a.backend, a.count, a.rate, a.domain, executor=ex))
+        runs[ex] = (
+            ros_pingpong(a.model, a.backend, a.count, a.rate, a.domain, echo=True, executor=ex),
+            ros_pingpong(a.model, a.backend, a.count, a.rate, a.domain, executor=ex),
+        )
     after = bare_predict(a.model, a.backend, a.count // 2, a.rate)
     bare = np.concatenate([before, after]) * 1e3
     hot = hot * 1e3
-    figs: dict = {"model": a.model, "backend": a.backend, "frames": a.count,
-                  "bare_p50_ms": pct(bare, 50), "bare_p99_ms": pct(bare, 99),
-                  "bare_back_to_back_p50_ms": pct(hot, 50), "bare_back_to_back_p99_ms": pct(hot, 99), "executors": {}}
-    print(f"bare predict() ({a.backend}, 1 thread, this process, paced at {a.rate:g} Hz like the node, before + after "
-          f"the ROS runs): p50 {figs['bare_p50_ms']:.2f} ms  p99 {figs['bare_p99_ms']:.2f} ms  (back to back: p50 "
-          f"{figs['bare_back_to_back_p50_ms']:.2f} ms  p99 {figs['bare_back_to_back_p99_ms']:.2f} ms)")
+    figs: dict = {
+        "model": a.model,
+        "backend": a.backend,
+        "frames": a.count,
+        "bare_p50_ms": pct(bare, 50),
+        "bare_p99_ms": pct(bare, 99),
+        "bare_back_to_back_p50_ms": pct(hot, 50),
+        "bare_back_to_back_p99_ms": pct(hot, 99),
+        "executors": {},
+    }
+    print(
+        f"bare predict() ({a.backend}, 1 thread, this process, paced at {a.rate:g} Hz like the node, before + after "
+        f"the ROS runs): p50 {figs['bare_p50_ms']:.2f} ms  p99 {figs['bare_p99_ms']:.2f} ms  (back to back: p50 "
+        f"{figs['bare_back_to_back_p50_ms']:.2f} ms  p99 {figs['bare_back_to_back_p99_ms']:.2f} ms)"
+    )
     status = 0
     for ex, (floor, res) in runs.items():
         # e2e starts when the camera message is handed to publish() (the "camera message published"), not
@@ -213,32 +278,51 @@ def main() -> int:
             print(f"[{ex}] no command came back ({res.get('lost')} frames lost); is the node running?")
             status = 1
             continue
-        f = {"received": int(e2e.size), "lost": res["lost"], "echo_received": int(echo.size),
-             "e2e_p50_ms": pct(e2e, 50), "e2e_p99_ms": pct(e2e, 99), "echo_p50_ms": pct(echo, 50),
-             "e2e_from_send_p50_ms": pct(e2e_send, 50), "e2e_from_send_p99_ms": pct(e2e_send, 99),
-             "e2e_deserialized_p50_ms": pct(e2e_matched, 50), "e2e_deserialized_p99_ms": pct(e2e_matched, 99),
-             "echo_p99_ms": pct(echo, 99),
-             "node_step_overhead_p50_ms": float(res.get("last_diag", {}).get("step_overhead_ms_p50", "nan")),
-             "breakdown_ms_p50": breakdown(res), "echo_breakdown_ms_p50": breakdown(floor)}
+        f = {
+            "received": int(e2e.size),
+            "lost": res["lost"],
+            "echo_received": int(echo.size),
+            "e2e_p50_ms": pct(e2e, 50),
+            "e2e_p99_ms": pct(e2e, 99),
+            "echo_p50_ms": pct(echo, 50),
+            "e2e_from_send_p50_ms": pct(e2e_send, 50),
+            "e2e_from_send_p99_ms": pct(e2e_send, 99),
+            "e2e_deserialized_p50_ms": pct(e2e_matched, 50),
+            "e2e_deserialized_p99_ms": pct(e2e_matched, 99),
+            "echo_p99_ms": pct(echo, 99),
+            "node_step_overhead_p50_ms": float(res.get("last_diag", {}).get("step_overhead_ms_p50", "nan")),
+            "breakdown_ms_p50": breakdown(res),
+            "echo_breakdown_ms_p50": breakdown(floor),
+        }
         f["overhead_p50_ms"] = f["e2e_p50_ms"] - figs["bare_p50_ms"]
         f["overhead_p99_ms"] = f["e2e_p99_ms"] - figs["bare_p99_ms"]
         f["ratio_p50"] = f["e2e_p50_ms"] / figs["bare_p50_ms"]
         figs["executors"][ex] = f
-        print(f"[{ex} executor] ROS end-to-end (camera published -> command received, separate processes): "
-              f"p50 {f['e2e_p50_ms']:.2f} ms  p99 {f['e2e_p99_ms']:.2f} ms  ({f['received']}/{a.count} frames; "
-              f"from the start of the probe's send, image build included: p50 {f['e2e_from_send_p50_ms']:.2f} ms; "
-              f"to the probe's Python message deserialized and matched: p50 {f['e2e_deserialized_p50_ms']:.2f} ms)")
-        print(f"[{ex} executor] ROS overhead: p50 {f['overhead_p50_ms']:.2f} ms (goal <= 1.5 ms)  "
-              f"p99 {f['overhead_p99_ms']:.2f} ms  e2e/bare p50 ratio {f['ratio_p50']:.2f}")
-        print(f"[{ex} executor] transport floor (an echo node answering each frame at once, same processes and QoS): "
-              f"p50 {f['echo_p50_ms']:.2f} ms  p99 {f['echo_p99_ms']:.2f} ms  ({f['echo_received']}/{a.count} frames)")
+        print(
+            f"[{ex} executor] ROS end-to-end (camera published -> command received, separate processes): "
+            f"p50 {f['e2e_p50_ms']:.2f} ms  p99 {f['e2e_p99_ms']:.2f} ms  ({f['received']}/{a.count} frames; "
+            f"from the start of the probe's send, image build included: p50 {f['e2e_from_send_p50_ms']:.2f} ms; "
+            f"to the probe's Python message deserialized and matched: p50 {f['e2e_deserialized_p50_ms']:.2f} ms)"
+        )
+        print(
+            f"[{ex} executor] ROS overhead: p50 {f['overhead_p50_ms']:.2f} ms (goal <= 1.5 ms)  "
+            f"p99 {f['overhead_p99_ms']:.2f} ms  e2e/bare p50 ratio {f['ratio_p50']:.2f}"
+        )
+        print(
+            f"[{ex} executor] transport floor (an echo node answering each frame at once, same processes and QoS): "
+            f"p50 {f['echo_p50_ms']:.2f} ms  p99 {f['echo_p99_ms']:.2f} ms  ({f['echo_received']}/{a.count} frames)"
+        )
         wam_b, echo_b = f["breakdown_ms_p50"], f["echo_breakdown_ms_p50"]
-        print(f"[{ex} executor] where the time goes, p50 ms per stage (wam_node over "
-              f"{int(wam_b['frames_with_timing'])} frames | echo node over {int(echo_b['frames_with_timing'])}):")
+        print(
+            f"[{ex} executor] where the time goes, p50 ms per stage (wam_node over "
+            f"{int(wam_b['frames_with_timing'])} frames | echo node over {int(echo_b['frames_with_timing'])}):"
+        )
         for name, _, _ in STAGES:
             print(f"    {name:<58s} {wam_b[name]:6.3f} | {echo_b[name]:6.3f}")
-        print(f"    {'sum of the stage p50s':<58s} {sum(wam_b[n] for n, _, _ in STAGES):6.3f} | "
-              f"{sum(echo_b[n] for n, _, _ in STAGES):6.3f}")
+        print(
+            f"    {'sum of the stage p50s':<58s} {sum(wam_b[n] for n, _, _ in STAGES):6.3f} | "
+            f"{sum(echo_b[n] for n, _, _ in STAGES):6.3f}"
+        )
     if a.json:
         Path(a.json).write_text(json.dumps(figs, indent=2))
     return status

@@ -35,8 +35,13 @@ def main() -> None:
     for _ in range(args.rounds):
         for workers in (1, 2):
             with tempfile.TemporaryDirectory(prefix="wam-bench-collect-") as out:
-                cfg = CollectConfig(task=args.task, episodes=args.episodes, out=out, workers=workers,
-                                    image_size=args.image_size)
+                cfg = CollectConfig(
+                    task=args.task,
+                    episodes=args.episodes,
+                    out=out,
+                    workers=workers,
+                    image_size=args.image_size,
+                )
                 before = _cpu_seconds()
                 s = collect(cfg, progress=False)
                 used = _cpu_seconds() - before
@@ -52,9 +57,13 @@ def main() -> None:
     print(f"2 workers: {two:7.1f} episodes/min   (rounds: {', '.join(f'{r:.1f}' for r in rates[2])})")
     print(f"median: speed-up {two / one:.2f}x, parallel efficiency {two / (2 * one):.2f}   (goal >= 0.9)")
     b1, b2 = max(rates[1]), max(rates[2])
-    print(f"best round each (least disturbed): {b1:.1f} vs {b2:.1f} episodes/min, efficiency {b2 / (2 * b1):.2f}")
-    print(f"CPU s/episode: 1 worker {c1:.3f}, 2 workers {c2:.3f} -> CPU-time efficiency {c1 / c2:.2f} "
-          "(load-robust proxy)")
+    print(
+        f"best round each (least disturbed): {b1:.1f} vs {b2:.1f} episodes/min, efficiency {b2 / (2 * b1):.2f}"
+    )
+    print(
+        f"CPU s/episode: 1 worker {c1:.3f}, 2 workers {c2:.3f} -> CPU-time efficiency {c1 / c2:.2f} "
+        "(load-robust proxy)"
+    )
 
 
 def _cpu_seconds() -> float:

@@ -46,10 +46,22 @@ def env_loop(env: TabletopEnv, qs: np.ndarray) -> float:
 def bare_loop(client: int, robot: int, substeps: int, qs: np.ndarray) -> float:
     start = _clock()
     for q in qs:
-        p.setJointMotorControlArray(robot, ARM_JOINTS, p.POSITION_CONTROL, targetPositions=list(q[:7]),
-                                    forces=ARM_FORCES, physicsClientId=client)
-        p.setJointMotorControlArray(robot, FINGER_JOINTS, p.POSITION_CONTROL, targetPositions=[q[7] / 2] * 2,
-                                    forces=[FINGER_FORCE] * 2, physicsClientId=client)
+        p.setJointMotorControlArray(
+            robot,
+            ARM_JOINTS,
+            p.POSITION_CONTROL,
+            targetPositions=list(q[:7]),
+            forces=ARM_FORCES,
+            physicsClientId=client,
+        )
+        p.setJointMotorControlArray(
+            robot,
+            FINGER_JOINTS,
+            p.POSITION_CONTROL,
+            targetPositions=[q[7] / 2] * 2,
+            forces=[FINGER_FORCE] * 2,
+            physicsClientId=client,
+        )
         for _ in range(substeps):
             p.stepSimulation(physicsClientId=client)
         states = p.getJointStates(robot, ARM_JOINTS + FINGER_JOINTS, physicsClientId=client)
@@ -76,10 +88,14 @@ def main() -> None:
     env.close(), bare.close()
     e, b = max(env_rates), max(bare_rates)
     em, bm = statistics.median(env_rates), statistics.median(bare_rates)
-    print(f"task={args.task} control_hz={env.control_hz} substeps={env.substeps} blocks={args.repeats} x "
-          f"{args.steps} control steps")
-    print(f"bare pybullet loop : best {b:7.1f}  median {bm:7.1f} control steps/s (best {b * env.substeps:.0f} "
-          "physics steps/s)")
+    print(
+        f"task={args.task} control_hz={env.control_hz} substeps={env.substeps} blocks={args.repeats} x "
+        f"{args.steps} control steps"
+    )
+    print(
+        f"bare pybullet loop : best {b:7.1f}  median {bm:7.1f} control steps/s (best {b * env.substeps:.0f} "
+        "physics steps/s)"
+    )
     print(f"TabletopEnv.step   : best {e:7.1f}  median {em:7.1f} control steps/s (render=False)")
     print(f"ratio env / bare   : best {e / b:.3f}  median {em / bm:.3f}   (goal >= 0.9)")
 

@@ -83,8 +83,14 @@ def wam_node_running(checkpoint: Path, **params: object) -> Iterator[tuple[objec
 def run_probe(tmp_path: Path, scenario: str, *args: str, timeout: float = 60.0) -> dict:
     """Run the stand-in robot process; return its JSON result (fails the test if it could not match wam_node)."""
     out = tmp_path / f"probe_{scenario}.json"
-    proc = subprocess.run([sys.executable, "-m", "wam_ros.ros._robot_probe", scenario, "--out", str(out), *args],
-                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ), cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wam_ros.ros._robot_probe", scenario, "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+        cwd=ROOT,
+    )
     assert out.exists(), f"robot probe wrote no result (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
     result = json.loads(out.read_text())
     assert result["matched"], "robot probe never matched wam_node's topics"

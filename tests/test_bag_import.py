@@ -20,9 +20,12 @@ from wam_ros.robot import RobotProfile
 TS = get_typestore(Stores.ROS2_KILTED)
 PROFILE = RobotProfile.load("panda")
 T0 = 1_700_000_000.0
-TOPICS = {"/camera/image_raw": "sensor_msgs/msg/Image", "/joint_states": "sensor_msgs/msg/JointState",
-          "/arm_controller/commands": "std_msgs/msg/Float64MultiArray",
-          "/arm_controller/joint_trajectory": "trajectory_msgs/msg/JointTrajectory"}
+TOPICS = {
+    "/camera/image_raw": "sensor_msgs/msg/Image",
+    "/joint_states": "sensor_msgs/msg/JointState",
+    "/arm_controller/commands": "std_msgs/msg/Float64MultiArray",
+    "/arm_controller/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
+}
 
 
 def _header(t: float):
@@ -37,22 +40,26 @@ def image(t: float, value: int, encoding: str = "rgb8", h: int = 48, w: int = 64
     px[..., 0] = value
     if c == 3:
         px[..., 2] = 255 - value
-    msg = TS.types["sensor_msgs/msg/Image"](header=_header(t), height=h, width=w, encoding=encoding,
-                                             is_bigendian=0, step=w * c, data=px.ravel())
+    msg = TS.types["sensor_msgs/msg/Image"](
+        header=_header(t), height=h, width=w, encoding=encoding, is_bigendian=0, step=w * c, data=px.ravel()
+    )
     return bytes(TS.serialize_cdr(msg, "sensor_msgs/msg/Image"))
 
 
 def joints(t: float, q: np.ndarray) -> bytes:
     names = PROFILE.joint_names[:7] + ["panda_finger_joint1", "panda_finger_joint2"]
     pos = np.concatenate([q[:7], [q[7] / 2, q[7] / 2]])
-    msg = TS.types["sensor_msgs/msg/JointState"](header=_header(t), name=names, position=pos,
-                                                  velocity=np.zeros(9), effort=np.zeros(0))
+    msg = TS.types["sensor_msgs/msg/JointState"](
+        header=_header(t), name=names, position=pos, velocity=np.zeros(9), effort=np.zeros(0)
+    )
     return bytes(TS.serialize_cdr(msg, "sensor_msgs/msg/JointState"))
 
 
 def command(q: np.ndarray) -> bytes:
     Layout = TS.types["std_msgs/msg/MultiArrayLayout"]
-    msg = TS.types["std_msgs/msg/Float64MultiArray"](layout=Layout(dim=[], data_offset=0), data=np.asarray(q, float))
+    msg = TS.types["std_msgs/msg/Float64MultiArray"](
+        layout=Layout(dim=[], data_offset=0), data=np.asarray(q, float)
+    )
     return bytes(TS.serialize_cdr(msg, "std_msgs/msg/Float64MultiArray"))
 
 
@@ -64,9 +71,17 @@ def q_at(t: float) -> np.ndarray:
     return q
 
 
-def write_bag(path: Path, seconds: float = 3.0, cam_hz: float = 30.0, joint_hz: float = 100.0, cmd_hz: float = 30.0,
-              gap: tuple[float, float] | None = None, encoding: str = "rgb8", success: str = "true",
-              close: bool = True) -> BagWriter:
+def write_bag(
+    path: Path,
+    seconds: float = 3.0,
+    cam_hz: float = 30.0,
+    joint_hz: float = 100.0,
+    cmd_hz: float = 30.0,
+    gap: tuple[float, float] | None = None,
+    encoding: str = "rgb8",
+    success: str = "true",
+    close: bool = True,
+) -> BagWriter:
     """Messages are written in time order, each with log time = its stamp (like a recorder with synced clocks)."""
     events = []
     for k in range(int(seconds * cam_hz)):
@@ -80,8 +95,12 @@ def write_bag(path: Path, seconds: float = 3.0, cam_hz: float = 30.0, joint_hz: 
         t = k / cmd_hz + 0.001
         events.append((t, "/arm_controller/commands", command(q_at(t + 0.2))))  # the target leads by 0.2 s
     events.sort(key=lambda e: e[0])
-    w = BagWriter(path, dict(TOPICS), {"wam.task": "reach the red target", "wam.robot_profile": "panda",
-                                       "wam.operator": "test"}, chunk_size=64 * 1024)
+    w = BagWriter(
+        path,
+        dict(TOPICS),
+        {"wam.task": "reach the red target", "wam.robot_profile": "panda", "wam.operator": "test"},
+        chunk_size=64 * 1024,
+    )
     w.open()
     for t, topic, data in events:
         w.write(topic, data, int((T0 + t) * 1e9))
@@ -175,9 +194,35 @@ def test_bad_input_is_a_clear_error(tmp_path: Path):
     assert not r.episode and "corrupt" in r.skipped, r.skipped
     # wrong camera topic: the bag is skipped with the reason, the CLI says so and exits 1
     write_bag(tmp_path / "bags" / "b", seconds=1.0)
-    out = subprocess.run([sys.executable, "-m", "wam_ros.cli", "data", "import-bag", str(tmp_path / "bags"), "--out",
-                          str(tmp_path / "eps"), "--camera-topic", "/nope"], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wam_ros.cli",
+            "data",
+            "import-bag",
+            str(tmp_path / "bags"),
+            "--out",
+            str(tmp_path / "eps"),
+            "--camera-topic",
+            "/nope",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 1 and "needs camera frames" in out.stdout + out.stderr
-    out = subprocess.run([sys.executable, "-m", "wam_ros.cli", "data", "import-bag", str(tmp_path / "missing"),
-                          "--out", str(tmp_path / "eps")], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wam_ros.cli",
+            "data",
+            "import-bag",
+            str(tmp_path / "missing"),
+            "--out",
+            str(tmp_path / "eps"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 1 and "bag path not found" in out.stderr

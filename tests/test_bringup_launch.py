@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = sorted((ROOT / "config" / "bringup").glob("*.yaml"))
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 DECLARE = re.compile(r"""declare(?:_parameter)?\(\s*(?:self,\s*)?["']([A-Za-z_][A-Za-z0-9_.]*)["']""")
-DECLARE_PREFIX = re.compile(r"""declare(?:_parameter)?\(\s*(?:self,\s*)?f["']([A-Za-z0-9_.]*)\{""")  # f"joy_{name}"
+DECLARE_PREFIX = re.compile(
+    r"""declare(?:_parameter)?\(\s*(?:self,\s*)?f["']([A-Za-z0-9_.]*)\{"""
+)  # f"joy_{name}"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,9 @@ def tiny_checkpoint(tmp_path_factory):
 
 def setup_nodes() -> list[str]:
     tree = ast.parse((ROOT / "setup.py").read_text())
-    assign = next(n for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "NODES")
+    assign = next(
+        n for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "NODES"
+    )
     return ast.literal_eval(assign.value)
 
 
@@ -47,7 +51,11 @@ def test_launch_file_reads_its_graph(launch_file):
     tree = ast.parse(launch_file.read_text())
     funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert "generate_launch_description" in funcs
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "launch_description"]
+    calls = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "launch_description"
+    ]
     assert calls, f"{launch_file.name} does not call wam_ros.ros.launch_util.launch_description()"
     name = ast.literal_eval(calls[0].args[0])
     assert name == launch_file.name.removesuffix(".launch.py")
@@ -69,8 +77,12 @@ def test_graph_names_only_things_that_exist(graph_file):
         for path in spec.parameter_files:
             assert path.is_file()
             for section in yaml.safe_load(path.read_text()).values():
-                unknown = {k for k in section["ros__parameters"] if k not in declared and not k.startswith(prefixes)}
-                assert not unknown, f"{path.name} sets parameters {unknown} that {spec.executable} does not declare"
+                unknown = {
+                    k for k in section["ros__parameters"] if k not in declared and not k.startswith(prefixes)
+                }
+                assert not unknown, (
+                    f"{path.name} sets parameters {unknown} that {spec.executable} does not declare"
+                )
         assert set(spec.overrides) <= declared, f"overrides {set(spec.overrides) - declared} not declared"
 
 
@@ -121,8 +133,14 @@ def test_bringup_sim_demo_closes_the_loop_with_a_real_model(tiny_checkpoint):
 
 
 def test_bringup_robot_graph_applies_arguments_and_remappings(tiny_checkpoint):
-    args = {"model": str(tiny_checkpoint), "backend": "torch", "controller": "my_ctrl", "command_type": "forward",
-            "camera_topic": "/cam/front/image", "instruction": "reach the blue target"}
+    args = {
+        "model": str(tiny_checkpoint),
+        "backend": "torch",
+        "controller": "my_ctrl",
+        "command_type": "forward",
+        "camera_topic": "/cam/front/image",
+        "instruction": "reach the blue target",
+    }
     with Bringup("robot", args) as b:
         wam = b.nodes["wam"]
         topics = {s.topic_name for s in wam.subscriptions}
@@ -133,23 +151,45 @@ def test_bringup_robot_graph_applies_arguments_and_remappings(tiny_checkpoint):
 
 def test_bringup_refuses_undeclared_parameters(tmp_path, tiny_checkpoint):
     graph = tmp_path / "typo.yaml"
-    graph.write_text(yaml.safe_dump({"nodes": [{"executable": "wam_node", "name": "wam",
-                                                "parameters": [str(ROOT / "config" / "wam_node.yaml")],
-                                                "overrides": {"model_path": str(tiny_checkpoint), "backend": "torch",
-                                                              "contol_hz": 5.0}}]}))
+    graph.write_text(
+        yaml.safe_dump(
+            {
+                "nodes": [
+                    {
+                        "executable": "wam_node",
+                        "name": "wam",
+                        "parameters": [str(ROOT / "config" / "wam_node.yaml")],
+                        "overrides": {
+                            "model_path": str(tiny_checkpoint),
+                            "backend": "torch",
+                            "contol_hz": 5.0,
+                        },
+                    }
+                ]
+            }
+        )
+    )
     with pytest.raises(ValueError, match=r"does not declare parameter\(s\) \['contol_hz'\]"):
         Bringup(str(graph))
 
 
 def test_wam_bringup_cli_reports_bad_arguments():
-    out = subprocess.run([sys.executable, "-m", "wam_ros.cli", "bringup", "sim_demo", "bogus:=1"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "wam_ros.cli", "bringup", "sim_demo", "bogus:=1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "unknown argument(s) ['bogus']" in out.stdout
 
 
 def test_wam_demo_without_a_model_is_a_clear_error(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "wam_ros.cli", "demo", "--model", str(tmp_path / "nope")],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "wam_ros.cli", "demo", "--model", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "model not found" in out.stdout and "nope" in out.stdout

@@ -91,8 +91,23 @@ def test_reference_run_is_complete_and_records_the_chosen_episodes(reference):
 
 def test_killed_worker_costs_no_row_and_no_duplicate(reference, tmp_path):
     out = tmp_path / "falls"
-    proc = subprocess.Popen([*CLI, "--episodes", str(N), "--workers", "2", "--out", str(out), "--no-progress",
-                             "--record", RECORD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "--episodes",
+            str(N),
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--record",
+            RECORD,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     counts = wait_for_rows(out, proc, at_least=3, per_log=True)
     victim = max(counts, key=counts.get)
     pid = int(victim.name.split("-")[1])
@@ -108,11 +123,24 @@ def test_killed_worker_costs_no_row_and_no_duplicate(reference, tmp_path):
 
 def test_resume_after_the_whole_run_is_killed(reference, tmp_path):
     out = tmp_path / "falls"
-    cmd = [*CLI, "--episodes", str(N), "--workers", "2", "--out", str(out), "--no-progress", "--record", RECORD]
+    cmd = [
+        *CLI,
+        "--episodes",
+        str(N),
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--record",
+        RECORD,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     counts = wait_for_rows(out, proc, at_least=10)
     workers = [int(p.name.split("-")[1]) for p in counts]
-    os.kill(proc.pid, signal.SIGKILL)  # only the parent: its workers must die with it (no orphan writing rows)
+    os.kill(
+        proc.pid, signal.SIGKILL
+    )  # only the parent: its workers must die with it (no orphan writing rows)
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
@@ -122,7 +150,9 @@ def test_resume_after_the_whole_run_is_killed(reference, tmp_path):
     assert 10 <= partial.num_rows < N
     assert not (out / ".lock").exists() or _lock_is_free(out)  # the kernel released the dead run's lock
 
-    again = subprocess.run([c for c in cmd if c != "--no-progress"], capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [c for c in cmd if c != "--no-progress"], capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 0, again.stderr
     assert "eps/s, fall rate" in again.stderr  # the progress bar's live postfix
     assert f"({N - partial.num_rows} run now" in again.stdout, again.stdout  # only the missing ones ran
@@ -192,14 +222,17 @@ def test_record_selection():
             RecordSelection(bad)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--episodes", "0"], "episodes must be an integer >= 1, got 0"),
-    (["--episodes", "5", "--workers", "0"], "workers must be an integer in [1, 4096], got 0"),
-    (["--episodes", "5", "--seed", "-3"], "seed must be an integer >= 0, got -3"),
-    (["--episodes", "5", "--record", "first ten"], "--record term 'first ten' not understood"),
-    (["--episodes", "5", "--ray-address", "10.0.0.1:6379"], "use backend='ray'"),
-    (["--episodes", "5", "--camera-size", "4"], "camera_size must be in [8, 512], got 4"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--episodes", "0"], "episodes must be an integer >= 1, got 0"),
+        (["--episodes", "5", "--workers", "0"], "workers must be an integer in [1, 4096], got 0"),
+        (["--episodes", "5", "--seed", "-3"], "seed must be an integer >= 0, got -3"),
+        (["--episodes", "5", "--record", "first ten"], "--record term 'first ten' not understood"),
+        (["--episodes", "5", "--ray-address", "10.0.0.1:6379"], "use backend='ray'"),
+        (["--episodes", "5", "--camera-size", "4"], "camera_size must be in [8, 512], got 4"),
+    ],
+)
 def test_bad_arguments_are_clear_errors(args, message, tmp_path, capsys):
     assert wam(["campaign", "falls", "--out", str(tmp_path / "x"), *args]) == 2
     assert message in capsys.readouterr().err
@@ -231,8 +264,23 @@ def test_bad_directories_are_refused(reference, tmp_path, capsys):
             run_campaign(CampaignSpec(out=copy, episodes=N + 2), progress=False)
     finally:
         os.close(fd)
-    assert wam(["campaign", "falls", "--episodes", "3", "--out", str(tmp_path / "r"), "--backend", "ray",
-                "--ray-address", "127.0.0.1:1"]) == 1  # nothing listens on port 1: refused at once
+    assert (
+        wam(
+            [
+                "campaign",
+                "falls",
+                "--episodes",
+                "3",
+                "--out",
+                str(tmp_path / "r"),
+                "--backend",
+                "ray",
+                "--ray-address",
+                "127.0.0.1:1",
+            ]
+        )
+        == 1
+    )  # nothing listens on port 1: refused at once
     assert "cannot reach the Ray cluster at '127.0.0.1:1'" in capsys.readouterr().err
     assert wam(["campaign", "report", str(tmp_path / "missing")]) == 2
     assert "no campaign in" in capsys.readouterr().err
@@ -245,7 +293,9 @@ def test_bad_directories_are_refused(reference, tmp_path, capsys):
 def test_a_worker_that_keeps_crashing_stops_the_run_and_keeps_the_rows(tmp_path):
     out = tmp_path / "falls"
     run_campaign(CampaignSpec(out=out, episodes=2, workers=1), progress=False)
-    (out / "episodes").write_text("a file where the episode directory should be")  # recording episode 3 will fail
+    (out / "episodes").write_text(
+        "a file where the episode directory should be"
+    )  # recording episode 3 will fail
     spec = CampaignSpec(out=out, episodes=6, workers=1, block=2, record="3", max_restarts=1)
     with pytest.raises(CampaignError, match=r"2 worker deaths \(limit 1\).*in episodes 3\.\.3"):
         run_campaign(spec, progress=False)

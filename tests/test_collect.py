@@ -19,14 +19,28 @@ from wam_ros.data.episode import episode_path, list_episodes, read_episode
 
 
 def wam(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wam_ros.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "wam_ros.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_collect_two_workers_every_scene_once_per_instruction_then_resume(tmp_path):
     out = tmp_path / "reach"
-    res = wam("collect", "--task", "reach", "--episodes", "6", "--workers", "2", "--seed", "3",
-              "--image-size", "32", "--out", str(out))
+    res = wam(
+        "collect",
+        "--task",
+        "reach",
+        "--episodes",
+        "6",
+        "--workers",
+        "2",
+        "--seed",
+        "3",
+        "--image-size",
+        "32",
+        "--out",
+        str(out),
+    )
     assert res.returncode == 0, res.stderr
     assert "6 episodes written" in res.stdout and "expert success 6/6" in res.stdout
     assert "collect reach" in res.stderr  # the progress bar
@@ -46,31 +60,65 @@ def test_collect_two_workers_every_scene_once_per_instruction_then_resume(tmp_pa
     mtimes = {p.name: p.stat().st_mtime_ns for p in paths}
     paths[4].unlink()
     (out / ".episode_000006.npz.tmp-999").write_bytes(b"half")
-    res = wam("collect", "--task", "reach", "--episodes", "8", "--workers", "2", "--seed", "3",
-              "--image-size", "32", "--out", str(out), "--quiet")
+    res = wam(
+        "collect",
+        "--task",
+        "reach",
+        "--episodes",
+        "8",
+        "--workers",
+        "2",
+        "--seed",
+        "3",
+        "--image-size",
+        "32",
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert res.returncode == 0, res.stderr
     assert "3 episodes written" in res.stdout and "(5 already there)" in res.stdout
     now = list_episodes(out)
     assert len(now) == 8
-    assert all(p.stat().st_mtime_ns == mtimes[p.name] for p in now if p.name in mtimes and p.name != paths[4].name)
+    assert all(
+        p.stat().st_mtime_ns == mtimes[p.name] for p in now if p.name in mtimes and p.name != paths[4].name
+    )
     again = read_episode(out / paths[4].name)  # the refilled episode is the same episode (deterministic)
     assert (again.frames == eps[4].frames).all() and again.instruction == eps[4].instruction
 
     # other settings into the same directory: refused, nothing touched
-    res = wam("collect", "--task", "reach", "--episodes", "8", "--seed", "4", "--image-size", "32", "--out", str(out))
+    res = wam(
+        "collect",
+        "--task",
+        "reach",
+        "--episodes",
+        "8",
+        "--seed",
+        "4",
+        "--image-size",
+        "32",
+        "--out",
+        str(out),
+    )
     assert res.returncode == 2 and "other settings" in res.stderr and "seed" in res.stderr
     assert json.loads((out / "collect.json").read_text())["seed"] == 3
 
 
 def test_push_collection_in_process_and_failed_episodes_are_kept(tmp_path):
-    summary = collect(CollectConfig(task="push", episodes=2, out=str(tmp_path / "push"), workers=1, seed=0,
-                                    image_size=32), progress=False)
+    summary = collect(
+        CollectConfig(task="push", episodes=2, out=str(tmp_path / "push"), workers=1, seed=0, image_size=32),
+        progress=False,
+    )
     assert (summary.written, summary.succeeded, summary.errors) == (2, 2, [])
     ep = read_episode(episode_path(tmp_path / "push", 1))
     assert ep.task == "push" and ep.instruction.startswith("push the cube onto the")
     # a step limit too short for the expert: episodes are still written, with success=False, and counted
-    summary = collect(CollectConfig(task="reach", episodes=3, out=str(tmp_path / "short"), workers=1,
-                                    image_size=32, max_steps=2), progress=False)
+    summary = collect(
+        CollectConfig(
+            task="reach", episodes=3, out=str(tmp_path / "short"), workers=1, image_size=32, max_steps=2
+        ),
+        progress=False,
+    )
     assert (summary.written, summary.succeeded) == (3, 0)
     eps = [read_episode(p) for p in list_episodes(tmp_path / "short")]
     assert [len(e) for e in eps] == [3, 3, 3] and not any(e.success for e in eps)
@@ -82,13 +130,16 @@ def test_scene_per_episode_plan():
     assert len({s for s, _, _ in plans}) == 4 and all(k is None for _, k, _ in plans)
 
 
-@pytest.mark.parametrize("args, match", [
-    (["--task", "stack"], "unknown task 'stack'"),
-    (["--episodes", "-3"], "episodes must be an int >= 0, got -3"),
-    (["--workers", "0"], "workers must be an int >= 1, got 0"),
-    (["--image-size", "4"], "image_size must be"),
-    (["--noise", "-0.1"], "noise must be a std in [0, 0.2] rad, got -0.1"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--task", "stack"], "unknown task 'stack'"),
+        (["--episodes", "-3"], "episodes must be an int >= 0, got -3"),
+        (["--workers", "0"], "workers must be an int >= 1, got 0"),
+        (["--image-size", "4"], "image_size must be"),
+        (["--noise", "-0.1"], "noise must be a std in [0, 0.2] rad, got -0.1"),
+    ],
+)
 def test_bad_arguments_are_clear_errors(args, match, tmp_path):
     res = wam("collect", "--out", str(tmp_path / "x"), *args, timeout=60)
     assert res.returncode == 2
@@ -120,8 +171,23 @@ def _worker_pids(parent: int) -> list[int]:
 
 def test_a_killed_worker_stops_the_run_cleanly_and_a_rerun_completes(tmp_path):
     out = tmp_path / "reach"
-    args = [sys.executable, "-m", "wam_ros.cli", "collect", "--task", "reach", "--episodes", "24", "--workers", "2",
-            "--image-size", "32", "--quiet", "--out", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "wam_ros.cli",
+        "collect",
+        "--task",
+        "reach",
+        "--episodes",
+        "24",
+        "--workers",
+        "2",
+        "--image-size",
+        "32",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -140,8 +206,20 @@ def test_a_killed_worker_stops_the_run_cleanly_and_a_rerun_completes(tmp_path):
     assert 2 <= len(done) < 24
     for p in done:  # everything listed is a complete episode
         read_episode(p)
-    res = wam("collect", "--task", "reach", "--episodes", "24", "--workers", "2", "--image-size", "32", "--quiet",
-              "--out", str(out))
+    res = wam(
+        "collect",
+        "--task",
+        "reach",
+        "--episodes",
+        "24",
+        "--workers",
+        "2",
+        "--image-size",
+        "32",
+        "--quiet",
+        "--out",
+        str(out),
+    )
     assert res.returncode == 0, res.stderr
     assert len(list_episodes(out)) == 24
 
@@ -155,8 +233,10 @@ def test_foreign_episodes_in_the_output_directory_are_not_mixed_in(tmp_path):
 
 def test_dart_noise_collection_labels_the_clean_expert_and_resumes_only_with_the_same_noise(tmp_path):
     out = tmp_path / "dart"
-    summary = collect(CollectConfig(task="push", episodes=2, out=str(out), workers=1, seed=0, image_size=32,
-                                    noise=0.02), progress=False)
+    summary = collect(
+        CollectConfig(task="push", episodes=2, out=str(out), workers=1, seed=0, image_size=32, noise=0.02),
+        progress=False,
+    )
     assert (summary.written, summary.errors) == (2, [])
     ep = read_episode(episode_path(out, 0))
     assert ep.meta["action_noise_std"] == 0.02 and "executed_actions" in ep.extra
@@ -170,14 +250,35 @@ def test_dart_noise_collection_labels_the_clean_expert_and_resumes_only_with_the
     # the perturbed run is what the frames show: the recorded joints follow the executed targets, not the labels
     # (checked on a step where the two differ most)
     t = int(diff.max(1).argmax())
-    assert np.abs(ep.joint_pos[t + 1, :7] - executed[t, :7]).max() < np.abs(ep.joint_pos[t + 1, :7] - ep.actions[t, :7]).max() + 0.05
+    assert (
+        np.abs(ep.joint_pos[t + 1, :7] - executed[t, :7]).max()
+        < np.abs(ep.joint_pos[t + 1, :7] - ep.actions[t, :7]).max() + 0.05
+    )
     # same settings resume; another noise level is refused (it would mix two data distributions in one directory)
-    res = wam("collect", "--task", "push", "--episodes", "2", "--seed", "0", "--image-size", "32", "--noise", "0.05",
-              "--workers", "1", "--out", str(out), timeout=120)
+    res = wam(
+        "collect",
+        "--task",
+        "push",
+        "--episodes",
+        "2",
+        "--seed",
+        "0",
+        "--image-size",
+        "32",
+        "--noise",
+        "0.05",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        timeout=120,
+    )
     assert res.returncode == 2 and "other settings" in res.stderr and "noise" in res.stderr
     # a clean collection records the applied actions and no executed_actions
-    collect(CollectConfig(task="push", episodes=1, out=str(tmp_path / "clean"), workers=1, seed=0, image_size=32),
-            progress=False)
+    collect(
+        CollectConfig(task="push", episodes=1, out=str(tmp_path / "clean"), workers=1, seed=0, image_size=32),
+        progress=False,
+    )
     clean = read_episode(episode_path(tmp_path / "clean", 0))
     assert clean.meta["action_noise_std"] == 0.0 and "executed_actions" not in clean.extra
 
@@ -190,33 +291,98 @@ def test_dagger_collection_the_model_drives_the_expert_labels_and_failures_are_t
     from wam_ros.train.batches import load_episodes
 
     out = tmp_path / "dagger"
-    summary = collect(CollectConfig(task="push", episodes=1, out=str(out), workers=1, seed=4, image_size=32,
-                                    max_steps=10, dagger=str(MODEL), beta=0.0), progress=False)
+    summary = collect(
+        CollectConfig(
+            task="push",
+            episodes=1,
+            out=str(out),
+            workers=1,
+            seed=4,
+            image_size=32,
+            max_steps=10,
+            dagger=str(MODEL),
+            beta=0.0,
+        ),
+        progress=False,
+    )
     assert (summary.written, summary.errors) == (1, [])
     ep = read_episode(episode_path(out, 0))
-    assert ep.meta["dagger"] == {"model": str(MODEL), "beta": 0.0, "replan": 4, "expert_steps": 0, "steps": 10}
+    assert ep.meta["dagger"] == {
+        "model": str(MODEL),
+        "beta": 0.0,
+        "replan": 4,
+        "expert_steps": 0,
+        "steps": 10,
+    }
     executed = ep.extra["executed_actions"]
     # beta 0: every executed target is the model's; its first chunk is what predict() gives on the first frame
     # (repeated K times, as in closed loop) and joint state, clamped by the env like any command
     policy = load_policy(MODEL, backend="torch", threads=1)
-    chunk = policy.predict({"images": [ep.frames[0]] * policy.spec.k_frames, "joint_pos": ep.joint_pos[0],
-                            "instruction": ep.instruction})["action"]
+    chunk = policy.predict(
+        {
+            "images": [ep.frames[0]] * policy.spec.k_frames,
+            "joint_pos": ep.joint_pos[0],
+            "instruction": ep.instruction,
+        }
+    )["action"]
     assert np.allclose(executed[:4], chunk[:4], atol=2e-3)
     # ... while the labels are the scripted expert's, which drives differently from the model
     assert np.abs(executed[:-1] - ep.actions[:-1]).max() > 1e-3
     assert not ep.success  # 10 steps cannot finish a push, yet the episode is trained on
     assert len(load_episodes([out])) == 1
     # beta 1: the expert executes every step, so executed targets and labels coincide
-    full = collect(CollectConfig(task="push", episodes=1, out=str(tmp_path / "beta1"), workers=1, seed=4,
-                                 image_size=32, max_steps=10, dagger=str(MODEL), beta=1.0), progress=False)
+    full = collect(
+        CollectConfig(
+            task="push",
+            episodes=1,
+            out=str(tmp_path / "beta1"),
+            workers=1,
+            seed=4,
+            image_size=32,
+            max_steps=10,
+            dagger=str(MODEL),
+            beta=1.0,
+        ),
+        progress=False,
+    )
     assert full.errors == []
     ep1 = read_episode(episode_path(tmp_path / "beta1", 0))
     assert ep1.meta["dagger"]["expert_steps"] == 10
     assert np.allclose(ep1.extra["executed_actions"], ep1.actions, atol=1e-6)
     # resuming with another beta is refused; a missing model is a clear error
-    res = wam("collect", "--task", "push", "--episodes", "1", "--seed", "4", "--image-size", "32", "--max-steps",
-              "10", "--workers", "1", "--dagger", str(MODEL), "--beta", "0.5", "--out", str(out), timeout=120)
+    res = wam(
+        "collect",
+        "--task",
+        "push",
+        "--episodes",
+        "1",
+        "--seed",
+        "4",
+        "--image-size",
+        "32",
+        "--max-steps",
+        "10",
+        "--workers",
+        "1",
+        "--dagger",
+        str(MODEL),
+        "--beta",
+        "0.5",
+        "--out",
+        str(out),
+        timeout=120,
+    )
     assert res.returncode == 2 and "other settings" in res.stderr and "beta" in res.stderr
-    res = wam("collect", "--task", "push", "--episodes", "1", "--dagger", str(tmp_path / "nope"),
-              "--out", str(tmp_path / "x"), timeout=60)
+    res = wam(
+        "collect",
+        "--task",
+        "push",
+        "--episodes",
+        "1",
+        "--dagger",
+        str(tmp_path / "nope"),
+        "--out",
+        str(tmp_path / "x"),
+        timeout=60,
+    )
     assert res.returncode == 2 and "does not exist" in res.stderr

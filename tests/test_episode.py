@@ -28,11 +28,22 @@ from wam_ros.robot import RobotProfile
 def make_episode(T: int = 6, size: int = 8, seed: int = 0, **meta) -> Episode:
     rng = np.random.default_rng(seed)
     prof = RobotProfile.load("panda")
-    return Episode(frames=rng.integers(0, 256, (T, size, size, 3), dtype=np.uint8),
-                   joint_pos=rng.normal(size=(T, 8)), joint_vel=rng.normal(size=(T, 8)),
-                   actions=rng.normal(size=(T, 8)), timestamps=np.arange(T) / 10.0,
-                   meta={"task": "reach", "instruction": "reach the red target", "success": True,
-                         "robot": prof.to_dict(), "control_hz": 10, "scene": {"goal": "target_0"}, **meta})
+    return Episode(
+        frames=rng.integers(0, 256, (T, size, size, 3), dtype=np.uint8),
+        joint_pos=rng.normal(size=(T, 8)),
+        joint_vel=rng.normal(size=(T, 8)),
+        actions=rng.normal(size=(T, 8)),
+        timestamps=np.arange(T) / 10.0,
+        meta={
+            "task": "reach",
+            "instruction": "reach the red target",
+            "success": True,
+            "robot": prof.to_dict(),
+            "control_hz": 10,
+            "scene": {"goal": "target_0"},
+            **meta,
+        },
+    )
 
 
 def test_round_trip_is_exact(tmp_path):
@@ -51,11 +62,13 @@ def test_round_trip_is_exact(tmp_path):
 
 def test_readable_without_our_code(tmp_path):
     path = write_episode(episode_path(tmp_path, 0), make_episode())
-    code = ("import json, sys, numpy as np\n"
-            "assert 'wam_ros' not in sys.modules\n"
-            f"z = np.load({str(path)!r}, allow_pickle=False)\n"
-            "meta = json.loads(str(z['meta']))\n"
-            "print(z['frames'].shape, z['actions'].dtype, meta['task'], meta['schema_version'])\n")
+    code = (
+        "import json, sys, numpy as np\n"
+        "assert 'wam_ros' not in sys.modules\n"
+        f"z = np.load({str(path)!r}, allow_pickle=False)\n"
+        "meta = json.loads(str(z['meta']))\n"
+        "print(z['frames'].shape, z['actions'].dtype, meta['task'], meta['schema_version'])\n"
+    )
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(6, 8, 8, 3) float32 reach 1"
@@ -79,8 +92,11 @@ print('done', flush=True)
 
 
 def test_killed_writer_leaves_no_readable_episode(tmp_path, repo_root):
-    proc = subprocess.Popen([sys.executable, "-c", WRITER.format(root=str(repo_root), out=str(tmp_path))],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER.format(root=str(repo_root), out=str(tmp_path))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "writing"
         deadline = time.monotonic() + 30
@@ -110,13 +126,16 @@ def test_truncated_or_foreign_file_is_refused(tmp_path):
         read_episode(tmp_path / "episode_000002.npz")
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda kw: kw.update(frames=np.zeros((6, 8, 8), np.uint8)), "frames must be uint8"),
-    (lambda kw: kw.update(actions=np.zeros((5, 8))), "actions must have shape"),
-    (lambda kw: kw["joint_pos"].__setitem__((0, 0), np.nan), "NaN"),
-    (lambda kw: kw.update(timestamps=np.zeros(6)), "strictly increasing"),
-    (lambda kw: kw["meta"].pop("instruction"), "missing"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda kw: kw.update(frames=np.zeros((6, 8, 8), np.uint8)), "frames must be uint8"),
+        (lambda kw: kw.update(actions=np.zeros((5, 8))), "actions must have shape"),
+        (lambda kw: kw["joint_pos"].__setitem__((0, 0), np.nan), "NaN"),
+        (lambda kw: kw.update(timestamps=np.zeros(6)), "strictly increasing"),
+        (lambda kw: kw["meta"].pop("instruction"), "missing"),
+    ],
+)
 def test_invalid_episodes_are_refused_with_a_reason(change, match):
     ep = make_episode()
     kw = {k: getattr(ep, k).copy() for k in ("frames", "joint_pos", "joint_vel", "actions", "timestamps")}

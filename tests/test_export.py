@@ -31,8 +31,9 @@ def make_checkpoint(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = WorldActionModel(WamConfig.preset("tiny"))
     J, N = model.cfg.num_joints, model.cfg.chunk
-    model.set_normalizer(torch.linspace(-1, 1, J), torch.full((J,), 0.3), torch.randn(N, J) * 0.01,
-                         torch.full((N, J), 0.05))
+    model.set_normalizer(
+        torch.linspace(-1, 1, J), torch.full((J,), 0.3), torch.randn(N, J) * 0.01, torch.full((N, J), 0.05)
+    )
     with torch.no_grad():
         model.frame_out.weight.normal_(0, 0.05)
     return save_checkpoint(path, model, extra={"camera": {"name": "front", "encoding": "rgb8"}})
@@ -65,7 +66,9 @@ def test_export_writes_single_file_graphs_with_named_io_and_readable_ir(exported
         assert types["frames"] == onnx.TensorProto.UINT8 and types["tokens"] == onnx.TensorProto.INT64
         assert types["joint_pos"] == types["action"] == onnx.TensorProto.FLOAT  # fp16 graphs keep fp32 I/O
         for vi in [*m.graph.input, *m.graph.output]:
-            assert vi.type.tensor_type.shape.dim[0].dim_param == "batch", f"{name}:{vi.name} batch dim is fixed"
+            assert vi.type.tensor_type.shape.dim[0].dim_param == "batch", (
+                f"{name}:{vi.name} batch dim is fixed"
+            )
 
 
 def test_metadata_carries_everything_needed(exported):
@@ -91,8 +94,12 @@ def test_parity_torch_vs_onnxruntime_per_output(exported, batch):
     feeds = dict(zip(("frames", "joint_pos", "tokens"), (t.numpy() for t in inputs), strict=True))
     with torch.inference_mode():
         ref_action, ref_frame = (t.numpy() for t in model(*inputs))
-    for name, atol in (("wam_full.onnx", 1e-4), ("wam_full_fp16.onnx", 1e-2), ("wam_action.onnx", 1e-4),
-                       ("wam_action_fp16.onnx", 1e-2)):
+    for name, atol in (
+        ("wam_full.onnx", 1e-4),
+        ("wam_full_fp16.onnx", 1e-2),
+        ("wam_action.onnx", 1e-4),
+        ("wam_action_fp16.onnx", 1e-2),
+    ):
         outs = _session(exported / name).run(None, feeds)
         assert outs[0].shape == ref_action.shape and outs[0].dtype == np.float32
         assert np.abs(outs[0] - ref_action).max() <= atol, name
@@ -100,7 +107,9 @@ def test_parity_torch_vs_onnxruntime_per_output(exported, batch):
             assert outs[1].shape == ref_frame.shape
             assert np.abs(outs[1] - ref_frame).max() <= atol, name
     # fp16 is really fp16 inside (not a renamed fp32 copy): weights differ from fp32 and are smaller
-    assert (exported / "wam_full_fp16.onnx").stat().st_size < 0.8 * (exported / "wam_full.onnx").stat().st_size
+    assert (exported / "wam_full_fp16.onnx").stat().st_size < 0.8 * (
+        exported / "wam_full.onnx"
+    ).stat().st_size
     report = json.loads((exported / "export.json").read_text())
     assert report["files"]["wam_full.onnx"]["batches_checked"] == [1, 4]
 
@@ -110,8 +119,9 @@ def test_fp16_conversion_keeps_io_and_halves_weights(exported):
     m16 = to_fp16(m32)
     assert all(i.data_type != onnx.TensorProto.FLOAT for i in m16.graph.initializer)
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in m16.graph.initializer)
-    assert [(i.name, i.type.tensor_type.elem_type) for i in m16.graph.input] == \
-           [(i.name, i.type.tensor_type.elem_type) for i in m32.graph.input]
+    assert [(i.name, i.type.tensor_type.elem_type) for i in m16.graph.input] == [
+        (i.name, i.type.tensor_type.elem_type) for i in m32.graph.input
+    ]
     assert [o.type.tensor_type.elem_type for o in m16.graph.output] == [onnx.TensorProto.FLOAT] * 2
 
 
@@ -144,14 +154,19 @@ def test_export_config_validation_names_bad_value():
 def test_wam_export_cli_and_bad_checkpoints(tmp_path):
     ckpt = make_checkpoint(tmp_path / "ckpt.pt", seed=2)
     run = [sys.executable, "-m", "wam_ros.cli", "export"]
-    ok = subprocess.run([*run, str(ckpt), "--out", str(tmp_path / "m"), "--graphs", "action", "--no-fp16"],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [*run, str(ckpt), "--out", str(tmp_path / "m"), "--graphs", "action", "--no-fp16"],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "wam_action.onnx" in ok.stdout and "max|torch-ort|" in ok.stdout
     assert sorted(p.name for p in (tmp_path / "m").glob("*.onnx")) == ["wam_action.onnx"]
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    bad = subprocess.run([*run, str(truncated), "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [*run, str(truncated), "--out", str(tmp_path / "bad")], capture_output=True, text=True
+    )
     assert bad.returncode == 1 and "corrupt" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "bad").exists() or not list((tmp_path / "bad").glob("*.onnx"))
 
@@ -162,8 +177,20 @@ def test_tensorrt_needs_a_gpu_clear_error(exported, tmp_path):
         assert reason is not None and "NVIDIA GPU" in reason
         with pytest.raises(TensorRTUnavailable, match="NVIDIA GPU"):
             build_engine(exported / "wam_full_fp16.onnx", tmp_path / "x.engine")
-        out = subprocess.run([sys.executable, "-m", "wam_ros.cli", "export", str(exported / "model.pt"), "--out",
-                              str(tmp_path / "trt"), "--tensorrt"], capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "wam_ros.cli",
+                "export",
+                str(exported / "model.pt"),
+                "--out",
+                str(tmp_path / "trt"),
+                "--tensorrt",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert out.returncode == 2 and "cannot build TensorRT engines here" in out.stderr
         assert "Traceback" not in out.stderr and not (tmp_path / "trt").exists()
     else:  # on a GPU machine the only acceptable reason is a missing tensorrt package

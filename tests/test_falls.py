@@ -34,7 +34,10 @@ def laikago() -> FallSim:
 def same(a, b) -> bool:
     """Dataclass equality where NaN == NaN (time_to_fall is NaN when the robot did not fall)."""
     ta, tb = dataclasses.astuple(a), dataclasses.astuple(b)
-    return all((x == y) or (isinstance(x, float) and math.isnan(x) and math.isnan(y)) for x, y in zip(ta, tb, strict=True))
+    return all(
+        (x == y) or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
+        for x, y in zip(ta, tb, strict=True)
+    )
 
 
 def test_params_are_a_pure_function_of_seed_and_index():
@@ -63,7 +66,9 @@ def test_tilt_is_relative_to_the_upright_pose():
     up = upright_axis(stand)
     assert np.allclose(up, [0, 1, 0], atol=1e-9)
     assert tilt_deg(stand, up) == pytest.approx(0.0, abs=1e-6)
-    assert tilt_deg(stand, (0.0, 0.0, 1.0)) == pytest.approx(90.0, abs=1e-6)  # the naive local-Z test says "fallen"
+    assert tilt_deg(stand, (0.0, 0.0, 1.0)) == pytest.approx(
+        90.0, abs=1e-6
+    )  # the naive local-Z test says "fallen"
     for angle in (10.0, 45.0, 120.0):  # roll the standing robot about the world X axis by `angle`
         half = math.radians(angle) / 2
         roll = np.array([math.sin(half), 0, 0, math.cos(half)])
@@ -75,8 +80,14 @@ def test_tilt_is_relative_to_the_upright_pose():
 def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ax, ay, az, aw = a
     bx, by, bz, bw = b
-    return np.array([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz])
+    return np.array(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ]
+    )
 
 
 def test_laikago_stands_upright_in_its_own_frame(laikago):
@@ -95,8 +106,10 @@ def test_no_fall_without_a_push_under_randomised_conditions(robot, laikago):
             (0.0, r.friction[1], r.mass_scale[0], r.motor_strength[1]),
         ]
         params = [sample_params(11, i, sim.cfg) for i in range(4)]
-        params += [dataclasses.replace(params[0], slope_deg=s, friction=f, mass_scale=m, motor_strength=k)
-                   for s, f, m, k in extremes]
+        params += [
+            dataclasses.replace(params[0], slope_deg=s, friction=f, mass_scale=m, motor_strength=k)
+            for s, f, m, k in extremes
+        ]
         for p in params:
             res = sim.run(dataclasses.replace(p, push_force=0.0))
             assert not res.fell, (p, res)
@@ -110,8 +123,16 @@ def test_no_fall_without_a_push_under_randomised_conditions(robot, laikago):
 
 def test_falls_under_a_large_push(laikago):
     base = sample_params(0, 0, laikago.cfg)
-    push = dataclasses.replace(base, push_force=400.0, push_duration=0.25, slope_deg=0.0, friction=1.0,
-                               mass_scale=1.0, motor_strength=1.0, push_start=0.3)
+    push = dataclasses.replace(
+        base,
+        push_force=400.0,
+        push_duration=0.25,
+        slope_deg=0.0,
+        friction=1.0,
+        mass_scale=1.0,
+        motor_strength=1.0,
+        push_start=0.3,
+    )
     res = laikago.run(push)
     assert res.fell and res.outcome == "fell" and not res.recovered
     assert 0 < res.time_to_fall < 1.2

@@ -50,7 +50,9 @@ def test_setup_py_console_scripts_point_at_real_mains():
 
 
 def test_wam_help_lists_subcommands():
-    out = subprocess.run([sys.executable, "-m", "wam_ros.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "wam_ros.cli", "--help"], capture_output=True, text=True, check=True
+    )
     for cmd in ("collect", "campaign", "train", "eval", "export", "bringup", "demo"):
         assert cmd in out.stdout
 
@@ -88,7 +90,9 @@ def test_core_imports_without_rclpy():
 
 def test_core_works_without_rclpy(tmp_path):
     """Not just import: write and read an episode and build a training window with rclpy blocked."""
-    code = BLOCK_RCLPY % CORE + f"""
+    code = (
+        BLOCK_RCLPY % CORE
+        + f"""
 import numpy as np
 from wam_ros.data.episode import Episode, write_episode, read_episode, episode_path
 from wam_ros.data.windows import WindowDataset
@@ -103,6 +107,7 @@ item = WindowDataset([p], k_frames=2, chunk=3)[0]
 assert item['frames'].shape == (2, 3, 8, 8), item['frames'].shape
 print('ok')
 """
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("ok")
@@ -118,7 +123,9 @@ def test_no_core_module_imports_rclpy_statically():
                     names = [a.name for a in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.module:
                     names = [node.module]
-                if any(n.split(".")[0] in ("rclpy", "wam_ros.ros") or n.startswith("wam_ros.ros") for n in names):
+                if any(
+                    n.split(".")[0] in ("rclpy", "wam_ros.ros") or n.startswith("wam_ros.ros") for n in names
+                ):
                     offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, f"core modules import rclpy / wam_ros.ros: {offenders}"
 

@@ -25,27 +25,48 @@ KEY = "observation.images.front"
 def episode(t: int, instruction: str, success: bool, hz: float = 10.0, seed: int = 0) -> Episode:
     rng = np.random.default_rng(seed)
     frames = np.zeros((t, 32, 32, 3), np.uint8)
-    frames[..., 0] = (np.arange(t) * 20 % 256)[:, None, None]  # red ramps over time: checkable after mp4 coding
+    frames[..., 0] = (np.arange(t) * 20 % 256)[
+        :, None, None
+    ]  # red ramps over time: checkable after mp4 coding
     q = rng.normal(size=(t, J)).astype(np.float32)
-    return Episode(frames=frames, joint_pos=q, joint_vel=np.zeros((t, J)), actions=q + 0.1,
-                   timestamps=np.arange(t) / hz,
-                   meta=dict(task="reach", instruction=instruction, success=success, robot=PROFILE.to_dict(),
-                             control_hz=hz, camera={"name": "front"}))
+    return Episode(
+        frames=frames,
+        joint_pos=q,
+        joint_vel=np.zeros((t, J)),
+        actions=q + 0.1,
+        timestamps=np.arange(t) / hz,
+        meta=dict(
+            task="reach",
+            instruction=instruction,
+            success=success,
+            robot=PROFILE.to_dict(),
+            control_hz=hz,
+            camera={"name": "front"},
+        ),
+    )
 
 
 @pytest.fixture
 def episodes(tmp_path: Path) -> Path:
     d = tmp_path / "eps"
-    for i, (t, ins, ok) in enumerate([(6, "reach the red target", True), (9, "reach the blue target", False),
-                                      (5, "reach the red target", True)]):
+    for i, (t, ins, ok) in enumerate(
+        [
+            (6, "reach the red target", True),
+            (9, "reach the blue target", False),
+            (5, "reach the red target", True),
+        ]
+    ):
         write_episode(episode_path(d, i), episode(t, ins, ok, seed=i))
     return d
 
 
 def test_export_layout_info_and_parquet_schemas(episodes: Path, tmp_path: Path):
     out = tmp_path / "lerobot"
-    r = subprocess.run([sys.executable, "-m", "wam_ros.cli", "data", "export-lerobot", str(episodes), "--out",
-                        str(out)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "wam_ros.cli", "data", "export-lerobot", str(episodes), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     info = json.loads((out / "meta" / "info.json").read_text())
     assert info["codebase_version"] == "v3.0" and info["robot_type"] == "panda" and info["fps"] == 10
@@ -71,7 +92,9 @@ def test_export_layout_info_and_parquet_schemas(episodes: Path, tmp_path: Path):
     assert d["frame_index"][:7] == [0, 1, 2, 3, 4, 5, 0] and d["task_index"] == [0] * 6 + [1] * 9 + [0] * 5
     assert np.allclose(d["timestamp"][6:9], [0.0, 0.1, 0.2])
     first = episode(6, "", True, seed=0)
-    assert np.allclose(d["observation.state"][:6], first.joint_pos) and np.allclose(d["action"][:6], first.actions)
+    assert np.allclose(d["observation.state"][:6], first.joint_pos) and np.allclose(
+        d["action"][:6], first.actions
+    )
 
     eps = pq.read_table(out / "meta" / "episodes" / "chunk-000" / "file-000.parquet").to_pydict()
     assert eps["episode_index"] == [0, 1, 2] and eps["length"] == [6, 9, 5]
@@ -82,8 +105,13 @@ def test_export_layout_info_and_parquet_schemas(episodes: Path, tmp_path: Path):
     assert eps["success"] == [True, False, True]
 
     tasks = pq.read_table(out / "meta" / "tasks.parquet")
-    assert tasks.to_pydict() == {"task_index": [0, 1], "task": ["reach the red target", "reach the blue target"]}
-    assert json.loads(tasks.schema.metadata[b"pandas"])["index_columns"] == ["task"]  # pandas: task is the index
+    assert tasks.to_pydict() == {
+        "task_index": [0, 1],
+        "task": ["reach the red target", "reach the blue target"],
+    }
+    assert json.loads(tasks.schema.metadata[b"pandas"])["index_columns"] == [
+        "task"
+    ]  # pandas: task is the index
 
     stats = json.loads((out / "meta" / "stats.json").read_text())
     assert set(stats) >= {"observation.state", "action", KEY}
@@ -99,7 +127,9 @@ def test_export_layout_info_and_parquet_schemas(episodes: Path, tmp_path: Path):
         frames.append(bgr)
     assert len(frames) == 20 and frames[0].shape == (32, 32, 3)
     red = [float(fr[..., 2].mean()) for fr in frames]
-    expected = [i * 20 % 256 for i in range(6)] + [i * 20 % 256 for i in range(9)] + [i * 20 % 256 for i in range(5)]
+    expected = (
+        [i * 20 % 256 for i in range(6)] + [i * 20 % 256 for i in range(9)] + [i * 20 % 256 for i in range(5)]
+    )
     assert np.max(np.abs(np.array(red) - expected)) < 12
 
 

@@ -146,13 +146,15 @@ def test_every_conv_norm_trains_saves_and_reloads(norm, tmp_path):
     delta, frame = model.forward_train(frames, joints, tokens)
     (delta.square().mean() + frame.mean()).backward()
     model.eval()
-    _assert_same_outputs(model, load_checkpoint(save_checkpoint(tmp_path / "m.pt", model)), frames, joints, tokens)
+    _assert_same_outputs(
+        model, load_checkpoint(save_checkpoint(tmp_path / "m.pt", model)), frames, joints, tokens
+    )
     assert _legacy_config("conv_norm").conv_norm == "group"
 
 
 @pytest.mark.parametrize("decoder", ["deconv", "shuffle"])
 def test_both_frame_decoders_train_save_reload_and_start_as_copy_last(decoder, tmp_path):
-    """"shuffle" (sub-pixel conv at H/2, the presets' default) and "deconv" (full-resolution stage, the first shipped
+    """ "shuffle" (sub-pixel conv at H/2, the presets' default) and "deconv" (full-resolution stage, the first shipped
     models) both build, start as copy-last-frame, learn from a step, and round-trip exactly; a config dict from
     before the field existed loads as "deconv"."""
     torch.manual_seed(0)

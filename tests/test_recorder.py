@@ -82,11 +82,29 @@ def spin(ex, seconds: float) -> None:
 def test_sigkill_mid_episode_keeps_every_flushed_message(ros, tmp_path: Path):
     ctx, ex = ros
     params = tmp_path / "recorder.yaml"
-    params.write_text(yaml.safe_dump({"recorder": {"ros__parameters": {
-        "output_dir": str(tmp_path / "bags"), "topics": TOPICS, "types": TYPES, "auto_start": True,
-        "flush_period_s": 0.25, "task": "killed", "operator": "pytest"}}}))
-    proc = subprocess.Popen([sys.executable, "-m", "wam_ros.ros.recorder_node", "--ros-args", "--params-file",
-                             str(params)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "recorder": {
+                    "ros__parameters": {
+                        "output_dir": str(tmp_path / "bags"),
+                        "topics": TOPICS,
+                        "types": TYPES,
+                        "auto_start": True,
+                        "flush_period_s": 0.25,
+                        "task": "killed",
+                        "operator": "pytest",
+                    }
+                }
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wam_ros.ros.recorder_node", "--ros-args", "--params-file", str(params)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     bag = tmp_path / "bags" / "episode_0000"
     src = Source(ctx)
     ex.add_node(src)
@@ -128,8 +146,13 @@ def test_sigkill_mid_episode_keeps_every_flushed_message(ros, tmp_path: Path):
         assert len(numbers) >= 60, f"{topic}: only {len(numbers)} of the 61 sent were flushed before the kill"
 
     # repair-bag rewrites it into a bag rosbags reads completely; the crashed original is kept
-    out = subprocess.run([sys.executable, "-m", "wam_ros.cli", "data", "repair-bag", str(bag)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "wam_ros.cli", "data", "repair-bag", str(bag)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert (bag / "episode_0000_0.mcap.crashed").is_file()
     with Reader(bag) as reader:
@@ -139,8 +162,12 @@ def test_sigkill_mid_episode_keeps_every_flushed_message(ros, tmp_path: Path):
 
 
 def _recorder(ctx: Context, out: Path, **params) -> RecorderNode:
-    overrides = [Parameter("output_dir", value=str(out)), Parameter("topics", value=TOPICS),
-                 Parameter("types", value=TYPES), Parameter("flush_period_s", value=0.1)]
+    overrides = [
+        Parameter("output_dir", value=str(out)),
+        Parameter("topics", value=TOPICS),
+        Parameter("types", value=TYPES),
+        Parameter("flush_period_s", value=0.1),
+    ]
     overrides += [Parameter(k, value=v) for k, v in params.items()]
     return RecorderNode(context=ctx, parameter_overrides=overrides)
 
@@ -164,7 +191,9 @@ def tiny_tmpfs(tmp_path: Path):
     """A 2 MiB tmpfs (a disk that really fills up). Needs mount rights (root in the CI container)."""
     mnt = tmp_path / "tmpfs"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs to fill up here: {r.stderr.strip()}")
     try:
@@ -252,8 +281,11 @@ def test_episode_keys_start_stop_and_discard(ros, tmp_path: Path):
     bags = sorted(p.name for p in (tmp_path / "bags").iterdir())
     assert bags == ["episode_0000"]  # the discarded one is gone, its number reused
     with Reader(tmp_path / "bags" / "episode_0000") as reader:
-        assert {c.topic: c.msgcount for c in reader.connections} == {t: 5 for t in TOPICS}  # only while recording
+        assert {c.topic: c.msgcount for c in reader.connections} == {
+            t: 5 for t in TOPICS
+        }  # only while recording
     custom = yaml.safe_load((tmp_path / "bags" / "episode_0000" / "metadata.yaml").read_text())[
-        "rosbag2_bagfile_information"]["custom_data"]
+        "rosbag2_bagfile_information"
+    ]["custom_data"]
     assert custom["wam.success"] == "false" and custom["wam.task"] == "stack the cubes"
     assert custom["wam.operator"] == "keys" and custom["wam.status"] == "complete"

@@ -22,20 +22,24 @@ def test_colour_round_trip(encoding):
 
 def test_mono_and_padded_rows():
     gray = RGB[:, :, 0]
-    np.testing.assert_array_equal(cv.image_to_rgb(cv.rgb_to_image(gray, encoding="mono8")), np.repeat(gray[:, :, None],
-                                                                                                        3, axis=2))
+    np.testing.assert_array_equal(
+        cv.image_to_rgb(cv.rgb_to_image(gray, encoding="mono8")), np.repeat(gray[:, :, None], 3, axis=2)
+    )
     padded = np.zeros((6, 16), np.uint8)  # step 16 > width*3 = 15: one padding byte per row
     padded[:, :15] = RGB.reshape(6, 15)
     msg = Image(height=6, width=5, encoding="rgb8", step=16, data=padded.tobytes())
     np.testing.assert_array_equal(cv.image_to_rgb(msg), RGB)
 
 
-@pytest.mark.parametrize("mutate, match", [
-    (lambda m: setattr(m, "encoding", "16UC1"), "encoding '16UC1' not supported"),
-    (lambda m: setattr(m, "height", 0), "expected width and height > 0"),
-    (lambda m: setattr(m, "step", 4), r"step 4 < width\*channels = 15"),
-    (lambda m: setattr(m, "data", bytes(10)), "10 bytes, expected step\\*height"),
-])
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda m: setattr(m, "encoding", "16UC1"), "encoding '16UC1' not supported"),
+        (lambda m: setattr(m, "height", 0), "expected width and height > 0"),
+        (lambda m: setattr(m, "step", 4), r"step 4 < width\*channels = 15"),
+        (lambda m: setattr(m, "data", bytes(10)), "10 bytes, expected step\\*height"),
+    ],
+)
 def test_malformed_images_refused(mutate, match):
     msg = cv.rgb_to_image(RGB)
     mutate(msg)
@@ -95,7 +99,9 @@ def test_trajectory_writer_reuses_one_message_and_serializes_like_a_fresh_one():
     writer(np.ones((8, 8)))
     from rclpy.serialization import deserialize_message
 
-    np.testing.assert_array_equal(cv.trajectory_points(deserialize_message(data, JointTrajectory), names)[1], 0.0)
+    np.testing.assert_array_equal(
+        cv.trajectory_points(deserialize_message(data, JointTrajectory), names)[1], 0.0
+    )
     with pytest.raises(ValueError, match=r"expected \(N >= 1, 8\)"):
         writer(np.zeros((8, 7)))
 
@@ -114,7 +120,9 @@ def test_trajectory_writer_serialized_bytes_equal_rclpy_serialization():
         assert data == serialize_message(cv.trajectory(names, pts, 0.1, stamp))
         back = deserialize_message(data, JointTrajectory)
         np.testing.assert_array_equal(cv.trajectory_points(back, names)[1], pts)
-        assert (back.header.stamp.sec, back.header.stamp.nanosec) == ((stamp.sec, stamp.nanosec) if stamp else (0, 0))
+        assert (back.header.stamp.sec, back.header.stamp.nanosec) == (
+            (stamp.sec, stamp.nanosec) if stamp else (0, 0)
+        )
     with pytest.raises(ValueError, match="expected"):
         writer.serialized(np.zeros((0, 8)))
 

@@ -46,11 +46,15 @@ class ExpertDriver(Node):
         assert cv.image_to_rgb(msg).shape == (64, 64, 3)
         if self.q is None or self.sim.done:
             return
-        target = np.asarray(self.expert({"joint_pos": self.q, "image": cv.image_to_rgb(msg)}), dtype=np.float64)
+        target = np.asarray(
+            self.expert({"joint_pos": self.q, "image": cv.image_to_rgb(msg)}), dtype=np.float64
+        )
         if self.forward:
             self.fwd_pub.publish(cv.float_array(target))
         else:
-            self.traj_pub.publish(cv.trajectory(self.sim.joint_names, target[None], self.sim.dt, msg.header.stamp))
+            self.traj_pub.publish(
+                cv.trajectory(self.sim.joint_names, target[None], self.sim.dt, msg.header.stamp)
+            )
 
 
 def spin_until(executor, done, timeout: float) -> bool:
@@ -66,8 +70,10 @@ def test_expert_over_topics_succeeds_and_reset_service_starts_next_episode():
     ctx = Context()
     rclpy.init(context=ctx)
     try:
-        sim = SimNode(context=ctx, parameter_overrides=[Parameter("seed", value=10_000),
-                                                        Parameter("control_hz", value=20.0)])  # int->float ok too
+        sim = SimNode(
+            context=ctx,
+            parameter_overrides=[Parameter("seed", value=10_000), Parameter("control_hz", value=20.0)],
+        )  # int->float ok too
         driver = ExpertDriver(sim, forward=False, context=ctx)
         ex = SingleThreadedExecutor(context=ctx)
         ex.add_node(sim)

@@ -31,13 +31,25 @@ def assert_inside_limits(points: np.ndarray, hz: float) -> None:
 def test_stream_then_stop_commands_inside_limits_and_stale_hold(tiny_checkpoint, tmp_path):
     hz, timeout = 20.0, 0.3
     with wam_node_running(tiny_checkpoint, control_hz=hz, input_timeout_s=timeout) as (node, spinner):
-        res = run_probe(tmp_path, "stream", "--rate", "30", "--duration", "2.5", "--stop", "1.0",
-                        "--instruction", "reach the blue target")
+        res = run_probe(
+            tmp_path,
+            "stream",
+            "--rate",
+            "30",
+            "--duration",
+            "2.5",
+            "--stop",
+            "1.0",
+            "--instruction",
+            "reach the blue target",
+        )
     assert spinner.error is None, spinner.error
     stop_t, sent = res["stop_t"], res["sent"]
     cmds = commands(res)
     before = [c for c in cmds if c["t"] <= stop_t + 0.02]
-    motion = [c for c in before if len(c["points"]) > 1]  # (a loaded machine may stall the robot: holds allowed)
+    motion = [
+        c for c in before if len(c["points"]) > 1
+    ]  # (a loaded machine may stall the robot: holds allowed)
     assert len(motion) >= 20, f"only {len(motion)} commands in 2.5 s at {hz} Hz"
     for c in before:
         assert c["type"] == "trajectory" and c["names"] == PROFILE.joint_names
@@ -72,9 +84,13 @@ def test_stream_then_stop_commands_inside_limits_and_stale_hold(tiny_checkpoint,
 
 
 def test_forward_command_controller_output(tiny_checkpoint, tmp_path):
-    with wam_node_running(tiny_checkpoint, command_type="forward", controller="fwd", replan_steps=2) as (node, spinner):
-        res = run_probe(tmp_path, "stream", "--rate", "30", "--duration", "1.5", "--stop", "0.2",
-                        "--controller", "fwd")
+    with wam_node_running(tiny_checkpoint, command_type="forward", controller="fwd", replan_steps=2) as (
+        node,
+        spinner,
+    ):
+        res = run_probe(
+            tmp_path, "stream", "--rate", "30", "--duration", "1.5", "--stop", "0.2", "--controller", "fwd"
+        )
         cycles, predictions = node.stats["cycles"], node.stats["steps"]
     assert spinner.error is None, spinner.error
     assert cycles >= 10 and abs(predictions - cycles / 2) <= 1.5  # one prediction every second control period
@@ -89,17 +105,25 @@ def test_forward_command_controller_output(tiny_checkpoint, tmp_path):
 def test_fuzz_bad_messages_refused_with_error_and_no_command(tiny_checkpoint, tmp_path):
     # "huge" is relative to max_image_pixels: a 4 MB frame over best-effort DDS may be dropped before the node sees it
     with wam_node_running(tiny_checkpoint, max_image_pixels=100_000) as (node, spinner):
-        res = run_probe(tmp_path, "fuzz", "--rate", "30", "--duration", "2.5", "--then-valid", "1.5",
-                        "--huge-side", "400")
+        res = run_probe(
+            tmp_path, "fuzz", "--rate", "30", "--duration", "2.5", "--then-valid", "1.5", "--huge-side", "400"
+        )
         refused = node.stats["refused"]
     assert spinner.error is None, spinner.error  # no callback raised: the node never crashed
     assert len(res["bad_kinds"]) == 8
     during = [c for c in commands(res) if c["t"] <= res["fuzz_end_t"] + 0.2]
     assert during == [], f"{len(during)} commands published from invalid inputs"
     errors = " ".join(d["message"] for d in diagnostics(res) if d["level"] == ERROR)
-    for reason in ("encoding 'rgba16' not supported", "expected width and height > 0", "bytes, expected step*height",
-                   "exceeds max_image_pixels", "non-finite positions", "missing joints", "names but 4 positions",
-                   "out of order"):
+    for reason in (
+        "encoding 'rgba16' not supported",
+        "expected width and height > 0",
+        "bytes, expected step*height",
+        "exceeds max_image_pixels",
+        "non-finite positions",
+        "missing joints",
+        "names but 4 positions",
+        "out of order",
+    ):
         assert reason in errors, f"no ERROR diagnostic says {reason!r}"
     assert refused >= 40
     # still alive: valid messages afterwards give commands again
@@ -124,12 +148,22 @@ def test_bad_parameters_are_clear_errors(tiny_checkpoint):
     rclpy.init(context=ctx)
     try:
         with pytest.raises(ValueError, match="command_type must be 'trajectory' or 'forward', got 'bogus'"):
-            WamNode(context=ctx, parameter_overrides=[Parameter("model_path", value=str(tiny_checkpoint)),
-                                                      Parameter("backend", value="torch"),
-                                                      Parameter("command_type", value="bogus")])
-        node = WamNode(context=ctx, parameter_overrides=[Parameter("model_path", value=str(tiny_checkpoint)),
-                                                         Parameter("backend", value="torch"),
-                                                         Parameter("control_hz", value=15)])  # int for a float
+            WamNode(
+                context=ctx,
+                parameter_overrides=[
+                    Parameter("model_path", value=str(tiny_checkpoint)),
+                    Parameter("backend", value="torch"),
+                    Parameter("command_type", value="bogus"),
+                ],
+            )
+        node = WamNode(
+            context=ctx,
+            parameter_overrides=[
+                Parameter("model_path", value=str(tiny_checkpoint)),
+                Parameter("backend", value="torch"),
+                Parameter("control_hz", value=15),
+            ],
+        )  # int for a float
         assert node.control_hz == 15.0
         result = node.set_parameters([Parameter("instruction", value="  ")])[0]
         assert not result.successful and "non-empty" in result.reason

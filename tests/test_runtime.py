@@ -35,8 +35,11 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 def _obs(rng: np.random.Generator, size=(120, 160), k=2, instruction="reach the red target") -> dict:
-    return {"images": [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(k)],
-            "joint_pos": rng.normal(0, 0.5, 8), "instruction": instruction}
+    return {
+        "images": [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(k)],
+        "joint_pos": rng.normal(0, 0.5, 8),
+        "instruction": instruction,
+    }
 
 
 # ------------------------------------------------------------------ preprocessing
@@ -53,13 +56,16 @@ def test_to_rgb_handles_encodings():
     assert pp.to_rgb(mono[:, :, None], "mono8").shape == (5, 7, 3)
 
 
-@pytest.mark.parametrize(("img", "enc", "match"), [
-    (np.zeros((4, 4, 3), np.uint8), "yuv422", r"one of \('rgb8'"),
-    (np.zeros((4, 4, 3), np.float32), "rgb8", "uint8"),
-    (np.zeros((4, 4), np.uint8), "rgb8", r"\(H, W, 3\).*got \(4, 4\)"),
-    (np.zeros((4, 4, 3), np.uint8), "mono8", r"\(H, W\).*got \(4, 4, 3\)"),
-    (np.zeros((0, 4, 3), np.uint8), "bgr8", "H, W >= 1"),
-])
+@pytest.mark.parametrize(
+    ("img", "enc", "match"),
+    [
+        (np.zeros((4, 4, 3), np.uint8), "yuv422", r"one of \('rgb8'"),
+        (np.zeros((4, 4, 3), np.float32), "rgb8", "uint8"),
+        (np.zeros((4, 4), np.uint8), "rgb8", r"\(H, W, 3\).*got \(4, 4\)"),
+        (np.zeros((4, 4, 3), np.uint8), "mono8", r"\(H, W\).*got \(4, 4, 3\)"),
+        (np.zeros((0, 4, 3), np.uint8), "bgr8", "H, W >= 1"),
+    ],
+)
 def test_to_rgb_bad_input_names_expectation(img, enc, match):
     with pytest.raises(ValueError, match=match):
         pp.to_rgb(img, enc)
@@ -77,14 +83,17 @@ def test_stack_frames_resizes_pads_and_orders():
     assert np.array_equal(pp.stack_frames(np.stack([a, b]), 2, (96, 128))[0, 1], b.transpose(2, 0, 1))
 
 
-@pytest.mark.parametrize(("images", "match"), [
-    ([], r"1\.\.2 frames.*got 0"),
-    ([np.zeros((8, 8, 3), np.uint8)] * 3, r"1\.\.2 frames.*got 3"),
-    ([np.zeros((8, 8, 3), np.float64)], "uint8 RGB.*float64"),
-    ([np.zeros((8, 8), np.uint8)], r"\(h, w, 3\), got shape \(8, 8\)"),
-    (np.zeros((2, 2), np.uint8), r"got an array of shape \(2, 2\)"),
-    ("frame.png", "got str"),
-])
+@pytest.mark.parametrize(
+    ("images", "match"),
+    [
+        ([], r"1\.\.2 frames.*got 0"),
+        ([np.zeros((8, 8, 3), np.uint8)] * 3, r"1\.\.2 frames.*got 3"),
+        ([np.zeros((8, 8, 3), np.float64)], "uint8 RGB.*float64"),
+        ([np.zeros((8, 8), np.uint8)], r"\(h, w, 3\), got shape \(8, 8\)"),
+        (np.zeros((2, 2), np.uint8), r"got an array of shape \(2, 2\)"),
+        ("frame.png", "got str"),
+    ],
+)
 def test_stack_frames_bad_input(images, match):
     with pytest.raises(ValueError, match=match):
         pp.stack_frames(images, k=2, size=(8, 8))
@@ -138,8 +147,10 @@ def test_predict_is_identical_across_backends(model_dir):
     bgr = {**obs, "images": [pp.to_rgb(np.ascontiguousarray(im[:, :, ::-1]), "bgr8") for im in obs["images"]]}
     assert np.array_equal(ort_full.predict(bgr)["action"], ort_full.predict(obs)["action"])
     # the inputs matter: another instruction / other joints change the action
-    assert not np.allclose(ort_full.predict({**obs, "joint_pos": obs["joint_pos"] + 0.2})["action"],
-                           ort_full.predict(obs)["action"])
+    assert not np.allclose(
+        ort_full.predict({**obs, "joint_pos": obs["joint_pos"] + 0.2})["action"],
+        ort_full.predict(obs)["action"],
+    )
 
 
 def test_auto_backend_and_file_paths(model_dir, tmp_path):
@@ -271,22 +282,38 @@ def test_onnxruntime_load_prints_no_cuda_errors(model_dir):
     assert out.returncode == 0, out.stderr
     assert "onnxruntime providers for wam_full.onnx" in out.stderr  # the choice is logged, once per process
     assert out.stderr.count("onnxruntime providers for wam_full.onnx") == 1
-    spam = [line for line in out.stderr.splitlines() if "[E:onnxruntime" in line or "[W:onnxruntime" in line
-            or "libcu" in line or "cuDNN" in line]
+    spam = [
+        line
+        for line in out.stderr.splitlines()
+        if "[E:onnxruntime" in line or "[W:onnxruntime" in line or "libcu" in line or "cuDNN" in line
+    ]
     assert not spam, spam
     if cuda_device_count() == 0:
         assert "CPUExecutionProvider" in out.stdout and "CUDA" not in out.stdout
         # control: asking onnxruntime-gpu for CUDA naively on this machine does print the errors we avoid
-        naive = subprocess.run([sys.executable, "-c", "import onnxruntime as ort; ort.InferenceSession("
-                                f"{str(model_dir / 'wam_action.onnx')!r}, providers=['CUDAExecutionProvider', "
-                                "'CPUExecutionProvider'])"], capture_output=True, text=True)
+        naive = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import onnxruntime as ort; ort.InferenceSession("
+                f"{str(model_dir / 'wam_action.onnx')!r}, providers=['CUDAExecutionProvider', "
+                "'CPUExecutionProvider'])",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert "CUDA" in naive.stderr
 
 
 def test_benchmark_runs_every_row_side_by_side(model_dir):
     result = run_benchmark(model_dir, threads=1, iters=5, warmup=2, camera=(48, 64))
     rows = result["rows"]
-    assert {"torch eager (full)", "onnxruntime full", "onnxruntime action-only", "onnxruntime full fp16"} <= set(rows)
+    assert {
+        "torch eager (full)",
+        "onnxruntime full",
+        "onnxruntime action-only",
+        "onnxruntime full fp16",
+    } <= set(rows)
     for r in rows.values():
         assert 0 < r["graph"]["p50_ms"] <= r["graph"]["p99_ms"] and r["ratio_vs_torch_p50"] > 0
     assert rows["torch eager (full)"]["ratio_vs_torch_p50"] == 1.0

@@ -37,7 +37,9 @@ def test_expert_solves_every_instruction_of_seeded_scenes(task, seeds):
                 assert np.abs(np.diff(ep.actions[:, :7], axis=0)).max() <= expert.joint_step + 1e-6
                 # recorded actions are what the env applied, within the robot's limits
                 lo, hi = env.profile.position_lower, env.profile.position_upper
-                assert np.all(ep.actions >= np.asarray(lo) - 1e-6) and np.all(ep.actions <= np.asarray(hi) + 1e-6)
+                assert np.all(ep.actions >= np.asarray(lo) - 1e-6) and np.all(
+                    ep.actions <= np.asarray(hi) + 1e-6
+                )
     finally:
         env.close()
 
@@ -57,9 +59,27 @@ def test_push_goal_matters():
 
 def test_wam_sim_cli_writes_gif_and_episode(tmp_path):
     gif, ep_path = tmp_path / "out.gif", tmp_path / "episode_000000.npz"
-    out = subprocess.run([sys.executable, "-m", "wam_ros.cli", "sim", "--task", "reach", "--seed", "0",
-                          "--image-size", "32", "--gif", str(gif), "--episode", str(ep_path)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wam_ros.cli",
+            "sim",
+            "--task",
+            "reach",
+            "--seed",
+            "0",
+            "--image-size",
+            "32",
+            "--gif",
+            str(gif),
+            "--episode",
+            str(ep_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "success=True" in out.stdout
     from PIL import Image
@@ -69,8 +89,12 @@ def test_wam_sim_cli_writes_gif_and_episode(tmp_path):
 
 
 def test_wam_sim_cli_unknown_task_is_a_clear_error():
-    out = subprocess.run([sys.executable, "-m", "wam_ros.cli", "sim", "--task", "fly"], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "wam_ros.cli", "sim", "--task", "fly"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "unknown task 'fly'" in out.stderr
 
@@ -121,9 +145,18 @@ def test_push_expert_slides_back_onto_the_line_instead_of_lifting():
         u = (pad - cube) / np.linalg.norm(pad - cube)
         perp = np.array([-u[1], u[0]])
         goal = [*(cube - u * 0.06 + perp * 0.03), 0.022]
-        q = p.calculateInverseKinematics(env.robot_id, FINGERTIP_LINK, goal, DOWN, lowerLimits=_LOWER,
-                                         upperLimits=_UPPER, jointRanges=_RANGES, restPoses=_REST,
-                                         maxNumIterations=100, physicsClientId=env.client)
+        q = p.calculateInverseKinematics(
+            env.robot_id,
+            FINGERTIP_LINK,
+            goal,
+            DOWN,
+            lowerLimits=_LOWER,
+            upperLimits=_UPPER,
+            jointRanges=_RANGES,
+            restPoses=_REST,
+            maxNumIterations=100,
+            physicsClientId=env.client,
+        )
         for _ in range(5):
             obs, _, _, _, _ = env.step(np.array([*q[:7], 0.0]))
         phases = []

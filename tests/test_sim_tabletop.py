@@ -33,14 +33,18 @@ def test_passes_gymnasium_env_checker():
         env = TabletopEnv(task=task, image_size=32)
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # advice about non-normalised Box spaces: absolute joint targets
+                warnings.simplefilter(
+                    "ignore"
+                )  # advice about non-normalised Box spaces: absolute joint targets
                 check_env(env, skip_render_check=True)
         finally:
             env.close()
 
 
 def _same(a, b) -> bool:
-    return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("frames", "joint_pos", "joint_vel", "actions"))
+    return all(
+        np.array_equal(getattr(a, k), getattr(b, k)) for k in ("frames", "joint_pos", "joint_vel", "actions")
+    )
 
 
 def test_observation_has_only_camera_and_joints(reach_env):
@@ -110,7 +114,9 @@ def test_randomisation_is_bounded_and_recorded(reach_env, push_env):
             assert b["camera_fov_deg"][0] <= r["camera"]["fov"] <= b["camera_fov_deg"][1]
             for obj in info["scene"]["objects"].values():
                 if obj["colour"] in COLOURS:
-                    assert np.all(np.abs(np.subtract(obj["rgb"], COLOURS[obj["colour"]])) <= b["colour_jitter"] + 1e-9)
+                    assert np.all(
+                        np.abs(np.subtract(obj["rgb"], COLOURS[obj["colour"]])) <= b["colour_jitter"] + 1e-9
+                    )
                 if env.task == "reach":
                     x, y, _ = obj["position"]
                     assert b["reach_target_x"][0] <= x <= b["reach_target_x"][1]
@@ -169,12 +175,15 @@ def test_wrist_camera_and_no_render():
         env.close()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"task": "stack"}, "unknown task 'stack'"),
-    ({"image_size": 8}, "image_size"),
-    ({"control_hz": 7}, "control_hz"),
-    ({"max_steps": 0}, "max_steps"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"task": "stack"}, "unknown task 'stack'"),
+        ({"image_size": 8}, "image_size"),
+        ({"control_hz": 7}, "control_hz"),
+        ({"max_steps": 0}, "max_steps"),
+    ],
+)
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TabletopEnv(**kwargs)

@@ -26,8 +26,12 @@ VMAX = np.array(PROFILE.velocity_limit)
 
 
 def cmd(joint=None, twist=None, gripper=0.0, enabled=True) -> JogCommand:
-    return JogCommand(enabled=enabled, joint_vel=np.zeros(J) if joint is None else np.asarray(joint, float),
-                      twist=np.zeros(6) if twist is None else np.asarray(twist, float), gripper=gripper)
+    return JogCommand(
+        enabled=enabled,
+        joint_vel=np.zeros(J) if joint is None else np.asarray(joint, float),
+        twist=np.zeros(6) if twist is None else np.asarray(twist, float),
+        gripper=gripper,
+    )
 
 
 def test_joint_jog_speed_limit_clamping_and_deadman():
@@ -42,7 +46,9 @@ def test_joint_jog_speed_limit_clamping_and_deadman():
     assert np.isclose(q[0] - q0[0], 2 * 0.5 * 2.175 * 0.1)
     for _ in range(200):  # jog into the limits: clamped, never beyond
         q = jog.step(cmd(np.ones(J)), 0.1)
-    assert np.allclose(q, np.minimum(PROFILE.position_upper, q)) and np.isclose(q[0], PROFILE.position_upper[0])
+    assert np.allclose(q, np.minimum(PROFILE.position_upper, q)) and np.isclose(
+        q[0], PROFILE.position_upper[0]
+    )
     assert np.isclose(q[3], PROFILE.position_upper[3])
     jog.sync(np.array(PROFILE.position_lower) - 1.0)  # a measured state outside the limits is clamped
     assert np.allclose(jog.q, PROFILE.position_lower)
@@ -71,8 +77,12 @@ def test_cartesian_jog_moves_the_end_effector_along_the_axis_within_limits():
 
 
 def test_joy_mapping_deadband_mode_edge_and_validation():
-    m = JoyMapping(deadman_button=4, mode_button=7, joint_axes=[0, 1, -1, -1, -1, -1, 9],
-                   joint_scale=[1, -1, 1, 1, 1, 1, 1])
+    m = JoyMapping(
+        deadman_button=4,
+        mode_button=7,
+        joint_axes=[0, 1, -1, -1, -1, -1, 9],
+        joint_scale=[1, -1, 1, 1, 1, 1, 1],
+    )
     buttons = [0] * 8
     c = m.command([0.05, 0.55, 0, 0], buttons, J)  # axis 0 inside the deadband; axis 9 does not exist
     assert not c.enabled and c.joint_vel[0] == 0 and np.isclose(c.joint_vel[1], -0.5) and c.joint_vel[6] == 0
@@ -121,11 +131,18 @@ def test_teleop_node_moves_only_with_deadman_and_fresh_joint_states(ros):
     from wam_ros.ros.teleop_node import TeleopNode
 
     ctx, ex = ros
-    node = TeleopNode(context=ctx, parameter_overrides=[Parameter("command_interface", value="both"),
-                                                        Parameter("keyboard", value=False)])
+    node = TeleopNode(
+        context=ctx,
+        parameter_overrides=[
+            Parameter("command_interface", value="both"),
+            Parameter("keyboard", value=False),
+        ],
+    )
     io = Node("io", context=ctx)
     forward, traj = [], []
-    io.create_subscription(Float64MultiArray, "/arm_controller/commands", lambda m: forward.append(list(m.data)), 10)
+    io.create_subscription(
+        Float64MultiArray, "/arm_controller/commands", lambda m: forward.append(list(m.data)), 10
+    )
     io.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory", traj.append, 10)
     js_pub = io.create_publisher(JointState, "/joint_states", 10)
     joy_pub = io.create_publisher(Joy, "/joy", 10)
@@ -136,7 +153,9 @@ def test_teleop_node_moves_only_with_deadman_and_fresh_joint_states(ros):
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             if states:
-                js_pub.publish(JointState(name=PROFILE.joint_names, position=[float(v) for v in PROFILE.home]))
+                js_pub.publish(
+                    JointState(name=PROFILE.joint_names, position=[float(v) for v in PROFILE.home])
+                )
             buttons = [0] * 8
             buttons[4] = int(deadman)
             joy_pub.publish(Joy(axes=[1.0, 0, 0, 0, 0, 0, 0, 0], buttons=buttons))

@@ -20,9 +20,12 @@ from wam_ros.data.bag_import import ImportConfig, import_bags
 from wam_ros.data.episode import list_episodes, read_episode
 from wam_ros.ros.bringup import Bringup
 
-TOPICS = {"/camera/image_raw": "sensor_msgs/msg/Image", "/joint_states": "sensor_msgs/msg/JointState",
-          "/arm_controller/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
-          "/arm_controller/commands": "std_msgs/msg/Float64MultiArray"}
+TOPICS = {
+    "/camera/image_raw": "sensor_msgs/msg/Image",
+    "/joint_states": "sensor_msgs/msg/JointState",
+    "/arm_controller/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
+    "/arm_controller/commands": "std_msgs/msg/Float64MultiArray",
+}
 DEADMAN = 4  # config/teleop_joy.yaml
 
 
@@ -34,8 +37,10 @@ class Operator(Node):
         self.joy = self.create_publisher(Joy, "joy", 10)
         self.q = None
         self.create_subscription(JointState, "joint_states", self.on_js, 10)
-        self.clients_ = {n: self.create_client(Trigger, f"/recorder/{n}")
-                         for n in ("start", "stop_success", "stop_failure", "discard")}
+        self.clients_ = {
+            n: self.create_client(Trigger, f"/recorder/{n}")
+            for n in ("start", "stop_success", "stop_failure", "discard")
+        }
         self.reset = self.create_client(Trigger, "/sim/reset")
 
     def on_js(self, msg: JointState) -> None:
@@ -66,8 +71,16 @@ def drive(bringup: Bringup, op: Operator, axes: list[float], seconds: float, dea
 @pytest.fixture
 def graph(tmp_path: Path):
     bags = tmp_path / "bags"
-    b = Bringup("teleop_record", {"output_dir": str(bags), "task": "reach the red target", "operator": "pytest",
-                                  "control_hz": "15.0", "max_steps": "1000"})
+    b = Bringup(
+        "teleop_record",
+        {
+            "output_dir": str(bags),
+            "task": "reach the red target",
+            "operator": "pytest",
+            "control_hz": "15.0",
+            "max_steps": "1000",
+        },
+    )
     op = Operator(b.context)
     b.add_node(op)
     try:
@@ -152,6 +165,18 @@ def test_joy_drives_sim_robot_and_three_episodes_become_training_data(graph, tmp
     # and the result trains: a few steps of the real training loop (tiny preset)
     from wam_ros.train.train import TrainConfig, train
 
-    ckpt = train(TrainConfig(data=[str(tmp_path / "episodes")], out=str(tmp_path / "run"), preset="tiny", steps=3,
-                             batch_size=4, warmup=1, eval_every=2, ckpt_every=3, val_frac=0.0, threads=1))
+    ckpt = train(
+        TrainConfig(
+            data=[str(tmp_path / "episodes")],
+            out=str(tmp_path / "run"),
+            preset="tiny",
+            steps=3,
+            batch_size=4,
+            warmup=1,
+            eval_every=2,
+            ckpt_every=3,
+            val_frac=0.0,
+            threads=1,
+        )
+    )
     assert Path(ckpt).is_file()

@@ -26,7 +26,9 @@ def config_dir() -> Path:
 
         return Path(get_package_share_directory("wam_ros")) / "config"
     except Exception as exc:  # noqa: BLE001 - any failure means "not installed that way"
-        raise FileNotFoundError(f"cannot find wam_ros config/ (looked in {CONFIG_DIR} and the ament index)") from exc
+        raise FileNotFoundError(
+            f"cannot find wam_ros config/ (looked in {CONFIG_DIR} and the ament index)"
+        ) from exc
 
 
 @dataclass
@@ -44,11 +46,15 @@ class RobotProfile:
         n = len(self.joint_names)
         for key in ("position_lower", "position_upper", "velocity_limit", "home"):
             if len(getattr(self, key)) != n:
-                raise ValueError(f"robot profile {self.name!r}: {key} has {len(getattr(self, key))} values, "
-                                 f"expected {n} (one per joint in joint_names)")
+                raise ValueError(
+                    f"robot profile {self.name!r}: {key} has {len(getattr(self, key))} values, "
+                    f"expected {n} (one per joint in joint_names)"
+                )
         lo, hi = np.asarray(self.position_lower), np.asarray(self.position_upper)
         if np.any(lo >= hi):
-            raise ValueError(f"robot profile {self.name!r}: position_lower must be < position_upper for every joint")
+            raise ValueError(
+                f"robot profile {self.name!r}: position_lower must be < position_upper for every joint"
+            )
         if np.any(np.asarray(self.velocity_limit) <= 0):
             raise ValueError(f"robot profile {self.name!r}: velocity_limit must be > 0 for every joint")
 

@@ -16,14 +16,23 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="model checkpoint (.pt) or a directory holding model.pt")
+    parser.add_argument(
+        "checkpoint", type=Path, help="model checkpoint (.pt) or a directory holding model.pt"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output model directory (created if missing)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--graphs", default="full,action", help="comma list of graphs: full, action (default both)")
+    parser.add_argument(
+        "--graphs", default="full,action", help="comma list of graphs: full, action (default both)"
+    )
     parser.add_argument("--no-fp16", action="store_true", help="skip the fp16 variants")
-    parser.add_argument("--tensorrt", action="store_true",
-                        help="also build fp16 TensorRT engines (needs an NVIDIA GPU + the tensorrt package)")
-    parser.add_argument("--max-batch", type=int, default=4, help="largest batch of the TensorRT profile (default 4)")
+    parser.add_argument(
+        "--tensorrt",
+        action="store_true",
+        help="also build fp16 TensorRT engines (needs an NVIDIA GPU + the tensorrt package)",
+    )
+    parser.add_argument(
+        "--max-batch", type=int, default=4, help="largest batch of the TensorRT profile (default 4)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,14 +55,17 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for name, info in report["files"].items():
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in info["max_abs_diff"].items())
-        print(f"{args.out / name}  {info['bytes'] / 1e6:.2f} MB  max|torch-ort| {diffs} (<= {info['atol']:g}, "
-              f"batches {info['batches_checked']})")
+        print(
+            f"{args.out / name}  {info['bytes'] / 1e6:.2f} MB  max|torch-ort| {diffs} (<= {info['atol']:g}, "
+            f"batches {info['batches_checked']})"
+        )
     if args.tensorrt:
         from wam_ros.export.tensorrt import build_engine
         from wam_ros.runtime.policy import engine_name
 
         for graph in graphs:
-            engine = build_engine(args.out / f"wam_{graph}_fp16.onnx", args.out / engine_name(graph),
-                                  max_batch=args.max_batch)
+            engine = build_engine(
+                args.out / f"wam_{graph}_fp16.onnx", args.out / engine_name(graph), max_batch=args.max_batch
+            )
             print(f"{engine}  {engine.stat().st_size / 1e6:.2f} MB  TensorRT fp16 engine")
     return 0

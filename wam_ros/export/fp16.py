@@ -54,8 +54,11 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
             for j, name in enumerate(node.input):
                 if name == inp.name:
                     node.input[j] = cast_name
-        new_nodes.append(helper.make_node("Cast", [inp.name], [cast_name], name=f"cast_in_{inp.name}",
-                                          to=TensorProto.FLOAT16))
+        new_nodes.append(
+            helper.make_node(
+                "Cast", [inp.name], [cast_name], name=f"cast_in_{inp.name}", to=TensorProto.FLOAT16
+            )
+        )
     # float32 outputs: the producer writes <name>__fp16, a Cast writes the original fp32 output name
     tail: list[onnx.NodeProto] = []
     for out in g.output:
@@ -69,7 +72,9 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
             for j, name in enumerate(node.input):  # an output also consumed inside the graph
                 if name == out.name:
                     node.input[j] = half
-        tail.append(helper.make_node("Cast", [half], [out.name], name=f"cast_out_{out.name}", to=TensorProto.FLOAT))
+        tail.append(
+            helper.make_node("Cast", [half], [out.name], name=f"cast_out_{out.name}", to=TensorProto.FLOAT)
+        )
     nodes = new_nodes + list(g.node) + tail
     del g.node[:]
     g.node.extend(nodes)

@@ -80,13 +80,22 @@ class PolicySpec:
         """The spec of a model with WamConfig fields `cfg` (a dict, e.g. `cfg.to_dict()`)."""
         try:
             size = int(cfg["image_size"])
-            return cls(joint_names=list(cfg["joint_names"]), image_size=(size, size), k_frames=int(cfg["k_frames"]),
-                       chunk=int(cfg["chunk"]), control_hz=float(cfg["control_hz"]),
-                       max_tokens=int(cfg.get("max_tokens", 12)), robot=str(cfg.get("robot", "panda")), graph=graph,
-                       extra=dict(extra))
+            return cls(
+                joint_names=list(cfg["joint_names"]),
+                image_size=(size, size),
+                k_frames=int(cfg["k_frames"]),
+                chunk=int(cfg["chunk"]),
+                control_hz=float(cfg["control_hz"]),
+                max_tokens=int(cfg.get("max_tokens", 12)),
+                robot=str(cfg.get("robot", "panda")),
+                graph=graph,
+                extra=dict(extra),
+            )
         except KeyError as exc:
-            raise ValueError(f"model config lacks {exc.args[0]!r}; expected WamConfig fields "
-                             "image_size, joint_names, k_frames, chunk, control_hz") from exc
+            raise ValueError(
+                f"model config lacks {exc.args[0]!r}; expected WamConfig fields "
+                "image_size, joint_names, k_frames, chunk, control_hz"
+            ) from exc
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -102,8 +111,14 @@ class PolicySpec:
         return cls(**data)
 
 
-def build_metadata(spec: PolicySpec, config: dict[str, Any], normaliser: dict[str, Any] | None = None,
-                   graph: str = "full", precision: str = "fp32", source: dict[str, Any] | None = None) -> dict[str, str]:
+def build_metadata(
+    spec: PolicySpec,
+    config: dict[str, Any],
+    normaliser: dict[str, Any] | None = None,
+    graph: str = "full",
+    precision: str = "fp32",
+    source: dict[str, Any] | None = None,
+) -> dict[str, str]:
     """The `wam.*` metadata strings for one exported graph."""
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
@@ -124,20 +139,29 @@ def read_metadata_props(props: dict[str, str], where: str = "model") -> tuple[Po
     """Parse `wam.*` metadata strings -> (spec, {"graph", "precision", "config", "normaliser", "source"})."""
     missing = [k for k in REQUIRED if k not in props]
     if missing:
-        raise ValueError(f"{where} has no wam_ros metadata {missing}: expected a graph written by `wam export` "
-                         f"(metadata keys {list(REQUIRED)}), found keys {sorted(props)}")
+        raise ValueError(
+            f"{where} has no wam_ros metadata {missing}: expected a graph written by `wam export` "
+            f"(metadata keys {list(REQUIRED)}), found keys {sorted(props)}"
+        )
     if props["wam.format"] != FORMAT_VERSION:
-        raise ValueError(f"{where}: metadata format {props['wam.format']!r} is not supported (expected "
-                         f"{FORMAT_VERSION!r}); re-export with this version of wam_ros")
+        raise ValueError(
+            f"{where}: metadata format {props['wam.format']!r} is not supported (expected "
+            f"{FORMAT_VERSION!r}); re-export with this version of wam_ros"
+        )
     try:
-        parsed = {k.split(".", 1)[1]: json.loads(props[k]) for k in ("wam.spec", "wam.config", "wam.normaliser",
-                                                                      "wam.source") if k in props}
+        parsed = {
+            k.split(".", 1)[1]: json.loads(props[k])
+            for k in ("wam.spec", "wam.config", "wam.normaliser", "wam.source")
+            if k in props
+        }
         spec = PolicySpec.from_dict(parsed.pop("spec"))
     except (json.JSONDecodeError, TypeError) as exc:
         raise ValueError(f"{where}: wam_ros metadata is not valid JSON ({exc})") from exc
     meta = {"graph": props["wam.graph"], "precision": props["wam.precision"], **parsed}
     if meta["graph"] != spec.graph:
-        raise ValueError(f"{where}: metadata graph {meta['graph']!r} disagrees with spec graph {spec.graph!r}")
+        raise ValueError(
+            f"{where}: metadata graph {meta['graph']!r} disagrees with spec graph {spec.graph!r}"
+        )
     return spec, meta
 
 
@@ -165,8 +189,10 @@ def write_engine_sidecar(engine_path: str | Path, props: dict[str, str]) -> Path
 def read_engine_sidecar(engine_path: str | Path) -> tuple[PolicySpec, dict[str, Any]]:
     side = Path(str(engine_path) + ".json")
     if not side.is_file():
-        raise ValueError(f"TensorRT engine {engine_path} has no metadata file {side.name}: "
-                         "build engines with `wam export --tensorrt`")
+        raise ValueError(
+            f"TensorRT engine {engine_path} has no metadata file {side.name}: "
+            "build engines with `wam export --tensorrt`"
+        )
     try:
         props = json.loads(side.read_text())
     except json.JSONDecodeError as exc:

@@ -43,7 +43,9 @@ from wam_ros.model.checkpoint import load_checkpoint
 from wam_ros.model.modeling import WorldActionModel
 from wam_ros.runtime.backends import INPUTS, OUTPUTS_ACTION, OUTPUTS_FULL, session_options
 
-MAX_IR_VERSION = 10  # onnxruntime 1.31 reads <= 11 (onnx 1.23 writes 14); TensorRT 10's parser is happy with 10
+MAX_IR_VERSION = (
+    10  # onnxruntime 1.31 reads <= 11 (onnx 1.23 writes 14); TensorRT 10's parser is happy with 10
+)
 MAX_SINGLE_FILE = 1 << 30  # protobuf's 2 GiB limit, with margin: bigger models would need external data
 
 
@@ -78,9 +80,13 @@ class ExportConfig:
             raise ValueError(f"ExportConfig.opset must be in 13..21, got {self.opset}")
         bad = [g for g in self.graphs if g not in ("full", "action")]
         if bad or not self.graphs:
-            raise ValueError(f"ExportConfig.graphs must be a non-empty subset of ('full', 'action'), got {self.graphs}")
+            raise ValueError(
+                f"ExportConfig.graphs must be a non-empty subset of ('full', 'action'), got {self.graphs}"
+            )
         if not self.check_batches or min(self.check_batches) < 1:
-            raise ValueError(f"ExportConfig.check_batches must be positive batch sizes, got {self.check_batches}")
+            raise ValueError(
+                f"ExportConfig.check_batches must be positive batch sizes, got {self.check_batches}"
+            )
         if not (self.atol_fp32 > 0 and self.atol_fp16 > 0):
             raise ValueError(f"parity tolerances must be > 0, got {self.atol_fp32}, {self.atol_fp16}")
 
@@ -92,8 +98,9 @@ class FullGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, frames: torch.Tensor, joint_pos: torch.Tensor,
-                tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model(frames, joint_pos, tokens)
 
 
@@ -108,8 +115,9 @@ def sample_inputs(model: WorldActionModel, batch: int, seed: int = 0) -> tuple[t
     """Random raw inputs in the model's data range: uint8 frames, joints around the normaliser mean, real words."""
     cfg = model.cfg
     g = torch.Generator().manual_seed(seed + batch)
-    frames = torch.randint(0, 256, (batch, cfg.k_frames, 3, cfg.image_size, cfg.image_size), generator=g,
-                           dtype=torch.uint8)
+    frames = torch.randint(
+        0, 256, (batch, cfg.k_frames, 3, cfg.image_size, cfg.image_size), generator=g, dtype=torch.uint8
+    )
     joint_pos = model.joint_mean + model.joint_std * torch.randn(batch, cfg.num_joints, generator=g)
     n_words = torch.randint(1, cfg.max_tokens + 1, (batch,), generator=g)
     tokens = torch.randint(2, len(cfg.vocab), (batch, cfg.max_tokens), generator=g)
@@ -131,9 +139,17 @@ def to_onnx(model: WorldActionModel, graph: str, opset: int = 17) -> onnx.ModelP
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation + tracer warnings
-        torch.onnx.export(wrapper, example, buf, dynamo=False, opset_version=opset, do_constant_folding=True,
-                          input_names=list(INPUTS), output_names=list(outputs),
-                          dynamic_axes={name: {0: "batch"} for name in (*INPUTS, *outputs)})
+        torch.onnx.export(
+            wrapper,
+            example,
+            buf,
+            dynamo=False,
+            opset_version=opset,
+            do_constant_folding=True,
+            input_names=list(INPUTS),
+            output_names=list(outputs),
+            dynamic_axes={name: {0: "batch"} for name in (*INPUTS, *outputs)},
+        )
     m = onnx.load_from_string(buf.getvalue())
     m.ir_version = _ir_version(m)
     m.producer_name, m.producer_version = "wam_ros", "1"
@@ -141,13 +157,15 @@ def to_onnx(model: WorldActionModel, graph: str, opset: int = 17) -> onnx.ModelP
     return m
 
 
-def parity(model: WorldActionModel, onnx_model: onnx.ModelProto, graph: str, batches: tuple[int, ...],
-           seed: int = 0) -> dict[str, float]:
+def parity(
+    model: WorldActionModel, onnx_model: onnx.ModelProto, graph: str, batches: tuple[int, ...], seed: int = 0
+) -> dict[str, float]:
     """max |torch - onnxruntime| per output over the given batch sizes (onnxruntime CPU, the reference EP)."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(onnx_model.SerializeToString(), sess_options=session_options(2),
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        onnx_model.SerializeToString(), sess_options=session_options(2), providers=["CPUExecutionProvider"]
+    )
     worst = {"action": 0.0} if graph == "action" else {"action": 0.0, "next_frame": 0.0}
     for b in batches:
         inputs = sample_inputs(model, b, seed)
@@ -156,8 +174,10 @@ def parity(model: WorldActionModel, onnx_model: onnx.ModelProto, graph: str, bat
         outs = sess.run(list(worst), {k: v.numpy() for k, v in zip(INPUTS, inputs, strict=True)})
         for name, r, o in zip(worst, ref, outs, strict=True):
             if o.shape != tuple(r.shape):
-                raise ExportError(f"{graph} graph: {name} has shape {o.shape} at batch {b}, torch gives "
-                                  f"{tuple(r.shape)} (the batch dimension is not dynamic)")
+                raise ExportError(
+                    f"{graph} graph: {name} has shape {o.shape} at batch {b}, torch gives "
+                    f"{tuple(r.shape)} (the batch dimension is not dynamic)"
+                )
             worst[name] = max(worst[name], float(np.abs(o.astype(np.float64) - r.double().numpy()).max()))
     return worst
 
@@ -172,10 +192,13 @@ def _sha256(path: Path) -> str:
 
 def normaliser_of(model: WorldActionModel) -> dict[str, Any]:
     return {k: getattr(model, k).tolist() for k in ("joint_mean", "joint_std", "delta_mean", "delta_std")} | {
-        "fitted": model.normalizer_fitted}
+        "fitted": model.normalizer_fitted
+    }
 
 
-def export_model(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig | None = None) -> dict[str, Any]:
+def export_model(
+    checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig | None = None
+) -> dict[str, Any]:
     """Export every graph of `checkpoint` into `out_dir` (see the module docstring). Returns the export report."""
     cfg = cfg or ExportConfig()
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
@@ -184,9 +207,16 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig 
         checkpoint = checkpoint / "model.pt"
     out_dir.mkdir(parents=True, exist_ok=True)
     config = model.cfg.to_dict()
-    camera = getattr(model, "extra", {}).get("camera") if isinstance(getattr(model, "extra", None), dict) else None
-    source = {"checkpoint": str(checkpoint), "sha256": _sha256(checkpoint), "exported_at": time.strftime(
-        "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__, "onnx": onnx.__version__}
+    camera = (
+        getattr(model, "extra", {}).get("camera") if isinstance(getattr(model, "extra", None), dict) else None
+    )
+    source = {
+        "checkpoint": str(checkpoint),
+        "sha256": _sha256(checkpoint),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+    }
     report: dict[str, Any] = {"source": source, "config": asdict(cfg), "files": {}}
     staged: list[tuple[Path, Path]] = []
     try:
@@ -200,16 +230,29 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, cfg: ExportConfig 
                 err = parity(model, m, graph, tuple(cfg.check_batches), cfg.seed)
                 bad = {k: v for k, v in err.items() if not v <= atol}
                 if bad:
-                    raise ExportError(f"{name}: max |torch - onnxruntime| {bad} exceeds {atol} "
-                                      f"(checked at batch {list(cfg.check_batches)})")
+                    raise ExportError(
+                        f"{name}: max |torch - onnxruntime| {bad} exceeds {atol} "
+                        f"(checked at batch {list(cfg.check_batches)})"
+                    )
                 spec = PolicySpec.from_config(config, graph=graph, **({"camera": camera} if camera else {}))
-                info = {"graph": graph, "precision": precision, "max_abs_diff": err, "atol": atol,
-                        "batches_checked": list(cfg.check_batches), "opset": cfg.opset, "ir_version": m.ir_version}
-                props = build_metadata(spec, config, normaliser_of(model), graph, precision, source | {"parity": err})
+                info = {
+                    "graph": graph,
+                    "precision": precision,
+                    "max_abs_diff": err,
+                    "atol": atol,
+                    "batches_checked": list(cfg.check_batches),
+                    "opset": cfg.opset,
+                    "ir_version": m.ir_version,
+                }
+                props = build_metadata(
+                    spec, config, normaliser_of(model), graph, precision, source | {"parity": err}
+                )
                 onnx.helper.set_model_props(m, props)
                 data = m.SerializeToString()
                 if len(data) > MAX_SINGLE_FILE:
-                    raise ExportError(f"{name} is {len(data) / 2**20:.0f} MiB: too large for a single-file model")
+                    raise ExportError(
+                        f"{name} is {len(data) / 2**20:.0f} MiB: too large for a single-file model"
+                    )
                 tmp = out_dir / f".{name}.tmp-{os.getpid()}"
                 tmp.write_bytes(data)
                 staged.append((tmp, out_dir / name))

@@ -32,13 +32,17 @@ def tensorrt_unavailable_reason() -> str | None:
     """None when engines can be built here; otherwise why not, in words."""
     gpus = cuda_device_count()
     if gpus == 0:
-        return ("TensorRT needs an NVIDIA GPU, and the NVIDIA driver (libcuda.so.1) reports none on this machine; "
-                "the ONNX graphs (onnxruntime) and the torch checkpoint run here instead")
+        return (
+            "TensorRT needs an NVIDIA GPU, and the NVIDIA driver (libcuda.so.1) reports none on this machine; "
+            "the ONNX graphs (onnxruntime) and the torch checkpoint run here instead"
+        )
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        return (f"the `tensorrt` Python package is not installed ({gpus} GPU(s) seen): "
-                "`pip install tensorrt` (or use the JetPack one) to build engines")
+        return (
+            f"the `tensorrt` Python package is not installed ({gpus} GPU(s) seen): "
+            "`pip install tensorrt` (or use the JetPack one) to build engines"
+        )
     return None
 
 
@@ -51,11 +55,18 @@ def require_tensorrt():  # noqa: ANN201 - returns the tensorrt module
     return trt
 
 
-def build_engine(onnx_path: str | Path, engine_path: str | Path, max_batch: int = 4, opt_batch: int = 1,
-                 workspace_mb: int = 1024) -> Path:
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    max_batch: int = 4,
+    opt_batch: int = 1,
+    workspace_mb: int = 1024,
+) -> Path:
     """Parse `onnx_path`, build an fp16 engine with a dynamic-batch profile, write `engine_path` (+ .json)."""
     if not 1 <= opt_batch <= max_batch:
-        raise ValueError(f"need 1 <= opt_batch <= max_batch, got opt_batch={opt_batch}, max_batch={max_batch}")
+        raise ValueError(
+            f"need 1 <= opt_batch <= max_batch, got opt_batch={opt_batch}, max_batch={max_batch}"
+        )
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     model = onnx.load(str(onnx_path))
     read_metadata(model)  # refuses a graph without wam.* metadata before any GPU work
@@ -86,13 +97,22 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, max_batch: int 
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
+        raise RuntimeError(
+            f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)"
+        )
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = engine_path.with_name(f".{engine_path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(bytes(serialized))
     os.replace(tmp, engine_path)
     props["wam.precision"] = "fp16"
-    props["wam.tensorrt"] = json.dumps({"version": trt.__version__, "max_batch": max_batch, "opt_batch": opt_batch,
-                                        "source": onnx_path.name, "strongly_typed": strong})
+    props["wam.tensorrt"] = json.dumps(
+        {
+            "version": trt.__version__,
+            "max_batch": max_batch,
+            "opt_batch": opt_batch,
+            "source": onnx_path.name,
+            "strongly_typed": strong,
+        }
+    )
     write_engine_sidecar(engine_path, props)
     return engine_path

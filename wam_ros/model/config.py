@@ -196,13 +196,29 @@ class WamConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # everything shrunk: the real pipeline (train -> dream -> eval -> export) runs in seconds
-    "tiny": dict(d_model=32, n_layers=1, n_heads=2, mlp_ratio=2, enc_channels=(8, 16, 32), film=True,
-                 conv_norm="batch", frame_decoder="shuffle"),
+    "tiny": dict(
+        d_model=32,
+        n_layers=1,
+        n_heads=2,
+        mlp_ratio=2,
+        enc_channels=(8, 16, 32),
+        film=True,
+        conv_norm="batch",
+        frame_decoder="shuffle",
+    ),
     # the shipped model: ~0.6M parameters (sized for 30 min of training on 2 CPU cores). BatchNorm in the conv
     # stages: cheaper than GroupNorm to train on the CPU, and free at inference (folded into the convs by
     # onnxruntime / TensorRT). Checkpoints from before conv_norm existed load as "group" (the field's default).
     # The sub-pixel frame decoder ("shuffle", session 4): 1.37x training steps per minute, 0.86x the time per
     # onnxruntime call; checkpoints from before it existed load as "deconv".
-    "small": dict(d_model=128, n_layers=3, n_heads=4, mlp_ratio=2, enc_channels=(16, 32, 64), film=True,
-                  conv_norm="batch", frame_decoder="shuffle"),
+    "small": dict(
+        d_model=128,
+        n_layers=3,
+        n_heads=4,
+        mlp_ratio=2,
+        enc_channels=(16, 32, 64),
+        film=True,
+        conv_norm="batch",
+        frame_decoder="shuffle",
+    ),
 }

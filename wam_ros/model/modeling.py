@@ -75,7 +75,9 @@ class Block(nn.Module):
     def __init__(self, d: int, n_heads: int, mlp_ratio: int, dropout: float) -> None:
         super().__init__()
         self.n_heads, self.dropout = n_heads, dropout
-        self.scale = (d // n_heads) ** -0.5  # explicit: the exported graph holds a constant, not Shape->Sqrt->Div
+        self.scale = (
+            d // n_heads
+        ) ** -0.5  # explicit: the exported graph holds a constant, not Shape->Sqrt->Div
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.mlp = nn.Sequential(
@@ -189,7 +191,9 @@ class WorldActionModel(nn.Module):
         return (actions - joint_pos[:, None, :] - self.delta_mean) / self.delta_std
 
     # ---------------------------------------------------------------- network
-    def _trunk(self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor, actions_only: bool = False):
+    def _trunk(
+        self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor, actions_only: bool = False
+    ):
         """Shared encoder + transformer. Returns (x (B, S, d), skips, last frame in [0,1] (B,3,H,W)).
 
         actions_only: the last block computes only the N action-query rows (x is then (B, N, d)); nothing else reads
@@ -237,7 +241,9 @@ class WorldActionModel(nn.Module):
         stacked, e1, e2, e3 = skips
         P = self.grid**2
         f = (
-            self.frame_proj(x[:, :P]).transpose(1, 2).reshape(-1, self.cfg.enc_channels[2], self.grid, self.grid)
+            self.frame_proj(x[:, :P])
+            .transpose(1, 2)
+            .reshape(-1, self.cfg.enc_channels[2], self.grid, self.grid)
             + e3
         )  # (B, c3, g, g)
         f = self.dec2(self.dec3(f, e2), e1)  # (B, c1, H/2, W/2)

@@ -76,7 +76,9 @@ def spin_node(node_class: type[Node], args: list[str] | None = None) -> None:
         executor.add_node(node)
         freeze_startup_objects()
         while rclpy.ok():
-            executor.spin_once(timeout_sec=1.0)  # returns at each callback; the timeout only bounds a shutdown check
+            executor.spin_once(
+                timeout_sec=1.0
+            )  # returns at each callback; the timeout only bounds a shutdown check
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # a shutdown signal is the normal way to stop a node
     finally:

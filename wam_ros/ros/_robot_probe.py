@@ -47,13 +47,18 @@ class Probe(Node):
         # raw: the callback gets the serialized message, so the arrival time is taken before rclpy builds the Python
         # message (8 JointTrajectoryPoints: ~0.1-0.2 ms of Python work that a C++ controller does not pay); the
         # message is then deserialized and checked as before
-        self.traj_sub = self.create_subscription(JointTrajectory, f"{controller}/joint_trajectory", self.on_traj_raw,
-                                                 10, raw=True)
-        self.fwd_sub = self.create_subscription(Float64MultiArray, f"{controller}/commands", self.on_forward, 10)
+        self.traj_sub = self.create_subscription(
+            JointTrajectory, f"{controller}/joint_trajectory", self.on_traj_raw, 10, raw=True
+        )
+        self.fwd_sub = self.create_subscription(
+            Float64MultiArray, f"{controller}/commands", self.on_forward, 10
+        )
         self.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, 50)
         self.create_subscription(Float32, "wam/surprise", self.on_surprise, 10)
         self.create_subscription(Float64MultiArray, "wam/timing", self.on_timing, 10)
-        self.timing: list[list[float]] = []  # wam_node's [camera stamp, entered, predict start, end, sent] (wall s)
+        self.timing: list[
+            list[float]
+        ] = []  # wam_node's [camera stamp, entered, predict start, end, sent] (wall s)
         self.t0 = time.monotonic()
         self.rng = np.random.default_rng(0)
         self.last_stamp: dict | None = None
@@ -73,8 +78,18 @@ class Probe(Node):
         names = list(msg.joint_names)
         pts = [list(p.positions) for p in msg.points]
         times = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points]
-        self.events.append({"kind": "command", "t": self.t(), "type": "trajectory", "names": names, "points": pts,
-                            "times": times, "stamp": cv.stamp_to_sec(msg.header.stamp), "wall": wall})
+        self.events.append(
+            {
+                "kind": "command",
+                "t": self.t(),
+                "type": "trajectory",
+                "names": names,
+                "points": pts,
+                "times": times,
+                "stamp": cv.stamp_to_sec(msg.header.stamp),
+                "wall": wall,
+            }
+        )
 
     def on_forward(self, msg: Float64MultiArray) -> None:
         self.events.append({"kind": "command", "t": self.t(), "type": "forward", "points": [list(msg.data)]})
@@ -85,8 +100,15 @@ class Probe(Node):
             return
         for st in msg.status:
             level = st.level if isinstance(st.level, int) else int.from_bytes(st.level, "little")
-            self.events.append({"kind": "diag", "t": self.t(), "level": level, "message": st.message,
-                                "values": {kv.key: kv.value for kv in st.values}})
+            self.events.append(
+                {
+                    "kind": "diag",
+                    "t": self.t(),
+                    "level": level,
+                    "message": st.message,
+                    "values": {kv.key: kv.value for kv in st.values},
+                }
+            )
 
     def on_timing(self, msg: Float64MultiArray) -> None:
         self.timing.append(list(msg.data))
@@ -102,8 +124,11 @@ class Probe(Node):
     def wait_matched(self, timeout: float = 15.0) -> bool:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if (self.image_pub.get_subscription_count() > 0 and self.joint_pub.get_subscription_count() > 0
-                    and (self.traj_sub.get_publisher_count() + self.fwd_sub.get_publisher_count()) > 0):
+            if (
+                self.image_pub.get_subscription_count() > 0
+                and self.joint_pub.get_subscription_count() > 0
+                and (self.traj_sub.get_publisher_count() + self.fwd_sub.get_publisher_count()) > 0
+            ):
                 return True
             self.spin_once(0.05)
         return False
@@ -136,8 +161,16 @@ class Probe(Node):
         """One malformed message of a rotating kind; returns the kind."""
         stamp = self.get_clock().now().to_msg()
         good = cv.rgb_to_image(np.zeros((64, 64, 3), np.uint8), stamp)
-        kinds = ["encoding", "zero_size", "data_size", "huge", "nan_joints", "missing_joints", "length_mismatch",
-                 "out_of_order"]
+        kinds = [
+            "encoding",
+            "zero_size",
+            "data_size",
+            "huge",
+            "nan_joints",
+            "missing_joints",
+            "length_mismatch",
+            "out_of_order",
+        ]
         kind = kinds[k % len(kinds)]
         if kind == "encoding":
             good.encoding = "rgba16"
@@ -238,8 +271,15 @@ def run_pingpong(p: Probe, a: argparse.Namespace) -> dict:
             lost += 1
         else:
             latencies.append(got - t_send)
-            frames.append({"stamp": info["stamp"], "send": wall_send, "publishing": info["publishing"], "recv": recv,
-                           "matched": wall_send + (got - t_send)})
+            frames.append(
+                {
+                    "stamp": info["stamp"],
+                    "send": wall_send,
+                    "publishing": info["publishing"],
+                    "recv": recv,
+                    "matched": wall_send + (got - t_send),
+                }
+            )
         del p.events[:]  # keep memory flat
         p.spin_for(t_send + period - time.perf_counter())
     return {"latency_s": latencies, "lost": lost, "frames": frames}
@@ -251,15 +291,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--duration", type=float, default=2.0)
-    ap.add_argument("--stop", type=float, default=1.0, help="stream: seconds to keep listening after stopping")
-    ap.add_argument("--then-valid", type=float, default=1.5, help="fuzz: seconds of valid messages afterwards")
+    ap.add_argument(
+        "--stop", type=float, default=1.0, help="stream: seconds to keep listening after stopping"
+    )
+    ap.add_argument(
+        "--then-valid", type=float, default=1.5, help="fuzz: seconds of valid messages afterwards"
+    )
     ap.add_argument("--count", type=int, default=200, help="pingpong: frames")
     ap.add_argument("--controller", default="arm_controller")
     ap.add_argument("--huge-side", type=int, default=2100, help="fuzz: side of the oversized mono8 image")
     ap.add_argument("--instruction", default="", help="stream: publish this on wam/instruction first")
     ap.add_argument("--light", action="store_true", help="record counts and the last diagnostics only (soak)")
-    ap.add_argument("--match-timeout", type=float, default=15.0,
-                    help="seconds to wait for wam_node's topics (a node importing torch on a loaded machine: more)")
+    ap.add_argument(
+        "--match-timeout",
+        type=float,
+        default=15.0,
+        help="seconds to wait for wam_node's topics (a node importing torch on a loaded machine: more)",
+    )
     a = ap.parse_args(argv)
     rclpy.init()
     p = Probe(a.controller, a.huge_side, a.light)
@@ -267,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         result: dict = {"matched": p.wait_matched(a.match_timeout)}
         if result["matched"]:
             p.spin_for(0.3)  # let the volatile subscriptions settle (first messages can be missed otherwise)
-            result.update({"stream": run_stream, "fuzz": run_fuzz, "pingpong": run_pingpong}[a.scenario](p, a))
+            result.update(
+                {"stream": run_stream, "fuzz": run_fuzz, "pingpong": run_pingpong}[a.scenario](p, a)
+            )
         result.update(events=p.events, n_commands=p.n_commands, last_diag=p.last_diag, timing=p.timing)
         with open(a.out, "w") as f:
             json.dump(result, f)

@@ -54,8 +54,13 @@ def _file_parameter_names(spec: NodeSpec) -> set[str]:
 class Bringup:
     """A node graph running in one process: `with Bringup("sim_demo", {"model": ...}) as b: b.spin_for(5)`."""
 
-    def __init__(self, graph: str, arguments: dict[str, str] | None = None, domain_id: int | None = None,
-                 executor: str | None = None) -> None:
+    def __init__(
+        self,
+        graph: str,
+        arguments: dict[str, str] | None = None,
+        domain_id: int | None = None,
+        executor: str | None = None,
+    ) -> None:
         self.graph = load_graph(graph)
         self.specs = node_specs(self.graph, arguments)
         kind = executor_kind(executor)  # a bad name fails before any ROS state exists
@@ -81,11 +86,15 @@ class Bringup:
             raise ValueError(f"wam_ros.ros.{spec.executable} defines no NODE_CLASS (docs/interfaces.md)")
         overrides = [Parameter(k, value=v) for k, v in spec.overrides.items()]
         node = cls(context=self.context, cli_args=_cli_args(spec), parameter_overrides=overrides)
-        undeclared = sorted(n for n in set(spec.overrides) | _file_parameter_names(spec) if not node.has_parameter(n))
+        undeclared = sorted(
+            n for n in set(spec.overrides) | _file_parameter_names(spec) if not node.has_parameter(n)
+        )
         if undeclared:
             node.destroy_node()
-            raise ValueError(f"node {spec.name!r} ({spec.executable}) does not declare parameter(s) {undeclared} "
-                             f"named in {self.graph['_path']} or its parameter files")
+            raise ValueError(
+                f"node {spec.name!r} ({spec.executable}) does not declare parameter(s) {undeclared} "
+                f"named in {self.graph['_path']} or its parameter files"
+            )
         self.executor.add_node(node)
         return node
 
@@ -127,7 +136,9 @@ class Bringup:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("graph", help="graph name in config/bringup/ (sim_demo, robot, ...) or a YAML path")
-    parser.add_argument("arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments, as for ros2 launch")
+    parser.add_argument(
+        "arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments, as for ros2 launch"
+    )
     parser.add_argument("--duration", type=float, default=0.0, help="seconds to run (0 = until Ctrl-C)")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID for this graph (0-232)")
 

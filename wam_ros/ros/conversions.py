@@ -90,10 +90,14 @@ def image_from_cdr(data: bytes) -> object:
     try:
         return _typestore().deserialize_cdr(data, "sensor_msgs/msg/Image")
     except Exception as exc:  # noqa: BLE001 - any parse failure of foreign bytes is a malformed message
-        raise MessageError(f"malformed serialized Image ({len(data)} bytes): {type(exc).__name__}: {exc}") from exc
+        raise MessageError(
+            f"malformed serialized Image ({len(data)} bytes): {type(exc).__name__}: {exc}"
+        ) from exc
 
 
-def rgb_to_image(rgb: np.ndarray, stamp: Time | None = None, frame_id: str = "camera", encoding: str = "rgb8") -> Image:
+def rgb_to_image(
+    rgb: np.ndarray, stamp: Time | None = None, frame_id: str = "camera", encoding: str = "rgb8"
+) -> Image:
     """An Image from an (H, W, 3) uint8 RGB array (encoding rgb8 or bgr8) or (H, W) / (H, W, 1) for mono8."""
     arr = np.asarray(rgb)
     if arr.dtype != np.uint8:
@@ -111,7 +115,9 @@ def rgb_to_image(rgb: np.ndarray, stamp: Time | None = None, frame_id: str = "ca
     msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
     msg.encoding = encoding
     msg.step = int(arr.shape[1] * arr.shape[2])
-    msg.data = np.ascontiguousarray(arr).tobytes()  # bytes: the fast path (an ndarray is copied element by element)
+    msg.data = np.ascontiguousarray(
+        arr
+    ).tobytes()  # bytes: the fast path (an ndarray is copied element by element)
     return msg
 
 
@@ -134,8 +140,12 @@ def joint_positions(msg: JointState, joint_names: list[str]) -> np.ndarray:
     return q
 
 
-def joint_state(joint_names: list[str], position: np.ndarray, velocity: np.ndarray | None = None,
-                stamp: Time | None = None) -> JointState:
+def joint_state(
+    joint_names: list[str],
+    position: np.ndarray,
+    velocity: np.ndarray | None = None,
+    stamp: Time | None = None,
+) -> JointState:
     msg = JointState()
     if stamp is not None:
         msg.header.stamp = stamp
@@ -146,7 +156,9 @@ def joint_state(joint_names: list[str], position: np.ndarray, velocity: np.ndarr
     return msg
 
 
-def trajectory(joint_names: list[str], points: np.ndarray, dt: float, stamp: Time | None = None) -> JointTrajectory:
+def trajectory(
+    joint_names: list[str], points: np.ndarray, dt: float, stamp: Time | None = None
+) -> JointTrajectory:
     """JointTrajectory with point k at time_from_start (k+1)*dt (the chunk's k-th target is reached then)."""
     msg = JointTrajectory()
     if stamp is not None:
@@ -194,15 +206,20 @@ class TrajectoryWriter:
         from rclpy.serialization import serialize_message
 
         marks = (np.arange(n)[:, None] + 1) * 1000.0 + np.arange(len(self.joint_names))[None] + 0.123456789
-        data = serialize_message(trajectory(self.joint_names, marks, self.dt, Time(sec=self._STAMP_MARK[0],
-                                                                                  nanosec=self._STAMP_MARK[1])))
+        data = serialize_message(
+            trajectory(
+                self.joint_names, marks, self.dt, Time(sec=self._STAMP_MARK[0], nanosec=self._STAMP_MARK[1])
+            )
+        )
         needles = [struct.pack("<iI", *self._STAMP_MARK)] + [row.astype("<f8").tobytes() for row in marks]
         offsets = []
         for needle in needles:
             at = data.find(needle)
             if at < 0 or data.find(needle, at + 1) >= 0:
-                raise RuntimeError("cannot locate the stamp / positions in rclpy's serialization of a "
-                                   "JointTrajectory (unexpected CDR layout)")
+                raise RuntimeError(
+                    "cannot locate the stamp / positions in rclpy's serialization of a "
+                    "JointTrajectory (unexpected CDR layout)"
+                )
             offsets.append(at)
         return data, offsets[0], offsets[1:]
 
@@ -217,7 +234,7 @@ class TrajectoryWriter:
         width = 8 * rows.shape[1]
         raw = rows.astype("<f8", copy=False).tobytes()
         for k, at in enumerate(rows_at):
-            buf[at:at + width] = raw[k * width:(k + 1) * width]
+            buf[at : at + width] = raw[k * width : (k + 1) * width]
         return bytes(buf)
 
     def __call__(self, points: np.ndarray, stamp: Time | None = None) -> JointTrajectory:
@@ -244,8 +261,9 @@ def trajectory_points(msg: JointTrajectory, joint_names: list[str]) -> tuple[np.
     times, rows = [], []
     for k, p in enumerate(msg.points):
         if len(p.positions) != len(msg.joint_names):
-            raise MessageError(f"trajectory point {k} has {len(p.positions)} positions, expected "
-                               f"{len(msg.joint_names)}")
+            raise MessageError(
+                f"trajectory point {k} has {len(p.positions)} positions, expected {len(msg.joint_names)}"
+            )
         rows.append(np.asarray(p.positions, dtype=np.float64)[cols])
         times.append(p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec)
     q = np.stack(rows)

@@ -40,7 +40,9 @@ class DemoDriver(Node):
         self.outcomes: list[bool] = []
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
         self.predicted: np.ndarray | None = None
-        self.create_subscription(Bool, "wam/episode_success", lambda m: self.outcomes.append(bool(m.data)), 10)
+        self.create_subscription(
+            Bool, "wam/episode_success", lambda m: self.outcomes.append(bool(m.data)), 10
+        )
         self.create_subscription(Image, "wam/predicted_image", self.on_predicted, 10)
         self.create_subscription(Image, "camera/image_raw", self.on_camera, 10)
         self.reset_client = self.create_client(Trigger, "sim/reset")
@@ -60,11 +62,16 @@ def write_gif(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, fps: float
 
     frames = []
     for cam, pred in pairs:
-        pred = pred if pred.shape == cam.shape else np.asarray(PILImage.fromarray(pred).resize(cam.shape[1::-1]))
+        pred = (
+            pred if pred.shape == cam.shape else np.asarray(PILImage.fromarray(pred).resize(cam.shape[1::-1]))
+        )
         gap = np.full((cam.shape[0], 2, 3), 255, np.uint8)
         row = np.concatenate([cam, gap, pred], axis=1)
-        frames.append(PILImage.fromarray(row).resize((row.shape[1] * GIF_SCALE, row.shape[0] * GIF_SCALE),
-                                                     PILImage.NEAREST))
+        frames.append(
+            PILImage.fromarray(row).resize(
+                (row.shape[1] * GIF_SCALE, row.shape[0] * GIF_SCALE), PILImage.NEAREST
+            )
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
 
@@ -74,8 +81,15 @@ def pct(values: object, q: float) -> float:
     return float(np.percentile(arr, q)) if arr.size else float("nan")
 
 
-def run_demo(model: str, backend: str, episodes: int, seed: int, out: Path | None,
-             timeout_s: float = 30.0, domain_id: int | None = None) -> dict:
+def run_demo(
+    model: str,
+    backend: str,
+    episodes: int,
+    seed: int,
+    out: Path | None,
+    timeout_s: float = 30.0,
+    domain_id: int | None = None,
+) -> dict:
     """Run the closed-loop demo; returns the summary dict (also written to out/summary.json when out is given)."""
     args = {"model": model, "backend": backend, "seed": str(seed)}
     with Bringup("sim_demo", args, domain_id=domain_id) as b:
@@ -86,7 +100,10 @@ def run_demo(model: str, backend: str, episodes: int, seed: int, out: Path | Non
         for ep in range(episodes):
             if ep > 0:
                 driver.recording = ep < 2  # the GIF shows the first two episodes
-                for client in (driver.reset_client, driver.wam_reset_client):  # the sim, then the policy's history
+                for client in (
+                    driver.reset_client,
+                    driver.wam_reset_client,
+                ):  # the sim, then the policy's history
                     future = client.call_async(Trigger.Request())
                     if not b.spin_until(future.done, 10.0):
                         raise RuntimeError(f"{client.srv_name} service did not answer within 10 s")
@@ -97,16 +114,24 @@ def run_demo(model: str, backend: str, episodes: int, seed: int, out: Path | Non
         stats = wam.stats
         infer, overhead = np.asarray(stats["infer_s"]), np.asarray(stats["overhead_s"])
         summary = {
-            "model": model, "backend": backend, "episodes": episodes, "seeds": [seed + i for i in range(episodes)],
+            "model": model,
+            "backend": backend,
+            "episodes": episodes,
+            "seeds": [seed + i for i in range(episodes)],
             "successes": int(sum(driver.outcomes[:episodes])),
             "success_rate": float(np.mean(driver.outcomes[:episodes])) if episodes else float("nan"),
             "episode_results": sim.results,
             "control_hz_target": wam.control_hz,
             "control_hz_achieved": (stats["cycles"] - cycles0) / elapsed if elapsed > 0 else float("nan"),
-            "inference_ms_p50": pct(infer * 1e3, 50), "inference_ms_p99": pct(infer * 1e3, 99),
-            "ros_overhead_ms_p50": pct(overhead * 1e3, 50), "ros_overhead_ms_p99": pct(overhead * 1e3, 99),
-            "missed_cycles": stats["missed"], "ticks": stats["ticks"], "holds": stats["holds"],
-            "refused": stats["refused"], "wall_s": elapsed,
+            "inference_ms_p50": pct(infer * 1e3, 50),
+            "inference_ms_p99": pct(infer * 1e3, 99),
+            "ros_overhead_ms_p50": pct(overhead * 1e3, 50),
+            "ros_overhead_ms_p99": pct(overhead * 1e3, 99),
+            "missed_cycles": stats["missed"],
+            "ticks": stats["ticks"],
+            "holds": stats["holds"],
+            "refused": stats["refused"],
+            "wall_s": elapsed,
         }
         pairs = list(driver.pairs)
         b.executor.remove_node(driver)
@@ -121,13 +146,18 @@ def run_demo(model: str, backend: str, episodes: int, seed: int, out: Path | Non
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=str(package_root() / "models" / "panda_tabletop"),
-                        help="model directory, .pt or .onnx (default: the shipped models/panda_tabletop)")
+    parser.add_argument(
+        "--model",
+        default=str(package_root() / "models" / "panda_tabletop"),
+        help="model directory, .pt or .onnx (default: the shipped models/panda_tabletop)",
+    )
     parser.add_argument("--backend", default="onnxruntime", help="auto | torch | onnxruntime | tensorrt")
     parser.add_argument("--episodes", type=int, default=5, help="seeded episodes to run")
     parser.add_argument("--seed", type=int, default=10_000, help="seed of the first episode (then +1 each)")
     parser.add_argument("--out", default="runs/demo", help="folder for demo.gif and summary.json")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds before an unfinished episode fails")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds before an unfinished episode fails"
+    )
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (0-232)")
 
 
@@ -136,16 +166,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"wam demo: --episodes must be >= 1, got {args.episodes}")
         return 2
     if not Path(args.model).exists():
-        print(f"wam demo: model not found: {args.model} (expected the shipped models/panda_tabletop, or pass --model)")
+        print(
+            f"wam demo: model not found: {args.model} (expected the shipped models/panda_tabletop, or pass --model)"
+        )
         return 2
-    s = run_demo(args.model, args.backend, args.episodes, args.seed, Path(args.out), args.timeout, args.domain_id)
-    print(f"wam demo: {s['successes']}/{s['episodes']} episodes succeeded (success rate {s['success_rate']:.0%}), "
-          f"seeds {s['seeds'][0]}..{s['seeds'][-1]}")
-    print(f"  control rate   {s['control_hz_achieved']:.2f} Hz achieved (target {s['control_hz_target']:g} Hz), "
-          f"missed cycles {s['missed_cycles']}/{s['ticks']}")
-    print(f"  inference      p50 {s['inference_ms_p50']:.2f} ms   p99 {s['inference_ms_p99']:.2f} ms ({s['backend']})")
-    print(f"  ROS overhead   p50 {s['ros_overhead_ms_p50']:.2f} ms   p99 {s['ros_overhead_ms_p99']:.2f} ms "
-          f"(node step minus predict: conversions, safety filter, publishing)")
+    s = run_demo(
+        args.model, args.backend, args.episodes, args.seed, Path(args.out), args.timeout, args.domain_id
+    )
+    print(
+        f"wam demo: {s['successes']}/{s['episodes']} episodes succeeded (success rate {s['success_rate']:.0%}), "
+        f"seeds {s['seeds'][0]}..{s['seeds'][-1]}"
+    )
+    print(
+        f"  control rate   {s['control_hz_achieved']:.2f} Hz achieved (target {s['control_hz_target']:g} Hz), "
+        f"missed cycles {s['missed_cycles']}/{s['ticks']}"
+    )
+    print(
+        f"  inference      p50 {s['inference_ms_p50']:.2f} ms   p99 {s['inference_ms_p99']:.2f} ms ({s['backend']})"
+    )
+    print(
+        f"  ROS overhead   p50 {s['ros_overhead_ms_p50']:.2f} ms   p99 {s['ros_overhead_ms_p99']:.2f} ms "
+        f"(node step minus predict: conversions, safety filter, publishing)"
+    )
     if "gif" in s:
         print(f"  camera | imagined frames: {s['gif']}")
     print(f"  summary: {Path(args.out) / 'summary.json'}")

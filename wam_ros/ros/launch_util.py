@@ -41,7 +41,9 @@ def graph_path(name_or_path: str | Path) -> Path:
         path = config_dir() / "bringup" / f"{name_or_path}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (config_dir() / "bringup").glob("*.yaml"))
-        raise FileNotFoundError(f"bringup graph {str(name_or_path)!r} not found at {path}; known graphs: {known}")
+        raise FileNotFoundError(
+            f"bringup graph {str(name_or_path)!r} not found at {path}; known graphs: {known}"
+        )
     return path
 
 
@@ -82,12 +84,16 @@ def resolve_arguments(graph: dict, given: dict[str, str] | None = None) -> dict[
     given = dict(given or {})
     unknown = set(given) - set(declared)
     if unknown:
-        raise ValueError(f"unknown argument(s) {sorted(unknown)} for {graph['_path']}; declared: {sorted(declared)}")
+        raise ValueError(
+            f"unknown argument(s) {sorted(unknown)} for {graph['_path']}; declared: {sorted(declared)}"
+        )
     out = {k: v.get("default") for k, v in declared.items()}
     out.update(given)
     missing = [k for k, v in out.items() if v is None]
     if missing:
-        raise ValueError(f"argument(s) {missing} have no default: pass {' '.join(m + ':=VALUE' for m in missing)}")
+        raise ValueError(
+            f"argument(s) {missing} have no default: pass {' '.join(m + ':=VALUE' for m in missing)}"
+        )
     return out
 
 
@@ -136,12 +142,24 @@ def node_specs(graph: dict, given: dict[str, str] | None = None) -> list[NodeSpe
         for f in substitute(node.get("parameters", []), args):
             path = Path(f) if Path(f).is_absolute() else root / f
             if not path.is_file():
-                raise FileNotFoundError(f"{graph['_path']}: node {node.get('name')!r}: parameter file not found: {path}")
+                raise FileNotFoundError(
+                    f"{graph['_path']}: node {node.get('name')!r}: parameter file not found: {path}"
+                )
             files.append(path)
-        remaps = [(str(substitute(k, args)), str(substitute(v, args))) for k, v in node.get("remappings", {}).items()]
-        specs.append(NodeSpec(node["executable"], str(node.get("name", node["executable"])),
-                              str(node.get("namespace", "")), files, substitute(node.get("overrides", {}), args),
-                              remaps))
+        remaps = [
+            (str(substitute(k, args)), str(substitute(v, args)))
+            for k, v in node.get("remappings", {}).items()
+        ]
+        specs.append(
+            NodeSpec(
+                node["executable"],
+                str(node.get("name", node["executable"])),
+                str(node.get("namespace", "")),
+                files,
+                substitute(node.get("overrides", {}), args),
+                remaps,
+            )
+        )
     return specs
 
 
@@ -156,7 +174,9 @@ def parse_cli_arguments(items: list[str]) -> dict[str, str]:
     return out
 
 
-def launch_description(name: str):  # -> launch.LaunchDescription (launch is only importable under ros2 launch)
+def launch_description(
+    name: str,
+):  # -> launch.LaunchDescription (launch is only importable under ros2 launch)
     """A LaunchDescription for graph `name`: declared arguments + one launch_ros Node per graph node."""
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch_ros.actions import Node
@@ -166,12 +186,30 @@ def launch_description(name: str):  # -> launch.LaunchDescription (launch is onl
     graph = load_graph(name)
 
     def setup(context, *_, **__):
-        given = {k: context.launch_configurations[k] for k in graph["arguments"] if k in context.launch_configurations}
-        return [Node(package=PACKAGE, executable=s.executable, name=s.name, namespace=s.namespace or None,
-                     parameters=[*map(str, s.parameter_files), s.overrides], remappings=s.remappings, output="screen")
-                for s in node_specs(graph, given)]
+        given = {
+            k: context.launch_configurations[k]
+            for k in graph["arguments"]
+            if k in context.launch_configurations
+        }
+        return [
+            Node(
+                package=PACKAGE,
+                executable=s.executable,
+                name=s.name,
+                namespace=s.namespace or None,
+                parameters=[*map(str, s.parameter_files), s.overrides],
+                remappings=s.remappings,
+                output="screen",
+            )
+            for s in node_specs(graph, given)
+        ]
 
-    declared = [DeclareLaunchArgument(k, description=v.get("description", ""),
-                                      **({"default_value": str(v["default"])} if v.get("default") is not None else {}))
-                for k, v in graph["arguments"].items()]
+    declared = [
+        DeclareLaunchArgument(
+            k,
+            description=v.get("description", ""),
+            **({"default_value": str(v["default"])} if v.get("default") is not None else {}),
+        )
+        for k, v in graph["arguments"].items()
+    ]
     return LaunchDescription([*declared, OpaqueFunction(function=setup)])

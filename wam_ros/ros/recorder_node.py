@@ -45,7 +45,9 @@ _MSG_CLASSES = {
 
 def message_class(msgtype: str) -> type:
     if msgtype not in _MSG_CLASSES:
-        raise ValueError(f"recorder: unsupported message type {msgtype!r}; expected one of {sorted(_MSG_CLASSES)}")
+        raise ValueError(
+            f"recorder: unsupported message type {msgtype!r}; expected one of {sorted(_MSG_CLASSES)}"
+        )
     module, name = _MSG_CLASSES[msgtype]
     return getattr(__import__(module, fromlist=[name]), name)
 
@@ -57,8 +59,12 @@ class RecorderNode(Node):
         super().__init__("recorder", **kwargs)
         declare(self, "output_dir", "bags", "episodes go to output_dir/episode_NNNN (one bag each)")
         declare(self, "topics", ["/camera/image_raw", "/joint_states"], "recorded topics")
-        declare(self, "types", ["sensor_msgs/msg/Image", "sensor_msgs/msg/JointState"], "their types (parallel)")
-        declare(self, "best_effort_topics", [""], "topics subscribed best-effort (publishers offering only that)")
+        declare(
+            self, "types", ["sensor_msgs/msg/Image", "sensor_msgs/msg/JointState"], "their types (parallel)"
+        )
+        declare(
+            self, "best_effort_topics", [""], "topics subscribed best-effort (publishers offering only that)"
+        )
         declare(self, "task", "", "task text (instruction) of the next episode")
         declare(self, "operator", "", "operator name stored with each episode")
         declare(self, "robot_profile", "panda", "robot profile stored with each episode")
@@ -73,8 +79,10 @@ class RecorderNode(Node):
         topics = list(p("topics").value)
         types = list(p("types").value)
         if len(topics) != len(types) or not topics:
-            raise ValueError(f"recorder: 'topics' ({len(topics)}) and 'types' ({len(types)}) must be non-empty lists "
-                             "of the same length")
+            raise ValueError(
+                f"recorder: 'topics' ({len(topics)}) and 'types' ({len(types)}) must be non-empty lists "
+                "of the same length"
+            )
         self.topics = dict(zip(topics, types, strict=True))
         self.output_dir = Path(p("output_dir").value)
         self._lock = threading.Lock()
@@ -85,11 +93,20 @@ class RecorderNode(Node):
 
         best_effort = {t for t in p("best_effort_topics").value if t}
         for topic, msgtype in self.topics.items():
-            qos = QoSProfile(depth=int(p("qos_depth").value), history=HistoryPolicy.KEEP_LAST,
-                             reliability=ReliabilityPolicy.BEST_EFFORT if topic in best_effort
-                             else ReliabilityPolicy.RELIABLE)
-            self.create_subscription(message_class(msgtype), topic,
-                                     lambda data, topic=topic: self._on_message(topic, data), qos, raw=True)
+            qos = QoSProfile(
+                depth=int(p("qos_depth").value),
+                history=HistoryPolicy.KEEP_LAST,
+                reliability=ReliabilityPolicy.BEST_EFFORT
+                if topic in best_effort
+                else ReliabilityPolicy.RELIABLE,
+            )
+            self.create_subscription(
+                message_class(msgtype),
+                topic,
+                lambda data, topic=topic: self._on_message(topic, data),
+                qos,
+                raw=True,
+            )
         self.create_service(Trigger, "~/start", self._srv(self.start_episode))
         self.create_service(Trigger, "~/stop_success", self._srv(lambda: self.stop_episode(True)))
         self.create_service(Trigger, "~/stop_failure", self._srv(lambda: self.stop_episode(False)))
@@ -109,8 +126,11 @@ class RecorderNode(Node):
         return self._writer is not None
 
     def _next_bag_path(self) -> Path:
-        used = [int(m.group(1)) for d in (self.output_dir.iterdir() if self.output_dir.is_dir() else [])
-                if (m := _EPISODE_RE.match(d.name))]
+        used = [
+            int(m.group(1))
+            for d in (self.output_dir.iterdir() if self.output_dir.is_dir() else [])
+            if (m := _EPISODE_RE.match(d.name))
+        ]
         return self.output_dir / f"episode_{max(used, default=-1) + 1:04d}"
 
     def start_episode(self) -> tuple[bool, str]:
@@ -122,14 +142,24 @@ class RecorderNode(Node):
                 path = self._next_bag_path()
             except OSError as exc:
                 return self._fail(f"cannot list output_dir {self.output_dir}: {exc.strerror}")
-            custom = {"wam.task": str(p("task").value), "wam.instruction": str(p("task").value),
-                      "wam.operator": str(p("operator").value), "wam.robot_profile": str(p("robot_profile").value),
-                      "wam.success": "unknown", "wam.producer": "recorder_node",
-                      "wam.started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+            custom = {
+                "wam.task": str(p("task").value),
+                "wam.instruction": str(p("task").value),
+                "wam.operator": str(p("operator").value),
+                "wam.robot_profile": str(p("robot_profile").value),
+                "wam.success": "unknown",
+                "wam.producer": "recorder_node",
+                "wam.started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            }
             try:
-                writer = BagWriter(path, dict(self.topics), custom, chunk_size=int(p("chunk_size").value),
-                                   flush_period_s=float(p("flush_period_s").value),
-                                   compression=str(p("compression").value))
+                writer = BagWriter(
+                    path,
+                    dict(self.topics),
+                    custom,
+                    chunk_size=int(p("chunk_size").value),
+                    flush_period_s=float(p("flush_period_s").value),
+                    compression=str(p("compression").value),
+                )
                 writer.open()
             except (BagError, ValueError) as exc:
                 return self._fail(f"cannot start an episode: {exc}")
@@ -142,15 +172,23 @@ class RecorderNode(Node):
         with self._lock:
             writer, self._writer = self._writer, None
             if writer is None:
-                return False, "not recording" + (f" (last error: {self.last_error})" if self.last_error else "")
+                return False, "not recording" + (
+                    f" (last error: {self.last_error})" if self.last_error else ""
+                )
             try:
                 writer.close({"wam.success": "true" if success else "false"})
             except BagError as exc:
                 return self._fail(str(exc))
             self.last_bag = writer.path
-            report = {"bag": str(writer.path), "success": success, "written": writer.counts,
-                      "received": dict(self._received)}
-        self.get_logger().info(f"episode stopped ({'success' if success else 'failure'}): {json.dumps(report)}")
+            report = {
+                "bag": str(writer.path),
+                "success": success,
+                "written": writer.counts,
+                "received": dict(self._received),
+            }
+        self.get_logger().info(
+            f"episode stopped ({'success' if success else 'failure'}): {json.dumps(report)}"
+        )
         return True, json.dumps(report)
 
     def discard_episode(self) -> tuple[bool, str]:
@@ -187,11 +225,16 @@ class RecorderNode(Node):
         def handle(request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
             response.success, response.message = action()
             return response
+
         return handle
 
     def _on_key(self, key: str) -> None:
-        action = {"r": self.start_episode, "y": lambda: self.stop_episode(True),
-                  "n": lambda: self.stop_episode(False), "x": self.discard_episode}.get(key)
+        action = {
+            "r": self.start_episode,
+            "y": lambda: self.stop_episode(True),
+            "n": lambda: self.stop_episode(False),
+            "x": self.discard_episode,
+        }.get(key)
         if action is not None:
             ok, msg = action()
             (self.get_logger().info if ok else self.get_logger().warn)(msg)

@@ -32,20 +32,31 @@ class SimNode(Node):
         super().__init__("sim", **kwargs)
         task = declare(self, "task", "reach", "tabletop task: reach | push")
         image_size = declare(self, "image_size", 64, "camera image size (square)")
-        self.control_hz = declare(self, "control_hz", 10.0, "physics steps per second of wall time (control rate)")
+        self.control_hz = declare(
+            self, "control_hz", 10.0, "physics steps per second of wall time (control rate)"
+        )
         self.seed = declare(self, "seed", 10_000, "seed of episode 0; episode i uses seed + i")
         max_steps = declare(self, "max_steps", 0, "episode step limit (0 = the task's default)")
         randomize = declare(self, "randomize", True, "domain randomisation (start pose, lighting, friction)")
-        controller = declare(self, "controller", "arm_controller", "controller namespace of the command topics")
+        controller = declare(
+            self, "controller", "arm_controller", "controller namespace of the command topics"
+        )
         self.encoding = declare(self, "camera_encoding", "rgb8", "rgb8 | bgr8 | mono8")
         self.frame_id = declare(self, "frame_id", "camera", "camera frame id")
-        self.publish_instruction = declare(self, "publish_instruction", True, "publish each episode's instruction")
+        self.publish_instruction = declare(
+            self, "publish_instruction", True, "publish each episode's instruction"
+        )
         if self.encoding not in cv.CHANNELS:
             raise ValueError(f"camera_encoding must be one of {sorted(cv.CHANNELS)}, got {self.encoding!r}")
         if not self.control_hz > 0:
             raise ValueError(f"control_hz must be > 0, got {self.control_hz}")
-        self.env = TabletopEnv(task=task, image_size=int(image_size), control_hz=int(round(self.control_hz)),
-                               max_steps=int(max_steps) or None, randomize=bool(randomize))
+        self.env = TabletopEnv(
+            task=task,
+            image_size=int(image_size),
+            control_hz=int(round(self.control_hz)),
+            max_steps=int(max_steps) or None,
+            randomize=bool(randomize),
+        )
         self.joint_names = list(self.env.profile.joint_names)
         self.dt = 1.0 / self.control_hz
 
@@ -62,8 +73,10 @@ class SimNode(Node):
         self.results: list[dict] = []  # one dict per finished episode (seed, success, steps, instruction)
         self.reset_episode()
         self.timer = self.create_timer(self.dt, self.on_timer)
-        self.get_logger().info(f"sim_node: {task}, {image_size}x{image_size} {self.encoding}, {self.control_hz:g} Hz, "
-                               f"commands on {controller}/joint_trajectory and {controller}/commands")
+        self.get_logger().info(
+            f"sim_node: {task}, {image_size}x{image_size} {self.encoding}, {self.control_hz:g} Hz, "
+            f"commands on {controller}/joint_trajectory and {controller}/commands"
+        )
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -114,9 +127,15 @@ class SimNode(Node):
             self.obs, _, terminated, truncated, info = self.env.step(self.current_target(now))
             if terminated or truncated:
                 self.done = True
-                self.results.append({"episode": self.episode, "seed": int(self.seed) + self.episode,
-                                     "success": bool(info["success"]), "steps": int(info["step"]),
-                                     "instruction": self.env.instruction})
+                self.results.append(
+                    {
+                        "episode": self.episode,
+                        "seed": int(self.seed) + self.episode,
+                        "success": bool(info["success"]),
+                        "steps": int(info["step"]),
+                        "instruction": self.env.instruction,
+                    }
+                )
                 self.success_pub.publish(Bool(data=bool(info["success"])))
         self.publish_observation(now)
 
@@ -124,7 +143,9 @@ class SimNode(Node):
         if self.publish_instruction:  # with every observation, so a late or volatile subscriber always has it
             self.instruction_pub.publish(String(data=self.env.instruction))
         stamp = cv.sec_to_stamp(t)
-        self.joint_pub.publish(cv.joint_state(self.joint_names, self.obs["joint_pos"], self.obs["joint_vel"], stamp))
+        self.joint_pub.publish(
+            cv.joint_state(self.joint_names, self.obs["joint_pos"], self.obs["joint_vel"], stamp)
+        )
         self.image_pub.publish(cv.rgb_to_image(self.obs["image"], stamp, self.frame_id, self.encoding))
 
     def on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:

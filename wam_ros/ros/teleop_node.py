@@ -41,26 +41,45 @@ class TeleopNode(Node):
         super().__init__("teleop", **kwargs)
         self.rate_hz = declare(self, "rate_hz", 30.0, "command rate (Hz)")
         mode = declare(self, "mode", "joint", "start mode: joint | cartesian")
-        controller = declare(self, "controller", "arm_controller", "controller namespace of the command topics")
+        controller = declare(
+            self, "controller", "arm_controller", "controller namespace of the command topics"
+        )
         self.interface = declare(self, "command_interface", "forward", "forward | trajectory | both")
         profile = declare(self, "robot_profile", "panda", "robot profile name or path (joints, limits, urdf)")
-        jog = JogConfig(joint_speed=declare(self, "joint_speed", 0.25, "fraction of the joint velocity limits"),
-                        linear_speed=declare(self, "linear_speed", 0.10, "end-effector speed (m/s)"),
-                        angular_speed=declare(self, "angular_speed", 0.5, "end-effector rotation speed (rad/s)"),
-                        gripper_speed=declare(self, "gripper_speed", 0.05, "gripper width speed (m/s)"),
-                        ee_link=declare(self, "ee_link", "panda_grasptarget", "URDF link of Cartesian jog"))
-        self.state_timeout = declare(self, "state_timeout_s", 0.5, "stop when joint_states are older than this")
+        jog = JogConfig(
+            joint_speed=declare(self, "joint_speed", 0.25, "fraction of the joint velocity limits"),
+            linear_speed=declare(self, "linear_speed", 0.10, "end-effector speed (m/s)"),
+            angular_speed=declare(self, "angular_speed", 0.5, "end-effector rotation speed (rad/s)"),
+            gripper_speed=declare(self, "gripper_speed", 0.05, "gripper width speed (m/s)"),
+            ee_link=declare(self, "ee_link", "panda_grasptarget", "URDF link of Cartesian jog"),
+        )
+        self.state_timeout = declare(
+            self, "state_timeout_s", 0.5, "stop when joint_states are older than this"
+        )
         self.joy_timeout = declare(self, "joy_timeout_s", 0.5, "stop when the Joy device is silent this long")
         self.key_duration = declare(self, "key_duration_s", 0.2, "how long one key press jogs")
-        use_keyboard = declare(self, "keyboard", True, "read keys from the terminal (only when stdin is a TTY)")
+        use_keyboard = declare(
+            self, "keyboard", True, "read keys from the terminal (only when stdin is a TTY)"
+        )
         defaults = JoyMapping()
-        mapping = {name: declare(self, f"joy_{name}", getattr(defaults, name), f"Joy mapping: {name}")
-                   for name in ("deadman_button", "mode_button", "gripper_open_button", "gripper_close_button",
-                                "deadband")}
+        mapping = {
+            name: declare(self, f"joy_{name}", getattr(defaults, name), f"Joy mapping: {name}")
+            for name in (
+                "deadman_button",
+                "mode_button",
+                "gripper_open_button",
+                "gripper_close_button",
+                "deadband",
+            )
+        }
         for name in ("joint_axes", "cartesian_axes"):
-            mapping[name] = [int(v) for v in declare(self, f"joy_{name}", list(getattr(defaults, name)), name)]
+            mapping[name] = [
+                int(v) for v in declare(self, f"joy_{name}", list(getattr(defaults, name)), name)
+            ]
         for name in ("joint_scale", "cartesian_scale"):
-            mapping[name] = [float(v) for v in declare(self, f"joy_{name}", list(getattr(defaults, name)), name)]
+            mapping[name] = [
+                float(v) for v in declare(self, f"joy_{name}", list(getattr(defaults, name)), name)
+            ]
         if self.interface not in INTERFACES:
             raise ValueError(f"command_interface must be one of {INTERFACES}, got {self.interface!r}")
         if mode not in MODES:
@@ -88,9 +107,11 @@ class TeleopNode(Node):
         self._unsubscribe = keyboard.subscribe(self.on_key)
         if use_keyboard and keyboard.start():
             self.get_logger().info(KEY_HELP)
-        self.get_logger().info(f"teleop: {mode} mode, deadman button {self.mapping.deadman_button}, "
-                               f"{self.rate_hz:g} Hz on {controller}/"
-                               f"{'commands' if self.interface == 'forward' else self.interface}")
+        self.get_logger().info(
+            f"teleop: {mode} mode, deadman button {self.mapping.deadman_button}, "
+            f"{self.rate_hz:g} Hz on {controller}/"
+            f"{'commands' if self.interface == 'forward' else self.interface}"
+        )
 
     # ------------------------------------------------------------------------------------------------ inputs
     def on_joint_states(self, msg: JointState) -> None:

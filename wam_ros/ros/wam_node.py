@@ -45,8 +45,12 @@ from wam_ros.runtime.preprocess import FrameStack
 from wam_ros.runtime.safety import SafetyFilter, SafetyLimits, Stamped, StampGuard, UnsafeInput, Watchdog
 from wam_ros.runtime.surprise import SurpriseMonitor
 
-LEVEL_NAMES = {DiagnosticStatus.OK: "OK", DiagnosticStatus.WARN: "WARN", DiagnosticStatus.ERROR: "ERROR",
-               DiagnosticStatus.STALE: "STALE"}
+LEVEL_NAMES = {
+    DiagnosticStatus.OK: "OK",
+    DiagnosticStatus.WARN: "WARN",
+    DiagnosticStatus.ERROR: "ERROR",
+    DiagnosticStatus.STALE: "STALE",
+}
 STAT_WINDOW = 20_000  # samples kept for the p50/p99 figures (about 30 min at 10 Hz)
 
 
@@ -58,23 +62,47 @@ class WamNode(Node):
         graph = declare(self, "graph", "full", "full (action + next frame) | action (lowest latency)")
         threads = declare(self, "threads", 2, "intra-op threads for the backend")
         robot = declare(self, "robot", "panda", "robot profile name or path (joint limits)")
-        self.control_hz = declare(self, "control_hz", 10.0, "control rate (Hz); trajectory points are 1/rate apart")
-        self.trigger = declare(self, "trigger", "timer", "timer: predict every period | camera: on each new frame")
+        self.control_hz = declare(
+            self, "control_hz", 10.0, "control rate (Hz); trajectory points are 1/rate apart"
+        )
+        self.trigger = declare(
+            self, "trigger", "timer", "timer: predict every period | camera: on each new frame"
+        )
         self.instruction = declare(self, "instruction", "reach the red target", "task instruction")
         self.command_type = declare(self, "command_type", "trajectory", "trajectory | forward")
-        controller = declare(self, "controller", "arm_controller", "controller namespace of the command topics")
+        controller = declare(
+            self, "controller", "arm_controller", "controller namespace of the command topics"
+        )
         timeout = declare(self, "input_timeout_s", 0.3, "max age of camera / joint_states before STALE")
         skew = declare(self, "max_skew_s", 0.25, "max stamp difference between camera and joint_states")
         self.max_pixels = declare(self, "max_image_pixels", 4_000_000, "larger images are refused")
-        threshold = declare(self, "surprise_threshold", 0.05, "mean squared pixel error (0..1) that counts as surprise")
-        self.surprise_hold = declare(self, "surprise_hold", False, "hold the robot while surprise > threshold")
-        self.publish_prediction = declare(self, "publish_predicted_image", True, "publish wam/predicted_image")
-        self.replan_steps = declare(self, "replan_steps", 1, "control periods per prediction (the controller "
-                                                             "follows the published chunk in between)")
-        publish_timing = declare(self, "publish_timing", False, "publish wam/timing (per-command stage times, for "
-                                                                 "latency measurements)")
-        self.diagnostics_period = declare(self, "diagnostics_period_s", 1.0, "/diagnostics at least this often; at "
-                                          "once when the level, message or instruction changes")
+        threshold = declare(
+            self, "surprise_threshold", 0.05, "mean squared pixel error (0..1) that counts as surprise"
+        )
+        self.surprise_hold = declare(
+            self, "surprise_hold", False, "hold the robot while surprise > threshold"
+        )
+        self.publish_prediction = declare(
+            self, "publish_predicted_image", True, "publish wam/predicted_image"
+        )
+        self.replan_steps = declare(
+            self,
+            "replan_steps",
+            1,
+            "control periods per prediction (the controller follows the published chunk in between)",
+        )
+        publish_timing = declare(
+            self,
+            "publish_timing",
+            False,
+            "publish wam/timing (per-command stage times, for latency measurements)",
+        )
+        self.diagnostics_period = declare(
+            self,
+            "diagnostics_period_s",
+            1.0,
+            "/diagnostics at least this often; at once when the level, message or instruction changes",
+        )
         if not self.diagnostics_period > 0:
             raise ValueError(f"diagnostics_period_s must be > 0, got {self.diagnostics_period}")
         self._last_diag: tuple | None = None  # (level, message, instruction) last published
@@ -98,8 +126,12 @@ class WamNode(Node):
         if missing:
             raise ValueError(f"model joints {missing} are not in robot profile {profile.name!r}")
         idx = [profile.joint_names.index(n) for n in self.joint_names]
-        limits = SafetyLimits(self.joint_names, np.asarray(profile.position_lower)[idx],
-                              np.asarray(profile.position_upper)[idx], np.asarray(profile.velocity_limit)[idx])
+        limits = SafetyLimits(
+            self.joint_names,
+            np.asarray(profile.position_lower)[idx],
+            np.asarray(profile.position_upper)[idx],
+            np.asarray(profile.velocity_limit)[idx],
+        )
         self.dt = 1.0 / self.control_hz
         self.safety = SafetyFilter(limits, self.dt)
         self.trajectory_writer = cv.TrajectoryWriter(self.joint_names, self.dt)
@@ -116,7 +148,9 @@ class WamNode(Node):
 
         self.camera: tuple[np.ndarray, Stamped] | None = None
         self.camera_wall = 0.0  # time.time() when the camera callback was entered (wam/timing)
-        self.new_frame = False  # a camera frame arrived since the last step (surprise compares only new frames)
+        self.new_frame = (
+            False  # a camera frame arrived since the last step (surprise compares only new frames)
+        )
         self.joints: tuple[np.ndarray, Stamped] | None = None
         self.errors: list[str] = []  # refusals since the last diagnostics message
         self.hold_level: bytes | None = None  # STALE / WARN / ERROR while holding
@@ -125,9 +159,19 @@ class WamNode(Node):
         self.last_step = -1.0
         self.plan_age = 0  # control steps since the last published chunk
         self.chunk = np.zeros((0, len(self.joint_names)))  # the last published (safe) chunk
-        self.stats = {"cycles": 0, "steps": 0, "commands": 0, "holds": 0, "refused": 0, "ticks": 0, "missed": 0,
-                      "clamped": 0, "infer_s": deque(maxlen=STAT_WINDOW), "step_s": deque(maxlen=STAT_WINDOW),
-                      "overhead_s": deque(maxlen=STAT_WINDOW)}  # step_s minus predict() per published command
+        self.stats = {
+            "cycles": 0,
+            "steps": 0,
+            "commands": 0,
+            "holds": 0,
+            "refused": 0,
+            "ticks": 0,
+            "missed": 0,
+            "clamped": 0,
+            "infer_s": deque(maxlen=STAT_WINDOW),
+            "step_s": deque(maxlen=STAT_WINDOW),
+            "overhead_s": deque(maxlen=STAT_WINDOW),
+        }  # step_s minus predict() per published command
         self._last_tick: float | None = None
         self._last_surprise: float | None = None
 
@@ -144,13 +188,17 @@ class WamNode(Node):
         self.pred_pub = self.create_publisher(Image, "wam/predicted_image", 10)
         self.surprise_pub = self.create_publisher(Float32, "wam/surprise", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.timing_pub = self.create_publisher(Float64MultiArray, "wam/timing", 10) if publish_timing else None
+        self.timing_pub = (
+            self.create_publisher(Float64MultiArray, "wam/timing", 10) if publish_timing else None
+        )
         self.create_service(Trigger, "wam/reset", self.on_reset)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.timer = self.create_timer(self.dt, self.on_timer)
-        self.get_logger().info(f"wam_node: {model_path} ({backend}), "
-                               f"{len(self.joint_names)} joints, {self.control_hz:g} Hz, {self.command_type} on "
-                               f"{self.cmd_pub.topic_name}, trigger={self.trigger}")
+        self.get_logger().info(
+            f"wam_node: {model_path} ({backend}), "
+            f"{len(self.joint_names)} joints, {self.control_hz:g} Hz, {self.command_type} on "
+            f"{self.cmd_pub.topic_name}, trigger={self.trigger}"
+        )
 
     # ---- inputs -------------------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -206,8 +254,9 @@ class WamNode(Node):
         for p in params:
             if p.name == "instruction":
                 if not isinstance(p.value, str) or not p.value.strip():
-                    return SetParametersResult(successful=False, reason=f"instruction must be a non-empty string, "
-                                                                        f"got {p.value!r}")
+                    return SetParametersResult(
+                        successful=False, reason=f"instruction must be a non-empty string, got {p.value!r}"
+                    )
                 if p.value != self.instruction:
                     self.instruction = p.value
                     self.frames.reset()  # a new task: do not mix the old frames into the new history
@@ -264,15 +313,18 @@ class WamNode(Node):
         surprise = self.observe_surprise(rgb) if fresh and self.surprise_hold else None
         mid_chunk = self.commanded and self.hold_level is None and self.plan_age < self.replan_steps - 1
         if mid_chunk and not (self.surprise_hold and self.surprise.exceeded):
-            self.plan_age += 1  # the controller is still executing the last chunk (inputs checked fresh above)
+            self.plan_age += (
+                1  # the controller is still executing the last chunk (inputs checked fresh above)
+            )
             if self.command_type == "forward":  # a forward controller needs each target of the chunk in turn
                 self.cmd_pub.publish(cv.float_array(self.chunk[min(self.plan_age, len(self.chunk) - 1)]))
             self.publish_surprise(self.surprise_after(surprise, fresh, rgb))
             return
         try:
             t1, wall1 = time.perf_counter(), time.time()
-            out = self.policy.predict({"images": self.frames.frames(), "joint_pos": q,
-                                       "instruction": self.instruction})
+            out = self.policy.predict(
+                {"images": self.frames.frames(), "joint_pos": q, "instruction": self.instruction}
+            )
             infer, wall2 = time.perf_counter() - t1, time.time()
             self.stats["infer_s"].append(infer)
             safe = self.safety.apply(out["action"], q)
@@ -295,17 +347,22 @@ class WamNode(Node):
             total = time.perf_counter() - t0
             self.stats["step_s"].append(total)
             self.stats["overhead_s"].append(total - infer)
-            if self.timing_pub is not None:  # [camera stamp, callback entered, predict start, end, publish called]
-                self.timing_pub.publish(Float64MultiArray(data=[cam.stamp, self.camera_wall, wall1, wall2,
-                                                                publishing]))
+            if (
+                self.timing_pub is not None
+            ):  # [camera stamp, callback entered, predict start, end, publish called]
+                self.timing_pub.publish(
+                    Float64MultiArray(data=[cam.stamp, self.camera_wall, wall1, wall2, publishing])
+                )
         self.publish_surprise(self.surprise_after(surprise, fresh, rgb))
         nxt = out.get("next_frame")
         self.surprise.expect(nxt)
         if nxt is not None and self.publish_prediction:
             self.pred_pub.publish(cv.rgb_to_image(nxt, self.get_clock().now().to_msg(), "wam_prediction"))
         if surprised:
-            self.hold(DiagnosticStatus.WARN, f"surprise {self.surprise.value:.4f} > threshold "
-                                              f"{self.surprise.threshold:.4f}")
+            self.hold(
+                DiagnosticStatus.WARN,
+                f"surprise {self.surprise.value:.4f} > threshold {self.surprise.threshold:.4f}",
+            )
 
     def observe_surprise(self, rgb: np.ndarray) -> float | None:
         value = self.surprise.observe(rgb)
@@ -333,7 +390,9 @@ class WamNode(Node):
     def hold(self, level: bytes, reason: str) -> None:
         """Hold the last measured valid position (sent once per hold, and only after motion was commanded)."""
         first = self.hold_level is None
-        if level == DiagnosticStatus.STALE:  # after a gap, re-synchronise to the senders' clocks (e.g. a sim reset)
+        if (
+            level == DiagnosticStatus.STALE
+        ):  # after a gap, re-synchronise to the senders' clocks (e.g. a sim reset)
             self.camera_guard.reset()
             self.joint_guard.reset()
         self.hold_level, self.hold_reason = level, reason
@@ -354,20 +413,32 @@ class WamNode(Node):
         else:
             level, message = DiagnosticStatus.OK, "running"
         key = (level, message, self.instruction)
-        if now is not None and key == self._last_diag and now - self._last_diag_time < self.diagnostics_period:
+        if (
+            now is not None
+            and key == self._last_diag
+            and now - self._last_diag_time < self.diagnostics_period
+        ):
             return
         self._last_diag, self._last_diag_time = key, (self.now() if now is None else now)
         st = DiagnosticStatus(name="wam: control", hardware_id=self.get_fully_qualified_name())
         st.level, st.message = level, message
         self.errors = []
         infer, overhead = self.stats["infer_s"], list(self.stats["overhead_s"])[-100:]
-        st.values = [KeyValue(key=k, value=str(v)) for k, v in (
-            ("instruction", self.instruction), ("commands", self.stats["commands"]),
-            ("refused", self.stats["refused"]), ("holds", self.stats["holds"]),
-            ("ticks", self.stats["ticks"]), ("missed_cycles", self.stats["missed"]), ("clamped", self.stats["clamped"]),
-            ("inference_ms", f"{infer[-1] * 1e3:.2f}" if infer else "nan"),
-            ("step_overhead_ms_p50", f"{np.median(overhead) * 1e3:.3f}" if overhead else "nan"),
-            ("surprise", f"{self._last_surprise:.5f}" if self._last_surprise is not None else "nan"))]
+        st.values = [
+            KeyValue(key=k, value=str(v))
+            for k, v in (
+                ("instruction", self.instruction),
+                ("commands", self.stats["commands"]),
+                ("refused", self.stats["refused"]),
+                ("holds", self.stats["holds"]),
+                ("ticks", self.stats["ticks"]),
+                ("missed_cycles", self.stats["missed"]),
+                ("clamped", self.stats["clamped"]),
+                ("inference_ms", f"{infer[-1] * 1e3:.2f}" if infer else "nan"),
+                ("step_overhead_ms_p50", f"{np.median(overhead) * 1e3:.3f}" if overhead else "nan"),
+                ("surprise", f"{self._last_surprise:.5f}" if self._last_surprise is not None else "nan"),
+            )
+        ]
         msg = DiagnosticArray(status=[st])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(msg)

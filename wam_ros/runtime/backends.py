@@ -38,8 +38,9 @@ class Backend(Protocol):
     name: str
     graph: str  # "full" or "action"
 
-    def run(self, frames: np.ndarray, joint_pos: np.ndarray,
-            tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
+    def run(
+        self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
 @functools.cache
@@ -75,10 +76,14 @@ def candidate_providers(cache_dir: str | Path | None = None, fp16: bool = True) 
     available = set(ort.get_available_providers())
     out: list[Any] = []
     if cuda_device_count() > 0:
-        if "TensorrtExecutionProvider" in available and _loadable("libnvinfer.so.10", "libnvinfer.so.11",
-                                                                    "libnvinfer.so"):
-            opts = {"trt_fp16_enable": bool(fp16), "trt_engine_cache_enable": True,
-                    "trt_engine_cache_path": str(cache_dir or Path.home() / ".cache" / "wam_ros" / "trt")}
+        if "TensorrtExecutionProvider" in available and _loadable(
+            "libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so"
+        ):
+            opts = {
+                "trt_fp16_enable": bool(fp16),
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(cache_dir or Path.home() / ".cache" / "wam_ros" / "trt"),
+            }
             Path(opts["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
             out.append(("TensorrtExecutionProvider", opts))
         if "CUDAExecutionProvider" in available:
@@ -94,11 +99,17 @@ def _log_choice_once(providers: list[str], path: Path) -> None:
     key = tuple(providers)
     if key not in _LOGGED:
         _LOGGED.add(key)
-        log.info("onnxruntime providers for %s: %s (GPUs seen by the driver: %d)", path.name, providers,
-                 cuda_device_count())
+        log.info(
+            "onnxruntime providers for %s: %s (GPUs seen by the driver: %d)",
+            path.name,
+            providers,
+            cuda_device_count(),
+        )
 
 
-SPIN_ENV = "WAM_ORT_SPIN"  # "0": never spin (lowest CPU use, slower with > 1 thread); "1" (default): spin in Run()
+SPIN_ENV = (
+    "WAM_ORT_SPIN"  # "0": never spin (lowest CPU use, slower with > 1 thread); "1" (default): spin in Run()
+)
 
 
 def session_options(threads: int, spin: bool | None = None) -> Any:
@@ -128,8 +139,12 @@ def session_options(threads: int, spin: bool | None = None) -> Any:
     return so
 
 
-def open_session(path: str | Path, threads: int = 2, providers: list[Any] | None = None,
-                 cache_dir: str | Path | None = None) -> Any:
+def open_session(
+    path: str | Path,
+    threads: int = 2,
+    providers: list[Any] | None = None,
+    cache_dir: str | Path | None = None,
+) -> Any:
     """An onnxruntime InferenceSession on the best provider that works, with a clear error for a bad file."""
     import onnxruntime as ort
 
@@ -148,13 +163,19 @@ def open_session(path: str | Path, threads: int = 2, providers: list[Any] | None
         except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, EP errors, ...)
             error = exc
             if attempt is not attempts[-1]:
-                log.warning("onnxruntime providers %s failed for %s (%s); retrying on CPU", attempt, path.name,
-                            str(exc).strip()[:200])
+                log.warning(
+                    "onnxruntime providers %s failed for %s (%s); retrying on CPU",
+                    attempt,
+                    path.name,
+                    str(exc).strip()[:200],
+                )
         finally:
             ort.set_default_logger_severity(3)
     if sess is None:
-        raise ValueError(f"cannot load ONNX model {path}: expected a complete ONNX file written by `wam export`, "
-                         f"onnxruntime said: {str(error).strip()[:300]}") from error
+        raise ValueError(
+            f"cannot load ONNX model {path}: expected a complete ONNX file written by `wam export`, "
+            f"onnxruntime said: {str(error).strip()[:300]}"
+        ) from error
     _log_choice_once(sess.get_providers(), path)
     return sess
 
@@ -166,16 +187,23 @@ class OrtBackend:
     saves host<->device copies; off on CPU, where benchmarks/latency.py measured no gain — see RESULTS.md).
     """
 
-    def __init__(self, path: str | Path, threads: int = 2, providers: list[Any] | None = None,
-                 io_binding: bool | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int = 2,
+        providers: list[Any] | None = None,
+        io_binding: bool | None = None,
+    ) -> None:
         self.path = Path(path)
         self.sess = open_session(self.path, threads, providers)
         self.providers: list[str] = self.sess.get_providers()
         names_in = [i.name for i in self.sess.get_inputs()]
         names_out = [o.name for o in self.sess.get_outputs()]
         if names_in != list(INPUTS) or names_out not in (list(OUTPUTS_FULL), list(OUTPUTS_ACTION)):
-            raise ValueError(f"{self.path} is not a WAM graph: expected inputs {list(INPUTS)} and outputs "
-                             f"{list(OUTPUTS_FULL)} or {list(OUTPUTS_ACTION)}, got {names_in} -> {names_out}")
+            raise ValueError(
+                f"{self.path} is not a WAM graph: expected inputs {list(INPUTS)} and outputs "
+                f"{list(OUTPUTS_FULL)} or {list(OUTPUTS_ACTION)}, got {names_in} -> {names_out}"
+            )
         self.graph = "full" if names_out == list(OUTPUTS_FULL) else "action"
         self.output_names = names_out
         self.name = "onnxruntime-" + self.providers[0].replace("ExecutionProvider", "").lower()
@@ -183,8 +211,9 @@ class OrtBackend:
         self.io_binding = gpu if io_binding is None else io_binding
         self._binding = self.sess.io_binding() if self.io_binding else None
 
-    def run(self, frames: np.ndarray, joint_pos: np.ndarray,
-            tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def run(
+        self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         feeds = {"frames": frames, "joint_pos": joint_pos, "tokens": tokens}
         if self._binding is None:
             outs = self.sess.run(self.output_names, feeds)
@@ -216,8 +245,9 @@ class TorchBackend:
         self.name = "torch"
         self._torch = torch
 
-    def run(self, frames: np.ndarray, joint_pos: np.ndarray,
-            tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def run(
+        self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         torch = self._torch
         with torch.inference_mode():
             f, q, t = torch.from_numpy(frames), torch.from_numpy(joint_pos), torch.from_numpy(tokens)

@@ -31,8 +31,10 @@ class TensorRTBackend:
         import torch
 
         if not torch.cuda.is_available():
-            raise TensorRTUnavailable("the TensorRT backend moves tensors with torch.cuda, but this torch build has "
-                                      "no CUDA (install a CUDA build of torch beside tensorrt)")
+            raise TensorRTUnavailable(
+                "the TensorRT backend moves tensors with torch.cuda, but this torch build has "
+                "no CUDA (install a CUDA build of torch beside tensorrt)"
+            )
         self._torch, self._trt = torch, trt
         self.path = Path(engine_path)
         self.spec = spec
@@ -40,15 +42,19 @@ class TensorRTBackend:
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
-            raise ValueError(f"cannot deserialise TensorRT engine {self.path}: corrupt, truncated, or built by "
-                             f"another TensorRT version / GPU (this is TensorRT {trt.__version__})")
+            raise ValueError(
+                f"cannot deserialise TensorRT engine {self.path}: corrupt, truncated, or built by "
+                f"another TensorRT version / GPU (this is TensorRT {trt.__version__})"
+            )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if sorted(self.inputs) != sorted(INPUTS) or not set(self.outputs) <= set(OUTPUTS_FULL):
-            raise ValueError(f"{self.path} is not a WAM engine: expected inputs {list(INPUTS)} and outputs within "
-                             f"{list(OUTPUTS_FULL)}, got {self.inputs} -> {self.outputs}")
+            raise ValueError(
+                f"{self.path} is not a WAM engine: expected inputs {list(INPUTS)} and outputs within "
+                f"{list(OUTPUTS_FULL)}, got {self.inputs} -> {self.outputs}"
+            )
         self.outputs = [n for n in OUTPUTS_FULL if n in self.outputs]
         self.graph = "full" if len(self.outputs) == 2 else "action"
         self.name = "tensorrt"
@@ -58,8 +64,13 @@ class TensorRTBackend:
 
     def _dtype(self, name: str) -> Any:
         t, trt = self._torch, self._trt
-        table = {trt.DataType.FLOAT: t.float32, trt.DataType.HALF: t.float16, trt.DataType.INT32: t.int32,
-                 trt.DataType.INT64: t.int64, trt.DataType.UINT8: t.uint8}
+        table = {
+            trt.DataType.FLOAT: t.float32,
+            trt.DataType.HALF: t.float16,
+            trt.DataType.INT32: t.int32,
+            trt.DataType.INT64: t.int64,
+            trt.DataType.UINT8: t.uint8,
+        }
         return table[self.engine.get_tensor_dtype(name)]
 
     def _allocate(self, shapes: dict[str, tuple[int, ...]]) -> None:
@@ -73,8 +84,9 @@ class TensorRTBackend:
         for name, buf in self._buffers.items():
             self.context.set_tensor_address(name, buf.data_ptr())
 
-    def run(self, frames: np.ndarray, joint_pos: np.ndarray,
-            tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def run(
+        self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         torch = self._torch
         feeds = {"frames": frames, "joint_pos": joint_pos, "tokens": tokens}
         batch = frames.shape[0]

@@ -26,9 +26,15 @@ from typing import Any
 import numpy as np
 
 
-def interleaved_latency(fns: dict[str, Callable[[], Any]], iters: int, warmup: int = 20,
-                        clock: Callable[[], float] = time.perf_counter, block: int = 1,
-                        pause: float = 0.0, turn_warmup: int = 0) -> dict[str, np.ndarray]:
+def interleaved_latency(
+    fns: dict[str, Callable[[], Any]],
+    iters: int,
+    warmup: int = 20,
+    clock: Callable[[], float] = time.perf_counter,
+    block: int = 1,
+    pause: float = 0.0,
+    turn_warmup: int = 0,
+) -> dict[str, np.ndarray]:
     """Call each fn `iters` times, round-robin, after `warmup` rounds; per-call seconds for each name.
 
     clock: time.perf_counter (wall latency) or time.thread_time (CPU time of the calling thread: with 1 thread
@@ -58,8 +64,14 @@ def interleaved_latency(fns: dict[str, Callable[[], Any]], iters: int, warmup: i
 
 
 def summarize(times: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    return {name: {"p50_ms": float(np.percentile(t, 50) * 1e3), "p99_ms": float(np.percentile(t, 99) * 1e3),
-                   "mean_ms": float(t.mean() * 1e3)} for name, t in times.items()}
+    return {
+        name: {
+            "p50_ms": float(np.percentile(t, 50) * 1e3),
+            "p99_ms": float(np.percentile(t, 99) * 1e3),
+            "mean_ms": float(t.mean() * 1e3),
+        }
+        for name, t in times.items()
+    }
 
 
 def load_rows(model_dir: Path, threads: int, include_fp16: bool = True) -> dict[str, Any]:
@@ -71,7 +83,9 @@ def load_rows(model_dir: Path, threads: int, include_fp16: bool = True) -> dict[
     rows["onnxruntime full"] = load_policy(model_dir, "onnxruntime", threads, "full")
     rows["onnxruntime action-only"] = load_policy(model_dir, "onnxruntime", threads, "action")
     if include_fp16 and (model_dir / onnx_name("full", "fp16")).is_file():
-        rows["onnxruntime full fp16"] = load_policy(model_dir, "onnxruntime", threads, "full", precision="fp16")
+        rows["onnxruntime full fp16"] = load_policy(
+            model_dir, "onnxruntime", threads, "full", precision="fp16"
+        )
     if tensorrt_unavailable_reason() is None:
         for graph in ("full", "action"):
             if (model_dir / engine_name(graph)).is_file():
@@ -79,9 +93,19 @@ def load_rows(model_dir: Path, threads: int, include_fp16: bool = True) -> dict[
     return rows
 
 
-def run_benchmark(model_dir: Path, threads: int = 2, iters: int = 300, warmup: int = 30, camera: tuple[int, int] = (
-        480, 640), include_fp16: bool = True, seed: int = 0, cpu_time: bool = False, block: int = 1,
-        pause: float = 0.0, turn_warmup: int = 0) -> dict[str, Any]:
+def run_benchmark(
+    model_dir: Path,
+    threads: int = 2,
+    iters: int = 300,
+    warmup: int = 30,
+    camera: tuple[int, int] = (480, 640),
+    include_fp16: bool = True,
+    seed: int = 0,
+    cpu_time: bool = False,
+    block: int = 1,
+    pause: float = 0.0,
+    turn_warmup: int = 0,
+) -> dict[str, Any]:
     """Measure every row; returns {"rows": {name: {...}}, "settings": {...}}.
 
     cpu_time: measure CPU time of the calling thread instead of wall time (use with threads=1).
@@ -94,53 +118,91 @@ def run_benchmark(model_dir: Path, threads: int = 2, iters: int = 300, warmup: i
     ref = rows["torch eager (full)"]
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, (*camera, 3), dtype=np.uint8) for _ in range(ref.spec.k_frames)]
-    obs = {"images": images, "joint_pos": np.zeros(ref.spec.num_joints), "instruction": "reach the red target"}
+    obs = {
+        "images": images,
+        "joint_pos": np.zeros(ref.spec.num_joints),
+        "instruction": "reach the red target",
+    }
     frames, joint_pos, tokens = ref.prepare(obs)
     graph_fns = {name: (lambda p=p: p.backend.run(frames, joint_pos, tokens)) for name, p in rows.items()}
     predict_fns = {name: (lambda p=p: p.predict(obs)) for name, p in rows.items()}
     clock = time.thread_time if cpu_time else time.perf_counter
     graph = summarize(interleaved_latency(graph_fns, iters, warmup, clock, block, pause, turn_warmup))
-    predict = summarize(interleaved_latency(predict_fns, max(iters // 3, 50), warmup // 3, clock, block, pause,
-                                            turn_warmup))
+    predict = summarize(
+        interleaved_latency(predict_fns, max(iters // 3, 50), warmup // 3, clock, block, pause, turn_warmup)
+    )
     base, full = graph["torch eager (full)"]["p50_ms"], graph["onnxruntime full"]["p50_ms"]
     out = {}
     for name in rows:
-        out[name] = {"graph": graph[name], "predict": predict[name],
-                     "ratio_vs_torch_p50": graph[name]["p50_ms"] / base,
-                     "ratio_vs_ort_full_p50": graph[name]["p50_ms"] / full, "backend": rows[name].backend_name}
+        out[name] = {
+            "graph": graph[name],
+            "predict": predict[name],
+            "ratio_vs_torch_p50": graph[name]["p50_ms"] / base,
+            "ratio_vs_ort_full_p50": graph[name]["p50_ms"] / full,
+            "backend": rows[name].backend_name,
+        }
     h, w = ref.spec.image_size
-    settings = {"model": str(model_dir), "threads": threads, "iters": iters, "batch": 1, "camera": list(camera),
-                "block": block, "pause_ms": pause * 1e3, "turn_warmup": turn_warmup,
-                "clock": "thread CPU time" if cpu_time else "wall",
-                "image_size": [h, w], "params": int(sum(p.numel() for p in ref.backend.model.parameters()))}
+    settings = {
+        "model": str(model_dir),
+        "threads": threads,
+        "iters": iters,
+        "batch": 1,
+        "camera": list(camera),
+        "block": block,
+        "pause_ms": pause * 1e3,
+        "turn_warmup": turn_warmup,
+        "clock": "thread CPU time" if cpu_time else "wall",
+        "image_size": [h, w],
+        "params": int(sum(p.numel() for p in ref.backend.model.parameters())),
+    }
     return {"rows": out, "settings": settings}
 
 
 def format_table(result: dict[str, Any]) -> str:
     s = result["settings"]
-    lines = [f"model {s['model']} ({s['params']:,} params, {s['image_size'][0]}x{s['image_size'][1]}), batch 1, "
-             f"{s['threads']} threads, {s['iters']} calls per row interleaved in turns of {s.get('block', 1)} "
-             f"(pause {s.get('pause_ms', 0.0):g} ms + {s.get('turn_warmup', 0)} untimed call before each), "
-             f"{s['clock']} clock; predict() from "
-             f"{s['camera'][1]}x{s['camera'][0]} camera frames",
-             f"{'row':<26}{'graph p50':>11}{'p99':>9}{'predict p50':>13}{'p99':>9}{'vs torch':>10}{'vs ort full':>13}"]
+    lines = [
+        f"model {s['model']} ({s['params']:,} params, {s['image_size'][0]}x{s['image_size'][1]}), batch 1, "
+        f"{s['threads']} threads, {s['iters']} calls per row interleaved in turns of {s.get('block', 1)} "
+        f"(pause {s.get('pause_ms', 0.0):g} ms + {s.get('turn_warmup', 0)} untimed call before each), "
+        f"{s['clock']} clock; predict() from "
+        f"{s['camera'][1]}x{s['camera'][0]} camera frames",
+        f"{'row':<26}{'graph p50':>11}{'p99':>9}{'predict p50':>13}{'p99':>9}{'vs torch':>10}{'vs ort full':>13}",
+    ]
     for name, r in result["rows"].items():
         g, p = r["graph"], r["predict"]
-        lines.append(f"{name:<26}{g['p50_ms']:>11.3f}{g['p99_ms']:>9.3f}{p['p50_ms']:>13.3f}{p['p99_ms']:>9.3f}"
-                     f"{r['ratio_vs_torch_p50']:>10.2f}{r['ratio_vs_ort_full_p50']:>13.2f}")
+        lines.append(
+            f"{name:<26}{g['p50_ms']:>11.3f}{g['p99_ms']:>9.3f}{p['p50_ms']:>13.3f}{p['p99_ms']:>9.3f}"
+            f"{r['ratio_vs_torch_p50']:>10.2f}{r['ratio_vs_ort_full_p50']:>13.2f}"
+        )
     return "\n".join(lines) + "\n(times in ms; ratios of graph p50)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="model directory (model.pt + ONNX files) or a .pt checkpoint")
-    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every backend (default 2)")
+    parser.add_argument(
+        "model", type=Path, help="model directory (model.pt + ONNX files) or a .pt checkpoint"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="intra-op threads for every backend (default 2)"
+    )
     parser.add_argument("--iters", type=int, default=300, help="interleaved rounds (default 300)")
-    parser.add_argument("--camera", default="480x640", help="camera frame size HxW fed to predict() (default 480x640)")
-    parser.add_argument("--block", type=int, default=1, help="calls of one backend back to back per turn (default 1)")
-    parser.add_argument("--pause-ms", type=float, default=0.0,
-                        help="untimed sleep before each backend's turn (default 0; 30 lets torch's threads sleep)")
-    parser.add_argument("--export-to", type=Path, default=None,
-                        help="where to export a bare checkpoint first (default: a temporary directory)")
+    parser.add_argument(
+        "--camera", default="480x640", help="camera frame size HxW fed to predict() (default 480x640)"
+    )
+    parser.add_argument(
+        "--block", type=int, default=1, help="calls of one backend back to back per turn (default 1)"
+    )
+    parser.add_argument(
+        "--pause-ms",
+        type=float,
+        default=0.0,
+        help="untimed sleep before each backend's turn (default 0; 30 lets torch's threads sleep)",
+    )
+    parser.add_argument(
+        "--export-to",
+        type=Path,
+        default=None,
+        help="where to export a bare checkpoint first (default: a temporary directory)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
 
 
@@ -164,8 +226,14 @@ def run(args: argparse.Namespace) -> int:
             export_model(model_dir, target)
             model_dir = target
         try:
-            result = run_benchmark(model_dir, args.threads, args.iters, camera=camera,  # type: ignore[arg-type]
-                                   block=args.block, pause=args.pause_ms / 1e3)
+            result = run_benchmark(
+                model_dir,
+                args.threads,
+                args.iters,
+                camera=camera,  # type: ignore[arg-type]
+                block=args.block,
+                pause=args.pause_ms / 1e3,
+            )
         except (FileNotFoundError, ValueError) as exc:
             print(f"wam bench: {exc}", file=sys.stderr)
             return 1

@@ -93,12 +93,15 @@ class Policy:
     def prepare(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Observation dict -> (frames uint8 (1,K,3,H,W), joint_pos float32 (1,J), tokens int64 (1,L))."""
         if not isinstance(obs, Mapping):
-            raise ValueError(f"obs must be a dict with keys 'images', 'joint_pos', 'instruction', "
-                             f"got {type(obs).__name__}")
+            raise ValueError(
+                f"obs must be a dict with keys 'images', 'joint_pos', 'instruction', got {type(obs).__name__}"
+            )
         missing = [k for k in ("images", "joint_pos", "instruction") if k not in obs]
         if missing:
-            raise ValueError(f"obs is missing {missing}: expected keys 'images' (1..{self.spec.k_frames} uint8 RGB "
-                             f"frames), 'joint_pos' ({self.spec.num_joints},), 'instruction' str; got {sorted(obs)}")
+            raise ValueError(
+                f"obs is missing {missing}: expected keys 'images' (1..{self.spec.k_frames} uint8 RGB "
+                f"frames), 'joint_pos' ({self.spec.num_joints},), 'instruction' str; got {sorted(obs)}"
+            )
         frames = preprocess.stack_frames(obs["images"], self.spec.k_frames, self.spec.image_size)
         joint_pos = preprocess.check_joint_pos(obs["joint_pos"], self.spec.num_joints)
         return frames, joint_pos, self.tokens(obs["instruction"])
@@ -106,35 +109,52 @@ class Policy:
     def predict(self, obs: Mapping[str, Any]) -> dict[str, np.ndarray | None]:
         """One control step: {"action": float64 (N, J), "next_frame": uint8 (H, W, 3) or None}."""
         action, next_frame = self.backend.run(*self.prepare(obs))
-        return {"action": action[0].astype(np.float64),
-                "next_frame": None if next_frame is None else preprocess.frame_to_image(next_frame[0])}
+        return {
+            "action": action[0].astype(np.float64),
+            "next_frame": None if next_frame is None else preprocess.frame_to_image(next_frame[0]),
+        }
 
-    def run_batch(self, frames: np.ndarray, joint_pos: np.ndarray,
-                  tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def run_batch(
+        self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw batched call (already preprocessed inputs), checked for shape and dtype."""
         B = check_batch(self.spec, frames, joint_pos, tokens)
         action, next_frame = self.backend.run(frames, joint_pos, tokens)
         if action.shape[0] != B:
-            raise RuntimeError(f"backend {self.backend_name} returned batch {action.shape[0]} for input batch {B}")
+            raise RuntimeError(
+                f"backend {self.backend_name} returned batch {action.shape[0]} for input batch {B}"
+            )
         return action, next_frame
 
     def __repr__(self) -> str:
         h, w = self.spec.image_size
-        return (f"Policy({self.source}, backend={self.backend_name}, graph={self.graph}, {h}x{w}, "
-                f"K={self.spec.k_frames}, N={self.spec.chunk}, J={self.spec.num_joints})")
+        return (
+            f"Policy({self.source}, backend={self.backend_name}, graph={self.graph}, {h}x{w}, "
+            f"K={self.spec.k_frames}, N={self.spec.chunk}, J={self.spec.num_joints})"
+        )
 
 
 def check_batch(spec: PolicySpec, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray) -> int:
     """Validate raw batched inputs against the spec; return the batch size B."""
     H, W = spec.image_size
-    want = {"frames": (np.uint8, (spec.k_frames, 3, H, W)), "joint_pos": (np.float32, (spec.num_joints,)),
-            "tokens": (np.int64, (spec.max_tokens,))}
+    want = {
+        "frames": (np.uint8, (spec.k_frames, 3, H, W)),
+        "joint_pos": (np.float32, (spec.num_joints,)),
+        "tokens": (np.int64, (spec.max_tokens,)),
+    }
     B = None
     for name, arr in (("frames", frames), ("joint_pos", joint_pos), ("tokens", tokens)):
         dtype, tail = want[name]
-        if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape[1:] != tail or arr.ndim != len(tail) + 1:
+        if (
+            not isinstance(arr, np.ndarray)
+            or arr.dtype != dtype
+            or arr.shape[1:] != tail
+            or arr.ndim != len(tail) + 1
+        ):
             got = f"{arr.dtype} {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
-            raise ValueError(f"{name} must be {np.dtype(dtype).name} (B, {', '.join(map(str, tail))}), got {got}")
+            raise ValueError(
+                f"{name} must be {np.dtype(dtype).name} (B, {', '.join(map(str, tail))}), got {got}"
+            )
         if B is None:
             B = arr.shape[0]
         elif arr.shape[0] != B:
@@ -157,7 +177,11 @@ def _tensorrt_usable() -> bool:
 def _resolve(path: Path, backend: str, graph: str, precision: str) -> tuple[str, Path]:
     """(backend, file) for a directory, checkpoint, ONNX or engine path."""
     if path.is_dir():
-        ckpt, onnx_file, engine = path / CHECKPOINT, path / onnx_name(graph, precision), path / engine_name(graph)
+        ckpt, onnx_file, engine = (
+            path / CHECKPOINT,
+            path / onnx_name(graph, precision),
+            path / engine_name(graph),
+        )
         if backend == "auto":
             if engine.is_file() and _tensorrt_usable():
                 return "tensorrt", engine
@@ -165,7 +189,9 @@ def _resolve(path: Path, backend: str, graph: str, precision: str) -> tuple[str,
                 return "onnxruntime", onnx_file
             if ckpt.is_file():
                 return "torch", ckpt
-            raise FileNotFoundError(f"{path} holds no model: expected {engine.name}, {onnx_file.name} or {CHECKPOINT}")
+            raise FileNotFoundError(
+                f"{path} holds no model: expected {engine.name}, {onnx_file.name} or {CHECKPOINT}"
+            )
         target = {"torch": ckpt, "onnxruntime": onnx_file, "tensorrt": engine}[backend]
         if not target.is_file():
             hint = "`wam export --tensorrt` on a GPU machine" if backend == "tensorrt" else "`wam export`"
@@ -177,8 +203,10 @@ def _resolve(path: Path, backend: str, graph: str, precision: str) -> tuple[str,
     if kind is None:
         raise ValueError(f"cannot tell the model type of {path}: expected a directory, .pt, .onnx or .engine")
     if backend not in ("auto", kind):
-        raise ValueError(f"backend {backend!r} cannot run {path.name} (a {path.suffix} file runs on {kind!r}); "
-                         f"pass the model directory or the matching file")
+        raise ValueError(
+            f"backend {backend!r} cannot run {path.name} (a {path.suffix} file runs on {kind!r}); "
+            f"pass the model directory or the matching file"
+        )
     return kind, path
 
 
@@ -195,14 +223,22 @@ def _stale_reason(file: Path, kind: str, ckpt: Path) -> str | None:
     _, meta = read_engine_sidecar(file) if kind == "tensorrt" else read_metadata(file)
     exported_from = meta.get("source", {}).get("sha256")
     if exported_from and exported_from != _sha256(ckpt):
-        return (f"{file} was exported from another checkpoint than {ckpt} (sha256 differs): it would run old "
-                f"weights; re-export with `wam export {ckpt} --out {ckpt.parent}`")
+        return (
+            f"{file} was exported from another checkpoint than {ckpt} (sha256 differs): it would run old "
+            f"weights; re-export with `wam export {ckpt} --out {ckpt.parent}`"
+        )
     return None
 
 
-def load_policy(path: str | Path, backend: str = "auto", threads: int = 2, graph: str | None = None,
-                precision: str = "fp32", providers: list[Any] | None = None,
-                io_binding: bool | None = None) -> Policy:
+def load_policy(
+    path: str | Path,
+    backend: str = "auto",
+    threads: int = 2,
+    graph: str | None = None,
+    precision: str = "fp32",
+    providers: list[Any] | None = None,
+    io_binding: bool | None = None,
+) -> Policy:
     """Load a policy (see the module docstring). graph: "full" (default) or "action"; precision "fp32"/"fp16"
     picks the ONNX file in a directory; providers overrides the onnxruntime provider choice."""
     if backend not in BACKENDS:
@@ -234,7 +270,9 @@ def load_policy(path: str | Path, backend: str = "auto", threads: int = 2, graph
         if graph is not None and graph != spec.graph:
             raise ValueError(f"{file} is the {spec.graph!r} graph, but graph={graph!r} was asked for")
         try:
-            WamConfig.from_dict(meta["config"])  # validates the embedded config (and so the tokenizer vocabulary)
+            WamConfig.from_dict(
+                meta["config"]
+            )  # validates the embedded config (and so the tokenizer vocabulary)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{file}: the model config in its metadata is invalid: {exc}") from exc
         if kind == "tensorrt":

@@ -67,11 +67,15 @@ def _as_frame_list(images: object) -> list[np.ndarray]:
             return [images]
         if images.ndim == 4:  # (K, h, w, 3)
             return list(images)
-        raise ValueError(f"images must be uint8 (K, h, w, 3), one (h, w, 3) frame or a list of frames, "
-                         f"got an array of shape {images.shape}")
+        raise ValueError(
+            f"images must be uint8 (K, h, w, 3), one (h, w, 3) frame or a list of frames, "
+            f"got an array of shape {images.shape}"
+        )
     if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
         return [np.asarray(f) for f in images]
-    raise ValueError(f"images must be uint8 (K, h, w, 3) or a list of (h, w, 3) RGB frames, got {type(images).__name__}")
+    raise ValueError(
+        f"images must be uint8 (K, h, w, 3) or a list of (h, w, 3) RGB frames, got {type(images).__name__}"
+    )
 
 
 def stack_frames(images: object, k: int, size: tuple[int, int]) -> np.ndarray:
@@ -81,15 +85,19 @@ def stack_frames(images: object, k: int, size: tuple[int, int]) -> np.ndarray:
     """
     frames = _as_frame_list(images)
     if not 1 <= len(frames) <= k:
-        raise ValueError(f"images must hold 1..{k} frames (the model stacks K={k}, oldest first), got {len(frames)}")
+        raise ValueError(
+            f"images must hold 1..{k} frames (the model stacks K={k}, oldest first), got {len(frames)}"
+        )
     out = np.empty((1, k, 3, int(size[0]), int(size[1])), np.uint8)
     pad = k - len(frames)
     for i, frame in enumerate(frames):
         if frame.dtype != np.uint8:
             raise ValueError(f"images[{i}] must be uint8 RGB (h, w, 3), got dtype {frame.dtype}")
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
-            raise ValueError(f"images[{i}] must be uint8 RGB of shape (h, w, 3), got shape {frame.shape} "
-                             "(convert bgr8/mono8 with wam_ros.runtime.preprocess.to_rgb)")
+            raise ValueError(
+                f"images[{i}] must be uint8 RGB of shape (h, w, 3), got shape {frame.shape} "
+                "(convert bgr8/mono8 with wam_ros.runtime.preprocess.to_rgb)"
+            )
         out[0, pad + i] = resize(frame, size).transpose(2, 0, 1)
     if pad:
         out[0, :pad] = out[0, pad]
@@ -103,7 +111,9 @@ def check_joint_pos(joint_pos: object, n_joints: int) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"joint_pos must be {n_joints} numbers, got {joint_pos!r}") from exc
     if q.shape != (n_joints,):
-        raise ValueError(f"joint_pos must have shape ({n_joints},) (one value per model joint), got {q.shape}")
+        raise ValueError(
+            f"joint_pos must have shape ({n_joints},) (one value per model joint), got {q.shape}"
+        )
     if not np.all(np.isfinite(q)):
         raise ValueError(f"joint_pos must be finite, got {q.tolist()}")
     return q.astype(np.float32)[None]

@@ -44,11 +44,15 @@ class SafetyLimits:
         if np.any(self.position_lower >= self.position_upper):
             raise ValueError("SafetyLimits: position_lower must be < position_upper for every joint")
         if np.any(~np.isfinite(self.velocity_limit)) or np.any(self.velocity_limit <= 0):
-            raise ValueError(f"SafetyLimits: velocity_limit must be finite and > 0, got {self.velocity_limit}")
+            raise ValueError(
+                f"SafetyLimits: velocity_limit must be finite and > 0, got {self.velocity_limit}"
+            )
 
     @classmethod
     def from_profile(cls, profile: object) -> SafetyLimits:
-        return cls(list(profile.joint_names), profile.position_lower, profile.position_upper, profile.velocity_limit)
+        return cls(
+            list(profile.joint_names), profile.position_lower, profile.position_upper, profile.velocity_limit
+        )
 
     @property
     def dof(self) -> int:
@@ -147,12 +151,19 @@ class Watchdog:
         for name, s in (("camera", camera), ("joint_states", joints)):
             age = now - s.received
             if age > self.timeout_s:
-                return WatchdogStatus(False, f"{name} is {age * 1e3:.0f} ms old (timeout {self.timeout_s * 1e3:.0f} ms)")
-        if camera.stamp > 0 and joints.stamp > 0:  # a zero stamp means the sender does not stamp; skip the check
+                return WatchdogStatus(
+                    False, f"{name} is {age * 1e3:.0f} ms old (timeout {self.timeout_s * 1e3:.0f} ms)"
+                )
+        if (
+            camera.stamp > 0 and joints.stamp > 0
+        ):  # a zero stamp means the sender does not stamp; skip the check
             skew = abs(camera.stamp - joints.stamp)
             if skew > self.max_skew_s:
-                return WatchdogStatus(False, f"camera and joint_states stamps are {skew * 1e3:.0f} ms apart "
-                                             f"(max {self.max_skew_s * 1e3:.0f} ms)")
+                return WatchdogStatus(
+                    False,
+                    f"camera and joint_states stamps are {skew * 1e3:.0f} ms apart "
+                    f"(max {self.max_skew_s * 1e3:.0f} ms)",
+                )
         return WatchdogStatus(True)
 
 
@@ -167,8 +178,10 @@ class StampGuard:
         if not np.isfinite(stamp):
             raise UnsafeInput(f"{self.stream} stamp is not finite: {stamp}")
         if self.last is not None and stamp > 0 and stamp < self.last:
-            raise UnsafeInput(f"{self.stream} stamp {stamp:.6f} is older than the last accepted {self.last:.6f} "
-                              f"(out of order)")
+            raise UnsafeInput(
+                f"{self.stream} stamp {stamp:.6f} is older than the last accepted {self.last:.6f} "
+                f"(out of order)"
+            )
         if stamp > 0:
             self.last = stamp
 

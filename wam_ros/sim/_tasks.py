@@ -87,17 +87,30 @@ def _common(rng: np.random.Generator, randomize: bool, gripper: float) -> tuple[
     rnd = {
         "table_rgb": _u(rng, *b["table_rgb"]),
         "table_friction": _u(rng, *b["table_friction"]),
-        "light": {"direction": _u(rng, *b["light_direction"]), "color": [_u(rng, *b["light_color"])] * 3,
-                  "ambient": _u(rng, *b["light_ambient"]), "diffuse": _u(rng, *b["light_diffuse"])},
+        "light": {
+            "direction": _u(rng, *b["light_direction"]),
+            "color": [_u(rng, *b["light_color"])] * 3,
+            "ambient": _u(rng, *b["light_ambient"]),
+            "diffuse": _u(rng, *b["light_diffuse"]),
+        },
     }
     if not randomize:
         jitter, eye_j, tgt_j, fov = np.zeros(7), np.zeros(3), np.zeros(3), DEFAULT_CAMERA["fov"]
         rnd = {"table_rgb": [0.58, 0.49, 0.39], "table_friction": 0.8, "light": dict(DEFAULT_LIGHT)}
     start_q = [*(np.asarray(HOME) + jitter).tolist(), gripper]
-    camera = {"eye": (np.asarray(DEFAULT_CAMERA["eye"]) + eye_j).tolist(),
-              "target": (np.asarray(DEFAULT_CAMERA["target"]) + tgt_j).tolist(), "fov": float(fov)}
-    rnd.update({"start_jitter": jitter.tolist(), "camera": camera, "enabled": bool(randomize),
-                "bounds": RANDOMISATION_BOUNDS})
+    camera = {
+        "eye": (np.asarray(DEFAULT_CAMERA["eye"]) + eye_j).tolist(),
+        "target": (np.asarray(DEFAULT_CAMERA["target"]) + tgt_j).tolist(),
+        "fov": float(fov),
+    }
+    rnd.update(
+        {
+            "start_jitter": jitter.tolist(),
+            "camera": camera,
+            "enabled": bool(randomize),
+            "bounds": RANDOMISATION_BOUNDS,
+        }
+    )
     return start_q, camera, rnd
 
 
@@ -118,7 +131,9 @@ class ReachTask:
     def build(self, c: int) -> dict[str, int]:
         bodies = {}
         for k in range(self.n_instructions):
-            vis = p.createVisualShape(p.GEOM_SPHERE, radius=REACH_RADIUS, rgbaColor=[1, 1, 1, 1], physicsClientId=c)
+            vis = p.createVisualShape(
+                p.GEOM_SPHERE, radius=REACH_RADIUS, rgbaColor=[1, 1, 1, 1], physicsClientId=c
+            )
             # visual only (no collision shape): the arm may pass through other targets
             bodies[f"target_{k}"] = p.createMultiBody(0, -1, vis, basePosition=[0, 0, -1], physicsClientId=c)
         return bodies
@@ -132,12 +147,26 @@ class ReachTask:
             cand = np.array([rng.uniform(*b["reach_target_x"]), rng.uniform(*b["reach_target_y"])])
             if all(np.linalg.norm(cand - o) >= b["reach_min_separation_m"] for o in xy):
                 xy.append(cand)
-        objects = {f"target_{k}": {"position": [*xy[k].tolist(), REACH_RADIUS], "colour": names[k],
-                                   "rgb": _colour(rng, names[k], randomize)} for k in range(self.n_instructions)}
+        objects = {
+            f"target_{k}": {
+                "position": [*xy[k].tolist(), REACH_RADIUS],
+                "colour": names[k],
+                "rgb": _colour(rng, names[k], randomize),
+            }
+            for k in range(self.n_instructions)
+        }
         drawn = int(rng.integers(self.n_instructions))
         k = drawn if choice is None else choice
-        return Scene(task=self.name, instruction=f"reach the {names[k]} target", instruction_index=k,
-                     goal=f"target_{k}", objects=objects, start_q=start_q, camera=camera, randomisation=rnd)
+        return Scene(
+            task=self.name,
+            instruction=f"reach the {names[k]} target",
+            instruction_index=k,
+            goal=f"target_{k}",
+            objects=objects,
+            start_q=start_q,
+            camera=camera,
+            randomisation=rnd,
+        )
 
     def place(self, c: int, bodies: dict[str, int], scene: Scene) -> None:
         for name, obj in scene.objects.items():
@@ -151,7 +180,9 @@ class ReachTask:
         return np.asarray(scene.objects[scene.goal]["position"])
 
     def success(self, env: TabletopEnv, scene: Scene) -> bool:
-        return bool(np.linalg.norm(env.fingertip_position() - self.goal_position(env, scene)) < REACH_SUCCESS_M)
+        return bool(
+            np.linalg.norm(env.fingertip_position() - self.goal_position(env, scene)) < REACH_SUCCESS_M
+        )
 
 
 class PushTask:
@@ -166,15 +197,24 @@ class PushTask:
     def build(self, c: int) -> dict[str, int]:
         bodies = {}
         for k in range(self.n_instructions):
-            vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[PAD_HALF, PAD_HALF, 0.001], rgbaColor=[1, 1, 1, 1],
-                                      physicsClientId=c)
+            vis = p.createVisualShape(
+                p.GEOM_BOX, halfExtents=[PAD_HALF, PAD_HALF, 0.001], rgbaColor=[1, 1, 1, 1], physicsClientId=c
+            )
             bodies[f"pad_{k}"] = p.createMultiBody(0, -1, vis, basePosition=[0, 0, -1], physicsClientId=c)
         # shapes made once per client, bodies from them at every reset (see place())
-        bodies["_cube_collision"] = p.createCollisionShape(p.GEOM_BOX, halfExtents=[CUBE_HALF] * 3, physicsClientId=c)
-        bodies["_cube_visual"] = p.createVisualShape(p.GEOM_BOX, halfExtents=[CUBE_HALF] * 3, rgbaColor=[1, 1, 1, 1],
-                                                     physicsClientId=c)
-        bodies["cube"] = p.createMultiBody(0.2, bodies["_cube_collision"], bodies["_cube_visual"],
-                                           basePosition=[0.5, 0.0, CUBE_HALF], physicsClientId=c)
+        bodies["_cube_collision"] = p.createCollisionShape(
+            p.GEOM_BOX, halfExtents=[CUBE_HALF] * 3, physicsClientId=c
+        )
+        bodies["_cube_visual"] = p.createVisualShape(
+            p.GEOM_BOX, halfExtents=[CUBE_HALF] * 3, rgbaColor=[1, 1, 1, 1], physicsClientId=c
+        )
+        bodies["cube"] = p.createMultiBody(
+            0.2,
+            bodies["_cube_collision"],
+            bodies["_cube_visual"],
+            basePosition=[0.5, 0.0, CUBE_HALF],
+            physicsClientId=c,
+        )
         return bodies
 
     def sample(self, rng: np.random.Generator, randomize: bool, choice: int | None) -> Scene:
@@ -191,30 +231,59 @@ class PushTask:
             if sep > np.radians(70) and inside and np.linalg.norm(pads[0] - pads[1]) > 2.5 * PAD_HALF:
                 break
         friction, mass = _u(rng, *b["push_cube_friction"]), _u(rng, *b["push_cube_mass_kg"])
-        objects = {f"pad_{k}": {"position": [*pads[k].tolist(), 0.001], "colour": names[k],
-                                "rgb": _colour(rng, names[k], randomize)} for k in range(self.n_instructions)}
-        objects["cube"] = {"position": [*cube.tolist(), CUBE_HALF], "colour": "white",
-                           "rgb": [0.95, 0.95, 0.95]}
+        objects = {
+            f"pad_{k}": {
+                "position": [*pads[k].tolist(), 0.001],
+                "colour": names[k],
+                "rgb": _colour(rng, names[k], randomize),
+            }
+            for k in range(self.n_instructions)
+        }
+        objects["cube"] = {
+            "position": [*cube.tolist(), CUBE_HALF],
+            "colour": "white",
+            "rgb": [0.95, 0.95, 0.95],
+        }
         drawn = int(rng.integers(self.n_instructions))
         if not randomize:
             friction, mass = 0.6, 0.2
         rnd.update({"cube_friction": friction, "cube_mass": mass})
         k = drawn if choice is None else choice
-        return Scene(task=self.name, instruction=f"push the cube onto the {names[k]} pad", instruction_index=k,
-                     goal=f"pad_{k}", objects=objects, start_q=start_q, camera=camera, randomisation=rnd)
+        return Scene(
+            task=self.name,
+            instruction=f"push the cube onto the {names[k]} pad",
+            instruction_index=k,
+            goal=f"pad_{k}",
+            objects=objects,
+            start_q=start_q,
+            camera=camera,
+            randomisation=rnd,
+        )
 
     def place(self, c: int, bodies: dict[str, int], scene: Scene) -> None:
         # the cube is re-created, not moved: a moved body keeps its stale contact manifold with the table, and then
         # the same seed no longer gives the same episode
         p.removeBody(bodies["cube"], physicsClientId=c)
-        bodies["cube"] = p.createMultiBody(0.2, bodies["_cube_collision"], bodies["_cube_visual"],
-                                           basePosition=scene.objects["cube"]["position"], physicsClientId=c)
+        bodies["cube"] = p.createMultiBody(
+            0.2,
+            bodies["_cube_collision"],
+            bodies["_cube_visual"],
+            basePosition=scene.objects["cube"]["position"],
+            physicsClientId=c,
+        )
         for name, obj in scene.objects.items():
             if name != "cube":
-                p.resetBasePositionAndOrientation(bodies[name], obj["position"], [0, 0, 0, 1], physicsClientId=c)
+                p.resetBasePositionAndOrientation(
+                    bodies[name], obj["position"], [0, 0, 0, 1], physicsClientId=c
+                )
             p.changeVisualShape(bodies[name], -1, rgbaColor=[*obj["rgb"], 1.0], physicsClientId=c)
-        p.changeDynamics(bodies["cube"], -1, lateralFriction=scene.randomisation["cube_friction"],
-                         mass=scene.randomisation["cube_mass"], physicsClientId=c)
+        p.changeDynamics(
+            bodies["cube"],
+            -1,
+            lateralFriction=scene.randomisation["cube_friction"],
+            mass=scene.randomisation["cube_mass"],
+            physicsClientId=c,
+        )
 
     def dynamic(self, name: str) -> bool:
         return name == "cube"

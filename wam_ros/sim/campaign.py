@@ -63,14 +63,30 @@ BACKENDS = ("local", "ray")
 
 # The results table, one row per episode (pyarrow type names; pyarrow is imported lazily: workers never need it).
 COLUMN_TYPES: tuple[tuple[str, str], ...] = (
-    ("index", "int64"), ("seed", "int64"),
-    ("push_force", "float64"), ("push_yaw", "float64"), ("push_start", "float64"), ("push_duration", "float64"),
-    ("push_impulse", "float64"), ("slope_deg", "float64"), ("slope_yaw", "float64"), ("friction", "float64"),
-    ("mass_scale", "float64"), ("motor_strength", "float64"),
-    ("fell", "bool_"), ("recovered", "bool_"), ("outcome", "string"), ("fall_time", "float64"),
-    ("time_to_fall", "float64"), ("max_tilt_deg", "float64"), ("min_height", "float64"),
-    ("final_tilt_deg", "float64"), ("final_height", "float64"), ("sim_time", "float64"),
-    ("steps", "int64"), ("recorded", "bool_"),
+    ("index", "int64"),
+    ("seed", "int64"),
+    ("push_force", "float64"),
+    ("push_yaw", "float64"),
+    ("push_start", "float64"),
+    ("push_duration", "float64"),
+    ("push_impulse", "float64"),
+    ("slope_deg", "float64"),
+    ("slope_yaw", "float64"),
+    ("friction", "float64"),
+    ("mass_scale", "float64"),
+    ("motor_strength", "float64"),
+    ("fell", "bool_"),
+    ("recovered", "bool_"),
+    ("outcome", "string"),
+    ("fall_time", "float64"),
+    ("time_to_fall", "float64"),
+    ("max_tilt_deg", "float64"),
+    ("min_height", "float64"),
+    ("final_tilt_deg", "float64"),
+    ("final_height", "float64"),
+    ("sim_time", "float64"),
+    ("steps", "int64"),
+    ("recorded", "bool_"),
 )
 COLUMNS = tuple(name for name, _ in COLUMN_TYPES)
 
@@ -105,8 +121,10 @@ class RecordSelection:
         for term in filter(None, (t.strip() for t in self.spec.split(","))):
             m = _RECORD_TERM.match(term)
             if not m:
-                raise ValueError(f"--record term {term!r} not understood; expected I, A-B or every:K "
-                                 f"(e.g. '0-9,every:1000')")
+                raise ValueError(
+                    f"--record term {term!r} not understood; expected I, A-B or every:K "
+                    f"(e.g. '0-9,every:1000')"
+                )
             if m.group(1):
                 ranges.append((int(m.group(1)), int(m.group(1))))
             elif m.group(2):
@@ -167,8 +185,9 @@ class CampaignSpec:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.ray_address and self.backend != "ray":
-            raise ValueError(f"ray_address={self.ray_address!r} given but backend is {self.backend!r}; "
-                             f"use backend='ray'")
+            raise ValueError(
+                f"ray_address={self.ray_address!r} given but backend is {self.backend!r}; use backend='ray'"
+            )
         if not isinstance(self.block, int) or self.block < 1:
             raise ValueError(f"block must be an integer >= 1, got {self.block!r}")
         RecordSelection(self.record)  # validates
@@ -325,14 +344,20 @@ def _claim(spec: CampaignSpec) -> Iterator[None]:
             try:
                 stored = json.loads(meta_path.read_text())
             except ValueError as exc:
-                raise CampaignError(f"{meta_path} is not valid JSON ({exc}); move it away to start afresh") from exc
+                raise CampaignError(
+                    f"{meta_path} is not valid JSON ({exc}); move it away to start afresh"
+                ) from exc
             if stored != spec.identity():
                 diff = _diff(stored, spec.identity())
-                raise CampaignError(f"{out} holds a different campaign ({diff}); rerun with the same seed and "
-                                    f"settings to resume, or choose another --out")
+                raise CampaignError(
+                    f"{out} holds a different campaign ({diff}); rerun with the same seed and "
+                    f"settings to resume, or choose another --out"
+                )
         else:
             if any(p.name != ".lock" for p in out.iterdir()):
-                raise CampaignError(f"{out} is not empty and holds no campaign.json: refusing to write into it")
+                raise CampaignError(
+                    f"{out} is not empty and holds no campaign.json: refusing to write into it"
+                )
             tmp = meta_path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(spec.identity(), indent=1, sort_keys=True))
             os.replace(tmp, meta_path)
@@ -390,8 +415,10 @@ def run_campaign(spec: CampaignSpec, progress: bool = True) -> CampaignSummary:
         falls = int(pc.sum(in_range.column("fell").cast(pa.int64())).as_py() or 0)
         complete = in_range.num_rows == spec.episodes
         if not complete:
-            raise CampaignError(f"campaign incomplete: {in_range.num_rows} of {spec.episodes} episodes have a row; "
-                                f"rerun the same command to continue")
+            raise CampaignError(
+                f"campaign incomplete: {in_range.num_rows} of {spec.episodes} episodes have a row; "
+                f"rerun the same command to continue"
+            )
         return CampaignSummary(spec.out, in_range.num_rows, bar.ran, falls, wall, deaths, complete)
 
 
@@ -399,8 +426,11 @@ def _count_falls(out: Path, n: int) -> int:
     import pyarrow.parquet as pq
 
     t = pq.read_table(out / RESULTS, columns=["index", "fell"])
-    return sum(1 for i, f in zip(t.column("index").to_pylist(), t.column("fell").to_pylist(), strict=True)
-               if f and i < n)
+    return sum(
+        1
+        for i, f in zip(t.column("index").to_pylist(), t.column("fell").to_pylist(), strict=True)
+        if f and i < n
+    )
 
 
 class _Bar:
@@ -411,8 +441,16 @@ class _Bar:
 
         self.falls, self.seen, self.ran = falls, done, 0
         self.t0 = time.perf_counter()
-        self.bar = tqdm(total=total, initial=done, unit="ep", desc="falls", disable=not enabled, mininterval=0.5,
-                        smoothing=0.05, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total,
+            initial=done,
+            unit="ep",
+            desc="falls",
+            disable=not enabled,
+            mininterval=0.5,
+            smoothing=0.05,
+            dynamic_ncols=True,
+        )
         self.last = 0.0
 
     def update(self, index: int, fell: bool) -> None:
@@ -424,7 +462,9 @@ class _Bar:
         if now - self.last > 0.5:
             self.last = now
             rate = self.ran / max(now - self.t0, 1e-9)
-            self.bar.set_postfix_str(f"{rate:.1f} eps/s, fall rate {self.falls / self.seen:.1%}", refresh=False)
+            self.bar.set_postfix_str(
+                f"{rate:.1f} eps/s, fall rate {self.falls / self.seen:.1%}", refresh=False
+            )
 
     def close(self) -> None:
         self.bar.close()
@@ -484,7 +524,7 @@ class _Worker:
 
 def _run_local(spec: CampaignSpec, pending: list[int], on_row: Progress) -> int:
     ctx = mp.get_context("spawn")  # a fresh interpreter per worker: no inherited threads or PyBullet state
-    blocks = deque(pending[i:i + spec.block] for i in range(0, len(pending), spec.block))
+    blocks = deque(pending[i : i + spec.block] for i in range(0, len(pending), spec.block))
     workers: dict[int, _Worker] = {}
     deaths = 0
     fall = spec.fall.to_dict()
@@ -492,8 +532,9 @@ def _run_local(spec: CampaignSpec, pending: list[int], on_row: Progress) -> int:
     def start() -> None:
         parent, child = ctx.Pipe(duplex=True)
         token = uuid.uuid4().hex[:8]
-        proc = ctx.Process(target=_worker_main, args=(child, str(spec.out), spec.seed, fall, spec.record, token),
-                           daemon=True)
+        proc = ctx.Process(
+            target=_worker_main, args=(child, str(spec.out), spec.seed, fall, spec.record, token), daemon=True
+        )
         proc.start()
         child.close()
         workers[proc.sentinel] = _Worker(proc, parent, spec.out / "logs" / _worker_log_name(proc.pid, token))
@@ -513,13 +554,19 @@ def _run_local(spec: CampaignSpec, pending: list[int], on_row: Progress) -> int:
                     if w.proc.exitcode != 0 or w.block:
                         deaths += 1
                         _requeue(w, blocks)
-                        log.warning("worker pid %s died (exit code %s); %d episodes re-queued",
-                                    w.proc.pid, w.proc.exitcode, len(w.block))
+                        log.warning(
+                            "worker pid %s died (exit code %s); %d episodes re-queued",
+                            w.proc.pid,
+                            w.proc.exitcode,
+                            len(w.block),
+                        )
                         if deaths > spec.max_restarts:
                             where = f", in episodes {w.block[0]}..{w.block[-1]}" if w.block else ""
-                            raise CampaignError(f"{deaths} worker deaths (limit {spec.max_restarts}); the last "
-                                                f"exited with code {w.proc.exitcode}{where}. Rows so far are kept; "
-                                                f"rerun to continue")
+                            raise CampaignError(
+                                f"{deaths} worker deaths (limit {spec.max_restarts}); the last "
+                                f"exited with code {w.proc.exitcode}{where}. Rows so far are kept; "
+                                f"rerun to continue"
+                            )
                     if blocks and len(workers) < spec.workers:
                         start()
     finally:
@@ -607,7 +654,7 @@ def _run_ray(spec: CampaignSpec, pending: list[int], on_row: Progress) -> int:
     actor_cls = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(_RayFallWorker)
     fall = spec.fall.to_dict()
     actors = [actor_cls.remote(spec.seed, fall, spec.record) for _ in range(spec.workers)]
-    blocks = deque(pending[i:i + spec.block] for i in range(0, len(pending), spec.block))
+    blocks = deque(pending[i : i + spec.block] for i in range(0, len(pending), spec.block))
     rows = RowLog(spec.out / "logs" / f"rows-ray-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl")
     in_flight: dict[Any, Any] = {}
     try:

@@ -31,27 +31,49 @@ from wam_ros.sim.falls import ROBOTS, FallConfig
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="campaign_command", metavar="<falls|report>")
-    falls = sub.add_parser("falls", help="run (or resume) a fall campaign",
-                           description="Push a legged robot over N times under randomised conditions. Resumable: "
-                                       "rerun the same command to continue an interrupted campaign.")
+    falls = sub.add_parser(
+        "falls",
+        help="run (or resume) a fall campaign",
+        description="Push a legged robot over N times under randomised conditions. Resumable: "
+        "rerun the same command to continue an interrupted campaign.",
+    )
     falls.add_argument("--episodes", type=int, required=True, help="run episodes 0..N-1")
-    falls.add_argument("--out", type=Path, required=True, help="campaign directory (created; resumed if it exists)")
+    falls.add_argument(
+        "--out", type=Path, required=True, help="campaign directory (created; resumed if it exists)"
+    )
     falls.add_argument("--workers", type=int, default=2, help="worker processes or Ray actors (default 2)")
     falls.add_argument("--seed", type=int, default=0, help="campaign seed (default 0)")
     falls.add_argument("--robot", choices=sorted(ROBOTS), default="laikago")
-    falls.add_argument("--episode-s", type=float, default=FallConfig.episode_s, help="longest episode, s simulated")
+    falls.add_argument(
+        "--episode-s", type=float, default=FallConfig.episode_s, help="longest episode, s simulated"
+    )
     falls.add_argument("--backend", choices=BACKENDS, default="local")
-    falls.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local instance)")
-    falls.add_argument("--record", default="", help="episodes to record with traces + camera frames, e.g. "
-                                                    "'0-9,every:1000' (default: none, physics only)")
-    falls.add_argument("--camera-size", type=int, default=FallConfig.camera_size, help="recorded frame side (px)")
-    falls.add_argument("--block", type=int, default=None, help="indices per work unit (default 16 local, 4 ray)")
+    falls.add_argument(
+        "--ray-address", default=None, help="Ray cluster address (default: start a local instance)"
+    )
+    falls.add_argument(
+        "--record",
+        default="",
+        help="episodes to record with traces + camera frames, e.g. "
+        "'0-9,every:1000' (default: none, physics only)",
+    )
+    falls.add_argument(
+        "--camera-size", type=int, default=FallConfig.camera_size, help="recorded frame side (px)"
+    )
+    falls.add_argument(
+        "--block", type=int, default=None, help="indices per work unit (default 16 local, 4 ray)"
+    )
     falls.add_argument("--no-progress", action="store_true", help="no progress bar")
-    report = sub.add_parser("report", help="summary table + PNG plots of a campaign",
-                            description="Summary table (printed and written to summary.md) and PNG plots: fall rate "
-                                        "vs push impulse, time-to-fall histogram, fall rate vs friction and slope.")
+    report = sub.add_parser(
+        "report",
+        help="summary table + PNG plots of a campaign",
+        description="Summary table (printed and written to summary.md) and PNG plots: fall rate "
+        "vs push impulse, time-to-fall histogram, fall rate vs friction and slope.",
+    )
     report.add_argument("out", type=Path, help="campaign directory")
-    report.add_argument("--plots", type=Path, default=None, help="where to write the report (default: the campaign dir)")
+    report.add_argument(
+        "--plots", type=Path, default=None, help="where to write the report (default: the campaign dir)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
         return _falls(args)
     if args.campaign_command == "report":
         return _report(args)
-    print("wam campaign: expected a sub-command: falls or report (see `wam campaign --help`)", file=sys.stderr)
+    print(
+        "wam campaign: expected a sub-command: falls or report (see `wam campaign --help`)", file=sys.stderr
+    )
     return 2
 
 
@@ -68,9 +92,17 @@ def _falls(args: argparse.Namespace) -> int:
     try:
         fall = FallConfig(robot=args.robot, episode_s=args.episode_s, camera_size=args.camera_size)
         block = args.block if args.block is not None else (16 if args.backend == "local" else 4)
-        spec = CampaignSpec(out=args.out, episodes=args.episodes, seed=args.seed, workers=args.workers,
-                            backend=args.backend, ray_address=args.ray_address, record=args.record, block=block,
-                            fall=fall)
+        spec = CampaignSpec(
+            out=args.out,
+            episodes=args.episodes,
+            seed=args.seed,
+            workers=args.workers,
+            backend=args.backend,
+            ray_address=args.ray_address,
+            record=args.record,
+            block=block,
+            fall=fall,
+        )
     except ValueError as exc:
         print(f"wam campaign falls: {exc}", file=sys.stderr)
         return 2
@@ -82,13 +114,17 @@ def _falls(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"wam campaign falls: cannot use {args.out}: {exc}", file=sys.stderr)
         return 1
-    print(f"{summary.episodes} episodes in {summary.out} ({summary.ran} run now in {summary.wall_s:.1f} s, "
-          f"{summary.eps_per_s:.1f} eps/s); fall rate {summary.fall_rate:.1%}; worker deaths {summary.worker_deaths}")
+    print(
+        f"{summary.episodes} episodes in {summary.out} ({summary.ran} run now in {summary.wall_s:.1f} s, "
+        f"{summary.eps_per_s:.1f} eps/s); fall rate {summary.fall_rate:.1%}; worker deaths {summary.worker_deaths}"
+    )
     return 0
 
 
 # -- report ----------------------------------------------------------------------------------------------------------
-def _binned_rate(x: np.ndarray, fell: np.ndarray, bins: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _binned_rate(
+    x: np.ndarray, fell: np.ndarray, bins: int = 12
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fall rate per equal-width bin of x: (bin centres, rates, counts); empty bins give NaN."""
     lo, hi = float(np.min(x)), float(np.max(x))
     edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
@@ -114,8 +150,11 @@ def summary_markdown(cols: dict[str, np.ndarray], config: dict) -> str:
         f"| recovered | {int(rec.sum())} ({rec.mean():.1%}) |",
         f"| unsettled at {config['fall']['episode_s']} s | {int((~fell & ~rec).sum())} |",
         "| time to fall after push start, median (p10-p90) | "
-        + (f"{np.median(ttf):.3f} s ({np.percentile(ttf, 10):.3f}-{np.percentile(ttf, 90):.3f}) |"
-           if len(ttf) else "- |"),
+        + (
+            f"{np.median(ttf):.3f} s ({np.percentile(ttf, 10):.3f}-{np.percentile(ttf, 90):.3f}) |"
+            if len(ttf)
+            else "- |"
+        ),
         f"| simulated time | {cols['sim_time'].sum():.0f} s |",
         f"| recorded episodes | {int(cols['recorded'].sum())} |",
         "",
@@ -151,15 +190,21 @@ def write_report(out: Path, plots: Path | None = None) -> tuple[str, list[Path]]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     x, rate, counts = _binned_rate(cols["push_impulse"], fell, bins=15)
     ax.plot(x, rate, "o-")
-    ax.set(xlabel="push impulse (N s)", ylabel="fall rate", ylim=(-0.02, 1.02),
-           title=f"fall rate vs push impulse (n={len(fell)})")
+    ax.set(
+        xlabel="push impulse (N s)",
+        ylabel="fall rate",
+        ylim=(-0.02, 1.02),
+        title=f"fall rate vs push impulse (n={len(fell)})",
+    )
     ax.grid(alpha=0.3)
     paths.append(_save(fig, dest / "fall_rate_vs_impulse.png"))
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ttf = cols["time_to_fall"][fell]
     ax.hist(ttf, bins=30)
-    ax.set(xlabel="time to fall after push start (s)", ylabel="episodes", title=f"time to fall (n={len(ttf)})")
+    ax.set(
+        xlabel="time to fall after push start (s)", ylabel="episodes", title=f"time to fall (n={len(ttf)})"
+    )
     paths.append(_save(fig, dest / "time_to_fall_hist.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)

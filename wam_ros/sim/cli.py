@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wrist-camera", action="store_true")
     parser.add_argument("--no-randomize", action="store_true")
     parser.add_argument("--gif", default=None, help="save the camera frames as a GIF here")
-    parser.add_argument("--episode", default=None, help="also write the episode here (episode_<index:06d>.npz)")
+    parser.add_argument(
+        "--episode", default=None, help="also write the episode here (episode_<index:06d>.npz)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,20 +50,29 @@ def run(args: argparse.Namespace) -> int:
     from wam_ros.sim.tabletop import TabletopEnv, record_episode
 
     try:
-        env = TabletopEnv(task=args.task, image_size=args.image_size, control_hz=args.control_hz,
-                          randomize=not args.no_randomize, wrist_camera=args.wrist_camera)
+        env = TabletopEnv(
+            task=args.task,
+            image_size=args.image_size,
+            control_hz=args.control_hz,
+            randomize=not args.no_randomize,
+            wrist_camera=args.wrist_camera,
+        )
     except ValueError as exc:
         print(f"wam sim: error: {exc}", file=sys.stderr)
         return 2
     try:
-        ep = record_episode(env, make_expert(env), seed=args.seed, instruction=args.instruction, producer="wam sim")
+        ep = record_episode(
+            env, make_expert(env), seed=args.seed, instruction=args.instruction, producer="wam sim"
+        )
     except ValueError as exc:
         print(f"wam sim: error: {exc}", file=sys.stderr)
         return 2
     finally:
         env.close()
-    print(f"wam sim: task={ep.task} seed={args.seed} instruction={ep.instruction!r} "
-          f"success={ep.success} steps={len(ep) - 1}")
+    print(
+        f"wam sim: task={ep.task} seed={args.seed} instruction={ep.instruction!r} "
+        f"success={ep.success} steps={len(ep) - 1}"
+    )
     try:
         if args.gif:
             frames = ep.frames

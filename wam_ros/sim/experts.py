@@ -20,7 +20,9 @@ import pybullet as p
 from wam_ros.sim import _tasks
 from wam_ros.sim.tabletop import FINGERTIP_LINK, TabletopEnv
 
-DOWN = p.getQuaternionFromEuler([np.pi, 0.0, 0.0])  # gripper pointing at the table, fingers along y (as at home)
+DOWN = p.getQuaternionFromEuler(
+    [np.pi, 0.0, 0.0]
+)  # gripper pointing at the table, fingers along y (as at home)
 # IK null space over pybullet's 9 movable joints (7 arm + 2 fingers); finger limits 0..0.04 m each
 _LOWER = [-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973, 0.0, 0.0]
 _UPPER = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973, 0.04, 0.04]
@@ -46,10 +48,19 @@ class _IKExpert:
         norm = float(np.linalg.norm(delta))
         if norm > step:
             delta *= step / norm
-        q = p.calculateInverseKinematics(env.robot_id, FINGERTIP_LINK, (tip + delta).tolist(), DOWN,
-                                         lowerLimits=_LOWER, upperLimits=_UPPER, jointRanges=_RANGES,
-                                         restPoses=_REST, maxNumIterations=60, residualThreshold=1e-5,
-                                         physicsClientId=env.client)
+        q = p.calculateInverseKinematics(
+            env.robot_id,
+            FINGERTIP_LINK,
+            (tip + delta).tolist(),
+            DOWN,
+            lowerLimits=_LOWER,
+            upperLimits=_UPPER,
+            jointRanges=_RANGES,
+            restPoses=_REST,
+            maxNumIterations=60,
+            residualThreshold=1e-5,
+            physicsClientId=env.client,
+        )
         target = np.asarray(q[:7], dtype=np.float64)
         prev = env.last_action
         arm = prev[:7] + np.clip(target - prev[:7], -self.joint_step, self.joint_step)
@@ -79,8 +90,9 @@ class PushExpert(_IKExpert):
     PUSH_Z = 0.022  # fingertip height while pushing (cube centre at 0.025)
     BACKOFF = _tasks.CUBE_HALF + 0.03  # approach point: this far behind the cube centre
 
-    def __init__(self, env: TabletopEnv, cart_step: float = 0.035, joint_step: float = 0.15,
-                 push_step: float = 0.015) -> None:
+    def __init__(
+        self, env: TabletopEnv, cart_step: float = 0.035, joint_step: float = 0.15, push_step: float = 0.015
+    ) -> None:
         super().__init__(env, cart_step, joint_step, gripper=0.0)
         self.push_step = push_step
 
@@ -97,7 +109,9 @@ class PushExpert(_IKExpert):
         behind = cube - u * self.BACKOFF
         low = tip[2] < self.PUSH_Z + 0.02
         if low and -self.BACKOFF - 0.02 < along < -_tasks.CUBE_HALF + 0.005 and abs(lateral) < 0.02:
-            self.phase = "push"  # in contact line: keep the fingertip on the line and advance through the cube
+            self.phase = (
+                "push"  # in contact line: keep the fingertip on the line and advance through the cube
+            )
             goal = np.array([*(cube - u * (_tasks.CUBE_HALF + 0.005) + u * 0.03), self.PUSH_Z])
             return self.move_towards(goal, self.push_step)
         if np.linalg.norm(tip[:2] - behind) < 0.015:

@@ -43,7 +43,9 @@ class RobotSpec:
 
     name: str
     urdf: str
-    base_orientation: tuple[float, float, float, float]  # quaternion xyzw applied at load (Y-up URDF -> Z-up world)
+    base_orientation: tuple[
+        float, float, float, float
+    ]  # quaternion xyzw applied at load (Y-up URDF -> Z-up world)
     base_height: float  # initial base height before settling (m)
     motor_joints: tuple[int, ...]
     foot_links: tuple[int, ...]
@@ -115,13 +117,16 @@ class Randomization:
     def __post_init__(self) -> None:
         for key, (lo, hi) in asdict(self).items():
             if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-                raise ValueError(f"Randomization.{key} must be a finite (low, high) with low <= high, got {(lo, hi)}")
+                raise ValueError(
+                    f"Randomization.{key} must be a finite (low, high) with low <= high, got {(lo, hi)}"
+                )
         positive = ("push_duration", "friction", "mass_scale", "motor_strength")
         for key in ("push_force", "push_start", "slope_deg", *positive):
             lo = getattr(self, key)[0]
             if lo < 0 or (key in positive and lo <= 0):
-                raise ValueError(f"Randomization.{key} must be {'> 0' if key in positive else '>= 0'}, "
-                                 f"got low={lo}")
+                raise ValueError(
+                    f"Randomization.{key} must be {'> 0' if key in positive else '>= 0'}, got low={lo}"
+                )
         if self.slope_deg[1] >= 45:
             raise ValueError(f"Randomization.slope_deg must stay below 45 deg, got {self.slope_deg}")
 
@@ -165,7 +170,9 @@ class FallConfig:
         if not 0 < self.episode_s <= 30:
             raise ValueError(f"FallConfig.episode_s must be in (0, 30], got {self.episode_s}")
         if not 0 < self.settle_s < self.episode_s:
-            raise ValueError(f"FallConfig.settle_s must be in (0, episode_s={self.episode_s}), got {self.settle_s}")
+            raise ValueError(
+                f"FallConfig.settle_s must be in (0, episode_s={self.episode_s}), got {self.settle_s}"
+            )
         if not 5 <= self.fall_tilt_deg <= 120:
             raise ValueError(f"FallConfig.fall_tilt_deg must be in [5, 120], got {self.fall_tilt_deg}")
         if not 0 < self.fall_height_frac < 1:
@@ -209,7 +216,9 @@ def sample_params(campaign_seed: int, index: int, cfg: FallConfig) -> EpisodePar
     """Episode `index` of campaign `campaign_seed`: the same (seed, index, cfg) always gives the same parameters,
     whatever the worker, order or machine (numpy's PCG64 seeded from SeedSequence([seed, index]))."""
     if campaign_seed < 0 or index < 0:
-        raise ValueError(f"campaign seed and episode index must be >= 0, got seed={campaign_seed}, index={index}")
+        raise ValueError(
+            f"campaign seed and episode index must be >= 0, got seed={campaign_seed}, index={index}"
+        )
     r = cfg.randomization
     rng = np.random.default_rng([campaign_seed, index])
     u = rng.random(9)  # one fixed draw order: adding a range later must append, never reorder
@@ -253,11 +262,13 @@ def rotation(quat: tuple[float, ...] | np.ndarray) -> np.ndarray:
     """3x3 rotation matrix of a quaternion (x, y, z, w); columns are the base-local axes in the world frame."""
     x, y, z, w = (float(v) for v in quat)
     s = 2.0 / (x * x + y * y + z * z + w * w)
-    return np.array([
-        [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
-        [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
-        [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
+            [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
+            [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
+        ]
+    )
 
 
 def upright_axis(standing_orientation: tuple[float, ...] | np.ndarray) -> np.ndarray:
@@ -392,22 +403,33 @@ class FallSim:
         c.restoreState(self.state)
         slope, yaw = math.radians(params.slope_deg), params.slope_yaw
         g = 9.81
-        c.setGravity(g * math.sin(slope) * math.cos(yaw), g * math.sin(slope) * math.sin(yaw), -g * math.cos(slope))
+        c.setGravity(
+            g * math.sin(slope) * math.cos(yaw), g * math.sin(slope) * math.sin(yaw), -g * math.cos(slope)
+        )
         c.changeDynamics(self.plane, -1, lateralFriction=params.friction)
         for link in self.spec.foot_links:
             c.changeDynamics(robot, link, lateralFriction=params.friction)
         base = self._nominal[-1]
-        c.changeDynamics(robot, -1, mass=base[0] * params.mass_scale,
-                         localInertiaDiagonal=[v * params.mass_scale for v in base[2]])
+        c.changeDynamics(
+            robot,
+            -1,
+            mass=base[0] * params.mass_scale,
+            localInertiaDiagonal=[v * params.mass_scale for v in base[2]],
+        )
         self._set_motors(params.motor_strength)
 
     def _set_motors(self, strength: float) -> None:
         s = self.spec
         n = len(s.motor_joints)
         self.client.setJointMotorControlArray(
-            self.robot, list(s.motor_joints), self.pb.POSITION_CONTROL, targetPositions=list(s.standing_pose),
-            forces=[s.max_force * strength] * n, positionGains=[s.position_gain] * n,
-            velocityGains=[s.velocity_gain] * n)
+            self.robot,
+            list(s.motor_joints),
+            self.pb.POSITION_CONTROL,
+            targetPositions=list(s.standing_pose),
+            forces=[s.max_force * strength] * n,
+            positionGains=[s.position_gain] * n,
+            velocityGains=[s.velocity_gain] * n,
+        )
 
     # -- recording -----------------------------------------------------------------------------------------------
     def _observe(self, t: float) -> tuple:
@@ -420,7 +442,8 @@ class FallSim:
         """RGB uint8 (S, S, 3) from a fixed camera looking at the robot's start position (TinyRenderer)."""
         size = self.cfg.camera_size
         view = self.client.computeViewMatrixFromYawPitchRoll(
-            cameraTargetPosition=[0, 0, 0.3], distance=1.8, yaw=45, pitch=-25, roll=0, upAxisIndex=2)
+            cameraTargetPosition=[0, 0, 0.3], distance=1.8, yaw=45, pitch=-25, roll=0, upAxisIndex=2
+        )
         proj = self.client.computeProjectionMatrixFOV(fov=60, aspect=1.0, nearVal=0.05, farVal=10.0)
         img = self.client.getCameraImage(size, size, view, proj, renderer=self.pb.ER_TINY_RENDERER)[2]
         return np.asarray(img, dtype=np.uint8).reshape(size, size, 4)[:, :, :3].copy()
@@ -428,13 +451,28 @@ class FallSim:
     def _profile(self) -> dict[str, Any]:
         names = [self.client.getJointInfo(self.robot, j)[1].decode() for j in self.spec.motor_joints]
         n = len(names)
-        return {"name": self.spec.name, "joint_names": names, "position_lower": [-math.pi] * n,
-                "position_upper": [math.pi] * n, "velocity_limit": [21.0] * n, "home": list(self.spec.standing_pose),
-                "urdf": self.spec.urdf, "camera": self.camera_meta()}
+        return {
+            "name": self.spec.name,
+            "joint_names": names,
+            "position_lower": [-math.pi] * n,
+            "position_upper": [math.pi] * n,
+            "velocity_limit": [21.0] * n,
+            "home": list(self.spec.standing_pose),
+            "urdf": self.spec.urdf,
+            "camera": self.camera_meta(),
+        }
 
     def camera_meta(self) -> dict[str, Any]:
-        return {"name": "fixed", "width": self.cfg.camera_size, "height": self.cfg.camera_size, "fov_deg": 60,
-                "target": [0, 0, 0.3], "distance": 1.8, "yaw_deg": 45, "pitch_deg": -25}
+        return {
+            "name": "fixed",
+            "width": self.cfg.camera_size,
+            "height": self.cfg.camera_size,
+            "fov_deg": 60,
+            "target": [0, 0, 0.3],
+            "distance": 1.8,
+            "yaw_deg": 45,
+            "pitch_deg": -25,
+        }
 
     def _episode(self, params: EpisodeParams, result: FallResult, trace: list[tuple]) -> Episode:
         t, q, dq, pos, orn, frames = (list(col) for col in zip(*trace, strict=True))
@@ -446,13 +484,24 @@ class FallSim:
             actions=np.tile(np.asarray(self.spec.standing_pose, dtype=np.float32), (n, 1)),
             timestamps=np.asarray(t),
             meta={
-                "task": "fall", "instruction": "stand", "success": bool(not result.fell), "seed": params.seed,
-                "index": params.index, "robot": self.profile, "camera": self.camera_meta(),
-                "control_hz": self.cfg.record_hz, "randomisation": asdict(params),
+                "task": "fall",
+                "instruction": "stand",
+                "success": bool(not result.fell),
+                "seed": params.seed,
+                "index": params.index,
+                "robot": self.profile,
+                "camera": self.camera_meta(),
+                "control_hz": self.cfg.record_hz,
+                "randomisation": asdict(params),
                 "scene": {"slope_deg": params.slope_deg, "friction": params.friction},
-                "outcome": asdict(result), "fall_config": self.cfg.to_dict(), "producer": "wam_ros.sim.falls",
+                "outcome": asdict(result),
+                "fall_config": self.cfg.to_dict(),
+                "producer": "wam_ros.sim.falls",
             },
-            extra={"base_pos": np.asarray(pos, dtype=np.float32), "base_orn": np.asarray(orn, dtype=np.float32)},
+            extra={
+                "base_pos": np.asarray(pos, dtype=np.float32),
+                "base_orn": np.asarray(orn, dtype=np.float32),
+            },
         )
 
     def close(self) -> None:

@@ -52,9 +52,17 @@ class TabletopEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, task: str = "reach", image_size: int = 64, control_hz: int = 10, max_steps: int | None = None,
-                 randomize: bool = True, wrist_camera: bool = False, render: bool = True,
-                 robot: str = "panda") -> None:
+    def __init__(
+        self,
+        task: str = "reach",
+        image_size: int = 64,
+        control_hz: int = 10,
+        max_steps: int | None = None,
+        randomize: bool = True,
+        wrist_camera: bool = False,
+        render: bool = True,
+        robot: str = "panda",
+    ) -> None:
         if task not in _tasks.TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {sorted(_tasks.TASKS)}")
         if not isinstance(image_size, int) or not 16 <= image_size <= 512:
@@ -71,8 +79,10 @@ class TabletopEnv(gym.Env):
         self.randomize, self.wrist_camera, self.render_images = randomize, wrist_camera, render
         self.profile = RobotProfile.load(robot)
         if self.profile.dof != 8:
-            raise ValueError(f"TabletopEnv drives a Panda (8 joints incl. gripper), profile {robot!r} has "
-                             f"{self.profile.dof}")
+            raise ValueError(
+                f"TabletopEnv drives a Panda (8 joints incl. gripper), profile {robot!r} has "
+                f"{self.profile.dof}"
+            )
         self.n_instructions = self.spec_task.n_instructions
         self._lo = np.asarray(self.profile.position_lower)
         self._hi = np.asarray(self.profile.position_upper)
@@ -81,14 +91,17 @@ class TabletopEnv(gym.Env):
         spaces = {
             "image": gym.spaces.Box(0, 255, (n, n, 3), np.uint8),
             # measured positions may overshoot the commanded limits a little
-            "joint_pos": gym.spaces.Box((self._lo - 0.1).astype(np.float32), (self._hi + 0.1).astype(np.float32),
-                                        dtype=np.float32),
+            "joint_pos": gym.spaces.Box(
+                (self._lo - 0.1).astype(np.float32), (self._hi + 0.1).astype(np.float32), dtype=np.float32
+            ),
             "joint_vel": gym.spaces.Box(-100.0, 100.0, (8,), np.float32),
         }
         if wrist_camera:
             spaces["wrist_image"] = gym.spaces.Box(0, 255, (n, n, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
-        self.action_space = gym.spaces.Box(self._lo.astype(np.float32), self._hi.astype(np.float32), dtype=np.float32)
+        self.action_space = gym.spaces.Box(
+            self._lo.astype(np.float32), self._hi.astype(np.float32), dtype=np.float32
+        )
 
         self.client = p.connect(p.DIRECT)  # one physics client per env: envs never share state
         self._build_world()
@@ -105,18 +118,22 @@ class TabletopEnv(gym.Env):
         p.setTimeStep(1.0 / PHYSICS_HZ, physicsClientId=c)
         # the table top: one flat box (a handful of triangles: cheap to render, unlike plane.urdf's mesh)
         col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[1.0, 1.0, 0.01], physicsClientId=c)
-        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[1.0, 1.0, 0.01], rgbaColor=[0.6, 0.5, 0.4, 1],
-                                  physicsClientId=c)
+        vis = p.createVisualShape(
+            p.GEOM_BOX, halfExtents=[1.0, 1.0, 0.01], rgbaColor=[0.6, 0.5, 0.4, 1], physicsClientId=c
+        )
         self.table_id = p.createMultiBody(0, col, vis, basePosition=[0, 0, -0.01], physicsClientId=c)
         # no self-collision (as in pybullet's own Panda examples): the closed fingers would rest in contact
-        self.robot_id = p.loadURDF(self.profile.urdf or "franka_panda/panda.urdf", useFixedBase=True,
-                                   physicsClientId=c)
+        self.robot_id = p.loadURDF(
+            self.profile.urdf or "franka_panda/panda.urdf", useFixedBase=True, physicsClientId=c
+        )
         self.bodies = self.spec_task.build(c)  # task objects, placed at reset
         self._initial_state = p.saveState(physicsClientId=c)
 
     # ----------------------------------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
+        ):
             raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
         options = dict(options or {})
         unknown = set(options) - {"instruction"}
@@ -127,8 +144,12 @@ class TabletopEnv(gym.Env):
             seed = int(self.np_random.integers(0, 2**31 - 1))
         rng = np.random.default_rng(int(seed))
         choice = options.get("instruction")
-        if choice is not None and (not isinstance(choice, int | np.integer) or not 0 <= choice < self.n_instructions):
-            raise ValueError(f"options['instruction'] must be an int in 0..{self.n_instructions - 1}, got {choice!r}")
+        if choice is not None and (
+            not isinstance(choice, int | np.integer) or not 0 <= choice < self.n_instructions
+        ):
+            raise ValueError(
+                f"options['instruction'] must be an int in 0..{self.n_instructions - 1}, got {choice!r}"
+            )
         c = self.client
         p.restoreState(self._initial_state, physicsClientId=c)
         self.scene = self.spec_task.sample(rng, self.randomize, None if choice is None else int(choice))
@@ -151,7 +172,9 @@ class TabletopEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         a = np.asarray(action, dtype=np.float64)
         if a.shape != (8,):
-            raise ValueError(f"action must be 8 absolute joint targets (7 arm + gripper width), got shape {a.shape}")
+            raise ValueError(
+                f"action must be 8 absolute joint targets (7 arm + gripper width), got shape {a.shape}"
+            )
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action contains NaN or Inf: {a}")
         # rounded to float32, the episode format's dtype: the recorded action is exactly the applied one
@@ -174,12 +197,17 @@ class TabletopEnv(gym.Env):
 
     # ----------------------------------------------------------------------------------------------- privileged
     def fingertip_position(self) -> np.ndarray:
-        state = p.getLinkState(self.robot_id, FINGERTIP_LINK, computeForwardKinematics=True, physicsClientId=self.client)
+        state = p.getLinkState(
+            self.robot_id, FINGERTIP_LINK, computeForwardKinematics=True, physicsClientId=self.client
+        )
         return np.asarray(state[4])
 
     def object_positions(self) -> dict[str, np.ndarray]:
-        return {name: np.asarray(p.getBasePositionAndOrientation(b, physicsClientId=self.client)[0])
-                for name, b in self.bodies.items() if self.spec_task.dynamic(name)}
+        return {
+            name: np.asarray(p.getBasePositionAndOrientation(b, physicsClientId=self.client)[0])
+            for name, b in self.bodies.items()
+            if self.spec_task.dynamic(name)
+        }
 
     def is_success(self) -> bool:
         return self.spec_task.success(self, self.scene)
@@ -191,23 +219,40 @@ class TabletopEnv(gym.Env):
     # ----------------------------------------------------------------------------------------------- internals
     def _apply(self, q: np.ndarray) -> None:
         c, r = self.client, self.robot_id
-        p.setJointMotorControlArray(r, ARM_JOINTS, p.POSITION_CONTROL, targetPositions=list(q[:7]),
-                                    forces=ARM_FORCES, physicsClientId=c)
-        p.setJointMotorControlArray(r, FINGER_JOINTS, p.POSITION_CONTROL, targetPositions=[q[7] / 2] * 2,
-                                    forces=[FINGER_FORCE] * 2, physicsClientId=c)
+        p.setJointMotorControlArray(
+            r,
+            ARM_JOINTS,
+            p.POSITION_CONTROL,
+            targetPositions=list(q[:7]),
+            forces=ARM_FORCES,
+            physicsClientId=c,
+        )
+        p.setJointMotorControlArray(
+            r,
+            FINGER_JOINTS,
+            p.POSITION_CONTROL,
+            targetPositions=[q[7] / 2] * 2,
+            forces=[FINGER_FORCE] * 2,
+            physicsClientId=c,
+        )
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
         states = p.getJointStates(self.robot_id, ARM_JOINTS + FINGER_JOINTS, physicsClientId=self.client)
         pos = np.array([s[0] for s in states], dtype=np.float64)
         vel = np.array([s[1] for s in states], dtype=np.float64)
-        return (np.concatenate([pos[:7], [pos[7] + pos[8]]]).astype(np.float32),
-                np.concatenate([vel[:7], [vel[7] + vel[8]]]).astype(np.float32))
+        return (
+            np.concatenate([pos[:7], [pos[7] + pos[8]]]).astype(np.float32),
+            np.concatenate([vel[:7], [vel[7] + vel[8]]]).astype(np.float32),
+        )
 
     def _observe(self) -> dict:
         pos, vel = self.joint_state()
         n = self.image_size
-        obs = {"image": self._camera(self.scene.camera) if self.render_images else np.zeros((n, n, 3), np.uint8),
-               "joint_pos": pos, "joint_vel": vel}
+        obs = {
+            "image": self._camera(self.scene.camera) if self.render_images else np.zeros((n, n, 3), np.uint8),
+            "joint_pos": pos,
+            "joint_vel": vel,
+        }
         if self.wrist_camera:
             obs["wrist_image"] = self._wrist() if self.render_images else np.zeros((n, n, 3), np.uint8)
         return obs
@@ -215,8 +260,13 @@ class TabletopEnv(gym.Env):
     def _info(self, success: bool, full: bool = False) -> dict:
         """Fresh dict per call. The scene and its randomisation (privileged) come with reset(); during an episode
         they are `env.scene` (building them each step would cost ~5% of a camera-free step)."""
-        info = {"task": self.task, "instruction": self.instruction, "success": bool(success), "step": self.steps,
-                "applied_action": self._action.copy()}
+        info = {
+            "task": self.task,
+            "instruction": self.instruction,
+            "success": bool(success),
+            "step": self.steps,
+            "applied_action": self._action.copy(),
+        }
         if full:
             scene = self.scene.to_dict()
             info.update(scene=scene, randomisation=scene["randomisation"])
@@ -224,34 +274,58 @@ class TabletopEnv(gym.Env):
 
     def _set_lighting_and_friction(self, scene: Scene) -> None:
         c = self.client
-        p.changeDynamics(self.table_id, -1, lateralFriction=scene.randomisation["table_friction"], physicsClientId=c)
-        p.changeVisualShape(self.table_id, -1, rgbaColor=[*scene.randomisation["table_rgb"], 1.0], physicsClientId=c)
+        p.changeDynamics(
+            self.table_id, -1, lateralFriction=scene.randomisation["table_friction"], physicsClientId=c
+        )
+        p.changeVisualShape(
+            self.table_id, -1, rgbaColor=[*scene.randomisation["table_rgb"], 1.0], physicsClientId=c
+        )
 
     def _camera(self, cam: dict) -> np.ndarray:
         n = self.image_size
         view = p.computeViewMatrix(cam["eye"], cam["target"], cam.get("up", [0, 0, 1]))
         proj = p.computeProjectionMatrixFOV(cam["fov"], 1.0, 0.05, 5.0)
         light = self.scene.randomisation["light"] if self.scene else _tasks.DEFAULT_LIGHT
-        _, _, rgba, _, _ = p.getCameraImage(n, n, view, proj, renderer=p.ER_TINY_RENDERER, shadow=0,
-                                            lightDirection=light["direction"], lightColor=light["color"],
-                                            lightAmbientCoeff=light["ambient"], lightDiffuseCoeff=light["diffuse"],
-                                            lightSpecularCoeff=0.1, physicsClientId=self.client)
+        _, _, rgba, _, _ = p.getCameraImage(
+            n,
+            n,
+            view,
+            proj,
+            renderer=p.ER_TINY_RENDERER,
+            shadow=0,
+            lightDirection=light["direction"],
+            lightColor=light["color"],
+            lightAmbientCoeff=light["ambient"],
+            lightDiffuseCoeff=light["diffuse"],
+            lightSpecularCoeff=0.1,
+            physicsClientId=self.client,
+        )
         return np.asarray(rgba, dtype=np.uint8).reshape(n, n, 4)[:, :, :3].copy()
 
     def _wrist(self) -> np.ndarray:
-        pos, orn = p.getLinkState(self.robot_id, HAND_LINK, computeForwardKinematics=True,
-                                  physicsClientId=self.client)[4:6]
+        pos, orn = p.getLinkState(
+            self.robot_id, HAND_LINK, computeForwardKinematics=True, physicsClientId=self.client
+        )[4:6]
         rot = np.asarray(p.getMatrixFromQuaternion(orn)).reshape(3, 3)
-        eye = np.asarray(pos) + rot @ np.array([0.05, 0.0, 0.02])  # beside the hand, looking along the fingers
+        eye = np.asarray(pos) + rot @ np.array(
+            [0.05, 0.0, 0.02]
+        )  # beside the hand, looking along the fingers
         target = eye + rot @ np.array([0.0, 0.0, 0.3])
         up = rot @ np.array([1.0, 0.0, 0.0])
         return self._camera({"eye": eye.tolist(), "target": target.tolist(), "up": up.tolist(), "fov": 70.0})
 
 
-
-def record_episode(env: TabletopEnv, policy: Callable[[dict], Any], seed: int, instruction: int | None = None,
-                   producer: str = "wam_ros.sim", extra_meta: dict | None = None, noise: float = 0.0,
-                   noise_seed: int | None = None, driver: Callable[[dict], Any] | None = None) -> Episode:
+def record_episode(
+    env: TabletopEnv,
+    policy: Callable[[dict], Any],
+    seed: int,
+    instruction: int | None = None,
+    producer: str = "wam_ros.sim",
+    extra_meta: dict | None = None,
+    noise: float = 0.0,
+    noise_seed: int | None = None,
+    driver: Callable[[dict], Any] | None = None,
+) -> Episode:
     """Roll `policy` out in `env` from `reset(seed)` until success or the step limit; return the Episode.
 
     Row t holds the observation at step t and the action the env applied after it (clamped to the limits). The last
@@ -299,14 +373,34 @@ def record_episode(env: TabletopEnv, policy: Callable[[dict], Any], seed: int, i
     n = env.image_size
     camera = {**env.profile.camera, "width": n, "height": n, "pose": env.scene.camera, "renderer": "tiny"}
     meta = {
-        "task": env.task, "instruction": env.instruction, "success": bool(terminated), "seed": int(seed),
-        "instruction_index": env.scene.instruction_index, "robot": env.profile.to_dict(), "camera": camera,
-        "control_hz": env.control_hz, "physics_hz": PHYSICS_HZ, "randomisation": env.scene.randomisation,
-        "scene": env.scene.to_dict(), "producer": producer, "steps": env.steps, "max_steps": env.max_steps,
-        "final_action": "hold", "wrist_camera": env.wrist_camera, "action_noise_std": float(noise),
+        "task": env.task,
+        "instruction": env.instruction,
+        "success": bool(terminated),
+        "seed": int(seed),
+        "instruction_index": env.scene.instruction_index,
+        "robot": env.profile.to_dict(),
+        "camera": camera,
+        "control_hz": env.control_hz,
+        "physics_hz": PHYSICS_HZ,
+        "randomisation": env.scene.randomisation,
+        "scene": env.scene.to_dict(),
+        "producer": producer,
+        "steps": env.steps,
+        "max_steps": env.max_steps,
+        "final_action": "hold",
+        "wrist_camera": env.wrist_camera,
+        "action_noise_std": float(noise),
     }
     meta.update(extra_meta or {})
-    return Episode(frames=np.stack(frames), joint_pos=np.stack(joint_pos), joint_vel=np.stack(joint_vel),
-                   actions=np.stack(actions), timestamps=np.arange(len(frames)) / env.control_hz, meta=meta,
-                   extra={**({"wrist_frames": np.stack(wrist)} if env.wrist_camera else {}),
-                          **({"executed_actions": np.stack(executed)} if relabel else {})})
+    return Episode(
+        frames=np.stack(frames),
+        joint_pos=np.stack(joint_pos),
+        joint_vel=np.stack(joint_vel),
+        actions=np.stack(actions),
+        timestamps=np.arange(len(frames)) / env.control_hz,
+        meta=meta,
+        extra={
+            **({"wrist_frames": np.stack(wrist)} if env.wrist_camera else {}),
+            **({"executed_actions": np.stack(executed)} if relabel else {}),
+        },
+    )

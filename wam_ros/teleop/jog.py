@@ -48,7 +48,9 @@ class JogConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.joint_speed <= 1:
-            raise ValueError(f"joint_speed must be in (0, 1] (fraction of the velocity limit), got {self.joint_speed}")
+            raise ValueError(
+                f"joint_speed must be in (0, 1] (fraction of the velocity limit), got {self.joint_speed}"
+            )
         for name in ("linear_speed", "angular_speed", "gripper_speed"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -60,10 +62,10 @@ class JogConfig:
 class JogCommand:
     """One teleop input sample, device-independent."""
 
-    enabled: bool = False                                   # deadman held
+    enabled: bool = False  # deadman held
     joint_vel: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (J,) in [-1, 1]
-    twist: np.ndarray = field(default_factory=lambda: np.zeros(6))     # (6,) in [-1, 1]
-    gripper: float = 0.0                                    # -1 close .. +1 open
+    twist: np.ndarray = field(default_factory=lambda: np.zeros(6))  # (6,) in [-1, 1]
+    gripper: float = 0.0  # -1 close .. +1 open
     toggle_mode: bool = False
 
 
@@ -92,14 +94,20 @@ class JoyMapping:
 
     def __post_init__(self) -> None:
         if self.deadman_button < 0:
-            raise ValueError(f"deadman_button must be a button index >= 0 (motion needs it held), "
-                             f"got {self.deadman_button}")
+            raise ValueError(
+                f"deadman_button must be a button index >= 0 (motion needs it held), "
+                f"got {self.deadman_button}"
+            )
         if len(self.joint_axes) != len(self.joint_scale):
-            raise ValueError(f"joint_axes ({len(self.joint_axes)}) and joint_scale ({len(self.joint_scale)}) "
-                             "must have the same length")
+            raise ValueError(
+                f"joint_axes ({len(self.joint_axes)}) and joint_scale ({len(self.joint_scale)}) "
+                "must have the same length"
+            )
         if len(self.cartesian_axes) != 6 or len(self.cartesian_scale) != 6:
-            raise ValueError(f"cartesian_axes and cartesian_scale need 6 entries (x y z roll pitch yaw), got "
-                             f"{len(self.cartesian_axes)} and {len(self.cartesian_scale)}")
+            raise ValueError(
+                f"cartesian_axes and cartesian_scale need 6 entries (x y z roll pitch yaw), got "
+                f"{len(self.cartesian_axes)} and {len(self.cartesian_scale)}"
+            )
         if not 0 <= self.deadband < 1:
             raise ValueError(f"deadband must be in [0, 1), got {self.deadband}")
         self._last_mode_button = False
@@ -132,12 +140,19 @@ class JoyMapping:
         joint = np.zeros(dof)
         for j, (a, s) in enumerate(zip(self.joint_axes[:dof], self.joint_scale[:dof], strict=True)):
             joint[j] = s * self._axis(axes, a)
-        twist = np.array([s * self._axis(axes, a) for a, s in zip(self.cartesian_axes, self.cartesian_scale,
-                                                                  strict=True)])
+        twist = np.array(
+            [s * self._axis(axes, a) for a, s in zip(self.cartesian_axes, self.cartesian_scale, strict=True)]
+        )
         grip = float(self._button(buttons, self.gripper_open_button)) - float(
-            self._button(buttons, self.gripper_close_button))
-        return JogCommand(enabled=self._button(buttons, self.deadman_button), joint_vel=np.clip(joint, -1, 1),
-                          twist=np.clip(twist, -1, 1), gripper=grip, toggle_mode=toggle)
+            self._button(buttons, self.gripper_close_button)
+        )
+        return JogCommand(
+            enabled=self._button(buttons, self.deadman_button),
+            joint_vel=np.clip(joint, -1, 1),
+            twist=np.clip(twist, -1, 1),
+            gripper=grip,
+            toggle_mode=toggle,
+        )
 
 
 class Kinematics:
@@ -153,8 +168,10 @@ class Kinematics:
         if not profile.urdf:
             raise ValueError(f"robot profile {profile.name!r} names no urdf; Cartesian jog needs one")
         self.body = p.loadURDF(profile.urdf, useFixedBase=True, physicsClientId=self.client)
-        joints = [p.getJointInfo(self.body, i, physicsClientId=self.client)
-                  for i in range(p.getNumJoints(self.body, physicsClientId=self.client))]
+        joints = [
+            p.getJointInfo(self.body, i, physicsClientId=self.client)
+            for i in range(p.getNumJoints(self.body, physicsClientId=self.client))
+        ]
         by_name = {j[1].decode(): j for j in joints}
         links = {j[12].decode(): j[0] for j in joints}
         if ee_link not in links:
@@ -179,16 +196,29 @@ class Kinematics:
     def forward(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """End-effector (position xyz, quaternion xyzw) in the base frame."""
         self._set(q)
-        s = self.p.getLinkState(self.body, self.ee, computeForwardKinematics=True, physicsClientId=self.client)
+        s = self.p.getLinkState(
+            self.body, self.ee, computeForwardKinematics=True, physicsClientId=self.client
+        )
         return np.array(s[4]), np.array(s[5])
 
     def inverse(self, q: np.ndarray, pos: np.ndarray, orn: np.ndarray, iterations: int) -> np.ndarray:
         self._set(q)
-        rest = [float(self.p.getJointState(self.body, i, physicsClientId=self.client)[0]) for i in self.movable]
+        rest = [
+            float(self.p.getJointState(self.body, i, physicsClientId=self.client)[0]) for i in self.movable
+        ]
         sol = self.p.calculateInverseKinematics(
-            self.body, self.ee, pos.tolist(), orn.tolist(), lowerLimits=self.lower, upperLimits=self.upper,
-            jointRanges=self.ranges, restPoses=rest, maxNumIterations=iterations, residualThreshold=1e-6,
-            physicsClientId=self.client)
+            self.body,
+            self.ee,
+            pos.tolist(),
+            orn.tolist(),
+            lowerLimits=self.lower,
+            upperLimits=self.upper,
+            jointRanges=self.ranges,
+            restPoses=rest,
+            maxNumIterations=iterations,
+            residualThreshold=1e-6,
+            physicsClientId=self.client,
+        )
         out = np.array(q, dtype=np.float64)
         for k, idx in self.arm:
             out[k] = sol[self.movable.index(idx)]
@@ -279,8 +309,10 @@ class Jogger:
             self._kin = None
 
 
-KEY_HELP = ("teleop keys: m mode (joint/cartesian) | joint: 1-8 select joint, + / - jog it | cartesian: i/k +x/-x, "
-            "j/l +y/-y, u/o +z/-z | g open, b close gripper | each press jogs for key_duration_s")
+KEY_HELP = (
+    "teleop keys: m mode (joint/cartesian) | joint: 1-8 select joint, + / - jog it | cartesian: i/k +x/-x, "
+    "j/l +y/-y, u/o +z/-z | g open, b close gripper | each press jogs for key_duration_s"
+)
 _CART_KEYS = {"i": (0, 1.0), "k": (0, -1.0), "j": (1, 1.0), "l": (1, -1.0), "u": (2, 1.0), "o": (2, -1.0)}
 
 

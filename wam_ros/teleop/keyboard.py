@@ -44,6 +44,7 @@ class KeyReader:
             with self._lock:
                 if callback in self._listeners:
                     self._listeners.remove(callback)
+
         return unsubscribe
 
     def dispatch(self, key: str) -> None:

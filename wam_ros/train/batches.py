@@ -33,7 +33,9 @@ def load_episodes(dirs: Sequence[str | Path], only_success: bool = True) -> list
         paths = list_episodes(d)
         if not paths:
             raise ValueError(f"no episode_*.npz files under {d}")
-        eps.extend(ep for ep in map(read_episode, paths) if ep.success or not only_success or ep.meta.get("dagger"))
+        eps.extend(
+            ep for ep in map(read_episode, paths) if ep.success or not only_success or ep.meta.get("dagger")
+        )
     if not eps:
         raise ValueError(f"no {'successful ' if only_success else ''}episodes in {list(map(str, dirs))}")
     return eps
