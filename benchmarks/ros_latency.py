@@ -76,7 +76,7 @@ def echo_node() -> None:
 
     from wam_ros.robot import RobotProfile
     from wam_ros.ros import conversions as cv
-    from wam_ros.ros._params import make_executor
+    from wam_ros.ros.executor import make_executor
 
     rclpy.init()
     node = rclpy.create_node("echo")

@@ -61,7 +61,7 @@ class SpinThread:
 @contextlib.contextmanager
 def wam_node_running(checkpoint: Path, **params: object) -> Iterator[tuple[object, SpinThread]]:
     """wam_node (torch backend on `checkpoint`) in its own Context, spinning in a thread."""
-    from wam_ros.ros._params import make_executor
+    from wam_ros.ros.executor import make_executor
     from wam_ros.ros.wam_node import WamNode
 
     ctx = Context()

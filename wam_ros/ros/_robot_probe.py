@@ -30,7 +30,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.robot import RobotProfile
 from wam_ros.ros import conversions as cv
-from wam_ros.ros._params import make_executor
+from wam_ros.ros.executor import make_executor
 
 PROFILE = RobotProfile.load("panda")
 

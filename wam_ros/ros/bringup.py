@@ -26,7 +26,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from wam_ros.ros._params import executor_kind, freeze_startup_objects, make_executor
+from wam_ros.ros.executor import executor_kind, freeze_startup_objects, make_executor
 from wam_ros.ros.launch_util import NodeSpec, load_graph, node_specs, parse_cli_arguments
 
 

@@ -28,7 +28,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
 from wam_ros.data.rosbag import BagError, BagWriter
-from wam_ros.ros._params import declare, spin_node
+from wam_ros.ros.executor import spin_node
+from wam_ros.ros.parameters import declare
 from wam_ros.teleop.keyboard import keyboard
 
 _EPISODE_RE = re.compile(r"^episode_(\d{4,})$")

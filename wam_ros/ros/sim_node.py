@@ -23,7 +23,8 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.ros import conversions as cv
-from wam_ros.ros._params import declare, spin_node
+from wam_ros.ros.executor import spin_node
+from wam_ros.ros.parameters import declare
 from wam_ros.sim.tabletop import TabletopEnv
 
 

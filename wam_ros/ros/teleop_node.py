@@ -27,7 +27,8 @@ from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.robot import RobotProfile
 from wam_ros.ros import conversions as cv
-from wam_ros.ros._params import declare, spin_node
+from wam_ros.ros.executor import spin_node
+from wam_ros.ros.parameters import declare
 from wam_ros.teleop.jog import KEY_HELP, MODES, JogCommand, JogConfig, Jogger, JoyMapping, KeyJog
 from wam_ros.teleop.keyboard import keyboard
 

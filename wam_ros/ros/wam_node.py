@@ -39,7 +39,8 @@ from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.robot import RobotProfile
 from wam_ros.ros import conversions as cv
-from wam_ros.ros._params import declare, spin_node
+from wam_ros.ros.executor import spin_node
+from wam_ros.ros.parameters import declare
 from wam_ros.runtime import load_policy
 from wam_ros.runtime.preprocess import FrameStack
 from wam_ros.runtime.safety import SafetyFilter, SafetyLimits, Stamped, StampGuard, UnsafeInput, Watchdog

@@ -1,5 +1,4 @@
-"""Typed parameter declaration and the executor for the nodes: every parameter has a typed default; a float parameter
-also accepts an integer (`control_hz:=30` from a launch argument) and a clear error names any other wrong type.
+"""The nodes' executor and main loop.
 
 Executor: rclpy's EventsExecutor by default (`WAM_ROS_EXECUTOR=events`), the SingleThreadedExecutor with
 `WAM_ROS_EXECUTOR=single`. The EventsExecutor dispatches a callback for about a quarter of the CPU time (measured in
@@ -10,27 +9,13 @@ blocking `spin()` / `spin_once()` without a timeout never dispatch anything and 
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.context import Context
 from rclpy.executors import Executor
 from rclpy.node import Node
 
 EXECUTOR_ENV = "WAM_ROS_EXECUTOR"
 EXECUTORS = ("events", "single")
-
-
-def declare(node: Node, name: str, default: Any, description: str = "") -> Any:
-    """Declare `name` with a typed default and return its value (ints are accepted for floats)."""
-    if isinstance(default, float):
-        desc = ParameterDescriptor(description=description, dynamic_typing=True)
-        value = node.declare_parameter(name, default, desc).value
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"parameter {name!r} must be a number, got {value!r}")
-        return float(value)
-    value = node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
-    return value
 
 
 def executor_kind(kind: str | None = None) -> str:

@@ -22,11 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("bag", type=Path, help="a bag directory, or a directory of bags (one episode each)")
     p.add_argument("--out", type=Path, required=True, help="episode directory (new episodes are appended)")
     p.add_argument("--rate", type=float, default=10.0, help="episode rate in Hz (default 10)")
-    p.add_argument("--tolerance", type=float, default=0.05, help="max gap (s) to a camera frame / joint state")
-    p.add_argument("--image-size", type=int, default=0, help="resize frames to NxN (0 keeps the recorded size)")
+    p.add_argument(
+        "--tolerance", type=float, default=0.05, help="max gap (s) to a camera frame / joint state"
+    )
+    p.add_argument(
+        "--image-size", type=int, default=0, help="resize frames to NxN (0 keeps the recorded size)"
+    )
     p.add_argument("--camera-topic", default="/camera/image_raw")
     p.add_argument("--joint-topic", default="/joint_states")
-    p.add_argument("--command-topic", action="append", default=[], help="command topic(s); default: all of them")
+    p.add_argument(
+        "--command-topic", action="append", default=[], help="command topic(s); default: all of them"
+    )
     p.add_argument("--robot", default="panda", help="robot profile when a bag does not name one")
     p.add_argument("--min-steps", type=int, default=2)
     p = sub.add_parser("repair-bag", help="complete bags left by a killed recorder")
@@ -36,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("export-lerobot", help="write episodes as a LeRobot v3.0 dataset")
     p.add_argument("episodes", type=Path, help="episode directory")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--robot-type", default=None, help="info.json robot_type (default: the robot profile name)")
+    p.add_argument(
+        "--robot-type", default=None, help="info.json robot_type (default: the robot profile name)"
+    )
     p.add_argument("--camera", default=None, help="camera key: observation.images.<camera>")
     p.add_argument("--only-success", action="store_true", help="export successful episodes only")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out directory")
@@ -46,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
     from wam_ros.data.rosbag import BagError
 
     try:
-        return {"import-bag": _import, "repair-bag": _repair, "info": _info,
-                "export-lerobot": _export}[args.data_command](args)
+        return {"import-bag": _import, "repair-bag": _repair, "info": _info, "export-lerobot": _export}[
+            args.data_command
+        ](args)
     except (BagError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"wam data {args.data_command}: {exc}", file=sys.stderr)
         return 1
@@ -56,16 +65,26 @@ def run(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from wam_ros.data.bag_import import ImportConfig, import_bags, reports_json
 
-    cfg = ImportConfig(rate_hz=args.rate, tolerance_s=args.tolerance, image_size=args.image_size,
-                       camera_topic=args.camera_topic, joint_topic=args.joint_topic,
-                       command_topics=list(args.command_topic), robot=args.robot, min_steps=args.min_steps)
+    cfg = ImportConfig(
+        rate_hz=args.rate,
+        tolerance_s=args.tolerance,
+        image_size=args.image_size,
+        camera_topic=args.camera_topic,
+        joint_topic=args.joint_topic,
+        command_topics=list(args.command_topic),
+        robot=args.robot,
+        min_steps=args.min_steps,
+    )
     reports = import_bags(args.bag, args.out, cfg)
     print(reports_json(reports))
     written = [r for r in reports if r.episode]
-    print(f"imported {len(written)}/{len(reports)} bags into {args.out}: "
-          f"{sum(r.steps for r in written)} steps, {sum(r.missing_steps for r in reports)} missing steps, "
-          f"{sum(r.duplicated_frames for r in reports)} duplicated and {sum(r.dropped_frames for r in reports)} "
-          f"dropped frames", file=sys.stderr)
+    print(
+        f"imported {len(written)}/{len(reports)} bags into {args.out}: "
+        f"{sum(r.steps for r in written)} steps, {sum(r.missing_steps for r in reports)} missing steps, "
+        f"{sum(r.duplicated_frames for r in reports)} duplicated and {sum(r.dropped_frames for r in reports)} "
+        f"dropped frames",
+        file=sys.stderr,
+    )
     return 0 if written else 1
 
 
@@ -100,7 +119,11 @@ def _export(args: argparse.Namespace) -> int:
     if not eps:
         print(f"wam data export-lerobot: no episodes to export in {args.episodes}", file=sys.stderr)
         return 1
-    info = export_lerobot(eps, args.out, robot_type=args.robot_type, camera=args.camera, overwrite=args.overwrite)
-    print(f"wrote LeRobot {info['codebase_version']} dataset: {info['total_episodes']} episodes, "
-          f"{info['total_frames']} frames, {info['fps']} fps -> {args.out}")
+    info = export_lerobot(
+        eps, args.out, robot_type=args.robot_type, camera=args.camera, overwrite=args.overwrite
+    )
+    print(
+        f"wrote LeRobot {info['codebase_version']} dataset: {info['total_episodes']} episodes, "
+        f"{info['total_frames']} frames, {info['fps']} fps -> {args.out}"
+    )
     return 0

@@ -15,24 +15,24 @@ import sys
 
 # name -> (module, one-line help). Keep this table the single list of subcommands.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "sim": ("wam_ros.sim.cli", "run a simulated task with the scripted expert (optionally render a GIF)"),
+    "sim": ("wam_ros.cli.sim", "run a simulated task with the scripted expert (optionally render a GIF)"),
     "collect": (
         "wam_ros.data.collect",
         "collect expert demonstrations in sim into episodes (parallel, resumable)",
     ),
     "campaign": (
-        "wam_ros.sim.campaign_cli",
+        "wam_ros.cli.campaign",
         "fall campaign: push a legged robot over N times; report results",
     ),
     "train": ("wam_ros.train.train", "train the WAM on episodes (checkpoints, resume, DDP via torchrun)"),
     "dream": ("wam_ros.train.dream", "imagination rollout: real vs imagined frames side by side"),
     "eval": ("wam_ros.train.evaluate", "offline + closed-loop evaluation beside baselines"),
     "export": (
-        "wam_ros.export.cli",
+        "wam_ros.cli.export",
         "export a checkpoint to ONNX (full + action-only, fp32 + fp16) / TensorRT",
     ),
     "bench": ("wam_ros.runtime.bench", "latency of every available backend side by side"),
-    "data": ("wam_ros.data.cli", "import rosbag2 (MCAP) demos into episodes; export to LeRobot v3"),
+    "data": ("wam_ros.cli.data", "import rosbag2 (MCAP) demos into episodes; export to LeRobot v3"),
     "bringup": (
         "wam_ros.ros.bringup",
         "start a node graph in one process from config/ (no ros2 launch needed)",
