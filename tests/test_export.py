@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from wam_ros.export.fp16 import to_fp16
-from wam_ros.export.metadata import REQUIRED, read_metadata
+from wam_ros.runtime.model_dir import REQUIRED, read_metadata
 from wam_ros.export.onnx_export import ExportConfig, ExportError, export_model, sample_inputs
 from wam_ros.export.tensorrt import TensorRTUnavailable, build_engine, tensorrt_unavailable_reason
 from wam_ros.model import WamConfig, WorldActionModel, load_checkpoint, save_checkpoint
@@ -53,7 +53,7 @@ def _session(path: Path) -> ort.InferenceSession:
 
 
 def test_export_writes_single_file_graphs_with_named_io_and_readable_ir(exported):
-    assert sorted(p.name for p in exported.iterdir()) == sorted([*FILES, "model.pt", "export.json"])
+    assert sorted(p.name for p in exported.iterdir()) == sorted([*FILES, "model.pt", "export.json", "manifest.json"])
     assert not list(exported.glob("*.data")), "small models must not use external data"
     for name in FILES:
         m = onnx.load(str(exported / name))

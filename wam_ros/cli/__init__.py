@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "wam_ros.cli.export",
         "export a checkpoint to ONNX (full + action-only, fp32 + fp16) / TensorRT",
     ),
-    "bench": ("wam_ros.runtime.bench", "latency of every available backend side by side"),
+    "bench": ("wam_ros.cli.bench", "latency of every available backend side by side"),
     "data": ("wam_ros.cli.data", "import rosbag2 (MCAP) demos into episodes; export to LeRobot v3"),
     "bringup": (
         "wam_ros.ros.bringup",

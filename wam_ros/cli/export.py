@@ -61,11 +61,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.tensorrt:
         from wam_ros.export.tensorrt import build_engine
-        from wam_ros.runtime.policy import engine_name
+        from wam_ros.runtime.model_dir import engine_name, onnx_name
 
         for graph in graphs:
             engine = build_engine(
-                args.out / f"wam_{graph}_fp16.onnx", args.out / engine_name(graph), max_batch=args.max_batch
+                args.out / onnx_name(graph, "fp16"), args.out / engine_name(graph), max_batch=args.max_batch
             )
             print(f"{engine}  {engine.stat().st_size / 1e6:.2f} MB  TensorRT fp16 engine")
     return 0

@@ -10,9 +10,10 @@ Writes into the output directory (layout in docs/export.md):
     wam_full_fp16.onnx     fp16 weights/activations, fp32 inputs/outputs (also the TensorRT build source)
     wam_action_fp16.onnx
     export.json            parity figures, sizes, opset/IR, source checkpoint sha256
+    manifest.json          sha256 + size of every weight file, verified by the runtime before loading
 
 Every graph: dynamic batch (checked at batch 1 and 4), one file (no external .data), an IR version onnxruntime reads,
-the wam.* metadata of wam_ros/export/metadata.py (config, normaliser, joint names, image size, camera encoding).
+the wam.* metadata of wam_ros/runtime/model_dir.py (config, normaliser, joint names, image size, camera encoding).
 Parity: max |torch - onnxruntime| <= 1e-4 (fp32) / 1e-2 (fp16), on actions and frames separately; a graph that fails
 is not written (ExportError). Files are written to temporary names and renamed only when every check passed.
 
@@ -21,7 +22,6 @@ Core module: torch + onnx + onnxruntime, never imports rclpy.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -38,10 +38,22 @@ import torch
 from torch import nn
 
 from wam_ros.export.fp16 import to_fp16
-from wam_ros.export.metadata import PolicySpec, build_metadata
+from wam_ros.fileio import atomic_path, sha256_file
 from wam_ros.model.checkpoint import load_checkpoint
 from wam_ros.model.modeling import WorldActionModel
-from wam_ros.runtime.backends import INPUTS, OUTPUTS_ACTION, OUTPUTS_FULL, session_options
+from wam_ros.runtime.backends import session_options
+from wam_ros.runtime.model_dir import (
+    CHECKPOINT,
+    EXPORT_REPORT,
+    INPUTS,
+    PolicySpec,
+    build_metadata,
+    engine_name,
+    onnx_name,
+    output_names,
+    sidecar_path,
+    write_manifest,
+)
 
 MAX_IR_VERSION = (
     10  # onnxruntime 1.31 reads <= 11 (onnx 1.23 writes 14); TensorRT 10's parser is happy with 10
@@ -133,7 +145,7 @@ def _ir_version(model: onnx.ModelProto) -> int:
 def to_onnx(model: WorldActionModel, graph: str, opset: int = 17) -> onnx.ModelProto:
     """Trace one graph to an in-memory ONNX model (legacy TorchScript exporter: fast, constant-folded, opset 17)."""
     wrapper = (FullGraph if graph == "full" else ActionGraph)(model).eval()
-    outputs = OUTPUTS_FULL if graph == "full" else OUTPUTS_ACTION
+    outputs = output_names(graph)
     # batch 2, not 1: a batch-1 example lets an exporter specialise the batch dimension to 1
     example = sample_inputs(model, 2)
     buf = io.BytesIO()
@@ -182,14 +194,6 @@ def parity(
     return worst
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def normaliser_of(model: WorldActionModel) -> dict[str, Any]:
     return {k: getattr(model, k).tolist() for k in ("joint_mean", "joint_std", "delta_mean", "delta_std")} | {
         "fitted": model.normalizer_fitted
@@ -204,7 +208,7 @@ def export_model(
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     model = load_checkpoint(checkpoint)
     if checkpoint.is_dir():
-        checkpoint = checkpoint / "model.pt"
+        checkpoint = checkpoint / CHECKPOINT
     out_dir.mkdir(parents=True, exist_ok=True)
     config = model.cfg.to_dict()
     camera = (
@@ -212,7 +216,7 @@ def export_model(
     )
     source = {
         "checkpoint": str(checkpoint),
-        "sha256": _sha256(checkpoint),
+        "sha256": sha256_file(checkpoint),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "torch": torch.__version__,
         "onnx": onnx.__version__,
@@ -226,7 +230,7 @@ def export_model(
             if cfg.fp16:
                 variants.append(("fp16", to_fp16(fp32), cfg.atol_fp16))
             for precision, m, atol in variants:
-                name = f"wam_{graph}{'_fp16' if precision == 'fp16' else ''}.onnx"
+                name = onnx_name(graph, precision)
                 err = parity(model, m, graph, tuple(cfg.check_batches), cfg.seed)
                 bad = {k: v for k, v in err.items() if not v <= atol}
                 if bad:
@@ -260,7 +264,8 @@ def export_model(
         for tmp, final in staged:
             os.replace(tmp, final)
         for graph in cfg.graphs:  # an engine built from the previous export would run the old weights
-            for stale in (out_dir / f"wam_{graph}_fp16.engine", out_dir / f"wam_{graph}_fp16.engine.json"):
+            engine = out_dir / engine_name(graph)
+            for stale in (engine, sidecar_path(engine)):
                 if stale.exists():
                     stale.unlink()
                     report.setdefault("removed_stale", []).append(stale.name)
@@ -268,8 +273,10 @@ def export_model(
         for tmp, _ in staged:
             if tmp.exists():
                 tmp.unlink()
-    ckpt_dst = out_dir / "model.pt"
+    ckpt_dst = out_dir / CHECKPOINT
     if not (ckpt_dst.exists() and ckpt_dst.resolve() == checkpoint.resolve()):
-        shutil.copyfile(checkpoint, ckpt_dst)
-    (out_dir / "export.json").write_text(json.dumps(report, indent=1))
+        with atomic_path(ckpt_dst) as tmp:
+            shutil.copyfile(checkpoint, tmp)
+    (out_dir / EXPORT_REPORT).write_text(json.dumps(report, indent=1))
+    write_manifest(out_dir)
     return report

@@ -15,44 +15,15 @@ Core module: never imports rclpy.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import onnx
 
-from wam_ros.export.metadata import read_metadata, write_engine_sidecar
-from wam_ros.runtime.backends import cuda_device_count
+from wam_ros.fileio import atomic_write_bytes
+from wam_ros.runtime.backends import TensorRTUnavailable, require_tensorrt, tensorrt_unavailable_reason
+from wam_ros.runtime.model_dir import add_to_manifest, read_manifest, read_metadata, write_engine_sidecar
 
-
-class TensorRTUnavailable(RuntimeError):
-    """No GPU or no tensorrt package: engines cannot be built or run on this machine."""
-
-
-def tensorrt_unavailable_reason() -> str | None:
-    """None when engines can be built here; otherwise why not, in words."""
-    gpus = cuda_device_count()
-    if gpus == 0:
-        return (
-            "TensorRT needs an NVIDIA GPU, and the NVIDIA driver (libcuda.so.1) reports none on this machine; "
-            "the ONNX graphs (onnxruntime) and the torch checkpoint run here instead"
-        )
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return (
-            f"the `tensorrt` Python package is not installed ({gpus} GPU(s) seen): "
-            "`pip install tensorrt` (or use the JetPack one) to build engines"
-        )
-    return None
-
-
-def require_tensorrt():  # noqa: ANN201 - returns the tensorrt module
-    reason = tensorrt_unavailable_reason()
-    if reason:
-        raise TensorRTUnavailable(reason)
-    import tensorrt as trt
-
-    return trt
+__all__ = ["TensorRTUnavailable", "build_engine", "require_tensorrt", "tensorrt_unavailable_reason"]
 
 
 def build_engine(
@@ -100,10 +71,7 @@ def build_engine(
         raise RuntimeError(
             f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)"
         )
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_name(f".{engine_path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(bytes(serialized))
-    os.replace(tmp, engine_path)
+    atomic_write_bytes(engine_path, bytes(serialized))
     props["wam.precision"] = "fp16"
     props["wam.tensorrt"] = json.dumps(
         {
@@ -115,4 +83,6 @@ def build_engine(
         }
     )
     write_engine_sidecar(engine_path, props)
+    if read_manifest(engine_path.parent) is not None:
+        add_to_manifest(engine_path.parent, [engine_path])
     return engine_path

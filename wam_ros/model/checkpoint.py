@@ -8,6 +8,7 @@ Loaded with `weights_only=True` (no arbitrary code from a file). `extra` must ho
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import zipfile
@@ -19,6 +20,7 @@ import torch
 from wam_ros.model.config import WamConfig
 from wam_ros.model.modeling import WorldActionModel
 
+CHECKPOINT_FILE = "model.pt"  # its name inside a model directory (wam_ros.runtime.model_dir.CHECKPOINT)
 FORMAT = "wam_ros.checkpoint"
 VERSION = 1
 NORMALIZER_KEYS = ("joint_mean", "joint_std", "delta_mean", "delta_std", "stats_fitted")
@@ -28,12 +30,25 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or not a wam_ros model checkpoint."""
 
 
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes (sorted by name): the checkpoint's own integrity seal,
+    stored at save and checked at load, so a damaged file is refused even where no manifest lies beside it."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
 def checkpoint_dict(model: WorldActionModel, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return {
         "format": FORMAT,
         "version": VERSION,
         "config": model.cfg.to_dict(),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "state_dict": state,
+        "weights_sha256": weights_sha256(state),
         "extra": dict(extra or {}),
     }
 
@@ -56,7 +71,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw, validated checkpoint dict (format, version, config, state_dict, extra)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "model.pt"
+        path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -75,6 +90,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [k for k in NORMALIZER_KEYS if k not in ckpt["state_dict"]]
     if missing:
         raise CheckpointError(f"{path}: checkpoint is missing normaliser statistics {missing}")
+    sealed = ckpt.get("weights_sha256")
+    if sealed is not None and sealed != weights_sha256(ckpt["state_dict"]):
+        raise CheckpointError(
+            f"{path}: the weights do not match the sha256 recorded when the checkpoint was saved: the file is "
+            "damaged; restore it or retrain"
+        )
     return ckpt
 
 

@@ -20,7 +20,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(policy, name)
     if name == "PolicySpec":
-        from wam_ros.export.metadata import PolicySpec
+        from wam_ros.runtime.model_dir import PolicySpec
 
         return PolicySpec
     raise AttributeError(f"module 'wam_ros.runtime' has no attribute {name!r}")

@@ -24,12 +24,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from wam_ros.runtime import model_dir
+from wam_ros.runtime.model_dir import INPUTS, OUTPUTS_ACTION, OUTPUTS_FULL
+
 log = logging.getLogger("wam_ros.runtime")
 
-INPUTS = ("frames", "joint_pos", "tokens")
-OUTPUTS_FULL = ("action", "next_frame")
-OUTPUTS_ACTION = ("action",)
-INPUT_DTYPES = {"frames": np.uint8, "joint_pos": np.float32, "tokens": np.int64}
+INPUT_DTYPES = {name: np.dtype(kind) for name, kind in model_dir.INPUT_DTYPES.items()}
 
 
 class Backend(Protocol):
@@ -255,3 +255,34 @@ class TorchBackend:
                 return self.model.forward_action(f, q, t).float().numpy(), None
             action, next_frame = self.model(f, q, t)
             return action.float().numpy(), next_frame.float().numpy()
+
+
+class TensorRTUnavailable(RuntimeError):
+    """No GPU or no tensorrt package: engines cannot be built or run on this machine."""
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """None when engines can be built here; otherwise why not, in words."""
+    gpus = cuda_device_count()
+    if gpus == 0:
+        return (
+            "TensorRT needs an NVIDIA GPU, and the NVIDIA driver (libcuda.so.1) reports none on this machine; "
+            "the ONNX graphs (onnxruntime) and the torch checkpoint run here instead"
+        )
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return (
+            f"the `tensorrt` Python package is not installed ({gpus} GPU(s) seen): "
+            "`pip install tensorrt` (or use the JetPack one) to build engines"
+        )
+    return None
+
+
+def require_tensorrt():  # noqa: ANN201 - returns the tensorrt module
+    reason = tensorrt_unavailable_reason()
+    if reason:
+        raise TensorRTUnavailable(reason)
+    import tensorrt as trt
+
+    return trt

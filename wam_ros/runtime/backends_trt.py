@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from wam_ros.export.metadata import PolicySpec
-from wam_ros.export.tensorrt import TensorRTUnavailable, require_tensorrt
-from wam_ros.runtime.backends import INPUTS, OUTPUTS_FULL
+from wam_ros.runtime.backends import TensorRTUnavailable, require_tensorrt
+from wam_ros.runtime.model_dir import INPUTS, OUTPUTS_FULL, PolicySpec
 
 
 class TensorRTBackend:

@@ -18,7 +18,6 @@ Core module: never imports rclpy; torch is imported only for the torch backend.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,26 +25,27 @@ from typing import Any
 
 import numpy as np
 
-from wam_ros.export.metadata import PolicySpec, read_engine_sidecar, read_metadata
+from wam_ros.fileio import sha256_file
 from wam_ros.model.config import WamConfig
 from wam_ros.model.tokenizer import Tokenizer
 from wam_ros.runtime import preprocess
 from wam_ros.runtime.backends import Backend, OrtBackend, TorchBackend, cuda_device_count
+from wam_ros.runtime.model_dir import (
+    CHECKPOINT,
+    GRAPHS,
+    PRECISIONS,
+    IntegrityError,
+    PolicySpec,
+    engine_name,
+    onnx_name,
+    read_engine_sidecar,
+    read_metadata,
+    verify_file,
+)
 
 log = logging.getLogger("wam_ros.runtime")
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
-GRAPHS = ("full", "action")
-CHECKPOINT = "model.pt"
-
-
-def onnx_name(graph: str, precision: str = "fp32") -> str:
-    """File name of one exported graph inside a model directory, e.g. wam_full.onnx, wam_action_fp16.onnx."""
-    return f"wam_{graph}{'_fp16' if precision == 'fp16' else ''}.onnx"
-
-
-def engine_name(graph: str) -> str:
-    return f"wam_{graph}_fp16.engine"
 
 
 class Policy:
@@ -210,24 +210,47 @@ def _resolve(path: Path, backend: str, graph: str, precision: str) -> tuple[str,
     return kind, path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _stale_reason(file: Path, kind: str, ckpt: Path) -> str | None:
     """Why an exported graph does not belong to the checkpoint beside it (None when it does)."""
     _, meta = read_engine_sidecar(file) if kind == "tensorrt" else read_metadata(file)
     exported_from = meta.get("source", {}).get("sha256")
-    if exported_from and exported_from != _sha256(ckpt):
+    if exported_from and exported_from != sha256_file(ckpt):
         return (
             f"{file} was exported from another checkpoint than {ckpt} (sha256 differs): it would run old "
             f"weights; re-export with `wam export {ckpt} --out {ckpt.parent}`"
         )
     return None
+
+
+def _self_sealed(checkpoint: Path) -> bool:
+    """True when a checkpoint carries a weights seal and it verifies (read_checkpoint checks it)."""
+    from wam_ros.model.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        return read_checkpoint(checkpoint).get("weights_sha256") is not None
+    except CheckpointError:
+        return False
+
+
+def _verify(file: Path, asked: Path) -> None:
+    """Check `file` against the model directory's manifest (IntegrityError on a mismatch, never a fallback)."""
+    try:
+        verified = verify_file(file)
+    except IntegrityError:
+        if file.name != CHECKPOINT or not _self_sealed(file):
+            raise
+        log.warning(
+            "%s differs from the manifest but its own weights seal verifies: it was replaced after the export "
+            "(retrained), not damaged",
+            file,
+        )
+        return
+    if not verified:
+        log.warning(
+            "%s is not listed in a %s beside it: its integrity cannot be checked (write one with `wam export`)",
+            file,
+            "manifest.json",
+        )
 
 
 def load_policy(
@@ -245,14 +268,21 @@ def load_policy(
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if graph is not None and graph not in GRAPHS:
         raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
-    if precision not in ("fp32", "fp16"):
-        raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be an int >= 1, got {threads!r}")
     path = Path(path)
     kind, file = _resolve(path, backend, graph or "full", precision)
+    _verify(file, path)
     if kind != "torch" and path.is_dir() and (path / CHECKPOINT).is_file():
-        stale = _stale_reason(file, kind, path / CHECKPOINT)
+        try:
+            _verify(path / CHECKPOINT, path)
+        except IntegrityError as exc:  # the graph is intact and verified; only the checkpoint beside it is damaged
+            log.warning("%s; running the intact, verified %s", exc, file.name)
+            stale = None
+        else:
+            stale = _stale_reason(file, kind, path / CHECKPOINT)
         if stale and backend == "auto":
             log.warning("%s; using the checkpoint (torch) instead", stale)
             kind, file = "torch", path / CHECKPOINT

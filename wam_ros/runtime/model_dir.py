@@ -1,10 +1,19 @@
-"""The policy spec and the metadata layout written into every exported ONNX file (see docs/export.md).
+"""The model folder: one contract for every file name, metadata key, I/O name and hash (see docs/export.md).
 
-    spec = PolicySpec.from_config(cfg.to_dict(), camera_encoding="rgb8")
-    props = build_metadata(spec, cfg.to_dict(), normaliser, graph="full", precision="fp32")
-    spec, meta = read_metadata(onnx_model_or_path)       # ValueError when keys are missing or malformed
+A model directory (`models/panda_tabletop/`) holds:
 
-All values are strings (ONNX `metadata_props`); structured ones are JSON. Keys (prefix `wam.`):
+    model.pt                   the checkpoint -> the torch backend (CHECKPOINT)
+    wam_{graph}[_fp16].onnx    exported graphs, graph "full" (action + next frame) or "action" (onnx_name())
+    wam_{graph}_fp16.engine    TensorRT engines built on the target GPU (engine_name()), metadata in <engine>.json
+    manifest.json              sha256 + size of every weight file above (MANIFEST), written by `wam export`;
+                               verified before a file is loaded (verify_file)
+    export.json                the export report (parity figures, opset)
+    MODEL_CARD.md              what the model is, how it was trained and measured
+
+Graph I/O (every backend): INPUTS frames uint8 (B,K,3,H,W), joint_pos float32 (B,J), tokens int64 (B,L) ->
+OUTPUTS_FULL action float32 (B,N,J) absolute targets, next_frame float32 (B,3,H,W) in [0,1]; OUTPUTS_ACTION action only.
+
+ONNX `metadata_props`, all strings, structured ones JSON. Keys (prefix `wam.`):
     wam.format       "1"                    layout version
     wam.graph        "full" | "action"      full: action + next_frame; action: action only
     wam.precision    "fp32" | "fp16"        fp16 graphs keep fp32 inputs/outputs (casts inside)
@@ -13,7 +22,12 @@ All values are strings (ONNX `metadata_props`); structured ones are JSON. Keys (
     wam.normaliser   JSON {name: list}      normaliser statistics baked into the graph (for reference/debugging)
     wam.source       JSON                   checkpoint path + sha256 + export time, parity figures
 
-Core module: pure python + json, never imports rclpy or torch.
+    spec = PolicySpec.from_config(cfg.to_dict(), camera_encoding="rgb8")
+    props = build_metadata(spec, cfg.to_dict(), normaliser, graph="full", precision="fp32")
+    spec, meta = read_metadata(onnx_model_or_path)       # ValueError when keys are missing or malformed
+
+Pure python + json (onnx only to read metadata): never imports rclpy or torch. Export writes this contract, the runtime
+reads it; neither imports the other.
 """
 
 from __future__ import annotations
@@ -22,6 +36,114 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from wam_ros.fileio import atomic_write_text, sha256_file
+
+CHECKPOINT = "model.pt"
+MANIFEST = "manifest.json"
+EXPORT_REPORT = "export.json"
+GRAPHS = ("full", "action")
+PRECISIONS = ("fp32", "fp16")
+INPUTS = ("frames", "joint_pos", "tokens")
+OUTPUTS_FULL = ("action", "next_frame")
+OUTPUTS_ACTION = ("action",)
+INPUT_DTYPES = {"frames": "uint8", "joint_pos": "float32", "tokens": "int64"}
+
+
+def onnx_name(graph: str, precision: str = "fp32") -> str:
+    """File name of one exported graph inside a model directory, e.g. wam_full.onnx, wam_action_fp16.onnx."""
+    if graph not in GRAPHS or precision not in PRECISIONS:
+        raise ValueError(
+            f"graph must be one of {GRAPHS} and precision one of {PRECISIONS}, got {graph!r}, {precision!r}"
+        )
+    return f"wam_{graph}{'_fp16' if precision == 'fp16' else ''}.onnx"
+
+
+def engine_name(graph: str) -> str:
+    """File name of a TensorRT engine (always fp16) inside a model directory."""
+    if graph not in GRAPHS:
+        raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
+    return f"wam_{graph}_fp16.engine"
+
+
+def sidecar_path(engine_path: str | Path) -> Path:
+    """The engine's metadata file (a TensorRT engine carries no metadata of ours)."""
+    return Path(str(engine_path) + ".json")
+
+
+def output_names(graph: str) -> tuple[str, ...]:
+    return OUTPUTS_FULL if graph == "full" else OUTPUTS_ACTION
+
+
+def weight_files(model_dir: str | Path) -> list[Path]:
+    """Every weight file of the contract present in `model_dir` (checkpoint, ONNX graphs, engines)."""
+    model_dir = Path(model_dir)
+    names = (
+        [CHECKPOINT]
+        + [onnx_name(g, p) for g in GRAPHS for p in PRECISIONS]
+        + [engine_name(g) for g in GRAPHS]
+    )
+    return [model_dir / n for n in names if (model_dir / n).is_file()]
+
+
+class IntegrityError(ValueError):
+    """A weight file does not match the hash recorded when it was written (damaged or replaced)."""
+
+
+def write_manifest(model_dir: str | Path) -> Path:
+    """Record sha256 and size of every weight file in `model_dir` (MANIFEST). Called by `wam export`."""
+    model_dir = Path(model_dir)
+    files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in weight_files(model_dir)}
+    return atomic_write_text(model_dir / MANIFEST, json.dumps({"format": 1, "files": files}, indent=1) + "\n")
+
+
+def add_to_manifest(model_dir: str | Path, paths: list[Path]) -> Path:
+    """Record (or re-record) just `paths` in the directory's manifest, e.g. an engine built after the export."""
+    model_dir = Path(model_dir)
+    files = read_manifest(model_dir) or {}
+    for p in paths:
+        files[Path(p).name] = {"sha256": sha256_file(p), "bytes": Path(p).stat().st_size}
+    return atomic_write_text(model_dir / MANIFEST, json.dumps({"format": 1, "files": files}, indent=1) + "\n")
+
+
+def read_manifest(model_dir: str | Path) -> dict[str, dict[str, Any]] | None:
+    """{file name: {"sha256", "bytes"}} from the directory's manifest, or None when it has none."""
+    path = Path(model_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        files = json.loads(path.read_text())["files"]
+        if not isinstance(files, dict):
+            raise TypeError("files is not an object")
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise IntegrityError(
+            f"{path} is damaged ({exc}); rewrite it with `wam export {Path(model_dir) / CHECKPOINT} --out {model_dir}`"
+        ) from exc
+    return files
+
+
+def verify_file(path: str | Path) -> bool:
+    """Check one weight file against the manifest beside it. True when verified, False when the directory has no
+    manifest (or the manifest does not list the file: it was added after the export). Raises IntegrityError naming
+    the file and the command that rebuilds it when the bytes differ."""
+    path = Path(path)
+    files = read_manifest(path.parent)
+    if files is None or path.name not in files:
+        return False
+    want = files[path.name]
+    size = path.stat().st_size
+    if size != want.get("bytes") or sha256_file(path) != want.get("sha256"):
+        rebuild = (
+            "restore it from the release or retrain"
+            if path.name == CHECKPOINT
+            else f"rebuild it with `wam export {path.parent / CHECKPOINT} --out {path.parent}`"
+        )
+        raise IntegrityError(
+            f"{path} does not match the sha256 recorded in {path.parent / MANIFEST} when it was written "
+            f"({size} bytes, {want.get('bytes')} recorded): the file is damaged or was replaced; {rebuild}"
+        )
+    return True
+
 
 FORMAT_VERSION = "1"
 KEYS = ("wam.format", "wam.graph", "wam.precision", "wam.spec", "wam.config", "wam.normaliser", "wam.source")
@@ -181,13 +303,11 @@ def read_metadata(model: Any) -> tuple[PolicySpec, dict[str, Any]]:
 
 def write_engine_sidecar(engine_path: str | Path, props: dict[str, str]) -> Path:
     """A TensorRT engine carries no metadata of ours: store it beside the engine as `<engine>.json`."""
-    side = Path(str(engine_path) + ".json")
-    side.write_text(json.dumps(props, indent=1))
-    return side
+    return atomic_write_text(sidecar_path(engine_path), json.dumps(props, indent=1))
 
 
 def read_engine_sidecar(engine_path: str | Path) -> tuple[PolicySpec, dict[str, Any]]:
-    side = Path(str(engine_path) + ".json")
+    side = sidecar_path(engine_path)
     if not side.is_file():
         raise ValueError(
             f"TensorRT engine {engine_path} has no metadata file {side.name}: "
