@@ -28,8 +28,8 @@ from pathlib import Path
 import pybullet as p
 import pybullet_data
 
-from wam_ros.sim.campaign import CampaignSpec, run_campaign
 from wam_ros.sim.falls import ROBOTS, FallConfig, FallSim, sample_params
+from wam_ros.train.campaign import CampaignSpec, run_campaign
 
 
 def bare_loop(cfg: FallConfig, episodes: list[tuple]) -> tuple[list[float], list[float], list[float]]:

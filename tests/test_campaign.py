@@ -1,4 +1,4 @@
-"""The fall campaign runner (wam_ros/sim/campaign.py, `wam campaign`): resume, killed workers, Ray, report, bad input.
+"""The fall campaign runner (wam_ros/train/campaign/, `wam campaign`): resume, killed workers, Ray, report, bad input.
 
 Every run here is a real campaign: real worker processes, real PyBullet, real SIGKILLs, a real local Ray instance.
 Run: .venv/bin/pytest tests/test_campaign.py
@@ -21,7 +21,7 @@ import pytest
 
 from wam_ros.cli import main as wam
 from wam_ros.data.episode import list_episodes, read_episode
-from wam_ros.sim.campaign import (
+from wam_ros.train.campaign import (
     COLUMNS,
     CampaignError,
     CampaignSpec,

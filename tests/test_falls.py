@@ -1,4 +1,4 @@
-"""The fall episode (wam_ros/sim/falls.py) on real PyBullet: parameters, upright-relative fall detection, determinism.
+"""The fall episode (wam_ros/sim/falls.py; its episode format: wam_ros/train/campaign/episodes.py) on real PyBullet: parameters, upright-relative fall detection, determinism.
 
 Run: .venv/bin/pytest tests/test_falls.py
 """
@@ -22,6 +22,7 @@ from wam_ros.sim.falls import (
     tilt_deg,
     upright_axis,
 )
+from wam_ros.train.campaign.episodes import fall_episode
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,8 @@ def test_episode_outcome_does_not_depend_on_what_ran_before(laikago):
 def test_recorded_episode_is_in_the_project_format_and_changes_nothing(laikago, tmp_path):
     p = sample_params(5, 3, laikago.cfg)
     plain = laikago.run(p)
-    res, ep = laikago.run(p, record=True)
+    res, rec = laikago.run(p, record=True)
+    ep = fall_episode(laikago, p, res, rec)  # the train layer builds the episode format from the sim's arrays
     assert same(plain, res)  # rendering and readback do not perturb the physics
     path = write_episode(episode_path(tmp_path, 3), ep)
     back = read_episode(path)

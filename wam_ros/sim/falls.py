@@ -3,7 +3,7 @@
     >>> sim = FallSim(FallConfig(robot="laikago"))
     >>> params = sample_params(campaign_seed=0, index=7, cfg=sim.cfg)   # pure function of (seed, index, cfg)
     >>> result = sim.run(params)                  # FallResult: fell / time_to_fall / recovered + summary numbers
-    >>> result, episode = sim.run(params, record=True)   # + proprioception and camera trace in the episode format
+    >>> result, recording = sim.run(params, record=True)  # + proprioception and camera frames (FallRecording)
     >>> sim.close()
 
 Per episode, randomised (ranges in `Randomization`): push force, horizontal direction, start time and duration; ground
@@ -20,7 +20,9 @@ The robot has fallen when tilt > `fall_tilt_deg` or height < `fall_height_frac` 
 did not fall ends "recovered" once, after the push, it is upright and still for `settle_s`; otherwise it runs to
 `episode_s` and ends "unsettled".
 
-Core module: numpy + pybullet only, never imports rclpy.
+Environment only (layer `sim`): numpy + pybullet, no file formats. A recording comes back as plain arrays
+(`FallRecording`); the train layer (wam_ros.train.campaign.episodes) turns it into the project's episode format.
+Never imports rclpy.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-
-from wam_ros.data.episode import Episode
 
 OUTCOMES = ("fell", "recovered", "unsettled")
 
@@ -258,6 +258,35 @@ class FallResult:
     steps: int
 
 
+@dataclass
+class FallRecording:
+    """What `FallSim.run(params, record=True)` observed, every `sim_hz // record_hz` steps plus the final state.
+
+    Shapes: t (T,) s since the episode start; joint_pos, joint_vel (T, J) of the motor joints (rad, rad/s);
+    base_pos (T, 3) m and base_orn (T, 4) quaternion xyzw in the world frame; frames uint8 (T, S, S, 3) RGB from
+    the fixed camera (`FallSim.camera_meta()`).
+    """
+
+    t: np.ndarray
+    joint_pos: np.ndarray
+    joint_vel: np.ndarray
+    base_pos: np.ndarray
+    base_orn: np.ndarray
+    frames: np.ndarray
+
+    @classmethod
+    def from_samples(cls, samples: list[tuple]) -> FallRecording:
+        t, q, dq, pos, orn, frames = (list(col) for col in zip(*samples, strict=True))
+        return cls(
+            t=np.asarray(t),
+            joint_pos=np.asarray(q),
+            joint_vel=np.asarray(dq),
+            base_pos=np.asarray(pos, dtype=np.float32),
+            base_orn=np.asarray(orn, dtype=np.float32),
+            frames=np.stack(frames),
+        )
+
+
 def rotation(quat: tuple[float, ...] | np.ndarray) -> np.ndarray:
     """3x3 rotation matrix of a quaternion (x, y, z, w); columns are the base-local axes in the world frame."""
     x, y, z, w = (float(v) for v in quat)
@@ -330,8 +359,10 @@ class FallSim:
         self.profile = self._profile()
 
     # -- one episode ---------------------------------------------------------------------------------------------
-    def run(self, params: EpisodeParams, record: bool = False) -> FallResult | tuple[FallResult, Episode]:
-        """Run one episode from the saved standing state. With `record`, also return its trace as an Episode."""
+    def run(
+        self, params: EpisodeParams, record: bool = False
+    ) -> FallResult | tuple[FallResult, FallRecording]:
+        """Run one episode from the saved standing state. With `record`, also return its camera + proprioception."""
         c, cfg, robot = self.client, self.cfg, self.robot
         self._apply(params)
         push_from = round(params.push_start * cfg.sim_hz)
@@ -395,7 +426,7 @@ class FallSim:
         if not record:
             return result
         trace.append(self._observe(step * self.dt))
-        return result, self._episode(params, result, trace)
+        return result, FallRecording.from_samples(trace)
 
     def _apply(self, params: EpisodeParams) -> None:
         """Restore the standing state and set every property an episode may change (so none leaks between them)."""
@@ -473,36 +504,6 @@ class FallSim:
             "yaw_deg": 45,
             "pitch_deg": -25,
         }
-
-    def _episode(self, params: EpisodeParams, result: FallResult, trace: list[tuple]) -> Episode:
-        t, q, dq, pos, orn, frames = (list(col) for col in zip(*trace, strict=True))
-        n = len(t)
-        return Episode(
-            frames=np.stack(frames),
-            joint_pos=np.asarray(q),
-            joint_vel=np.asarray(dq),
-            actions=np.tile(np.asarray(self.spec.standing_pose, dtype=np.float32), (n, 1)),
-            timestamps=np.asarray(t),
-            meta={
-                "task": "fall",
-                "instruction": "stand",
-                "success": bool(not result.fell),
-                "seed": params.seed,
-                "index": params.index,
-                "robot": self.profile,
-                "camera": self.camera_meta(),
-                "control_hz": self.cfg.record_hz,
-                "randomisation": asdict(params),
-                "scene": {"slope_deg": params.slope_deg, "friction": params.friction},
-                "outcome": asdict(result),
-                "fall_config": self.cfg.to_dict(),
-                "producer": "wam_ros.sim.falls",
-            },
-            extra={
-                "base_pos": np.asarray(pos, dtype=np.float32),
-                "base_orn": np.asarray(orn, dtype=np.float32),
-            },
-        )
 
     def close(self) -> None:
         with contextlib.suppress(self.pb.error):  # already disconnected

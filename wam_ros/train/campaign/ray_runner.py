@@ -1,0 +1,96 @@
+"""The Ray backend: one actor per worker (`num_cpus=1`, its own PyBullet world) running blocks of episodes.
+
+Actors return rows (and recorded episodes) to the driver, which writes them to its own row log, so a row is written
+exactly once; `max_restarts` / `max_task_retries` let Ray redo a block whose actor died. `ray` is imported only here,
+and only when this backend runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections import deque
+from typing import Any
+
+from wam_ros.data.episode import episode_path, write_episode
+from wam_ros.sim.falls import FallConfig, FallSim
+from wam_ros.train.campaign.episodes import run_episode_row
+from wam_ros.train.campaign.local import Progress
+from wam_ros.train.campaign.spec import CampaignError, CampaignSpec, RecordSelection
+from wam_ros.train.campaign.storage import RowLog
+
+
+class _RayFallWorker:
+    """A Ray actor holding one PyBullet world; runs blocks of episodes and returns their rows (+ recorded episodes)."""
+
+    def __init__(self, seed: int, fall: dict, record: str) -> None:
+        self.seed = seed
+        self.selection = RecordSelection(record)
+        self.sim = FallSim(FallConfig(**fall))
+
+    def run_block(self, indices: list[int]) -> list[tuple[dict[str, Any], Any]]:
+        return [run_episode_row(self.sim, self.seed, i, i in self.selection) for i in indices]
+
+
+def check_reachable(address: str) -> None:
+    """Refuse an unreachable HOST:PORT at once (ray.init itself retries for minutes). "auto" is left to Ray."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise CampaignError(f"--ray-address must be HOST:PORT, ray://HOST:PORT or auto, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise CampaignError(f"cannot reach the Ray cluster at {address!r}: {exc}") from exc
+
+
+def run_ray(spec: CampaignSpec, pending: list[int], on_row: Progress) -> int:
+    """Run `pending` episodes on `spec.workers` Ray actors; returns 0 (Ray itself restarts dead actors)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+    except ImportError as exc:
+        raise CampaignError(f"--backend ray needs the `ray` package ({exc}); pip install ray") from exc
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        if spec.ray_address:
+            check_reachable(spec.ray_address)
+        try:
+            if spec.ray_address:
+                ray.init(address=spec.ray_address, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(num_cpus=spec.workers, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = f"connect to the Ray cluster at {spec.ray_address!r}" if spec.ray_address else "start Ray"
+            raise CampaignError(f"cannot {where}: {exc}") from exc
+    actor_cls = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(_RayFallWorker)
+    fall = spec.fall.to_dict()
+    actors = [actor_cls.remote(spec.seed, fall, spec.record) for _ in range(spec.workers)]
+    blocks = deque(pending[i : i + spec.block] for i in range(0, len(pending), spec.block))
+    rows = RowLog(spec.out / "logs" / f"rows-ray-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl")
+    in_flight: dict[Any, Any] = {}
+    try:
+        for actor in actors:
+            for _ in range(2):  # two blocks in flight per actor: no idle gap between blocks
+                if blocks:
+                    in_flight[actor.run_block.remote(blocks.popleft())] = actor
+        while in_flight:
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            actor = in_flight.pop(ready[0])
+            for row, episode in ray.get(ready[0]):
+                if episode is not None:
+                    write_episode(episode_path(spec.out / "episodes", row["index"]), episode)
+                rows.append(row)
+                on_row(row["index"], row["fell"])
+            if blocks:
+                in_flight[actor.run_block.remote(blocks.popleft())] = actor
+    finally:
+        rows.close()
+        for actor in actors:
+            ray.kill(actor)
+        if started_here:
+            ray.shutdown()
+    return 0

@@ -1,0 +1,119 @@
+"""`wam campaign report`: a campaign's summary table (summary.md) and PNG plots.
+
+Fall rate vs push impulse, time-to-fall histogram, fall rate vs friction and slope. matplotlib (Agg) is imported only
+when a report is written.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from wam_ros.train.campaign.spec import CampaignError, read_campaign_config
+from wam_ros.train.campaign.storage import load_results
+
+
+def binned_rate(x: np.ndarray, fell: np.ndarray, bins: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fall rate per equal-width bin of x: (bin centres, rates, counts); empty bins give NaN."""
+    lo, hi = float(np.min(x)), float(np.max(x))
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    which = np.clip(np.digitize(x, edges) - 1, 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    falls = np.bincount(which, weights=fell.astype(float), minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(counts > 0, falls / np.maximum(counts, 1), np.nan)
+    return (edges[:-1] + edges[1:]) / 2, rate, counts
+
+
+def summary_markdown(cols: dict[str, np.ndarray], config: dict) -> str:
+    n = len(cols["index"])
+    fell, rec = cols["fell"], cols["recovered"]
+    ttf = cols["time_to_fall"][fell]
+    lines = [
+        f"# Fall campaign: {config['fall']['robot']}, seed {config['seed']}",
+        "",
+        "| quantity | value |",
+        "|---|---|",
+        f"| episodes | {n} (indices {int(cols['index'].min())}..{int(cols['index'].max())}) |",
+        f"| fell | {int(fell.sum())} ({fell.mean():.1%}) |",
+        f"| recovered | {int(rec.sum())} ({rec.mean():.1%}) |",
+        f"| unsettled at {config['fall']['episode_s']} s | {int((~fell & ~rec).sum())} |",
+        "| time to fall after push start, median (p10-p90) | "
+        + (
+            f"{np.median(ttf):.3f} s ({np.percentile(ttf, 10):.3f}-{np.percentile(ttf, 90):.3f}) |"
+            if len(ttf)
+            else "- |"
+        ),
+        f"| simulated time | {cols['sim_time'].sum():.0f} s |",
+        f"| recorded episodes | {int(cols['recorded'].sum())} |",
+        "",
+        "| push impulse (N s) | episodes | fall rate |",
+        "|---|---|---|",
+    ]
+    centres, rate, counts = binned_rate(cols["push_impulse"], fell, bins=8)
+    half = (centres[1] - centres[0]) / 2 if len(centres) > 1 else 0.5
+    for c, r, k in zip(centres, rate, counts, strict=True):
+        lines.append(f"| {c - half:.0f}-{c + half:.0f} | {k} | {'-' if math.isnan(r) else f'{r:.1%}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out: Path, plots: Path | None = None) -> tuple[str, list[Path]]:
+    """Write summary.md and three PNGs for the campaign in `out`; returns (markdown, png paths)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    config = read_campaign_config(out)
+    table = load_results(out)
+    if table.num_rows == 0:
+        raise CampaignError(f"campaign {out} has no finished episodes yet")
+    cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+    dest = plots or out
+    dest.mkdir(parents=True, exist_ok=True)
+    md = summary_markdown(cols, config)
+    (dest / "summary.md").write_text(md)
+    fell = cols["fell"]
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    x, rate, counts = binned_rate(cols["push_impulse"], fell, bins=15)
+    ax.plot(x, rate, "o-")
+    ax.set(
+        xlabel="push impulse (N s)",
+        ylabel="fall rate",
+        ylim=(-0.02, 1.02),
+        title=f"fall rate vs push impulse (n={len(fell)})",
+    )
+    ax.grid(alpha=0.3)
+    paths.append(save_figure(fig, dest / "fall_rate_vs_impulse.png"))
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ttf = cols["time_to_fall"][fell]
+    ax.hist(ttf, bins=30)
+    ax.set(
+        xlabel="time to fall after push start (s)", ylabel="episodes", title=f"time to fall (n={len(ttf)})"
+    )
+    paths.append(save_figure(fig, dest / "time_to_fall_hist.png"))
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    for ax, key, label in ((axes[0], "friction", "friction"), (axes[1], "slope_deg", "slope (deg)")):
+        x, rate, _ = binned_rate(cols[key], fell, bins=10)
+        ax.plot(x, rate, "o-")
+        ax.set(xlabel=label, ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("fall rate")
+    fig.suptitle("fall rate vs friction and slope")
+    paths.append(save_figure(fig, dest / "fall_rate_vs_friction_slope.png"))
+    return md, paths
+
+
+def save_figure(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
