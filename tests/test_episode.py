@@ -11,12 +11,16 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from wam_ros.data.episode import (
+    LIMIT_TOLERANCE,
     Episode,
     EpisodeError,
     episode_index,
     episode_path,
+    frames_to_uint8,
     list_episodes,
     read_episode,
     write_episode,
@@ -24,15 +28,19 @@ from wam_ros.data.episode import (
 from wam_ros.data.windows import ACTION_MASK, ACTIONS, FRAMES, JOINT_POS, NEXT_FRAME, WindowDataset
 from wam_ros.robot import RobotProfile
 
+PANDA = RobotProfile.load("panda")
+
 
 def make_episode(T: int = 6, size: int = 8, seed: int = 0, **meta) -> Episode:
+    """Random frames, joint positions and targets inside the Panda's position limits."""
     rng = np.random.default_rng(seed)
-    prof = RobotProfile.load("panda")
+    prof = PANDA
+    lo, hi = np.asarray(prof.position_lower), np.asarray(prof.position_upper)
     return Episode(
         frames=rng.integers(0, 256, (T, size, size, 3), dtype=np.uint8),
-        joint_pos=rng.normal(size=(T, 8)),
+        joint_pos=rng.uniform(lo, hi, size=(T, 8)),
         joint_vel=rng.normal(size=(T, 8)),
-        actions=rng.normal(size=(T, 8)),
+        actions=rng.uniform(lo, hi, size=(T, 8)),
         timestamps=np.arange(T) / 10.0,
         meta={
             "task": "reach",
@@ -134,11 +142,26 @@ def test_truncated_or_foreign_file_is_refused(tmp_path):
         (lambda kw: kw["joint_pos"].__setitem__((0, 0), np.nan), "NaN"),
         (lambda kw: kw.update(timestamps=np.zeros(6)), "strictly increasing"),
         (lambda kw: kw["meta"].pop("instruction"), "missing"),
+        (
+            lambda kw: kw.update(frames=kw["frames"] / 255.0),
+            "frames must be uint8 RGB.*float64.*frames_to_uint8",
+        ),
+        (lambda kw: kw["meta"].update(success="false"), "meta.success must be true or false"),
+        (lambda kw: kw["actions"].__setitem__((2, 1), 1e30), r"actions\[2, 1\] = 1e\+30 is absurd"),
+        (lambda kw: kw["actions"].__setitem__((4, 0), 1e39), r"actions contains NaN or Inf: actions\[4, 0\]"),
+        (
+            lambda kw: kw["actions"].__setitem__((3, 7), 0.2),
+            r"actions\[3, 7\] = 0.2 is outside .* panda_gripper",
+        ),
+        (lambda kw: kw["meta"].update(control_hz="10"), "meta.control_hz must be a number"),
+        (lambda kw: kw["meta"].update(instruction=None), "meta.instruction must be a string"),
+        (lambda kw: kw.update(joint_vel=kw["joint_vel"].astype(complex)), "joint_vel must hold real numbers"),
     ],
 )
 def test_invalid_episodes_are_refused_with_a_reason(change, match):
     ep = make_episode()
-    kw = {k: getattr(ep, k).copy() for k in ("frames", "joint_pos", "joint_vel", "actions", "timestamps")}
+    kw = {k: getattr(ep, k).astype(np.float64) for k in ("joint_pos", "joint_vel", "actions", "timestamps")}
+    kw["frames"] = ep.frames.copy()
     kw["meta"] = dict(ep.meta)
     change(kw)
     with pytest.raises(EpisodeError, match=match):
@@ -193,3 +216,186 @@ def test_windows_filter_and_refuse(tmp_path):
         WindowDataset([good, make_episode(size=16)])
     with pytest.raises(ValueError, match=">= 1"):
         WindowDataset([good], chunk=0)
+
+
+# ---------------------------------------------------------------------------------------------- validation on load
+
+
+def _arrays(ep: Episode) -> dict:
+    """The arrays of an episode file as another writer would put them (np.savez, no wam_ros code)."""
+    meta = {"schema_version": 1, **ep.meta}
+    out = {k: getattr(ep, k).astype(np.float64) for k in ("joint_pos", "joint_vel", "actions", "timestamps")}
+    out["frames"] = ep.frames.copy()
+    out["meta"] = np.array(json.dumps(meta))
+    return out
+
+
+def _with_meta(**changes):
+    def change(a: dict) -> None:
+        meta = json.loads(str(a["meta"]))
+        meta.update(changes)
+        a["meta"] = np.array(json.dumps(meta))
+
+    return change
+
+
+def _without_meta(key: str):
+    def change(a: dict) -> None:
+        meta = json.loads(str(a["meta"]))
+        del meta[key]
+        a["meta"] = np.array(json.dumps(meta))
+
+    return change
+
+
+def _set(key: str, index: tuple, value: float):
+    def change(a: dict) -> None:
+        a[key][index] = value
+
+    return change
+
+
+DAMAGES = {
+    # name: (change to the arrays, field the error must name, what it must say)
+    "float frames in [0, 1]": (
+        lambda a: a.update(frames=a["frames"] / 255.0),
+        "frames",
+        "float64 with values in",
+    ),
+    "float32 frames": (lambda a: a.update(frames=a["frames"].astype(np.float32)), "frames", "uint8"),
+    "int64 actions": (
+        lambda a: a.update(actions=a["actions"].astype(np.int64)),
+        "actions",
+        "must be float32",
+    ),
+    "string joint_pos": (
+        lambda a: a.update(joint_pos=a["joint_pos"].astype(str)),
+        "joint_pos",
+        "must be float32",
+    ),
+    "success 'false'": (_with_meta(success="false"), "meta.success", "JSON boolean"),
+    "success 1": (_with_meta(success=1), "meta.success", "JSON boolean"),
+    "success missing": (_without_meta("success"), "meta", "missing ['success']"),
+    "actions 1e30": (_set("actions", (1, 0), 1e30), "actions[1, 0]", "absurd"),
+    "actions NaN": (_set("actions", (2, 3), np.nan), "actions[2, 3]", "NaN or Inf"),
+    "joint_vel Inf": (_set("joint_vel", (0, 5), np.inf), "joint_vel[0, 5]", "NaN or Inf"),
+    "joint_pos 1e300": (_set("joint_pos", (5, 5), 1e300), "joint_pos[5, 5]", "NaN or Inf"),
+    "gripper action 1 m": (_set("actions", (3, 7), 1.0), "actions[3, 7]", "outside the position limits"),
+    "2-D timestamps": (lambda a: a.update(timestamps=a["timestamps"][:, None]), "timestamps", "shape"),
+    "frames missing": (lambda a: a.pop("frames"), "missing arrays", "frames"),
+    "meta not JSON": (lambda a: a.update(meta=np.array("{not json")), "meta", "not valid JSON"),
+    "meta a list": (lambda a: a.update(meta=np.array("[1, 2]")), "meta", "JSON object"),
+    "meta numbers": (lambda a: a.update(meta=np.arange(3)), "meta", "0-d string"),
+    "robot limits garbage": (
+        lambda a: _with_meta(robot={**PANDA.to_dict(), "position_upper": "big"})(a),
+        "meta.robot.position_upper",
+        "finite numbers",
+    ),
+    "joint names short": (
+        lambda a: _with_meta(robot={**PANDA.to_dict(), "joint_names": ["a"]})(a),
+        "meta.robot.joint_names",
+        "1 names",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_files_are_refused_naming_the_file_and_the_field(tmp_path, damage):
+    change, field, says = DAMAGES[damage]
+    arrays = _arrays(make_episode())
+    change(arrays)
+    path = tmp_path / "episode_000000.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(EpisodeError) as err:
+        read_episode(path)
+    msg = str(err.value)
+    assert str(path) in msg and field in msg and says in msg, msg
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"PK\x03\x04 truncated", b"\x93NUMPY not an archive", b"\x80\x04 a pickle"],
+    ids=["empty", "zip-magic", "npy", "pickle"],
+)
+def test_files_that_are_not_episodes(tmp_path, content):
+    path = tmp_path / "episode_000000.npz"
+    path.write_bytes(content)
+    with pytest.raises(EpisodeError, match=f"episode file {path}"):
+        read_episode(path)
+    np.save(tmp_path / "x.npy", np.zeros(3))  # a plain .npy under an episode name
+    (tmp_path / "x.npy").rename(path)
+    with pytest.raises(EpisodeError, match="not an npz archive"):
+        read_episode(path)
+
+
+def test_success_is_a_real_boolean_and_float_frames_convert_only_explicitly(tmp_path):
+    ep = make_episode(success=np.bool_(False))
+    assert ep.meta["success"] is False and ep.success is False  # numpy booleans are fine in memory
+    back = read_episode(write_episode(episode_path(tmp_path, 0), ep))
+    assert back.meta["success"] is False and back.success is False
+    floats = np.array([[0.0, 0.5, 1.0], [0.2, 0.999, 0.0019]])[None, None]  # (1, 1, 2, 3)
+    assert frames_to_uint8(floats).tolist() == [[[[0, 128, 255], [51, 255, 0]]]]
+    with pytest.raises(EpisodeError, match=r"in \[0, 1\]"):
+        frames_to_uint8(floats * 255)
+    with pytest.raises(EpisodeError, match="float frames"):
+        frames_to_uint8(np.zeros(3, np.int32))
+
+
+def test_position_limits_come_from_the_episode_or_its_named_profile():
+    ep = make_episode()
+    kw = {k: getattr(ep, k).copy() for k in ("frames", "joint_pos", "joint_vel", "actions", "timestamps")}
+    kw["actions"][:, 7] = 0.08 + 0.9 * LIMIT_TOLERANCE * 0.08  # inside the tolerance
+    Episode(**kw, meta=dict(ep.meta))
+    kw["actions"][:, 7] = 0.5
+    bare = {k: v for k, v in PANDA.to_dict().items() if k in ("name", "joint_names")}  # no limits: profile's
+    with pytest.raises(EpisodeError, match="outside the position limits of panda_gripper"):
+        Episode(**kw, meta={**ep.meta, "robot": bare})
+    # a robot without a profile here: only the absurd-value bound applies
+    other = {"name": "my_arm", "joint_names": PANDA.joint_names}
+    assert Episode(**kw, meta={**ep.meta, "robot": other}).actions[0, 7] == np.float32(0.5)
+
+
+def test_the_training_loader_surfaces_the_error(tmp_path):
+    from wam_ros.train.batches import load_episodes
+
+    write_episode(episode_path(tmp_path, 0), make_episode())
+    arrays = _arrays(make_episode(seed=1))
+    _with_meta(success="false")(arrays)
+    np.savez(tmp_path / "episode_000001.npz", **arrays)
+    with pytest.raises(EpisodeError, match=r"episode_000001.npz: meta.success"):
+        load_episodes([tmp_path])
+
+
+@pytest.fixture(scope="module")
+def episode_bytes(tmp_path_factory) -> dict[str, bytes]:
+    d = tmp_path_factory.mktemp("corrupt")
+    ep = make_episode(T=4, size=4)
+    ep.extra["wrist_frames"] = ep.frames.copy()
+    return {
+        name: write_episode(episode_path(d / name, 0), ep, compress=compress).read_bytes()
+        for name, compress in (("compressed", True), ("stored", False))
+    }
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(["compressed", "stored"]),
+    start=st.floats(0, 1),
+    junk=st.binary(min_size=1, max_size=64),
+    truncate=st.booleans(),
+)
+def test_any_corrupted_byte_range_is_an_episode_error_or_a_valid_episode(
+    tmp_path, episode_bytes, kind, start, junk, truncate
+):
+    data = bytearray(episode_bytes[kind])
+    i = int(start * (len(data) - 1))
+    data = data[:i] if truncate else data[:i] + junk + data[i + len(junk) :]
+    path = tmp_path / "episode_000000.npz"
+    path.write_bytes(bytes(data))
+    try:
+        ep = read_episode(path)
+    except EpisodeError as exc:
+        assert str(path) in str(exc)
+    else:  # the damage missed everything that matters (e.g. a zip comment): the episode must be whole and valid
+        ep.validate()
+        assert len(ep) == 4 and ep.frames.dtype == np.uint8
