@@ -16,9 +16,9 @@ import time
 import numpy as np
 import torch
 
+from wam_ros.data.windows import WindowArrays
 from wam_ros.model import WamConfig, WorldActionModel
 from wam_ros.model.losses import wam_loss
-from wam_ros.train.batches import WindowArrays
 from wam_ros.train.synthetic import synthetic_episode
 
 

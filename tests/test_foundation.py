@@ -99,8 +99,9 @@ from wam_ros.data.windows import WindowDataset
 from wam_ros.robot import RobotProfile
 prof = RobotProfile.load('panda')
 T, J = 5, prof.dof
-ep = Episode(frames=np.zeros((T, 8, 8, 3), np.uint8), joint_pos=np.zeros((T, J)), joint_vel=np.zeros((T, J)),
-             actions=np.ones((T, J)), timestamps=np.arange(T) / 10,
+home = np.tile(np.asarray(prof.home), (T, 1))
+ep = Episode(frames=np.zeros((T, 8, 8, 3), np.uint8), joint_pos=home, joint_vel=np.zeros((T, J)),
+             actions=home, timestamps=np.arange(T) / 10,
              meta=dict(task='reach', instruction='reach the red target', success=True, robot=prof.to_dict(), control_hz=10))
 p = write_episode(episode_path({str(tmp_path)!r}, 0), ep)
 item = WindowDataset([p], k_frames=2, chunk=3)[0]

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from wam_ros.data.windows import WindowArrays
 from wam_ros.model import WorldActionModel, load_checkpoint
 from wam_ros.model.checkpoint import NORMALIZER_KEYS
-from wam_ros.train.batches import WindowArrays, load_episodes
+from wam_ros.train.batches import load_episodes
 from wam_ros.train.plots import read_metrics
 from wam_ros.train.synthetic import write_synthetic_episodes
 from wam_ros.train.train import TrainConfig, train, validate

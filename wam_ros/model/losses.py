@@ -11,16 +11,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from wam_ros.data.windows import ACTION_MASK, ACTIONS, FRAMES, JOINT_POS, NEXT_FRAME
+from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, JOINT_POS, NEXT_FRAME, TOKENS
 from wam_ros.model.modeling import WorldActionModel
-
-TOKENS = "tokens"  # batch key: int64 (B, L) instruction ids
 
 
 def wam_loss(
     model: WorldActionModel, batch: dict[str, torch.Tensor], frame_weight: float, forward=None
 ) -> dict[str, torch.Tensor]:
-    """Losses for one batch (keys of wam_ros.data.windows + TOKENS). `forward` may be a DDP wrapper's __call__."""
+    """Losses for one batch (keys of wam_ros.model.batch). `forward` may be a DDP wrapper's __call__."""
     fwd = forward or model.forward_train
     delta_n, frame = fwd(batch[FRAMES], batch[JOINT_POS], batch[TOKENS], frame_weight > 0)
     target = model.normalize_delta(batch[ACTIONS], batch[JOINT_POS])

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from wam_ros.data.episode import Episode, read_episode
+from wam_ros.data.windows import resize_frames
 from wam_ros.model import WorldActionModel, load_checkpoint
-from wam_ros.train.batches import resize_frames
 from wam_ros.train.metrics import PROPRIO_MODES, imagine, psnr
 
 

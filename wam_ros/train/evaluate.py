@@ -27,8 +27,10 @@ import numpy as np
 import torch
 
 from wam_ros.data.episode import list_episodes
+from wam_ros.data.windows import WindowArrays
 from wam_ros.model import WorldActionModel, load_checkpoint
-from wam_ros.train.batches import WindowArrays, load_episodes
+from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, JOINT_POS
+from wam_ros.train.batches import load_episodes
 from wam_ros.train.closed_loop import closed_loop, expert_factory, random_factory, wam_factory
 from wam_ros.train.metrics import imagine, psnr, ssim
 
@@ -107,9 +109,9 @@ def action_error(
     for s in range(0, len(idx), batch):
         i = idx[s : s + batch]
         b = data.batch(i)
-        pred = model.forward_action(b["frames"], b["joint_pos"], torch.from_numpy(tokens[data.episode[i]]))
-        err = (pred - b["actions"]).abs().mean(-1)  # (B, N)
-        m = b["action_mask"].float()
+        pred = model.forward_action(b[FRAMES], b[JOINT_POS], torch.from_numpy(tokens[data.episode[i]]))
+        err = (pred - b[ACTIONS]).abs().mean(-1)  # (B, N)
+        m = b[ACTION_MASK].float()
         per_window.append((err * m).sum(1) / m.sum(1))
         first.append(err[:, 0])
     pw, fi = torch.cat(per_window).numpy(), torch.cat(first).numpy()

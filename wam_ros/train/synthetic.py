@@ -35,6 +35,7 @@ def synthetic_episode(seed: int, steps: int = 12, size: int = 64, task: str = "r
     goal = str(rng.choice(list(COLOURS)))
     q0 = np.asarray(profile.home, np.float32) + rng.normal(0, 0.05, profile.dof).astype(np.float32)
     q0[:2] = rng.uniform(0.1, 0.9, 2)
+    q0 = np.clip(q0, profile.position_lower, profile.position_upper).astype(np.float32)  # valid episodes only
     qs = [q0]
     for _ in range(steps - 1):  # move 30% of the way to the goal each step
         q = qs[-1].copy()

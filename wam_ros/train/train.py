@@ -26,10 +26,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from wam_ros.data.windows import WindowArrays
 from wam_ros.model import WamConfig, WorldActionModel, save_checkpoint
+from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, JOINT_POS, TOKENS
 from wam_ros.model.losses import wam_loss
 from wam_ros.model.tokenizer import extend_vocab
-from wam_ros.train.batches import WindowArrays, load_episodes
+from wam_ros.train.batches import load_episodes
 from wam_ros.train.plots import MetricsLog, plot_losses
 
 log = logging.getLogger("wam.train")
@@ -117,10 +119,10 @@ def validate(
         out = wam_loss(
             model, b, frame_weight=1.0
         )  # always measure the frame loss, whatever the training weight
-        action = model.forward_action(b["frames"], b["joint_pos"], b["tokens"])
-        mask = b["action_mask"][..., None].float()
-        mae = ((action - b["actions"]).abs() * mask).sum() / (mask.sum() * action.shape[-1])
-        k = len(b["tokens"])
+        action = model.forward_action(b[FRAMES], b[JOINT_POS], b[TOKENS])
+        mask = b[ACTION_MASK][..., None].float()
+        mae = ((action - b[ACTIONS]).abs() * mask).sum() / (mask.sum() * action.shape[-1])
+        k = len(b[TOKENS])
         sums["val_action"] += float(out["action"]) * k
         sums["val_frame"] += float(out["frame"]) * k
         sums["val_action_mae"] += float(mae) * k
