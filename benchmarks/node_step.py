@@ -7,7 +7,7 @@ A WamNode (trigger:=camera, 30 Hz) gets joint_states and a random 64x64 rgb8 fra
 on_joints() / on_image(); its parts are timed by wrapping them (p50 per call, µs), and the node's own step overhead
 (step time minus predict(), its `step_overhead_ms_p50` diagnostic) is printed. What is left of benchmarks/ros_latency.py's
 overhead beyond this is transport (DDS + executor dispatch). Also printed: parsing one serialized 64x64 frame with
-rclpy's deserialize_message vs cv.image_from_cdr (what the node's raw camera subscription uses), and one full
+rclpy's deserialize_message vs conv.image_from_cdr (what the node's raw camera subscription uses), and one full
 gc.collect() in this process (torch + onnxruntime + the node loaded) before and after gc.freeze().
 """
 
@@ -36,7 +36,7 @@ def main() -> int:
     from sensor_msgs.msg import Image
 
     from wam_ros.robot import RobotProfile
-    from wam_ros.ros import conversions as cv
+    from wam_ros.ros import conversions as conv
     from wam_ros.ros.wam_node import WamNode
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,8 +65,8 @@ def main() -> int:
 
     for obj, name, label in (
         (node.watchdog, "check", "watchdog check"),
-        (node.frames, "push", "frame history"),
-        (node.policy, "predict", "predict()"),
+        (node.runner, "observe", "frame convert + resize + history"),
+        (node.runner, "run_model", "network call"),
         (node.safety, "apply", "safety filter"),
         (node, "command_msg", "command bytes"),
         (node.cmd_pub, "publish", "command publish()"),
@@ -74,14 +74,14 @@ def main() -> int:
         wrap(obj, name, label)
     rng = np.random.default_rng(0)
     q = np.asarray(profile.home, dtype=np.float64)
-    frames = [cv.rgb_to_image(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(16)]
+    frames = [conv.rgb_to_image(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(16)]
     try:
         for k in range(a.frames + 30):
             if k == 30:  # warm-up done
                 acc.clear()
                 node.stats["overhead_s"].clear()
             stamp = node.get_clock().now().to_msg()
-            node.on_joints(cv.joint_state(profile.joint_names, q, stamp=stamp))
+            node.on_joints(conv.joint_state(profile.joint_names, q, stamp=stamp))
             img = frames[k % len(frames)]
             img.header.stamp = stamp
             node.last_step = -1.0  # every frame is stepped on (the probe's frames are a period apart too)
@@ -92,7 +92,7 @@ def main() -> int:
         parse = {}
         for label, fn in (
             ("rclpy deserialize_message", lambda: deserialize_message(data, Image)),
-            ("cv.image_from_cdr", lambda: cv.image_from_cdr(data)),
+            ("conv.image_from_cdr", lambda: conv.image_from_cdr(data)),
         ):
             t = []
             for _ in range(2000):

@@ -9,7 +9,7 @@ how the scripted push expert copes with DART noise.
     .venv/bin/python benchmarks/push_diagnostics.py trace --model runs/wam3/model.pt --seeds 2000006 2000008
 
 Validation scenes are seeds 2,000,000+ (never the closed-loop test seeds 1,000,000+). `replan` runs the same
-ChunkExecutor as `wam eval` (torch backend, 1 thread). `ensemble` predicts every step and executes the exponentially
+ChunkPolicy as `wam eval` (torch backend, 1 thread). `ensemble` predicts every step and executes the exponentially
 weighted average (weights exp(-m * i), oldest chunk first, as in ACT) of every live chunk's action for that step.
 `expert-noise` records push episodes with `record_episode(noise=sigma)` on seeds 5000+ and counts successes, mean
 steps and the steps the expert spends in its "lift" phase; --expert-from REV loads wam_ros/sim/experts.py as it was
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 def closed_loop(model: str, seeds: range, replan: int, m: float | None) -> list[tuple[int, bool, int]]:
     from wam_ros.runtime.policy import load_policy
     from wam_ros.sim.tabletop import TabletopEnv
-    from wam_ros.train.closed_loop import ChunkExecutor
+    from wam_ros.runtime.chunk_policy import ChunkPolicy
 
     policy = load_policy(model, "torch", 1)
     env = TabletopEnv(task="push")
@@ -46,7 +46,7 @@ def closed_loop(model: str, seeds: range, replan: int, m: float | None) -> list[
         for seed in seeds:
             obs, _ = env.reset(seed=seed)
             if m is None:
-                act = ChunkExecutor(policy, env.instruction, replan)
+                act = ChunkPolicy(policy, replan=replan, instruction=env.instruction)
             else:
                 act = _Ensemble(policy, env.instruction, m)
             done = term = False
@@ -83,14 +83,14 @@ def trace(model: str, seeds: list[int], replan: int) -> None:
     from wam_ros.runtime.policy import load_policy
     from wam_ros.sim.experts import make_expert
     from wam_ros.sim.tabletop import TabletopEnv
-    from wam_ros.train.closed_loop import ChunkExecutor
+    from wam_ros.runtime.chunk_policy import ChunkPolicy
 
     policy = load_policy(model, "torch", 1)
     env = TabletopEnv(task="push")
     try:
         for seed in seeds:
             obs, _ = env.reset(seed=seed)
-            expert, act = make_expert(env), ChunkExecutor(policy, env.instruction, replan)
+            expert, act = make_expert(env), ChunkPolicy(policy, replan=replan, instruction=env.instruction)
             done = term = False
             rows = []
             while not done:

@@ -74,6 +74,7 @@ def test_graph_names_only_things_that_exist(graph_file):
         src = (ROOT / "wam_ros" / "ros" / f"{spec.executable}.py").read_text()
         assert "NODE_CLASS = " in src and "def main(" in src
         declared, prefixes = set(DECLARE.findall(src)), tuple(DECLARE_PREFIX.findall(src))
+        declared |= _dataclass_params(spec.executable)
         for path in spec.parameter_files:
             assert path.is_file()
             for section in yaml.safe_load(path.read_text()).values():
@@ -84,6 +85,21 @@ def test_graph_names_only_things_that_exist(graph_file):
                     f"{path.name} sets parameters {unknown} that {spec.executable} does not declare"
                 )
         assert set(spec.overrides) <= declared, f"overrides {set(spec.overrides) - declared} not declared"
+
+
+def _dataclass_params(executable: str) -> set[str]:
+    """Parameters a node declares from its parameters dataclass (wam_ros.ros.parameters), by the AST: a frozen
+    dataclass whose fields are `name: type = param(...)`."""
+    tree = ast.parse((ROOT / "wam_ros" / "ros" / f"{executable}.py").read_text())
+    return {
+        node.target.id
+        for cls in ast.walk(tree)
+        if isinstance(cls, ast.ClassDef)
+        for node in cls.body
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.value, ast.Call)
+        and getattr(node.value.func, "id", "") == "param"
+    }
 
 
 def test_substitution_types_and_errors():
@@ -129,7 +145,7 @@ def test_bringup_sim_demo_closes_the_loop_with_a_real_model(tiny_checkpoint):
             fut = client.create_client(Trigger, name).call_async(Trigger.Request())
             assert b.spin_until(fut.done, 10.0), f"{name} did not answer"
             assert fut.result().success, fut.result().message
-        assert sim.episode == 1 and len(wam.frames) <= 1
+        assert sim.episode == 1 and wam.runner.frames_seen <= 1
 
 
 def test_bringup_robot_graph_applies_arguments_and_remappings(tiny_checkpoint):

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from wam_ros.train import evaluate
-from wam_ros.train.closed_loop import ChunkExecutor
 from wam_ros.train.synthetic import write_synthetic_episodes
 from wam_ros.train.train import TrainConfig, train
 
@@ -93,17 +92,3 @@ def test_eval_bad_inputs_are_clear_errors(runs, tmp_path, capsys):
     assert "no held-out window has 40 future frames" in capsys.readouterr().err
     assert evaluate.run(_args(model=str(joint), replan=0, out=str(tmp_path))) == 2
     assert "--replan must be >= 1, got 0" in capsys.readouterr().err
-
-
-def test_chunk_executor_replans_every_n_steps(runs):
-    from wam_ros.runtime import load_policy
-
-    policy = load_policy(runs[1], backend="torch", threads=1)
-    calls = []
-    predict = policy.predict
-    policy.predict = lambda obs: calls.append(len(obs["images"])) or predict(obs)  # count real predictions
-    ex = ChunkExecutor(policy, "reach the red target", replan=3)
-    obs = {"image": np.zeros((64, 64, 3), np.uint8), "joint_pos": np.zeros(8, np.float32)}
-    actions = [ex(obs) for _ in range(7)]
-    assert len(calls) == 3 and calls[0] == policy.spec.k_frames
-    assert all(a.shape == (8,) and np.isfinite(a).all() for a in actions)

@@ -41,6 +41,8 @@ class RobotProfile:
     home: list[float]
     urdf: str = ""
     camera: dict = field(default_factory=dict)
+    joint_mapping: dict = field(default_factory=dict)
+    measurement_tolerance: float = 0.05
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
@@ -57,6 +59,12 @@ class RobotProfile:
             )
         if np.any(np.asarray(self.velocity_limit) <= 0):
             raise ValueError(f"robot profile {self.name!r}: velocity_limit must be > 0 for every joint")
+        if not (np.isfinite(self.measurement_tolerance) and self.measurement_tolerance >= 0):
+            raise ValueError(
+                f"robot profile {self.name!r}: measurement_tolerance must be a finite number >= 0, "
+                f"got {self.measurement_tolerance!r}"
+            )
+        JointReader(self, self.joint_names)  # validates joint_mapping
 
     @property
     def dof(self) -> int:
@@ -70,6 +78,11 @@ class RobotProfile:
         if not path.is_file():
             raise FileNotFoundError(f"robot profile not found: {path}")
         data = yaml.safe_load(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"robot profile {path} is not a YAML mapping")
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"robot profile {path}: unknown key(s) {unknown}")
         return cls(**data)
 
     def to_dict(self) -> dict:
@@ -77,3 +90,72 @@ class RobotProfile:
 
     def clamp_position(self, q: np.ndarray) -> np.ndarray:
         return np.clip(q, self.position_lower, self.position_upper)
+
+
+class JointReader:
+    """How each model joint is read from a sensor_msgs/JointState (names + positions), from the profile's
+    `joint_mapping`. A model joint whose own name is in the message is read as it is; otherwise its mapping applies:
+
+        joint_mapping:
+          panda_gripper: {sum: [panda_finger_joint1, panda_finger_joint2]}   # width = finger1 + finger2
+          wrist: {joint: wrist_joint, scale: -1.0, offset: 0.1}               # value = scale * position + offset
+
+    So a standard robot's own /joint_states work without renaming, and our sim's (which publishes the model names)
+    too. Index arrays are cached per distinct name list (a driver sends the same list every time)."""
+
+    def __init__(self, profile: RobotProfile, model_joints: list[str]) -> None:
+        self.model_joints = list(model_joints)
+        self.rules: dict[str, tuple[list[str], float, float]] = {}
+        for name, rule in (profile.joint_mapping or {}).items():
+            where = f"robot profile {profile.name!r}: joint_mapping.{name}"
+            if not isinstance(rule, dict):
+                raise ValueError(f"{where} must be a mapping like {{joint: NAME}} or {{sum: [A, B]}}")
+            unknown = sorted(set(rule) - {"joint", "sum", "scale", "offset"})
+            if unknown or ("joint" in rule) == ("sum" in rule):
+                raise ValueError(f"{where}: give exactly one of 'joint' or 'sum' (+ optional scale, offset)")
+            sources = [rule["joint"]] if "joint" in rule else list(rule["sum"])
+            if not sources or not all(isinstance(x, str) and x for x in sources):
+                raise ValueError(f"{where}: source joint names must be non-empty strings, got {sources!r}")
+            scale, offset = float(rule.get("scale", 1.0)), float(rule.get("offset", 0.0))
+            if not (np.isfinite(scale) and np.isfinite(offset)):
+                raise ValueError(f"{where}: scale and offset must be finite")
+            self.rules[name] = (sources, scale, offset)
+        self._plans: dict[tuple[str, ...], list[tuple[list[int], float, float]]] = {}
+
+    def _plan(self, names: tuple[str, ...]) -> list[tuple[list[int], float, float]]:
+        plan = self._plans.get(names)
+        if plan is not None:
+            return plan
+        if len(set(names)) != len(names):
+            raise ValueError("joint_states has duplicate joint names")
+        index = {n: i for i, n in enumerate(names)}
+        plan, missing = [], []
+        for joint in self.model_joints:
+            if joint in index:
+                plan.append(([index[joint]], 1.0, 0.0))
+                continue
+            sources, scale, offset = self.rules.get(joint, ([joint], 1.0, 0.0))
+            if all(s in index for s in sources):
+                plan.append(([index[s] for s in sources], scale, offset))
+            else:
+                missing.append(joint if joint not in self.rules else f"{joint} (from {sources})")
+        if missing:
+            raise ValueError(f"joint_states is missing joints {missing} (got {list(names)})")
+        if len(self._plans) > 16:
+            self._plans.clear()
+        self._plans[names] = plan
+        return plan
+
+    def read(self, names: list[str] | tuple[str, ...], positions: np.ndarray) -> np.ndarray:
+        """float64 (J,) in model joint order; ValueError naming what is missing, duplicated or non-finite."""
+        pos = np.asarray(positions, dtype=np.float64)
+        if len(names) != len(pos):
+            raise ValueError(f"joint_states has {len(names)} names but {len(pos)} positions (expected equal)")
+        plan = self._plan(tuple(names))
+        q = np.empty(len(plan))
+        for j, (idx, scale, offset) in enumerate(plan):
+            q[j] = scale * (pos[idx[0]] if len(idx) == 1 else float(pos[idx].sum())) + offset
+        if not np.all(np.isfinite(q)):
+            bad = [n for n, v in zip(self.model_joints, q, strict=True) if not np.isfinite(v)]
+            raise ValueError(f"joint_states has non-finite positions for {bad}")
+        return q

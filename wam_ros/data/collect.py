@@ -39,8 +39,20 @@ from wam_ros.data.episode import episode_path, write_episode
 TASK_NAMES = ("reach", "push")
 MANIFEST = "collect.json"
 # settings that must match for a re-run to resume into the same directory
-_RESUME_KEYS = ("task", "seed", "image_size", "control_hz", "randomize", "wrist_camera", "scene_per_episode",
-                "max_steps", "noise", "dagger", "beta", "replan")
+_RESUME_KEYS = (
+    "task",
+    "seed",
+    "image_size",
+    "control_hz",
+    "randomize",
+    "wrist_camera",
+    "scene_per_episode",
+    "max_steps",
+    "noise",
+    "dagger",
+    "beta",
+    "replan",
+)
 
 
 class CollectError(RuntimeError):
@@ -156,9 +168,21 @@ def _worker_init(cfg_dict: dict) -> None:
     if cfg.dagger is not None:
         from wam_ros.runtime.policy import load_policy
 
-        learner = load_policy(cfg.dagger, backend="torch", threads=1)  # predict() resizes the frames it is given
-    _ENV = (cfg, TabletopEnv(task=cfg.task, image_size=cfg.image_size, control_hz=cfg.control_hz,
-                             max_steps=cfg.max_steps, randomize=cfg.randomize, wrist_camera=cfg.wrist_camera), learner)
+        learner = load_policy(
+            cfg.dagger, backend="torch", threads=1
+        )  # predict() resizes the frames it is given
+    _ENV = (
+        cfg,
+        TabletopEnv(
+            task=cfg.task,
+            image_size=cfg.image_size,
+            control_hz=cfg.control_hz,
+            max_steps=cfg.max_steps,
+            randomize=cfg.randomize,
+            wrist_camera=cfg.wrist_camera,
+        ),
+        learner,
+    )
 
 
 class _DaggerDriver:
@@ -173,9 +197,9 @@ class _DaggerDriver:
 
     def __call__(self, obs: dict) -> np.ndarray:
         if self.chunks is None:
-            from wam_ros.train.closed_loop import ChunkExecutor
+            from wam_ros.runtime.chunk_policy import ChunkPolicy
 
-            self.chunks = ChunkExecutor(self.learner, self.env.instruction, self.replan)
+            self.chunks = ChunkPolicy(self.learner, replan=self.replan, instruction=self.env.instruction)
         action = self.chunks(obs)  # every step: keeps the learner's frame history and chunk queue in step
         self.steps += 1
         if self.beta and self.rng.random() < self.beta:
@@ -193,15 +217,38 @@ def _collect_one(index: int) -> tuple[int, bool | None, str]:
     try:
         seed, instruction, scene_index = episode_plan(cfg, index)
         expert = make_expert(env)
-        driver = None if learner is None else _DaggerDriver(learner, env, expert, cfg.beta, cfg.replan,
-                                                             scene_seed(cfg.seed + 104729, index))
-        ep = record_episode(env, expert, seed=seed, instruction=instruction, producer="wam collect",
-                            extra_meta={"episode_index": index, "scene_index": scene_index, "scene_seed": seed,
-                                        "collect_seed": cfg.seed, "expert": type(expert).__name__},
-                            noise=cfg.noise, noise_seed=scene_seed(cfg.seed + 7919, index), driver=driver)
+        driver = (
+            None
+            if learner is None
+            else _DaggerDriver(
+                learner, env, expert, cfg.beta, cfg.replan, scene_seed(cfg.seed + 104729, index)
+            )
+        )
+        ep = record_episode(
+            env,
+            expert,
+            seed=seed,
+            instruction=instruction,
+            producer="wam collect",
+            extra_meta={
+                "episode_index": index,
+                "scene_index": scene_index,
+                "scene_seed": seed,
+                "collect_seed": cfg.seed,
+                "expert": type(expert).__name__,
+            },
+            noise=cfg.noise,
+            noise_seed=scene_seed(cfg.seed + 7919, index),
+            driver=driver,
+        )
         if driver is not None:
-            ep.meta["dagger"] = {"model": cfg.dagger, "beta": cfg.beta, "replan": cfg.replan,
-                                 "expert_steps": driver.expert_steps, "steps": driver.steps}
+            ep.meta["dagger"] = {
+                "model": cfg.dagger,
+                "beta": cfg.beta,
+                "replan": cfg.replan,
+                "expert_steps": driver.expert_steps,
+                "steps": driver.steps,
+            }
         write_episode(episode_path(cfg.out, index), ep)
         return index, ep.success, ""
     except Exception as exc:  # noqa: BLE001 - reported per episode; the run goes on and exits non-zero
@@ -221,18 +268,30 @@ def _prepare_out(cfg: CollectConfig) -> None:
     manifest = out / MANIFEST
     settings = {k: v for k, v in asdict(cfg).items() if k in _RESUME_KEYS}
     if not manifest.is_file() and any(out.glob("episode_*.npz")):
-        raise ValueError(f"{out} already holds episodes that `wam collect` did not make (no {MANIFEST}); "
-                         "use another --out")
+        raise ValueError(
+            f"{out} already holds episodes that `wam collect` did not make (no {MANIFEST}); use another --out"
+        )
     if manifest.is_file():
         try:
             old = json.loads(manifest.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{manifest} is not valid JSON ({exc}); remove it or use another --out") from exc
-        defaults = {"noise": 0.0, "dagger": None, "beta": 0.0, "replan": 4}  # keys added after the first release: old manifests lack them
-        diff = {k: (old.get(k, defaults.get(k)), v) for k, v in settings.items() if old.get(k, defaults.get(k)) != v}
+        defaults = {
+            "noise": 0.0,
+            "dagger": None,
+            "beta": 0.0,
+            "replan": 4,
+        }  # keys added after the first release: old manifests lack them
+        diff = {
+            k: (old.get(k, defaults.get(k)), v)
+            for k, v in settings.items()
+            if old.get(k, defaults.get(k)) != v
+        }
         if diff:
-            raise ValueError(f"{out} holds a collection made with other settings {diff} (old, new); "
-                             "use another --out or the same settings to resume")
+            raise ValueError(
+                f"{out} holds a collection made with other settings {diff} (old, new); "
+                "use another --out or the same settings to resume"
+            )
     tmp = manifest.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps({**settings, "schema": "wam_ros episode v1"}, indent=1, sort_keys=True))
     os.replace(tmp, manifest)
@@ -248,8 +307,14 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
     written = succeeded = 0
     errors: list[str] = []
     start = time.perf_counter()
-    bar = tqdm(total=cfg.episodes, initial=present, disable=not progress, unit="ep", desc=f"collect {cfg.task}",
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.episodes,
+        initial=present,
+        disable=not progress,
+        unit="ep",
+        desc=f"collect {cfg.task}",
+        dynamic_ncols=True,
+    )
 
     def account(result: tuple[int, bool | None, str]) -> None:
         nonlocal written, succeeded
@@ -272,8 +337,9 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
             # spawn: fresh interpreters, no inherited pybullet or thread state. A ProcessPoolExecutor (unlike
             # multiprocessing.Pool, which hangs) reports a worker that died; what was written stays, a re-run resumes.
             ctx = mp.get_context("spawn")
-            with ProcessPoolExecutor(min(cfg.workers, len(todo)), mp_context=ctx, initializer=_worker_init,
-                                     initargs=(asdict(cfg),)) as pool:
+            with ProcessPoolExecutor(
+                min(cfg.workers, len(todo)), mp_context=ctx, initializer=_worker_init, initargs=(asdict(cfg),)
+            ) as pool:
                 futures = [pool.submit(_collect_one, i) for i in todo]
                 try:
                     for future in as_completed(futures):
@@ -281,8 +347,10 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
                 except BaseException as exc:  # Ctrl-C or a dead worker: drop the queue, keep what is written
                     pool.shutdown(wait=True, cancel_futures=True)
                     if isinstance(exc, BrokenProcessPool):
-                        raise CollectError(f"a worker process died ({exc}); {written} episodes were written this "
-                                           "run and are complete; re-run the same command to fill in the rest") from exc
+                        raise CollectError(
+                            f"a worker process died ({exc}); {written} episodes were written this "
+                            "run and are complete; re-run the same command to fill in the rest"
+                        ) from exc
                     raise
     finally:
         bar.close()
@@ -302,29 +370,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=64, help="square camera frame size")
     parser.add_argument("--control-hz", type=int, default=10, help="control rate (divides 240)")
     parser.add_argument("--max-steps", type=int, default=None, help="step limit (default: the task's)")
-    parser.add_argument("--noise", type=float, default=0.0,
-                        help="DART noise std (rad) on the executed arm targets; labels stay the expert's (default 0)")
-    parser.add_argument("--dagger", default=None, metavar="MODEL",
-                        help="DAgger: this trained model drives, the expert labels every visited state")
-    parser.add_argument("--beta", type=float, default=0.0,
-                        help="with --dagger: per-step probability the expert's action is executed (default 0)")
-    parser.add_argument("--replan", type=int, default=4,
-                        help="with --dagger: chunk actions executed before the model re-plans (default 4)")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="DART noise std (rad) on the executed arm targets; labels stay the expert's (default 0)",
+    )
+    parser.add_argument(
+        "--dagger",
+        default=None,
+        metavar="MODEL",
+        help="DAgger: this trained model drives, the expert labels every visited state",
+    )
+    parser.add_argument(
+        "--beta",
+        type=float,
+        default=0.0,
+        help="with --dagger: per-step probability the expert's action is executed (default 0)",
+    )
+    parser.add_argument(
+        "--replan",
+        type=int,
+        default=4,
+        help="with --dagger: chunk actions executed before the model re-plans (default 4)",
+    )
     parser.add_argument("--wrist-camera", action="store_true", help="also record a wrist camera")
-    parser.add_argument("--no-randomize", action="store_true", help="nominal lighting/colours/camera/friction/start")
-    parser.add_argument("--scene-per-episode", action="store_true",
-                        help="one scene per episode instead of every scene once per instruction")
+    parser.add_argument(
+        "--no-randomize", action="store_true", help="nominal lighting/colours/camera/friction/start"
+    )
+    parser.add_argument(
+        "--scene-per-episode",
+        action="store_true",
+        help="one scene per episode instead of every scene once per instruction",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        cfg = CollectConfig(task=args.task, episodes=args.episodes, out=args.out or f"data/{args.task}",
-                            workers=args.workers, seed=args.seed, image_size=args.image_size,
-                            control_hz=args.control_hz, randomize=not args.no_randomize,
-                            wrist_camera=args.wrist_camera, scene_per_episode=args.scene_per_episode,
-                            max_steps=args.max_steps, noise=args.noise, dagger=args.dagger, beta=args.beta,
-                            replan=args.replan)
+        cfg = CollectConfig(
+            task=args.task,
+            episodes=args.episodes,
+            out=args.out or f"data/{args.task}",
+            workers=args.workers,
+            seed=args.seed,
+            image_size=args.image_size,
+            control_hz=args.control_hz,
+            randomize=not args.no_randomize,
+            wrist_camera=args.wrist_camera,
+            scene_per_episode=args.scene_per_episode,
+            max_steps=args.max_steps,
+            noise=args.noise,
+            dagger=args.dagger,
+            beta=args.beta,
+            replan=args.replan,
+        )
         summary = collect(cfg, progress=not args.quiet)
     except ValueError as exc:
         print(f"wam collect: error: {exc}", file=sys.stderr)
@@ -334,7 +434,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     rate = f"{summary.success_rate:.1%}" if summary.written else "n/a"
     who = "driven by the model," if cfg.dagger else "expert"
-    print(f"wam collect: {summary.written} episodes written to {cfg.out} ({summary.present_before} already there), "
-          f"{who} success {summary.succeeded}/{summary.written} ({rate}), {len(summary.errors)} errors, "
-          f"{summary.seconds:.1f} s")
+    print(
+        f"wam collect: {summary.written} episodes written to {cfg.out} ({summary.present_before} already there), "
+        f"{who} success {summary.succeeded}/{summary.written} ({rate}), {len(summary.errors)} errors, "
+        f"{summary.seconds:.1f} s"
+    )
     return 1 if summary.errors else 0

@@ -22,6 +22,8 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from wam_ros.robot import JointReader
+
 CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 
 
@@ -121,23 +123,25 @@ def rgb_to_image(
     return msg
 
 
-def joint_positions(msg: JointState, joint_names: list[str]) -> np.ndarray:
-    """float64 (J,) positions in `joint_names` order; extra joints ignored; raises MessageError if any is missing/bad."""
-    names = list(msg.name)
-    pos = np.asarray(msg.position, dtype=np.float64)
-    if len(names) != len(pos):
-        raise MessageError(f"joint_states has {len(names)} names but {len(pos)} positions (expected equal)")
-    if len(set(names)) != len(names):
-        raise MessageError("joint_states has duplicate joint names")
-    index = {n: i for i, n in enumerate(names)}
-    missing = [n for n in joint_names if n not in index]
-    if missing:
-        raise MessageError(f"joint_states is missing joints {missing} (got {names})")
-    q = pos[[index[n] for n in joint_names]]
-    if not np.all(np.isfinite(q)):
-        bad = [n for n, v in zip(joint_names, q, strict=True) if not np.isfinite(v)]
-        raise MessageError(f"joint_states has non-finite positions for {bad}")
-    return q
+def joint_positions(msg: JointState, joints: list[str] | JointReader) -> np.ndarray:
+    """float64 (J,) positions in model joint order; extra joints ignored; raises MessageError if any is missing/bad.
+
+    `joints`: the model's joint names (matched by name), or a JointReader built from the robot profile, which also
+    derives joints the robot does not publish under the model's name (a Panda's gripper width from its two fingers)."""
+    reader = joints if isinstance(joints, JointReader) else _name_reader(tuple(joints))
+    try:
+        return reader.read(msg.name, msg.position)
+    except ValueError as exc:
+        raise MessageError(str(exc)) from exc
+
+
+@functools.lru_cache(maxsize=32)
+def _name_reader(names: tuple[str, ...]) -> JointReader:
+    return JointReader(_BareProfile(), list(names))
+
+
+class _BareProfile:
+    name, joint_mapping = "(by name)", {}
 
 
 def joint_state(

@@ -3,30 +3,35 @@
     ros2 run wam_ros wam_node --ros-args --params-file config/wam_node.yaml -p model_path:=models/panda_tabletop
     wam bringup sim_demo                        # with the PyBullet robot (sim_node), in one process
 
-Inputs (sensor-data QoS): camera/image_raw (sensor_msgs/Image rgb8 | bgr8 | mono8, any size), joint_states (matched
-to the model's joints by name, any order, extra joints ignored), wam/instruction (std_msgs/String; also the
+Inputs (sensor-data QoS): camera/image_raw (sensor_msgs/Image rgb8 | bgr8 | mono8, any size), joint_states (read
+through the robot profile's joint mapping: the model's joint names, or e.g. a Panda's two finger joints for the gripper
+width; any order, extra joints ignored), wam/instruction (std_msgs/String, unless `instruction_topic:=false`; also the
 `instruction` parameter, changeable at run time). Service wam/reset (std_srvs/Trigger): a new episode starts, forget
-the frame history and the plan. Every control period (or on each camera frame with
-trigger:=camera) the node runs `policy.predict()` on the freshest valid inputs and publishes the action chunk as
-trajectory_msgs/JointTrajectory on <controller>/joint_trajectory (points 1/control_hz apart, stamped with the camera
-frame's stamp) or the first target as std_msgs/Float64MultiArray on <controller>/commands; plus wam/predicted_image,
-wam/surprise (std_msgs/Float32) and /diagnostics.
+the frame history and the plan. Every control period (or on each camera frame with trigger:=camera) the node runs the
+chunk-following policy (wam_ros.runtime.chunk_policy.ChunkPolicy) on the freshest valid inputs and publishes the safe
+action chunk as trajectory_msgs/JointTrajectory on <controller>/joint_trajectory (points 1/control_hz apart, stamped
+with the camera frame's stamp) or the first target as std_msgs/Float64MultiArray on <controller>/commands; plus
+wam/predicted_image, wam/surprise (std_msgs/Float32) and /diagnostics.
 
-Safety (wam_ros.runtime.safety): targets clamped to the robot profile's position and velocity limits; stale or
-skewed inputs -> STALE and one hold command at the last measured position; NaN/Inf, malformed, mismatched or
-out-of-order messages are refused with an ERROR diagnostic; a surprise above `surprise_threshold` holds when
-`surprise_hold` is true. No command is published that was not computed from fresh, valid inputs (the hold is only sent
-after the node has commanded motion). No torch here: the node calls only wam_ros.runtime.load_policy().
+Safety (wam_ros.runtime.safety, docs/safety.md): every commanded point inside the position limits, the first within
+one velocity step of the last valid measured position and each next within one step of the one before; a measurement
+outside the limits by more than the profile's tolerance is refused (ERROR), never clamped into a target; stale or
+skewed inputs -> STALE and one hold at the last valid measured position; NaN/Inf, malformed, mismatched or
+out-of-order messages are refused with an ERROR diagnostic; any exception of the model backend -> hold + ERROR; a
+surprise above `surprise_threshold` holds when `surprise_hold` is true; an instruction with words the model never saw
+is reported (WARN, the words named) and, with `unknown_words:=hold`, held on. No command is published that was not
+computed from fresh, valid inputs (the hold is only sent after the node has commanded motion). No torch here: the
+node calls only wam_ros.runtime.load_policy().
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 import rclpy
-import rclpy.executors
 import rclpy.parameter
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
@@ -37,12 +42,12 @@ from std_msgs.msg import Float32, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from wam_ros.robot import RobotProfile
-from wam_ros.ros import conversions as cv
+from wam_ros.robot import JointReader, RobotProfile
+from wam_ros.ros import conversions as conv
 from wam_ros.ros.executor import spin_node
-from wam_ros.ros.parameters import declare
+from wam_ros.ros.parameters import declare_params, param
 from wam_ros.runtime import load_policy
-from wam_ros.runtime.preprocess import FrameStack
+from wam_ros.runtime.chunk_policy import ChunkPolicy
 from wam_ros.runtime.safety import SafetyFilter, SafetyLimits, Stamped, StampGuard, UnsafeInput, Watchdog
 from wam_ros.runtime.surprise import SurpriseMonitor
 
@@ -53,112 +58,130 @@ LEVEL_NAMES = {
     DiagnosticStatus.STALE: "STALE",
 }
 STAT_WINDOW = 20_000  # samples kept for the p50/p99 figures (about 30 min at 10 Hz)
+ECHO_CHARS = 60  # at most this much of an instruction is echoed in diagnostics and logs
+
+
+@dataclass(frozen=True)
+class WamNodeParams:
+    """wam_node's parameters: the one set of defaults (config/wam_node.yaml sets a deployment's choices)."""
+
+    model_path: str = param("models/panda_tabletop", "model directory, .pt or .onnx")
+    backend: str = param("onnxruntime", "auto | torch | onnxruntime | tensorrt")
+    graph: str = param("full", "full (action + next frame) | action (lowest latency)")
+    threads: int = param(
+        1, "intra-op threads for the backend (1: on a shared 2-core machine more threads spin-wait)"
+    )
+    robot: str = param("panda", "robot profile name or path (joints, joint mapping, limits)")
+    control_hz: float = param(10.0, "control rate (Hz); trajectory points are 1/rate apart")
+    trigger: str = param("timer", "timer: predict every period | camera: on each new frame")
+    instruction: str = param("reach the red target", "task instruction")
+    instruction_topic: bool = param(
+        True, "accept instructions on wam/instruction (false: the parameter only)"
+    )
+    max_instruction_chars: int = param(200, "longer instructions are refused")
+    unknown_words: str = param(
+        "warn", "instruction words the model never saw: warn (WARN, run) | hold (WARN, hold)"
+    )
+    command_type: str = param("trajectory", "trajectory | forward")
+    controller: str = param("arm_controller", "controller namespace of the command topics")
+    input_timeout_s: float = param(0.3, "max age of camera / joint_states before STALE")
+    max_skew_s: float = param(0.25, "max stamp difference between camera and joint_states")
+    max_image_pixels: int = param(4_000_000, "larger images are refused")
+    surprise_threshold: float = param(0.05, "mean squared pixel error (0..1) that counts as surprise")
+    surprise_hold: bool = param(False, "hold the robot while surprise > threshold")
+    publish_predicted_image: bool = param(True, "publish wam/predicted_image")
+    publish_timing: bool = param(
+        False, "publish wam/timing (per-command stage times, for latency measurements)"
+    )
+    diagnostics_period_s: float = param(
+        1.0, "/diagnostics at least this often; at once when the level, message or instruction changes"
+    )
+    replan_steps: int = param(
+        1, "control periods per prediction (the controller follows the published chunk in between)"
+    )
+
+    def check(self) -> None:
+        """ValueError naming the first parameter with a value the node cannot run with."""
+        choices = {
+            "backend": ("auto", "torch", "onnxruntime", "tensorrt"),
+            "graph": ("full", "action"),
+            "trigger": ("timer", "camera"),
+            "command_type": ("trajectory", "forward"),
+            "unknown_words": ("warn", "hold"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                want = " or ".join(map(repr, allowed)) if len(allowed) == 2 else f"one of {list(allowed)}"
+                raise ValueError(f"{name} must be {want}, got {getattr(self, name)!r}")
+        for name in ("control_hz", "diagnostics_period_s", "input_timeout_s", "max_skew_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("replan_steps", "threads", "max_instruction_chars", "max_image_pixels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
+
+
+def short(text: str, limit: int = ECHO_CHARS) -> str:
+    """`text` cut to `limit` characters for logs and diagnostics (a 10,000-character instruction is not echoed)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
 class WamNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("wam", **kwargs)
-        model_path = declare(self, "model_path", "models/panda_tabletop", "model directory, .pt or .onnx")
-        backend = declare(self, "backend", "onnxruntime", "auto | torch | onnxruntime | tensorrt")
-        graph = declare(self, "graph", "full", "full (action + next frame) | action (lowest latency)")
-        threads = declare(self, "threads", 2, "intra-op threads for the backend")
-        robot = declare(self, "robot", "panda", "robot profile name or path (joint limits)")
-        self.control_hz = declare(
-            self, "control_hz", 10.0, "control rate (Hz); trajectory points are 1/rate apart"
+        self.params = p = declare_params(self, WamNodeParams)
+        p.check()
+        self.control_hz, self.trigger, self.command_type = p.control_hz, p.trigger, p.command_type
+        self.replan_steps, self.surprise_hold = p.replan_steps, p.surprise_hold
+        self.publish_prediction, self.diagnostics_period = p.publish_predicted_image, p.diagnostics_period_s
+        self.dt = 1.0 / p.control_hz
+        self._load_model(p)
+        self._init_state(p)
+        self._make_interfaces(p)
+        self.instruction = ""
+        reason = self.instruction_refusal(p.instruction)
+        if reason:
+            raise ValueError(f"instruction parameter: {reason}")
+        self.apply_instruction(p.instruction)
+        self.get_logger().info(
+            f"wam_node: {p.model_path} ({self.policy.backend_name}), {len(self.joint_names)} joints, "
+            f"{p.control_hz:g} Hz, {p.command_type} on {self.cmd_pub.topic_name}, trigger={p.trigger}"
         )
-        self.trigger = declare(
-            self, "trigger", "timer", "timer: predict every period | camera: on each new frame"
-        )
-        self.instruction = declare(self, "instruction", "reach the red target", "task instruction")
-        self.command_type = declare(self, "command_type", "trajectory", "trajectory | forward")
-        controller = declare(
-            self, "controller", "arm_controller", "controller namespace of the command topics"
-        )
-        timeout = declare(self, "input_timeout_s", 0.3, "max age of camera / joint_states before STALE")
-        skew = declare(self, "max_skew_s", 0.25, "max stamp difference between camera and joint_states")
-        self.max_pixels = declare(self, "max_image_pixels", 4_000_000, "larger images are refused")
-        threshold = declare(
-            self, "surprise_threshold", 0.05, "mean squared pixel error (0..1) that counts as surprise"
-        )
-        self.surprise_hold = declare(
-            self, "surprise_hold", False, "hold the robot while surprise > threshold"
-        )
-        self.publish_prediction = declare(
-            self, "publish_predicted_image", True, "publish wam/predicted_image"
-        )
-        self.replan_steps = declare(
-            self,
-            "replan_steps",
-            1,
-            "control periods per prediction (the controller follows the published chunk in between)",
-        )
-        publish_timing = declare(
-            self,
-            "publish_timing",
-            False,
-            "publish wam/timing (per-command stage times, for latency measurements)",
-        )
-        self.diagnostics_period = declare(
-            self,
-            "diagnostics_period_s",
-            1.0,
-            "/diagnostics at least this often; at once when the level, message or instruction changes",
-        )
-        if not self.diagnostics_period > 0:
-            raise ValueError(f"diagnostics_period_s must be > 0, got {self.diagnostics_period}")
-        self._last_diag: tuple | None = None  # (level, message, instruction) last published
-        self._last_diag_time = float("-inf")
-        if self.command_type not in ("trajectory", "forward"):
-            raise ValueError(f"command_type must be 'trajectory' or 'forward', got {self.command_type!r}")
-        if self.trigger not in ("timer", "camera"):
-            raise ValueError(f"trigger must be 'timer' or 'camera', got {self.trigger!r}")
-        if not self.control_hz > 0:
-            raise ValueError(f"control_hz must be > 0, got {self.control_hz}")
-        if not isinstance(self.replan_steps, int) or self.replan_steps < 1:
-            raise ValueError(f"replan_steps must be an int >= 1, got {self.replan_steps!r}")
-        if not str(self.instruction).strip():
-            raise ValueError("instruction must be a non-empty string")
 
-        self.policy = load_policy(model_path, backend=backend, threads=threads, graph=graph)
+    # ---- construction -------------------------------------------------------------------------------------------
+    def _load_model(self, p: WamNodeParams) -> None:
+        self.policy = load_policy(p.model_path, backend=p.backend, threads=p.threads, graph=p.graph)
         spec = self.policy.spec
         self.joint_names = list(spec.joint_names)
-        profile = RobotProfile.load(robot)
-        missing = [n for n in self.joint_names if n not in profile.joint_names]
-        if missing:
-            raise ValueError(f"model joints {missing} are not in robot profile {profile.name!r}")
-        idx = [profile.joint_names.index(n) for n in self.joint_names]
-        limits = SafetyLimits(
-            self.joint_names,
-            np.asarray(profile.position_lower)[idx],
-            np.asarray(profile.position_upper)[idx],
-            np.asarray(profile.velocity_limit)[idx],
-        )
-        self.dt = 1.0 / self.control_hz
-        self.safety = SafetyFilter(limits, self.dt)
-        self.trajectory_writer = cv.TrajectoryWriter(self.joint_names, self.dt)
+        profile = RobotProfile.load(p.robot)
+        self.joint_reader = JointReader(profile, self.joint_names)
+        self.safety = SafetyFilter(SafetyLimits.from_profile(profile, self.joint_names), self.dt)
+        self.runner = ChunkPolicy(self.policy, replan=p.replan_steps, safety=self.safety)
+        self.trajectory_writer = conv.TrajectoryWriter(self.joint_names, self.dt)
         try:  # commands go out pre-serialized (TrajectoryWriter.serialized); else as messages
             self.trajectory_writer.serialized(np.zeros((spec.chunk, len(self.joint_names))))
             self.serialized_commands = True
         except RuntimeError as exc:
             self.get_logger().warning(f"publishing commands as messages: {exc}")
             self.serialized_commands = False
-        self.watchdog = Watchdog(timeout, skew)
-        self.surprise = SurpriseMonitor(threshold)
-        self.frames = FrameStack(int(spec.k_frames))
-        self.camera_guard, self.joint_guard = StampGuard("camera"), StampGuard("joint_states")
 
+    def _init_state(self, p: WamNodeParams) -> None:
+        self.max_pixels = p.max_image_pixels
+        self.watchdog = Watchdog(p.input_timeout_s, p.max_skew_s)
+        self.surprise = SurpriseMonitor(p.surprise_threshold)
+        self.camera_guard, self.joint_guard = StampGuard("camera"), StampGuard("joint_states")
         self.camera: tuple[np.ndarray, Stamped] | None = None
         self.camera_wall = 0.0  # time.time() when the camera callback was entered (wam/timing)
         self.new_frame = (
             False  # a camera frame arrived since the last step (surprise compares only new frames)
         )
-        self.joints: tuple[np.ndarray, Stamped] | None = None
+        self.joints: tuple[np.ndarray, Stamped] | None = None  # the last VALID measurement
         self.errors: list[str] = []  # refusals since the last diagnostics message
         self.hold_level: bytes | None = None  # STALE / WARN / ERROR while holding
         self.hold_reason = ""
+        self.unknown: list[str] = []  # words of the current instruction the model never saw
         self.commanded = False  # a motion command has been published (only then is a hold sent)
         self.last_step = -1.0
-        self.plan_age = 0  # control steps since the last published chunk
         self.chunk = np.zeros((0, len(self.joint_names)))  # the last published (safe) chunk
         self.stats = {
             "cycles": 0,
@@ -171,35 +194,35 @@ class WamNode(Node):
             "clamped": 0,
             "infer_s": deque(maxlen=STAT_WINDOW),
             "step_s": deque(maxlen=STAT_WINDOW),
-            "overhead_s": deque(maxlen=STAT_WINDOW),
-        }  # step_s minus predict() per published command
+            "overhead_s": deque(maxlen=STAT_WINDOW),  # step_s minus the network call, per published command
+        }
         self._last_tick: float | None = None
         self._last_surprise: float | None = None
+        self._last_diag: tuple | None = None  # (level, message, instruction) last published
+        self._last_diag_time = float("-inf")
 
+    def _make_interfaces(self, p: WamNodeParams) -> None:
         sensor = qos_profile_sensor_data
-        # raw: the frame is parsed by cv.image_from_cdr (no rclpy Python message, no pixel copy)
+        # raw: the frame is parsed by conv.image_from_cdr (no rclpy Python message, no pixel copy)
         self.create_subscription(Image, "camera/image_raw", self.on_image_raw, sensor, raw=True)
         self.create_subscription(JointState, "joint_states", self.on_joints, sensor)
-        # volatile: matches every publisher (a transient-local subscription refuses volatile ones)
-        self.create_subscription(String, "wam/instruction", self.on_instruction, 10)
-        if self.command_type == "trajectory":
-            self.cmd_pub = self.create_publisher(JointTrajectory, f"{controller}/joint_trajectory", 10)
+        if (
+            p.instruction_topic
+        ):  # volatile: matches every publisher (transient-local would refuse volatile ones)
+            self.create_subscription(String, "wam/instruction", self.on_instruction, 10)
+        if p.command_type == "trajectory":
+            self.cmd_pub = self.create_publisher(JointTrajectory, f"{p.controller}/joint_trajectory", 10)
         else:
-            self.cmd_pub = self.create_publisher(Float64MultiArray, f"{controller}/commands", 10)
+            self.cmd_pub = self.create_publisher(Float64MultiArray, f"{p.controller}/commands", 10)
         self.pred_pub = self.create_publisher(Image, "wam/predicted_image", 10)
         self.surprise_pub = self.create_publisher(Float32, "wam/surprise", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.timing_pub = (
-            self.create_publisher(Float64MultiArray, "wam/timing", 10) if publish_timing else None
+            self.create_publisher(Float64MultiArray, "wam/timing", 10) if p.publish_timing else None
         )
         self.create_service(Trigger, "wam/reset", self.on_reset)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.timer = self.create_timer(self.dt, self.on_timer)
-        self.get_logger().info(
-            f"wam_node: {model_path} ({backend}), "
-            f"{len(self.joint_names)} joints, {self.control_hz:g} Hz, {self.command_type} on "
-            f"{self.cmd_pub.topic_name}, trigger={self.trigger}"
-        )
 
     # ---- inputs -------------------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -208,26 +231,26 @@ class WamNode(Node):
     def refuse(self, source: str, reason: str) -> None:
         self.stats["refused"] += 1
         if len(self.errors) < 10:
-            self.errors.append(f"{source}: {reason}")
-        self.get_logger().warning(f"refused {source}: {reason}", throttle_duration_sec=1.0)
+            self.errors.append(f"{source}: {short(reason, 300)}")
+        self.get_logger().warning(f"refused {source}: {short(reason, 300)}", throttle_duration_sec=1.0)
 
     def on_image_raw(self, data: bytes) -> None:
         entered = time.time()
         try:
-            msg = cv.image_from_cdr(data)
-        except cv.MessageError as exc:
+            msg = conv.image_from_cdr(data)
+        except conv.MessageError as exc:
             self.refuse("camera", str(exc))
             return
         self.on_image(msg, entered)
 
     def on_image(self, msg: Image, entered: float | None = None) -> None:
-        """A camera frame: a sensor_msgs/Image, or the Image-like object `cv.image_from_cdr` parses."""
+        """A camera frame: a sensor_msgs/Image, or the Image-like object `conv.image_from_cdr` parses."""
         entered = time.time() if entered is None else entered
         try:
-            rgb = cv.image_to_rgb(msg, self.max_pixels)
-            stamp = cv.stamp_to_sec(msg.header.stamp)
+            rgb = conv.image_to_rgb(msg, self.max_pixels)
+            stamp = conv.stamp_to_sec(msg.header.stamp)
             self.camera_guard.accept(stamp)
-        except (cv.MessageError, UnsafeInput) as exc:
+        except (conv.MessageError, UnsafeInput) as exc:
             self.refuse("camera", str(exc))
             return
         now = self.now()
@@ -238,38 +261,67 @@ class WamNode(Node):
 
     def on_joints(self, msg: JointState) -> None:
         try:
-            q = cv.joint_positions(msg, self.joint_names)
-            stamp = cv.stamp_to_sec(msg.header.stamp)
+            q = conv.joint_positions(msg, self.joint_reader)
+            q = self.safety.check_measurement(q)  # far outside the limits: a fault, refused, never a target
+            stamp = conv.stamp_to_sec(msg.header.stamp)
             self.joint_guard.accept(stamp)
-        except (cv.MessageError, UnsafeInput) as exc:
+        except (conv.MessageError, UnsafeInput) as exc:
             self.refuse("joint_states", str(exc))
             return
         self.joints = (q, Stamped(self.now(), stamp))
 
     def on_instruction(self, msg: String) -> None:
+        reason = self.instruction_refusal(msg.data)
+        if reason:  # checked here too: set_parameters would echo the whole value in its own error
+            self.refuse("instruction", reason)
+            return
         result = self.set_parameters([rclpy.parameter.Parameter("instruction", value=msg.data)])[0]
         if not result.successful:
             self.refuse("instruction", result.reason)
 
+    def instruction_refusal(self, text: object) -> str | None:
+        """Why an instruction cannot be taken (None: it can)."""
+        if not isinstance(text, str) or not text.strip():
+            return f"instruction must be a non-empty string, got {short(repr(text))}"
+        if len(text) > self.params.max_instruction_chars:
+            return (
+                f"instruction of {len(text)} characters is longer than max_instruction_chars "
+                f"({self.params.max_instruction_chars}): {short(text)!r}"
+            )
+        return None
+
+    def apply_instruction(self, text: str) -> None:
+        """Take a new instruction: fresh history and plan; find the words the model never saw."""
+        if text == self.instruction:
+            return
+        self.runner.set_instruction(text)
+        self.instruction = text
+        self.surprise.reset()
+        self.unknown = self.policy.tokenizer.unknown_words(text)
+        if self.unknown:
+            self.get_logger().warning(
+                f"instruction {short(text)!r} has words the model never saw: {short(', '.join(self.unknown))}"
+                + ("; holding (unknown_words:=hold)" if self.params.unknown_words == "hold" else "")
+            )
+        else:
+            self.get_logger().info(f"instruction: {short(text)!r}")
+        if self.hold_level == DiagnosticStatus.WARN and self.hold_reason.startswith("unknown"):
+            self.hold_level, self.hold_reason = None, ""  # a new instruction lifts a hold on unknown words
+
     def on_set_parameters(self, params: list) -> SetParametersResult:
         for p in params:
             if p.name == "instruction":
-                if not isinstance(p.value, str) or not p.value.strip():
-                    return SetParametersResult(
-                        successful=False, reason=f"instruction must be a non-empty string, got {p.value!r}"
-                    )
-                if p.value != self.instruction:
-                    self.instruction = p.value
-                    self.frames.reset()  # a new task: do not mix the old frames into the new history
-                    self.surprise.reset()
-                    self.get_logger().info(f"instruction: {p.value!r}")
+                reason = self.instruction_refusal(p.value)
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
+                if self.instruction:  # (the first call comes from the constructor)
+                    self.apply_instruction(p.value)
         return SetParametersResult(successful=True)
 
     def on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         """A new episode: forget the frame history, the pending prediction and the chunk being followed."""
-        self.frames.reset()
+        self.runner.reset()
         self.surprise.reset()
-        self.plan_age = self.replan_steps  # predict at the next control step
         response.success, response.message = True, "frame history and plan cleared"
         return response
 
@@ -294,57 +346,62 @@ class WamNode(Node):
         self.publish_diagnostics(now)
 
     def step(self, now: float) -> None:
-        """One control step on the freshest valid inputs: predict, check, clamp, publish (or hold)."""
+        """One control step on the freshest valid inputs: plan (or follow the plan), check, publish (or hold)."""
         t0 = time.perf_counter()
         self.last_step = now
         status = self.watchdog.check(now, self.camera and self.camera[1], self.joints and self.joints[1])
         if not status.ok:
             self.hold(DiagnosticStatus.STALE, status.reason)
             return
+        if self.unknown and self.params.unknown_words == "hold":
+            self.hold(DiagnosticStatus.WARN, f"unknown instruction words: {short(', '.join(self.unknown))}")
+            return
         rgb, cam = self.camera
         q, _ = self.joints
         if self.hold_level == DiagnosticStatus.STALE:  # recovering from a gap: start a fresh frame history
-            self.frames.reset()
+            self.runner.reset()
             self.surprise.reset()
         self.stats["cycles"] += 1  # control cycles run on fresh inputs (the achieved control rate)
-        self.frames.push(rgb)
         fresh, self.new_frame = self.new_frame, False
+        try:  # converted and resized once, here; the history keeps the model-size frame
+            small = self.runner.observe(rgb)
+        except ValueError as exc:
+            self.refuse("camera", str(exc))
+            self.hold(DiagnosticStatus.ERROR, f"no safe command: {exc}")
+            return
         # surprise: this frame vs the last prediction (~0.05 ms). Needed before commanding only when it can trigger a
         # hold; otherwise it is computed after the command is out (always before the next prediction replaces it)
-        surprise = self.observe_surprise(rgb) if fresh and self.surprise_hold else None
-        mid_chunk = self.commanded and self.hold_level is None and self.plan_age < self.replan_steps - 1
+        surprise = self.observe_surprise(small) if fresh and self.surprise_hold else None
+        mid_chunk = self.commanded and self.hold_level is None and self.runner.steps_left > 0
         if mid_chunk and not (self.surprise_hold and self.surprise.exceeded):
-            self.plan_age += (
-                1  # the controller is still executing the last chunk (inputs checked fresh above)
-            )
+            action = self.runner.next_action()  # the controller is still executing the chunk (inputs fresh)
             if self.command_type == "forward":  # a forward controller needs each target of the chunk in turn
-                self.cmd_pub.publish(cv.float_array(self.chunk[min(self.plan_age, len(self.chunk) - 1)]))
-            self.publish_surprise(self.surprise_after(surprise, fresh, rgb))
+                self.cmd_pub.publish(conv.float_array(action))
+            self.publish_surprise(self.surprise_after(surprise, fresh, small))
             return
         try:
             t1, wall1 = time.perf_counter(), time.time()
-            out = self.policy.predict(
-                {"images": self.frames.frames(), "joint_pos": q, "instruction": self.instruction}
-            )
+            plan = self.runner.plan(q)
             infer, wall2 = time.perf_counter() - t1, time.time()
             self.stats["infer_s"].append(infer)
-            safe = self.safety.apply(out["action"], q)
-        except (ValueError, RuntimeError) as exc:  # UnsafeInput is a ValueError: NaN/Inf or wrong shape out
-            self.refuse("model", str(exc))
-            self.hold(DiagnosticStatus.ERROR, f"no safe command: {exc}")
-            self.publish_surprise(self.surprise_after(surprise, fresh, rgb))
+            self.runner.next_action()  # the first point is commanded now
+        except Exception as exc:  # noqa: BLE001 - any backend error (onnxruntime, TensorRT, torch): hold, never crash
+            reason = f"{type(exc).__name__}: {exc}"
+            self.refuse("model", reason)
+            self.hold(DiagnosticStatus.ERROR, f"no safe command: {short(reason, 200)}")
+            self.publish_surprise(self.surprise_after(surprise, fresh, small))
             return
         self.stats["steps"] += 1
         surprised = self.surprise_hold and self.surprise.exceeded
         if not surprised:  # the latency-critical path ends with this publish; monitoring outputs follow
-            msg = self.command_msg(safe.points, cv.sec_to_stamp(cam.stamp) if cam.stamp > 0 else None)
+            msg = self.command_msg(plan.chunk, conv.sec_to_stamp(cam.stamp) if cam.stamp > 0 else None)
             publishing = time.time()
             self.cmd_pub.publish(msg)
             self.commanded = True
-            self.plan_age, self.chunk = 0, safe.points
+            self.chunk = plan.chunk
             self.hold_level, self.hold_reason = None, ""
             self.stats["commands"] += 1
-            self.stats["clamped"] += int(safe.position_clamped or safe.velocity_clamped)
+            self.stats["clamped"] += int(plan.safe.position_clamped or plan.safe.velocity_clamped)
             total = time.perf_counter() - t0
             self.stats["step_s"].append(total)
             self.stats["overhead_s"].append(total - infer)
@@ -354,11 +411,12 @@ class WamNode(Node):
                 self.timing_pub.publish(
                     Float64MultiArray(data=[cam.stamp, self.camera_wall, wall1, wall2, publishing])
                 )
-        self.publish_surprise(self.surprise_after(surprise, fresh, rgb))
-        nxt = out.get("next_frame")
-        self.surprise.expect(nxt)
-        if nxt is not None and self.publish_prediction:
-            self.pred_pub.publish(cv.rgb_to_image(nxt, self.get_clock().now().to_msg(), "wam_prediction"))
+        self.publish_surprise(self.surprise_after(surprise, fresh, small))
+        self.surprise.expect(plan.next_frame)
+        if plan.next_frame is not None and self.publish_prediction:
+            self.pred_pub.publish(
+                conv.rgb_to_image(plan.next_frame, self.get_clock().now().to_msg(), "wam_prediction")
+            )
         if surprised:
             self.hold(
                 DiagnosticStatus.WARN,
@@ -386,10 +444,10 @@ class WamNode(Node):
             if self.serialized_commands:
                 return self.trajectory_writer.serialized(points, stamp)
             return self.trajectory_writer(points, stamp)
-        return cv.float_array(points[0])
+        return conv.float_array(points[0])
 
     def hold(self, level: bytes, reason: str) -> None:
-        """Hold the last measured valid position (sent once per hold, and only after motion was commanded)."""
+        """Hold the last VALID measured position (sent once per hold, and only after motion was commanded)."""
         first = self.hold_level is None
         if (
             level == DiagnosticStatus.STALE
@@ -398,21 +456,25 @@ class WamNode(Node):
             self.joint_guard.reset()
         self.hold_level, self.hold_reason = level, reason
         if first and self.commanded and self.joints is not None:
-            q = np.clip(self.joints[0], self.safety.limits.position_lower, self.safety.limits.position_upper)
-            self.cmd_pub.publish(self.command_msg(q[None], None))
+            self.cmd_pub.publish(self.command_msg(self.safety.hold_point(self.joints[0]), None))
             self.stats["holds"] += 1
-            self.get_logger().warning(f"holding position: {reason}")
+            self.get_logger().warning(f"holding position: {short(reason, 200)}")
+
+    def status(self) -> tuple[bytes, str]:
+        """The node's diagnostic level and message now."""
+        if self.errors:
+            return DiagnosticStatus.ERROR, "refused: " + " | ".join(self.errors)
+        if self.hold_level is not None:
+            return self.hold_level, f"holding: {self.hold_reason}"
+        if self.unknown:
+            return DiagnosticStatus.WARN, f"unknown instruction words: {short(', '.join(self.unknown))}"
+        return DiagnosticStatus.OK, "running"
 
     def publish_diagnostics(self, now: float | None = None) -> None:
         """Publish /diagnostics when something changed (refusals pending, level, message, instruction) or
         `diagnostics_period_s` has passed (now=None: always). Building the message costs ~0.2 ms of Python: at the
         control rate it sat in front of camera frames arriving just after a tick (measured in ros_latency.py)."""
-        if self.errors:
-            level, message = DiagnosticStatus.ERROR, "refused: " + " | ".join(self.errors)
-        elif self.hold_level is not None:
-            level, message = self.hold_level, f"holding: {self.hold_reason}"
-        else:
-            level, message = DiagnosticStatus.OK, "running"
+        level, message = self.status()
         key = (level, message, self.instruction)
         if (
             now is not None
@@ -428,7 +490,8 @@ class WamNode(Node):
         st.values = [
             KeyValue(key=k, value=str(v))
             for k, v in (
-                ("instruction", self.instruction),
+                ("instruction", short(self.instruction)),
+                ("unknown_words", short(", ".join(self.unknown))),
                 ("commands", self.stats["commands"]),
                 ("refused", self.stats["refused"]),
                 ("holds", self.stats["holds"]),

@@ -278,7 +278,9 @@ def load_policy(
     if kind != "torch" and path.is_dir() and (path / CHECKPOINT).is_file():
         try:
             _verify(path / CHECKPOINT, path)
-        except IntegrityError as exc:  # the graph is intact and verified; only the checkpoint beside it is damaged
+        except (
+            IntegrityError
+        ) as exc:  # the graph is intact and verified; only the checkpoint beside it is damaged
             log.warning("%s; running the intact, verified %s", exc, file.name)
             stale = None
         else:

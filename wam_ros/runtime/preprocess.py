@@ -114,9 +114,13 @@ def check_joint_pos(joint_pos: object, n_joints: int) -> np.ndarray:
         raise ValueError(
             f"joint_pos must have shape ({n_joints},) (one value per model joint), got {q.shape}"
         )
-    if not np.all(np.isfinite(q)):
-        raise ValueError(f"joint_pos must be finite, got {q.tolist()}")
-    return q.astype(np.float32)[None]
+    with np.errstate(
+        over="ignore"
+    ):  # finite in float64 but beyond float32 (1e300) would reach the graph as inf
+        q32 = q.astype(np.float32)
+    if not np.all(np.isfinite(q32)):
+        raise ValueError(f"joint_pos must be finite (in float32), got {q.tolist()}")
+    return q32[None]
 
 
 def frame_to_image(next_frame: np.ndarray) -> np.ndarray:

@@ -48,10 +48,24 @@ class SafetyLimits:
                 f"SafetyLimits: velocity_limit must be finite and > 0, got {self.velocity_limit}"
             )
 
+    measurement_tolerance: float = (
+        0.0  # a measured position may lie this far outside the limits (then clipped)
+    )
+
     @classmethod
-    def from_profile(cls, profile: object) -> SafetyLimits:
+    def from_profile(cls, profile: object, joint_names: list[str] | None = None) -> SafetyLimits:
+        """The profile's limits for `joint_names` (default: all of the profile's joints, in its order)."""
+        names = list(joint_names or profile.joint_names)
+        missing = [n for n in names if n not in profile.joint_names]
+        if missing:
+            raise ValueError(f"joints {missing} are not in robot profile {profile.name!r}")
+        idx = [list(profile.joint_names).index(n) for n in names]
         return cls(
-            list(profile.joint_names), profile.position_lower, profile.position_upper, profile.velocity_limit
+            names,
+            np.asarray(profile.position_lower, dtype=np.float64)[idx],
+            np.asarray(profile.position_upper, dtype=np.float64)[idx],
+            np.asarray(profile.velocity_limit, dtype=np.float64)[idx],
+            float(getattr(profile, "measurement_tolerance", 0.0)),
         )
 
     @property
@@ -67,7 +81,16 @@ class SafeCommand:
 
 
 class SafetyFilter:
-    """Clamp an action chunk to the position limits and the per-step velocity limit."""
+    """Clamp an action chunk to the position limits and the per-step velocity limit, from a valid measurement.
+
+    The invariant, for any input (tests/test_safety.py checks it as a property):
+      - every commanded point is inside the position limits;
+      - the first point is within `velocity_limit * dt` of the measured position, and each next point within the same
+        of the one before;
+      - a measured position outside the limits by more than the tolerance (the profile's `measurement_tolerance`,
+        at most one step `velocity_limit * dt` per joint), or non-finite, is refused (UnsafeInput), never clamped into
+        a target; a hold (`hold_point`) commands the last valid measurement, clipped into the limits.
+    """
 
     def __init__(self, limits: SafetyLimits, dt: float) -> None:
         if not (np.isfinite(dt) and dt > 0):
@@ -77,6 +100,8 @@ class SafetyFilter:
         # plain Python floats for apply()'s loop
         self._lo, self._hi = limits.position_lower.tolist(), limits.position_upper.tolist()
         self._max_step = (limits.velocity_limit * self.dt).tolist()
+        tol = max(0.0, float(limits.measurement_tolerance))
+        self.tolerance = np.minimum(tol, limits.velocity_limit * self.dt)  # clipping moves at most one step
 
     def check_position(self, q: np.ndarray, what: str = "joint position") -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)
@@ -86,6 +111,26 @@ class SafetyFilter:
             raise UnsafeInput(f"{what} has non-finite values: {q}")
         return q
 
+    def check_measurement(self, q: np.ndarray) -> np.ndarray:
+        """A measured position (J,) as float64, or UnsafeInput naming the joint that lies outside its limits by more
+        than the tolerance (an encoder fault, a wrong mapping, a unit mix-up: never a target)."""
+        q = self.check_position(q, "measured joint position")
+        lo, hi = self.limits.position_lower, self.limits.position_upper
+        out = (q < lo - self.tolerance) | (q > hi + self.tolerance)
+        if np.any(out):
+            j = int(np.argmax(out))
+            raise UnsafeInput(
+                f"measured {self.limits.joint_names[j]} = {q[j]:.6g} is outside its limits "
+                f"[{lo[j]:.4g}, {hi[j]:.4g}] by more than the tolerance {self.tolerance[j]:.3g}: "
+                "refusing the measurement (sensor fault or wrong joint mapping?)"
+            )
+        return q
+
+    def hold_point(self, q_valid: np.ndarray) -> np.ndarray:
+        """The hold command (1, J) for the last valid measurement: it, clipped into the limits (within one step)."""
+        q = self.check_measurement(q_valid)
+        return np.clip(q, self.limits.position_lower, self.limits.position_upper)[None]
+
     def apply(self, chunk: np.ndarray, q_now: np.ndarray) -> SafeCommand:
         """Safe (N, J) targets from a predicted chunk (N, J) or (J,) and the measured position (J,).
 
@@ -94,7 +139,7 @@ class SafetyFilter:
         Written on Python floats: for a chunk of 8 x 8 this is cheaper than a dozen small numpy calls, most of all
         right after an inference has flushed the caches (benchmarks/node_step.py times it in wam_node).
         """
-        q_now = self.check_position(q_now, "measured joint position")
+        q_now = self.check_measurement(q_now)
         pts = np.asarray(chunk, dtype=np.float64)
         if pts.ndim == 1:
             pts = pts[None]

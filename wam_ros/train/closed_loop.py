@@ -8,40 +8,19 @@ A policy factory is called once per episode with the env (after reset) and retur
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
+from wam_ros.runtime.chunk_policy import ChunkPolicy
+
 PolicyFactory = Callable[[Any], Callable[[dict], np.ndarray]]
 
 
-class ChunkExecutor:
-    """Runs a runtime Policy in closed loop: keeps the last K frames, executes `replan` actions of each chunk."""
-
-    def __init__(self, policy: Any, instruction: str, replan: int) -> None:
-        if replan < 1:
-            raise ValueError(f"replan must be >= 1, got {replan}")
-        self.policy, self.instruction, self.replan = policy, instruction, min(replan, policy.spec.chunk)
-        self.frames: deque = deque(maxlen=policy.spec.k_frames)
-        self.queue: list[np.ndarray] = []
-
-    def __call__(self, obs: dict) -> np.ndarray:
-        if not self.frames:  # before the episode start the first frame repeats (as in the training windows)
-            self.frames.extend([obs["image"]] * self.frames.maxlen)
-        else:
-            self.frames.append(obs["image"])
-        if not self.queue:
-            out = self.policy.predict(
-                {"images": list(self.frames), "joint_pos": obs["joint_pos"], "instruction": self.instruction}
-            )
-            self.queue = list(out["action"][: self.replan])
-        return self.queue.pop(0)
-
-
 def wam_factory(policy: Any, replan: int) -> PolicyFactory:
-    return lambda env: ChunkExecutor(policy, env.instruction, replan)
+    """One ChunkPolicy per episode (the same runner as wam_node and DAgger collection)."""
+    return lambda env: ChunkPolicy(policy, replan=replan, instruction=env.instruction)
 
 
 def expert_factory() -> PolicyFactory:
