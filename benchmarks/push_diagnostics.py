@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def closed_loop(model: str, seeds: range, replan: int, m: float | None) -> list[tuple[int, bool, int]]:
+    from wam_ros.runtime.chunk_policy import ChunkPolicy
     from wam_ros.runtime.policy import load_policy
     from wam_ros.sim.tabletop import TabletopEnv
-    from wam_ros.runtime.chunk_policy import ChunkPolicy
 
     policy = load_policy(model, "torch", 1)
     env = TabletopEnv(task="push")
@@ -80,10 +80,10 @@ class _Ensemble:
 
 
 def trace(model: str, seeds: list[int], replan: int) -> None:
+    from wam_ros.runtime.chunk_policy import ChunkPolicy
     from wam_ros.runtime.policy import load_policy
     from wam_ros.sim.experts import make_expert
     from wam_ros.sim.tabletop import TabletopEnv
-    from wam_ros.runtime.chunk_policy import ChunkPolicy
 
     policy = load_policy(model, "torch", 1)
     env = TabletopEnv(task="push")

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from wam_ros.export.fp16 import to_fp16
-from wam_ros.runtime.model_dir import REQUIRED, read_metadata
 from wam_ros.export.onnx_export import ExportConfig, ExportError, export_model, sample_inputs
 from wam_ros.export.tensorrt import TensorRTUnavailable, build_engine, tensorrt_unavailable_reason
 from wam_ros.model import WamConfig, WorldActionModel, load_checkpoint, save_checkpoint
 from wam_ros.runtime.backends import cuda_device_count
+from wam_ros.runtime.model_dir import REQUIRED, read_metadata
 
 FILES = ("wam_full.onnx", "wam_action.onnx", "wam_full_fp16.onnx", "wam_action_fp16.onnx")
 
