@@ -4,16 +4,18 @@ writer from CDR made by rosbags' serializer (no ROS needed)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from rosbags.typesys import Stores, get_typestore
 
 from wam_ros.data.bag_import import ImportConfig, import_bags
-from wam_ros.data.episode import read_episode
+from wam_ros.data.episode import list_episodes, read_episode
 from wam_ros.data.rosbag import BagError, BagWriter, find_bags, iter_bag, repair_bag
 from wam_ros.robot import RobotProfile
 
@@ -156,8 +158,14 @@ def test_bgr_mono_resize_and_numbering_after_existing_episodes(tmp_path: Path):
     assert bgr.frames.shape[1:] == (16, 16, 3)
     assert list(bgr.frames[1, 0, 0]) == [255 - 3, 0, 3]  # bgr8 -> RGB: the channels swap
     assert mono.frames[1, 0, 0].tolist() == [3, 3, 3] and mono.meta["success"] is False
-    again = import_bags(tmp_path / "bags" / "episode_0000", tmp_path / "eps", cfg)
-    assert Path(again[0].episode).name == "episode_000002.npz"  # appended, nothing overwritten
+    write_bag(tmp_path / "more" / "episode_0002", seconds=1.5)  # a new bag is appended after them
+    [new] = import_bags(tmp_path / "more", tmp_path / "eps", cfg)
+    assert Path(new.episode).name == "episode_000002.npz"
+    # the same bag again: nothing written, the report names the episode it became
+    [again] = import_bags(tmp_path / "bags" / "episode_0000", tmp_path / "eps", cfg)
+    assert not again.episode and Path(again.duplicate_of).name == "episode_000000.npz"
+    assert again.skipped.startswith("already imported as episode_000000.npz")
+    assert len(list_episodes(tmp_path / "eps")) == 3
 
 
 def test_crashed_bag_imports_up_to_its_last_flushed_chunk(tmp_path: Path):
@@ -226,3 +234,171 @@ def test_bad_input_is_a_clear_error(tmp_path: Path):
         text=True,
     )
     assert out.returncode == 1 and "bag path not found" in out.stderr
+
+
+# ------------------------------------------------------------------- foreign bags: written by rosbags, not by us
+
+PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_finger_joint1", "panda_finger_joint2"]
+
+
+def foreign_bag(path: Path, seconds: float = 2.0, custom: dict[str, str] | None = None) -> Path:
+    """A bag as a standard Panda setup records it with `rosbags` (its own MCAP writer and metadata.yaml): a 15 Hz
+    rgb8 camera and 50 Hz /joint_states with franka_ros2's names (two finger joints, no `panda_gripper`)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    Image, JointState = TS.types["sensor_msgs/msg/Image"], TS.types["sensor_msgs/msg/JointState"]
+    events = []
+    for k in range(int(seconds * 15)):
+        t = k / 15
+        px = np.full((24, 32, 3), (k * 7) % 256, np.uint8)
+        msg = Image(
+            header=_header(T0 + t),
+            height=24,
+            width=32,
+            encoding="rgb8",
+            is_bigendian=0,
+            step=96,
+            data=px.ravel(),
+        )
+        events.append((t, "/camera/image_raw", msg, "sensor_msgs/msg/Image"))
+    for k in range(int(seconds * 50)):
+        t = k / 50
+        q = np.array([0.3 * t, -0.4, 0.0, -2.4, 0.0, 2.0, 0.785, 0.02, 0.02])
+        msg = JointState(
+            header=_header(T0 + t), name=PANDA_JOINTS, position=q, velocity=np.zeros(9), effort=np.zeros(9)
+        )
+        events.append((t, "/joint_states", msg, "sensor_msgs/msg/JointState"))
+    events.sort(key=lambda e: e[0])
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {
+            "/camera/image_raw": writer.add_connection(
+                "/camera/image_raw", "sensor_msgs/msg/Image", typestore=TS
+            ),
+            "/joint_states": writer.add_connection(
+                "/joint_states", "sensor_msgs/msg/JointState", typestore=TS
+            ),
+        }
+        for t, topic, msg, msgtype in events:
+            writer.write(conns[topic], int((T0 + t) * 1e9), bytes(TS.serialize_cdr(msg, msgtype)))
+        for key, value in (custom or {}).items():
+            writer.set_custom_data(key, value)
+    return path
+
+
+def cli_import(bags: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "wam_ros.cli", "data", "import-bag", str(bags), "--out", str(out), *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_foreign_bag_reaches_training_only_with_its_labels_set(tmp_path: Path):
+    from wam_ros.train.batches import load_episodes
+
+    foreign_bag(tmp_path / "bags" / "franka_demo")
+    out = cli_import(tmp_path / "bags", tmp_path / "eps")
+    assert out.returncode == 0, out.stderr
+    [r] = json.loads(out.stdout)
+    assert r["success"] is False and r["success_from"] == "unset" and r["instruction_from"] == "unset"
+    assert "success not set" in out.stderr and "`wam train` leaves this episode out" in out.stderr
+    assert "instruction not set" in out.stderr and "--instruction" in out.stderr
+    ep = read_episode(r["episode"])
+    assert (
+        ep.success is False
+        and ep.instruction == ""
+        and ep.meta["labels"] == {"success": "unset", "instruction": "unset"}
+    )
+    assert np.allclose(ep.joint_pos[:, 7], 0.04)  # gripper width from the two finger joints
+    with pytest.raises(ValueError, match="no successful episodes"):
+        load_episodes([tmp_path / "eps"])
+
+    # the operator sets the labels: the same bag is relabelled in place, not imported twice
+    out = cli_import(tmp_path / "bags", tmp_path / "eps", "--success", "--instruction", "stack the red cube")
+    assert out.returncode == 0, out.stderr
+    [r] = json.loads(out.stdout)
+    assert r["duplicate_of"] == r["episode"] and r["relabelled"] == ["instruction", "success"]
+    assert "relabelled" in out.stderr and "not set" not in out.stderr
+    [ep] = load_episodes([tmp_path / "eps"])
+    assert ep.success is True and ep.instruction == "stack the red cube" and len(ep) == r["steps"] == 20
+    assert ep.meta["labels"] == {"success": "flag", "instruction": "flag"}
+    assert len(list_episodes(tmp_path / "eps")) == 1
+
+    # once more without flags: nothing changes, nothing is claimed unset
+    out = cli_import(tmp_path / "bags", tmp_path / "eps")
+    [r] = json.loads(out.stdout)
+    assert out.returncode == 0 and r["skipped"].startswith("already imported as episode_000000.npz")
+    assert r["success"] is True and r["success_from"] == "stored" and "not set" not in out.stderr
+    assert read_episode(tmp_path / "eps" / "episode_000000.npz").instruction == "stack the red cube"
+
+
+def test_labels_from_the_recorders_metadata_and_flags_override_them(tmp_path: Path):
+    custom = {"wam.instruction": "open the drawer", "wam.success": "true", "wam.robot_profile": "panda"}
+    foreign_bag(tmp_path / "a" / "with_meta", custom=custom)
+    [r] = import_bags(tmp_path / "a", tmp_path / "eps")
+    assert (r.success, r.success_from, r.instruction, r.instruction_from) == (
+        True,
+        "metadata",
+        "open the drawer",
+        "metadata",
+    )
+    assert r.notes == []
+    ep = read_episode(r.episode)
+    assert (
+        ep.success is True
+        and ep.instruction == "open the drawer"
+        and ep.meta["source_sha256"] == r.source_sha256
+    )
+
+    foreign_bag(tmp_path / "b" / "with_meta", custom=custom)  # another bag, same labels
+    [r] = import_bags(tmp_path / "b", tmp_path / "eps2", ImportConfig(success=False, instruction="close it"))
+    assert (r.success, r.success_from, r.instruction, r.instruction_from) == (
+        False,
+        "flag",
+        "close it",
+        "flag",
+    )
+
+    foreign_bag(tmp_path / "c" / "odd", custom={"wam.success": "maybe", "wam.task": "wipe the table"})
+    [r] = import_bags(tmp_path / "c", tmp_path / "eps3")
+    assert r.success is False and r.success_from == "unset" and r.instruction == "wipe the table"
+    assert any("'maybe' is neither true nor false" in n for n in r.notes)
+
+    with pytest.raises(ValueError, match="instruction must not be empty"):
+        ImportConfig(instruction="  ")
+
+
+def test_reimport_is_idempotent_across_copies_and_repair(tmp_path: Path):
+    bag = tmp_path / "bags" / "episode_0000"
+    write_bag(bag, close=False)  # a crashed recording
+    cfg = ImportConfig(rate_hz=10, tolerance_s=0.02)
+    [first] = import_bags(tmp_path / "bags", tmp_path / "eps", cfg)
+    assert first.episode and first.truncated_bag and len(first.source_sha256) == 64
+    repair_bag(bag)  # rewrites the MCAP file: same messages, so the same bag
+    import shutil
+
+    shutil.copytree(bag, tmp_path / "bags" / "copy_of_episode_0000")
+    write_bag(tmp_path / "bags" / "zz_new", seconds=1.0)
+    reports = import_bags(tmp_path / "bags", tmp_path / "eps", cfg)
+    by_name = {Path(r.bag).name: r for r in reports}
+    for name in ("episode_0000", "copy_of_episode_0000"):
+        assert by_name[name].duplicate_of == first.episode and not by_name[name].episode, by_name[name]
+    assert Path(by_name["zz_new"].episode).name == "episode_000001.npz"
+    assert len(list_episodes(tmp_path / "eps")) == 2
+    # a different rate is noted, and the existing episode kept
+    [r] = import_bags(bag, tmp_path / "eps", ImportConfig(rate_hz=5, tolerance_s=0.1))
+    assert r.duplicate_of == first.episode and any("aligned at 10" in n for n in r.notes)
+
+
+def test_hostile_bag_metadata_is_refused_per_bag(tmp_path: Path):
+    foreign_bag(tmp_path / "bags" / "a_path_profile", custom={"wam.robot_profile": "../../../etc/passwd"})
+    bad = foreign_bag(tmp_path / "bags" / "b_list_custom")
+    meta = yaml.safe_load((bad / "metadata.yaml").read_text())
+    meta["rosbag2_bagfile_information"]["custom_data"] = ["not", "a", "map"]
+    (bad / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    foreign_bag(tmp_path / "bags" / "c_fine", custom={"wam.success": "true", "wam.instruction": "x"})
+    reports = import_bags(tmp_path / "bags", tmp_path / "eps")
+    assert "is not a profile name" in reports[0].skipped and not reports[0].episode
+    assert "custom_data must be a map" in reports[1].skipped and not reports[1].episode
+    assert Path(reports[2].episode).name == "episode_000000.npz"

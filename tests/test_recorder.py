@@ -289,3 +289,123 @@ def test_episode_keys_start_stop_and_discard(ros, tmp_path: Path):
     ]["custom_data"]
     assert custom["wam.success"] == "false" and custom["wam.task"] == "stack the cubes"
     assert custom["wam.operator"] == "keys" and custom["wam.status"] == "complete"
+
+
+# ------------------------------------------------------------ repair-bag: paths in metadata.yaml stay in the bag
+
+
+def _crashed_bag(path: Path, n: int = 30, close: bool = False) -> Path:
+    """A recorder bag killed mid-episode (flushed, never finished: no footer, status `recording`)."""
+    from wam_ros.data.rosbag import BagWriter, serialize
+
+    w = BagWriter(
+        path, {"/joint_states": "sensor_msgs/msg/JointState"}, {"wam.task": path.name}, chunk_size=1024
+    )
+    w.open()
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    JS, Header, Time = (
+        ts.types[t]
+        for t in ("sensor_msgs/msg/JointState", "std_msgs/msg/Header", "builtin_interfaces/msg/Time")
+    )
+    for i in range(n):
+        msg = JS(
+            header=Header(stamp=Time(sec=i, nanosec=0), frame_id=""),
+            name=[path.name],
+            position=np.array([i]),
+            velocity=np.zeros(0),
+            effort=np.zeros(0),
+        )
+        w.write("/joint_states", serialize(msg, "sensor_msgs/msg/JointState"), (i + 1) * 10**8)
+    if close:
+        w.close()
+    else:
+        w.flush()
+        w.abort()
+    return path
+
+
+def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under root (links as their target text): bytes and mtime, to show nothing was touched."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_symlink():
+            out[str(p)] = (os.readlink(p).encode(), 0)
+        elif p.is_file():
+            out[str(p)] = (p.read_bytes(), p.stat().st_mtime_ns)
+    return out
+
+
+def _set_meta(bag: Path, **changes) -> None:
+    path = bag / "metadata.yaml"
+    meta = yaml.safe_load(path.read_text())
+    meta["rosbag2_bagfile_information"].update(changes)
+    path.write_text(yaml.safe_dump(meta))
+
+
+def _wam(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "wam_ros.cli", "data", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("attack", ["dotdot", "absolute", "files_path", "symlink_file", "symlink_metadata"])
+def test_repair_bag_never_touches_or_reads_files_outside_the_bag(tmp_path: Path, attack: str):
+    outside = tmp_path / "outside"
+    victim = _crashed_bag(outside / "victim")  # a crashed bag outside: exactly what repair would rename
+    victim_file = victim / "victim_0.mcap"
+    bag = _crashed_bag(tmp_path / "bags" / "evil")
+    if attack == "dotdot":
+        _set_meta(bag, relative_file_paths=["../../outside/victim/victim_0.mcap"])
+    elif attack == "absolute":
+        _set_meta(bag, relative_file_paths=[str(victim_file)])
+    elif attack == "files_path":
+        _set_meta(bag, files=[{"path": "../../outside/victim/victim_0.mcap", "message_count": 30}])
+    elif attack == "symlink_file":
+        (bag / "evil_0.mcap").unlink()
+        (bag / "evil_0.mcap").symlink_to(victim_file)
+    else:
+        (bag / "metadata.yaml").unlink()
+        (bag / "metadata.yaml").symlink_to(victim / "metadata.yaml")
+    good = _crashed_bag(tmp_path / "bags" / "good")
+    before_outside, before_bag = _snapshot(outside), _snapshot(bag)
+
+    out = _wam("repair-bag", str(tmp_path / "bags"))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "outside the bag directory" in out.stderr and "refusing to read or rename it" in out.stderr, (
+        out.stderr
+    )
+    assert _snapshot(outside) == before_outside  # not renamed, not rewritten, nothing added
+    assert _snapshot(bag) == before_bag  # the refused bag is left exactly as it was
+    assert (good / "good_0.mcap.crashed").is_file()  # the genuine bag beside it is still repaired
+    with Reader(good) as reader:
+        assert reader.message_count == 30
+
+    # reading is refused too: `info` and `import-bag` never show the outside bag's messages
+    info = _wam("info", str(bag))
+    assert info.returncode == 1 and "outside the bag directory" in info.stderr and "victim" not in info.stdout
+
+
+def test_repair_bag_refuses_malformed_file_lists(tmp_path: Path):
+    bag = _crashed_bag(tmp_path / "bags" / "b")
+    before = _snapshot(tmp_path)
+    for bad, says in (
+        ({"relative_file_paths": [7]}, "is not a file name"),
+        ({"relative_file_paths": "b_0.mcap"}, "must be lists"),
+        ({"relative_file_paths": ["sub/../../b_0.mcap"]}, "points outside"),
+    ):
+        _set_meta(bag, **bad)
+        before = _snapshot(tmp_path)
+        out = _wam("repair-bag", str(bag))
+        assert out.returncode == 1 and says in out.stderr, (bad, out.stderr)
+        assert _snapshot(tmp_path) == before
+    _set_meta(bag, relative_file_paths=["b_0.mcap"], files=[{"path": "b_0.mcap"}])  # a correct list repairs
+    out = _wam("repair-bag", str(bag))
+    assert out.returncode == 0, out.stderr
+    with Reader(bag) as reader:
+        assert reader.message_count == 30

@@ -15,6 +15,15 @@ The report counts, per episode, `missing_steps`, `duplicated_frames` (grid steps
 frame: the camera was slower than the rate or dropped frames) and `dropped_frames` (camera frames in the span that
 no step used: the camera was faster than the rate).
 
+Labels. `success` and `instruction` come from the flags (`ImportConfig.success` / `.instruction`, i.e. `--success` /
+`--failure` / `--instruction`), else from the recorder's custom data in the bag (`wam.success` true/false,
+`wam.instruction` or `wam.task`), else they are *not set*: success is stored as false (so `wam train` leaves the
+episode out) and the instruction as "", and the report's `notes` say so. `meta.labels` records where each came from.
+
+Idempotence. A bag is identified by its messages (`BagSummary.sha256`, stored as `meta.source_sha256`): importing a bag
+that an episode in out_dir already came from writes nothing and reports `duplicate_of`; when the flags (or the bag's
+metadata) now give a different success or instruction, that episode is relabelled in place (atomically) instead.
+
 Crashed bags (no footer) import up to their last complete chunk. Core module: never imports rclpy.
 """
 
@@ -22,14 +31,24 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from wam_ros.data.episode import Episode, episode_index, episode_path, list_episodes, write_episode
-from wam_ros.data.rosbag import BagError, BagSummary, deserialize, find_bags, iter_bag
+from wam_ros.data.episode import (
+    Episode,
+    EpisodeError,
+    episode_index,
+    episode_path,
+    list_episodes,
+    read_episode,
+    read_meta,
+    write_episode,
+)
+from wam_ros.data.rosbag import BagError, BagSummary, deserialize, find_bags, iter_bag, read_custom_data
 from wam_ros.robot import RobotProfile
 
 log = logging.getLogger(__name__)
@@ -51,6 +70,8 @@ class ImportConfig:
             those types in the bag.
         robot: robot profile name or path (joint order); a bag's `wam.robot_profile` overrides it.
         min_steps: bags that align to fewer steps are skipped (reported, not written).
+        instruction: the episodes' instruction; None = the bag's `wam.instruction` / `wam.task`.
+        success: the episodes' success; None = the bag's `wam.success` (true/false).
     """
 
     rate_hz: float = 10.0
@@ -61,6 +82,8 @@ class ImportConfig:
     command_topics: list[str] = field(default_factory=list)
     robot: str = "panda"
     min_steps: int = 2
+    instruction: str | None = None
+    success: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.rate_hz > 0:
@@ -71,6 +94,10 @@ class ImportConfig:
             raise ValueError(f"image_size must be >= 0 (0 keeps the recorded size), got {self.image_size}")
         if self.min_steps < 2:
             raise ValueError(f"min_steps must be >= 2 (an episode needs 2 steps), got {self.min_steps}")
+        if self.instruction is not None and not self.instruction.strip():
+            raise ValueError("instruction must not be empty (leave it unset to take the bag's own)")
+        if self.success is not None and not isinstance(self.success, bool):
+            raise ValueError(f"success must be True, False or None, got {self.success!r}")
 
 
 @dataclass
@@ -86,6 +113,54 @@ class ImportReport:
     dropped_frames: int = 0
     truncated_bag: bool = False
     skipped: str = ""  # why the bag produced no episode
+    source_sha256: str = ""  # the bag's identity (its messages), stored in the episode's meta
+    success: bool | None = None
+    instruction: str = ""
+    success_from: str = ""  # "flag" | "metadata" | "unset" | "stored" (kept from an earlier import)
+    instruction_from: str = ""
+    duplicate_of: str = ""  # the episode this bag was imported as before
+    relabelled: list[str] = field(default_factory=list)  # labels changed on that episode by this import
+    notes: list[str] = field(default_factory=list)  # what the operator should know (labels not set, ...)
+
+
+@dataclass
+class Labels:
+    success: bool
+    instruction: str
+    success_from: str  # "flag" | "metadata" | "unset"
+    instruction_from: str
+    success_raw: str  # the bag's wam.success as recorded ("unknown" when absent)
+
+
+def resolve_labels(custom: dict[str, str], cfg: ImportConfig, notes: list[str]) -> Labels:
+    """Flag > the bag's custom data > not set (success false, instruction ""); appends a note per unset label."""
+    raw = custom.get("wam.success", "unknown")
+    if cfg.success is not None:
+        success, success_from = cfg.success, "flag"
+    elif raw.strip().lower() in ("true", "false"):
+        success, success_from = raw.strip().lower() == "true", "metadata"
+    else:
+        success, success_from = False, "unset"
+        if raw.strip().lower() not in ("", "unknown"):
+            notes.append(f"the bag's wam.success {raw!r} is neither true nor false: ignored")
+        notes.append(
+            "success not set (no --success/--failure, no wam.success true/false in the bag's metadata): stored "
+            "as false, so `wam train` leaves this episode out; import the same bag again with --success (or "
+            "--failure) to set it"
+        )
+    from_bag = (custom.get("wam.instruction") or "").strip() or (custom.get("wam.task") or "").strip()
+    if cfg.instruction is not None:
+        instruction, instruction_from = cfg.instruction.strip(), "flag"
+    elif from_bag:
+        instruction, instruction_from = from_bag, "metadata"
+    else:
+        instruction, instruction_from = "", "unset"
+        notes.append(
+            "instruction not set (no --instruction, no wam.instruction/wam.task in the bag's metadata): stored "
+            "as empty, and `wam train` would train on it with an empty instruction; import the same bag again "
+            "with --instruction TEXT to set it"
+        )
+    return Labels(success, instruction, success_from, instruction_from, raw)
 
 
 def _stamp(msg, log_time_ns: int) -> float:
@@ -105,8 +180,10 @@ def image_rgb(msg) -> np.ndarray:
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     data = np.asarray(msg.data, dtype=np.uint8)
     if step < w * c or data.size < h * step:
-        raise BagError(f"image {w}x{h} {enc}: expected step >= {w * c} and {h * step} bytes, got step {step} "
-                       f"and {data.size} bytes")
+        raise BagError(
+            f"image {w}x{h} {enc}: expected step >= {w * c} and {h * step} bytes, got step {step} "
+            f"and {data.size} bytes"
+        )
     img = data[: h * step].reshape(h, step)[:, : w * c].reshape(h, w, c)
     if enc.startswith("bgr"):
         img = img[..., 2::-1]
@@ -155,7 +232,9 @@ def read_streams(bag: Path, cfg: ImportConfig, joint_names: list[str], summary: 
     for m in iter_bag(bag, summary):
         if m.topic == cfg.camera_topic:
             if m.msgtype not in IMAGE_TYPES:
-                raise BagError(f"{bag}: camera topic {m.topic} has type {m.msgtype}, expected sensor_msgs/msg/Image")
+                raise BagError(
+                    f"{bag}: camera topic {m.topic} has type {m.msgtype}, expected sensor_msgs/msg/Image"
+                )
             msg = deserialize(m.data, m.msgtype)
             cams.append((_stamp(msg, m.log_time_ns), msg))
         elif m.topic == cfg.joint_topic:
@@ -187,7 +266,9 @@ def align(streams: dict, cfg: ImportConfig, report: ImportReport) -> dict | None
     cams, joints, cmds = streams["cams"], streams["joints"], streams["cmds"]
     report.camera_frames, report.joint_states, report.commands = len(cams), len(joints), len(cmds)
     if not cams or len(joints) < 2:
-        report.skipped = f"needs camera frames and >= 2 joint states, got {len(cams)} frames, {len(joints)} states"
+        report.skipped = (
+            f"needs camera frames and >= 2 joint states, got {len(cams)} frames, {len(joints)} states"
+        )
         return None
     tc = np.array([c[0] for c in cams])
     tj = np.array([j[0] for j in joints])
@@ -242,24 +323,39 @@ def align(streams: dict, cfg: ImportConfig, report: ImportReport) -> dict | None
             img = cv2.resize(img, (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_AREA)
         frames.append(img)
     t0 = steps[0][0]
-    return {"frames": np.stack(frames), "joint_pos": np.stack([s[2] for s in steps]),
-            "joint_vel": np.stack([s[3] for s in steps]), "actions": np.stack([s[4] for s in steps]),
-            "timestamps": np.array([s[0] - t0 for s in steps])}
+    return {
+        "frames": np.stack(frames),
+        "joint_pos": np.stack([s[2] for s in steps]),
+        "joint_vel": np.stack([s[3] for s in steps]),
+        "actions": np.stack([s[4] for s in steps]),
+        "timestamps": np.array([s[0] - t0 for s in steps]),
+    }
 
 
-def _meta(custom: dict[str, str], profile: RobotProfile, cfg: ImportConfig, bag: Path, frames: np.ndarray,
-          report: ImportReport) -> dict:
-    success = custom.get("wam.success", "unknown")
-    task = custom.get("wam.task", "") or custom.get("wam.instruction", "")
+def _meta(
+    custom: dict[str, str],
+    labels: Labels,
+    profile: RobotProfile,
+    cfg: ImportConfig,
+    bag: Path,
+    frames: np.ndarray,
+    report: ImportReport,
+) -> dict:
     return {
         "task": custom.get("wam.task_name", "teleop"),
-        "instruction": custom.get("wam.instruction", task),
-        "success": success == "true",
-        "success_label": success,
+        "instruction": labels.instruction,
+        "success": labels.success,
+        "success_label": labels.success_raw,
+        "labels": {"success": labels.success_from, "instruction": labels.instruction_from},
+        "source_sha256": report.source_sha256,
         "seed": None,
         "robot": profile.to_dict(),
-        "camera": {"name": str(profile.camera.get("name", "front")), "topic": cfg.camera_topic,
-                   "height": int(frames.shape[1]), "width": int(frames.shape[2])},
+        "camera": {
+            "name": str(profile.camera.get("name", "front")),
+            "topic": cfg.camera_topic,
+            "height": int(frames.shape[1]),
+            "width": int(frames.shape[2]),
+        },
         "control_hz": cfg.rate_hz,
         "randomisation": {},
         "scene": {},
@@ -267,49 +363,151 @@ def _meta(custom: dict[str, str], profile: RobotProfile, cfg: ImportConfig, bag:
         "operator": custom.get("wam.operator", ""),
         "source_bag": str(bag),
         "bag_status": custom.get("wam.status", "unknown"),
-        "alignment": {"tolerance_s": cfg.tolerance_s, **{k: v for k, v in asdict(report).items()
-                                                            if k in ("missing_steps", "duplicated_frames",
-                                                                     "dropped_frames", "truncated_bag")}},
+        "alignment": {
+            "tolerance_s": cfg.tolerance_s,
+            **{
+                k: v
+                for k, v in asdict(report).items()
+                if k in ("missing_steps", "duplicated_frames", "dropped_frames", "truncated_bag")
+            },
+        },
     }
 
 
-def import_bag(bag: str | Path, out_dir: str | Path, cfg: ImportConfig, index: int) -> ImportReport:
-    """Import one bag as `episode_<index>.npz` under out_dir."""
-    bag = Path(bag)
-    report = ImportReport(bag=str(bag))
-    summary = BagSummary(bag, {}, {}, {}, False)
-    # the profile is needed before decoding (joint order); custom data lives in metadata.yaml / the MCAP record
-    from wam_ros.data.rosbag import read_custom_data
+def _profile_name(custom: dict[str, str], cfg: ImportConfig) -> str:
+    named = custom.get("wam.robot_profile", "")
+    if not named:
+        return cfg.robot
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", named):  # a bag names a profile of config/robots, never a path
+        raise BagError(
+            f"the bag's wam.robot_profile {named!r} is not a profile name (letters, digits, _ and -)"
+        )
+    return named
 
+
+def _relabel(existing: Path, labels: Labels, cfg: ImportConfig, report: ImportReport) -> None:
+    """The bag was imported before as `existing`: write nothing, or only the labels this import sets anew."""
+    report.duplicate_of = str(existing)
+    stored = read_meta(existing)
+    changes = {}
+    if labels.success_from != "unset" and stored.get("success") is not labels.success:
+        changes["success"] = (labels.success, labels.success_from)
+    if labels.instruction_from != "unset" and stored.get("instruction") != labels.instruction:
+        changes["instruction"] = (labels.instruction, labels.instruction_from)
+    if stored.get("control_hz") != cfg.rate_hz:
+        report.notes.append(
+            f"{existing.name} was aligned at {stored.get('control_hz')} Hz, this import asked {cfg.rate_hz} Hz: "
+            "the existing episode is kept (import into another --out for another rate)"
+        )
+    stored_from = stored.get("labels") if isinstance(stored.get("labels"), dict) else {}
+    for key in ("success", "instruction"):  # what the episode holds now, after this import
+        if key in changes:
+            continue
+        setattr(report, key, stored.get(key))
+        if stored_from.get(key) not in (None, "unset"):  # set earlier: this import's "not set" is moot
+            setattr(report, f"{key}_from", "stored")
+            report.notes = [n for n in report.notes if not n.startswith(f"{key} not set")]
+    if not changes:
+        report.skipped = (
+            f"already imported as {existing.name} (same messages, sha256 {report.source_sha256[:12]})"
+        )
+        return
+    ep = read_episode(existing)
+    was = {k: ep.meta.get(k) for k in changes}
+    for key, (value, source) in changes.items():
+        ep.meta[key] = value
+        ep.meta.setdefault("labels", {})[key] = source
+    write_episode(existing, ep)  # atomic: the old file stays whole until the new one replaces it
+    report.episode, report.steps, report.relabelled = str(existing), len(ep), sorted(changes)
+    report.notes.insert(
+        0,
+        f"already imported as {existing.name}: relabelled "
+        + ", ".join(f"{k} {was[k]!r} -> {v!r}" for k, (v, _) in changes.items()),
+    )
+
+
+def import_bag(
+    bag: str | Path,
+    out_dir: str | Path,
+    cfg: ImportConfig,
+    index: int,
+    imported: dict[str, Path] | None = None,
+) -> ImportReport:
+    """Import one bag as `episode_<index>.npz` under out_dir.
+
+    `imported` maps the source_sha256 of episodes already in out_dir to their files (see `imported_bags`); a bag
+    found there is not written again (see the module docstring). It is updated with the new episode.
+    """
+    bag = Path(bag)
+    imported = {} if imported is None else imported
+    report = ImportReport(bag=str(bag))
+    # the profile is needed before decoding (joint order); custom data lives in metadata.yaml / the MCAP record
     custom = read_custom_data(bag)
-    profile = RobotProfile.load(custom.get("wam.robot_profile") or cfg.robot)
+    labels = resolve_labels(custom, cfg, report.notes)
+    report.success, report.instruction = labels.success, labels.instruction
+    report.success_from, report.instruction_from = labels.success_from, labels.instruction_from
+    if imported:  # identity first, without decoding a single image
+        pre = BagSummary(bag, {}, {}, {}, False)
+        for _ in iter_bag(bag, pre):
+            pass
+        report.source_sha256 = pre.sha256
+        if pre.sha256 in imported:
+            _relabel(imported[pre.sha256], labels, cfg, report)
+            return report
+    profile = RobotProfile.load(_profile_name(custom, cfg))
+    summary = BagSummary(bag, {}, {}, {}, False)
     streams = read_streams(bag, cfg, profile.joint_names, summary)
     report.truncated_bag = summary.truncated
+    report.source_sha256 = summary.sha256
+    if summary.sha256 in imported:
+        _relabel(imported[summary.sha256], labels, cfg, report)
+        return report
     arrays = align(streams, cfg, report)
     if arrays is None:
         return report
     arrays["actions"] = profile.clamp_position(arrays["actions"])
-    meta = _meta(custom, profile, cfg, bag, arrays["frames"], report)
+    meta = _meta(custom, labels, profile, cfg, bag, arrays["frames"], report)
     path = write_episode(episode_path(out_dir, index), Episode(**arrays, meta=meta))
     report.episode, report.steps = str(path), int(arrays["frames"].shape[0])
+    imported[summary.sha256] = path
     return report
 
 
+def imported_bags(out_dir: str | Path) -> dict[str, Path]:
+    """source_sha256 -> episode file, for the episodes under out_dir that came from bags."""
+    out_dir = Path(out_dir)
+    index: dict[str, Path] = {}
+    for path in list_episodes(out_dir) if out_dir.is_dir() else []:
+        try:
+            sha = read_meta(path).get("source_sha256")
+        except EpisodeError as exc:  # a damaged episode is not ours to judge here; it cannot be a duplicate
+            log.warning("cannot read %s: %s", path, exc)
+            continue
+        if isinstance(sha, str) and sha:
+            index.setdefault(sha, path)
+    return index
+
+
 def import_bags(root: str | Path, out_dir: str | Path, cfg: ImportConfig | None = None) -> list[ImportReport]:
-    """Import every bag at or under `root`; new episodes are numbered after those already in out_dir."""
+    """Import every bag at or under `root`; new episodes are numbered after those already in out_dir.
+
+    A bag imported before (into out_dir) is not imported again: its report names the episode (`duplicate_of`).
+    A bag that cannot be read or gives an invalid episode is skipped with the reason; the others still import.
+    """
     cfg = cfg or ImportConfig()
     out_dir = Path(out_dir)
     existing = list_episodes(out_dir) if out_dir.is_dir() else []
     index = max((episode_index(p) for p in existing), default=-1) + 1
+    imported = imported_bags(out_dir)
     reports = []
     for bag in find_bags(root):
         try:
-            report = import_bag(bag, out_dir, cfg, index)
-        except BagError as exc:
+            report = import_bag(bag, out_dir, cfg, index, imported)
+        except (BagError, EpisodeError, FileNotFoundError, ValueError) as exc:
             report = ImportReport(bag=str(bag), skipped=str(exc))
-        if report.episode:
+        if report.episode and not report.duplicate_of:
             index += 1
-        else:
+        elif report.skipped and not report.duplicate_of:
             log.warning("bag %s skipped: %s", bag, report.skipped)
         reports.append(report)
     return reports

@@ -13,6 +13,11 @@ SIGKILL the bag holds every message up to the last flushed chunk; metadata.yaml 
 streams it anyway (mcap's NonSeekingReader) and `repair_bag` rewrites it into a complete bag (the original file is kept
 as `*.mcap.crashed`).
 
+Every file a bag's metadata.yaml names (`relative_file_paths`, `files[].path`) is confined to the bag directory
+(`bag_file`): an absolute path, a `..` component or a symlink resolving outside the directory is a BagError, and
+nothing outside is read or renamed. `BagSummary.sha256` identifies a bag by its messages (topic, type, log time, bytes,
+in file order), so a bag keeps its identity through `repair_bag` and a copy elsewhere.
+
 Core module: never imports rclpy.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import struct
@@ -27,12 +33,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import yaml
 from mcap.reader import NonSeekingReader
 from mcap.writer import CompressionType, Writer
+
+from wam_ros.fileio import atomic_write_text
 
 ROSBAG2_VERSION = 9
 EPISODE_METADATA = "wam_episode"  # name of the MCAP metadata record holding the custom data
@@ -54,7 +62,9 @@ def message_definition(msgtype: str) -> tuple[str, str]:
     """(ros2msg definition text, RIHS01 hash) of a ROS 2 message type such as `sensor_msgs/msg/Image`."""
     store = _typestore()
     if msgtype not in store.types:
-        raise BagError(f"unknown message type {msgtype!r}: expected a ROS 2 type like 'sensor_msgs/msg/Image'")
+        raise BagError(
+            f"unknown message type {msgtype!r}: expected a ROS 2 type like 'sensor_msgs/msg/Image'"
+        )
     text, _ = store.generate_msgdef(msgtype, ros_version=2)
     return text, store.hash_rihs01(msgtype)
 
@@ -67,7 +77,9 @@ def deserialize(data: bytes, msgtype: str) -> Any:
     """
     store = _typestore()
     if len(data) < 4 or bytes(data[:2]) not in {b"\x00\x00", b"\x00\x01"}:
-        raise BagError(f"{msgtype}: expected a CDR message (encapsulation 00 00 or 00 01), got {bytes(data[:4])!r}")
+        raise BagError(
+            f"{msgtype}: expected a CDR message (encapsulation 00 00 or 00 01), got {bytes(data[:4])!r}"
+        )
     msgdef = store.get_msgdef(msgtype)
     func = msgdef.deserialize_cdr_le if data[1] else msgdef.deserialize_cdr_be
     try:
@@ -146,7 +158,9 @@ class BagWriter:
             raise BagError(f"cannot create bag directory: {_explain(exc, self.path)}") from exc
         try:
             self._file = open(self.mcap_path, "xb")  # noqa: SIM115 - closed in close()/abort()
-            self._writer = Writer(self._file, chunk_size=self.chunk_size, compression=_COMPRESSION[self.compression])
+            self._writer = Writer(
+                self._file, chunk_size=self.chunk_size, compression=_COMPRESSION[self.compression]
+            )
             self._writer.start(profile="ros2", library="wam_ros")
             schema_ids: dict[str, int] = {}
             for topic, msgtype in self.topics.items():
@@ -154,8 +168,11 @@ class BagWriter:
                 if msgtype not in schema_ids:
                     schema_ids[msgtype] = self._writer.register_schema(msgtype, "ros2msg", text.encode())
                 self._channels[topic] = self._writer.register_channel(
-                    topic, "cdr", schema_ids[msgtype],
-                    {"offered_qos_profiles": "", "topic_type_hash": self._defs[topic][1]})
+                    topic,
+                    "cdr",
+                    schema_ids[msgtype],
+                    {"offered_qos_profiles": "", "topic_type_hash": self._defs[topic][1]},
+                )
             self._writer.add_metadata(EPISODE_METADATA, dict(self.custom_data))
             self._file.flush()
             self.write_metadata(status="recording")
@@ -182,8 +199,10 @@ class BagWriter:
                 self.flush()
         except OSError as exc:
             self._drop()
-            raise BagError(f"writing bag failed, recording stopped: {_explain(exc, self.path)}; every message "
-                           f"flushed before the error is kept (run `wam data repair-bag {self.path}`)") from exc
+            raise BagError(
+                f"writing bag failed, recording stopped: {_explain(exc, self.path)}; every message "
+                f"flushed before the error is kept (run `wam data repair-bag {self.path}`)"
+            ) from exc
 
     def flush(self) -> None:
         if self._writer is not None:
@@ -220,12 +239,28 @@ class BagWriter:
 
     def write_metadata(self, status: str) -> None:
         data = dict(self.custom_data, **{"wam.status": status})
-        write_metadata_yaml(self.path, self.mcap_path.name, self.topics, self.counts, self.start_ns or 0,
-                            self.end_ns, data, {t: d[1] for t, d in self._defs.items()})
+        write_metadata_yaml(
+            self.path,
+            self.mcap_path.name,
+            self.topics,
+            self.counts,
+            self.start_ns or 0,
+            self.end_ns,
+            data,
+            {t: d[1] for t, d in self._defs.items()},
+        )
 
 
-def write_metadata_yaml(bag: Path, file_name: str, topics: dict[str, str], counts: dict[str, int], start_ns: int,
-                        end_ns: int, custom_data: dict[str, str], hashes: dict[str, str] | None = None) -> None:
+def write_metadata_yaml(
+    bag: Path,
+    file_name: str,
+    topics: dict[str, str],
+    counts: dict[str, int],
+    start_ns: int,
+    end_ns: int,
+    custom_data: dict[str, str],
+    hashes: dict[str, str] | None = None,
+) -> None:
     """Write a rosbag2 (version 9, storage mcap) metadata.yaml atomically."""
     hashes = hashes or {t: message_definition(m)[1] for t, m in topics.items()}
     total = sum(counts.values())
@@ -237,24 +272,35 @@ def write_metadata_yaml(bag: Path, file_name: str, topics: dict[str, str], count
         "starting_time": {"nanoseconds_since_epoch": start_ns if total else 0},
         "message_count": total,
         "topics_with_message_count": [
-            {"topic_metadata": {"name": t, "type": m, "serialization_format": "cdr", "offered_qos_profiles": [],
-                                "type_description_hash": hashes[t]},
-             "message_count": counts.get(t, 0)}
-            for t, m in topics.items()],
+            {
+                "topic_metadata": {
+                    "name": t,
+                    "type": m,
+                    "serialization_format": "cdr",
+                    "offered_qos_profiles": [],
+                    "type_description_hash": hashes[t],
+                },
+                "message_count": counts.get(t, 0),
+            }
+            for t, m in topics.items()
+        ],
         "compression_format": "",
         "compression_mode": "",
         "relative_file_paths": [file_name],
-        "files": [{"path": file_name, "starting_time": {"nanoseconds_since_epoch": start_ns if total else 0},
-                   "duration": {"nanoseconds": duration}, "message_count": total}],
+        "files": [
+            {
+                "path": file_name,
+                "starting_time": {"nanoseconds_since_epoch": start_ns if total else 0},
+                "duration": {"nanoseconds": duration},
+                "message_count": total,
+            }
+        ],
         "custom_data": {k: str(v) for k, v in custom_data.items()},
         "ros_distro": "kilted",
     }
-    tmp = bag / "metadata.yaml.tmp"
-    with open(tmp, "w") as f:
-        yaml.safe_dump({"rosbag2_bagfile_information": info}, f, sort_keys=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, bag / "metadata.yaml")
+    atomic_write_text(
+        bag / "metadata.yaml", yaml.safe_dump({"rosbag2_bagfile_information": info}, sort_keys=False)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- reading
@@ -275,6 +321,9 @@ class BagSummary:
     counts: dict[str, int]
     custom_data: dict[str, str]
     truncated: bool  # the file ended inside a chunk or without a footer (a crashed recording)
+    sha256: str = (
+        ""  # of every message read (topic, type, log time, bytes; file order); set when iteration ends
+    )
 
 
 def find_bags(root: str | Path) -> list[Path]:
@@ -290,13 +339,44 @@ def find_bags(root: str | Path) -> list[Path]:
     return dirs
 
 
+def bag_file(bag: Path, name: object, where: str) -> Path:
+    """The file `name` (from metadata.yaml's `where`) inside the bag directory; BagError if it would lie outside.
+
+    Refused: a non-string or empty name, an absolute path, a `..` component, and any path whose real location
+    (symlinks followed) is outside the bag directory. Nothing is opened or renamed before this check.
+    """
+    bag = Path(bag)
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise BagError(f"{bag / 'metadata.yaml'}: {where} entry {name!r} is not a file name")
+    rel = PurePosixPath(name)
+    if rel.is_absolute() or ".." in rel.parts or PureWindowsPath(name).drive:
+        raise BagError(
+            f"{bag / 'metadata.yaml'}: {where} entry {name!r} points outside the bag directory {bag}; "
+            "refusing to read or rename it"
+        )
+    path = bag / rel
+    real, root = path.resolve(), bag.resolve()
+    if not real.is_relative_to(root):
+        raise BagError(
+            f"{bag / 'metadata.yaml'}: {where} entry {name!r} is a link to {real}, outside the bag directory "
+            f"{bag}; refusing to read or rename it"
+        )
+    return path
+
+
 def _mcap_files(bag: Path) -> list[Path]:
-    meta = read_metadata_yaml(bag)
-    if meta and meta.get("relative_file_paths"):
-        files = [bag / p for p in meta["relative_file_paths"]]
-        if all(f.is_file() for f in files):
-            return files
-    files = sorted(bag.glob("*.mcap"))
+    """The bag's MCAP files: those metadata.yaml lists when they all exist, else the directory's *.mcap."""
+    meta = read_metadata_yaml(bag) or {}
+    listed = meta.get("relative_file_paths") or []
+    entries = meta.get("files") or []
+    if not isinstance(listed, list) or not isinstance(entries, list):
+        raise BagError(f"{bag / 'metadata.yaml'}: relative_file_paths and files must be lists")
+    files = [bag_file(bag, p, "relative_file_paths") for p in listed]
+    for e in entries:  # not used for reading, but checked: a later writer must not follow them either
+        bag_file(bag, e.get("path") if isinstance(e, dict) else e, "files[].path")
+    if files and all(f.is_file() for f in files):
+        return files
+    files = [bag_file(bag, p.name, "the directory listing") for p in sorted(bag.glob("*.mcap"))]
     if not files:
         raise BagError(f"{bag} holds no .mcap file")
     return files
@@ -304,12 +384,16 @@ def _mcap_files(bag: Path) -> list[Path]:
 
 def read_metadata_yaml(bag: Path) -> dict | None:
     path = Path(bag) / "metadata.yaml"
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
+    bag_file(Path(bag), "metadata.yaml", "the bag directory")  # a metadata.yaml linking outside is not read
     try:
-        return yaml.safe_load(path.read_text())["rosbag2_bagfile_information"]
-    except (yaml.YAMLError, KeyError, TypeError) as exc:
+        info = yaml.safe_load(path.read_text())["rosbag2_bagfile_information"]
+    except (yaml.YAMLError, KeyError, TypeError, ValueError, OSError) as exc:
         raise BagError(f"{path} is not a rosbag2 metadata file: {exc}") from exc
+    if not isinstance(info, dict):
+        raise BagError(f"{path}: rosbag2_bagfile_information must be a map, got {type(info).__name__}")
+    return info
 
 
 def iter_bag(bag: str | Path, summary: BagSummary | None = None) -> Iterator[BagMessage]:
@@ -319,6 +403,7 @@ def iter_bag(bag: str | Path, summary: BagSummary | None = None) -> Iterator[Bag
     """
     bag = Path(bag)
     summary = summary if summary is not None else BagSummary(bag, {}, {}, {}, False)
+    digest = hashlib.sha256()
     for path in _mcap_files(bag):
         with open(path, "rb") as f:
             reader = NonSeekingReader(f, validate_crcs=False)
@@ -336,9 +421,14 @@ def iter_bag(bag: str | Path, summary: BagSummary | None = None) -> Iterator[Bag
                 msgtype = schema.name if schema is not None else ""
                 summary.topics.setdefault(channel.topic, msgtype)
                 summary.counts[channel.topic] = summary.counts.get(channel.topic, 0) + 1
-                yield BagMessage(channel.topic, msgtype, message.log_time, bytes(message.data))
+                data = bytes(message.data)
+                for part in (channel.topic.encode(), msgtype.encode(), data):
+                    digest.update(len(part).to_bytes(8, "little") + part)
+                digest.update(message.log_time.to_bytes(8, "little"))
+                yield BagMessage(channel.topic, msgtype, message.log_time, data)
             if not _has_footer(path):
                 summary.truncated = True
+    summary.sha256 = digest.hexdigest()
     summary.custom_data.update(read_custom_data(bag))
 
 
@@ -355,7 +445,12 @@ def read_custom_data(bag: str | Path) -> dict[str, str]:
     """The episode's custom data: metadata.yaml, else the latest `wam_episode` MCAP metadata record."""
     bag = Path(bag)
     meta = read_metadata_yaml(bag) or {}
-    data = dict(meta.get("custom_data") or {})
+    custom = meta.get("custom_data") or {}
+    if not isinstance(custom, dict):
+        raise BagError(
+            f"{bag / 'metadata.yaml'}: custom_data must be a map of strings, got {type(custom).__name__}"
+        )
+    data = {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in custom.items()}
     from mcap.records import Metadata
     from mcap.stream_reader import StreamReader
 
@@ -374,21 +469,23 @@ def repair_bag(bag: str | Path) -> BagSummary:
     """Rewrite a crashed bag into a complete one (footer, index, metadata.yaml with counts).
 
     The original .mcap is kept beside it as `<name>.mcap.crashed`; nothing readable is lost. A bag that is already
-    complete is left untouched and its summary returned.
+    complete is left untouched and its summary returned. Only files inside the bag directory are read or renamed
+    (`bag_file`): a metadata.yaml naming anything else is a BagError before any file is touched.
     """
     bag = Path(bag)
     files = _mcap_files(bag)
-    if all(_has_footer(p) for p in files) and (read_metadata_yaml(bag) or {}).get("custom_data", {}).get(
-            "wam.status") != "recording":
+    custom = read_custom_data(bag)
+    if all(_has_footer(p) for p in files) and custom.get("wam.status") != "recording":
         summary = BagSummary(bag, {}, {}, {}, False)
         for _ in iter_bag(bag, summary):
             pass
         return summary
-    custom = read_custom_data(bag)
     summary = BagSummary(bag, {}, {}, {}, False)
     messages = list(iter_bag(bag, summary))
     if not summary.topics:
-        raise BagError(f"{bag}: no complete chunk could be read; nothing to repair (the original is untouched)")
+        raise BagError(
+            f"{bag}: no complete chunk could be read; nothing to repair (the original is untouched)"
+        )
     tmp = bag.parent / f".{bag.name}.repair-{os.getpid()}"
     writer = BagWriter(tmp, dict(summary.topics), custom_data=custom)
     writer.open()
@@ -405,13 +502,21 @@ def repair_bag(bag: str | Path) -> BagSummary:
     meta = read_metadata_yaml(bag)
     meta["relative_file_paths"] = [final.name]
     meta["files"][0]["path"] = final.name
-    tmp_meta = bag / "metadata.yaml.tmp"
-    tmp_meta.write_text(yaml.safe_dump({"rosbag2_bagfile_information": meta}, sort_keys=False))
-    os.replace(tmp_meta, bag / "metadata.yaml")
+    atomic_write_text(
+        bag / "metadata.yaml", yaml.safe_dump({"rosbag2_bagfile_information": meta}, sort_keys=False)
+    )
     summary.custom_data.update(custom)
     return summary
 
 
 def summary_json(summary: BagSummary) -> str:
-    return json.dumps({"path": str(summary.path), "topics": summary.topics, "counts": summary.counts,
-                       "truncated": summary.truncated, "custom_data": summary.custom_data}, indent=2)
+    return json.dumps(
+        {
+            "path": str(summary.path),
+            "topics": summary.topics,
+            "counts": summary.counts,
+            "truncated": summary.truncated,
+            "custom_data": summary.custom_data,
+        },
+        indent=2,
+    )
