@@ -1,6 +1,7 @@
 """`wam data`: turn recorded bags into episodes and episodes into a LeRobot dataset.
 
     wam data import-bag BAG --out data/teleop [--rate 10 --tolerance 0.05 --image-size 64]   # BAG: a bag or a folder
+    wam data import-bag BAG --out data/teleop --success --instruction "stack the red cube"  # label a foreign bag
     wam data repair-bag BAG          # complete bags left by a killed recorder (footer, index, metadata.yaml)
     wam data info BAG                # topics, counts, episode metadata of each bag (works on crashed bags too)
     wam data export-lerobot data/teleop --out data/teleop_lerobot [--robot-type panda]
@@ -35,6 +36,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--robot", default="panda", help="robot profile when a bag does not name one")
     p.add_argument("--min-steps", type=int, default=2)
+    p.add_argument(
+        "--instruction", default=None, help="the episodes' instruction (default: the bag's wam.instruction)"
+    )
+    outcome = p.add_mutually_exclusive_group()
+    outcome.add_argument(
+        "--success",
+        dest="success",
+        action="store_const",
+        const=True,
+        default=None,
+        help="label the episodes successful (default: the bag's wam.success; unset = failure, not trained on)",
+    )
+    outcome.add_argument(
+        "--failure", dest="success", action="store_const", const=False, help="label the episodes failed"
+    )
     p = sub.add_parser("repair-bag", help="complete bags left by a killed recorder")
     p.add_argument("bag", type=Path, help="a bag directory, or a directory of bags")
     p = sub.add_parser("info", help="topics, message counts and episode metadata of bag(s)")
@@ -74,27 +90,40 @@ def _import(args: argparse.Namespace) -> int:
         command_topics=list(args.command_topic),
         robot=args.robot,
         min_steps=args.min_steps,
+        instruction=args.instruction,
+        success=args.success,
     )
     reports = import_bags(args.bag, args.out, cfg)
     print(reports_json(reports))
-    written = [r for r in reports if r.episode]
+    for r in reports:
+        for line in ([] if r.duplicate_of or not r.skipped else [f"skipped: {r.skipped}"]) + r.notes:
+            print(f"{r.bag}: {line}", file=sys.stderr)
+    written = [r for r in reports if r.episode and not r.duplicate_of]
+    known = [r for r in reports if r.duplicate_of]
+    before = f"; {len(known)} imported before ({sum(bool(r.relabelled) for r in known)} relabelled)"
     print(
         f"imported {len(written)}/{len(reports)} bags into {args.out}: "
         f"{sum(r.steps for r in written)} steps, {sum(r.missing_steps for r in reports)} missing steps, "
         f"{sum(r.duplicated_frames for r in reports)} duplicated and {sum(r.dropped_frames for r in reports)} "
-        f"dropped frames",
+        f"dropped frames{before if known else ''}",
         file=sys.stderr,
     )
-    return 0 if written else 1
+    return 0 if written or known else 1
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from wam_ros.data.rosbag import find_bags, repair_bag
+    from wam_ros.data.rosbag import BagError, find_bags, repair_bag
 
+    failed = 0
     for bag in find_bags(args.bag):
-        s = repair_bag(bag)
+        try:
+            s = repair_bag(bag)
+        except BagError as exc:  # this bag is left as it was; the others are still repaired
+            print(f"wam data repair-bag: {exc}", file=sys.stderr)
+            failed += 1
+            continue
         print(json.dumps({"bag": str(bag), "counts": s.counts, "was_truncated": s.truncated}))
-    return 0
+    return 1 if failed else 0
 
 
 def _info(args: argparse.Namespace) -> int:
