@@ -19,7 +19,7 @@ import resource
 import statistics
 import tempfile
 
-from wam_ros.data.collect import CollectConfig, collect
+from wam_ros.train.collect import CollectConfig, collect
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wam_ros.data.collect import CollectConfig, collect, episode_plan, scene_seed
 from wam_ros.data.episode import episode_path, list_episodes, read_episode
+from wam_ros.train.collect import CollectConfig, collect, episode_plan, scene_seed
 
 
 def wam(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:

@@ -11,7 +11,8 @@ import pytest
 from wam_ros.data.episode import read_episode
 from wam_ros.sim._tasks import REACH_SUCCESS_M
 from wam_ros.sim.experts import make_expert
-from wam_ros.sim.tabletop import TabletopEnv, record_episode
+from wam_ros.sim.tabletop import TabletopEnv
+from wam_ros.train.rollout import record_episode
 
 
 @pytest.mark.parametrize("task, seeds", [("reach", [0, 1, 2, 3]), ("push", [0, 1, 2, 3])])

@@ -9,7 +9,8 @@ import pytest
 
 from wam_ros.sim._tasks import COLOURS, RANDOMISATION_BOUNDS
 from wam_ros.sim.experts import make_expert
-from wam_ros.sim.tabletop import TabletopEnv, record_episode
+from wam_ros.sim.tabletop import TabletopEnv
+from wam_ros.train.rollout import record_episode
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +203,19 @@ def test_bad_reset_and_step_before_reset():
             env.reset(seed=-1)
     finally:
         env.close()
+
+
+def test_rollout_is_plain_arrays_and_the_train_layer_writes_the_episode(reach_env, tmp_path):
+    from wam_ros.data.episode import episode_path, read_episode, write_episode
+    from wam_ros.sim.tabletop import TabletopRollout, rollout
+    from wam_ros.train.rollout import to_episode
+
+    run = rollout(reach_env, make_expert(reach_env), seed=5, instruction=1)
+    assert isinstance(run, TabletopRollout) and run.success
+    for name in ("frames", "joint_pos", "joint_vel", "actions", "timestamps"):
+        assert type(getattr(run, name)) is np.ndarray, name
+    T = len(run.frames)
+    assert run.frames.shape == (T, 64, 64, 3) and run.actions.shape == run.joint_pos.shape == (T, 8)
+    back = read_episode(write_episode(episode_path(tmp_path, 0), to_episode(run)))
+    assert np.array_equal(back.frames, run.frames) and np.array_equal(back.actions, run.actions)
+    assert back.instruction == run.meta["instruction"] and back.meta["instruction_index"] == 1

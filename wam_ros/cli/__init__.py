@@ -17,7 +17,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("wam_ros.cli.sim", "run a simulated task with the scripted expert (optionally render a GIF)"),
     "collect": (
-        "wam_ros.data.collect",
+        "wam_ros.cli.collect",
         "collect expert demonstrations in sim into episodes (parallel, resumable)",
     ),
     "campaign": (

@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from wam_ros.data.episode import write_episode
     from wam_ros.sim.experts import make_expert
-    from wam_ros.sim.tabletop import TabletopEnv, record_episode
+    from wam_ros.sim.tabletop import TabletopEnv
+    from wam_ros.train.rollout import record_episode
 
     try:
         env = TabletopEnv(

@@ -8,7 +8,7 @@ adds a small driver node that resets episodes through the sim/reset and wam/rese
 wam/episode_success, then prints the success rate, the achieved control rate, inference p50/p99, the node's ROS
 overhead (its control step minus predict(): message conversion, safety filter, publishing) and missed control cycles,
 and writes runs/demo/demo.gif (camera | imagined next frame, side by side) and runs/demo/summary.json.
-Episode seeds start at 10000: the training collections use hashed 31-bit scene seeds (wam_ros.data.collect).
+Episode seeds start at 10000: the training collections use hashed 31-bit scene seeds (wam_ros.train.collect).
 """
 
 from __future__ import annotations

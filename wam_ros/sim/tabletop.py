@@ -4,7 +4,10 @@
     obs, info = env.reset(seed=3)                         # same seed -> same scene, instruction and frames
     obs, reward, terminated, truncated, info = env.step(action)   # action: (8,) absolute joint targets
 
-Run `wam sim --task reach --seed 0 --gif out.gif` to watch the scripted expert (wam_ros/sim/cli.py).
+    run = rollout(env, make_expert(env), seed=3)         # a whole episode as plain arrays (TabletopRollout)
+
+Run `wam sim --task reach --seed 0 --gif out.gif` to watch the scripted expert (wam_ros/cli/sim.py). The sim knows no
+file format: the train layer turns a rollout into an episode (wam_ros.train.rollout.record_episode).
 
 Observation: {"image": uint8 (H, W, 3) RGB from a fixed third-person camera, "joint_pos": float32 (8,),
 "joint_vel": float32 (8,)} (+ "wrist_image" with `wrist_camera=True`). The 8 "joints" follow the robot profile:
@@ -25,6 +28,7 @@ one, otherwise the seed does. Pure pybullet + numpy: never imports rclpy.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -32,7 +36,6 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 
-from wam_ros.data.episode import Episode
 from wam_ros.robot import RobotProfile
 from wam_ros.sim import _tasks
 from wam_ros.sim._tasks import Scene
@@ -315,7 +318,26 @@ class TabletopEnv(gym.Env):
         return self._camera({"eye": eye.tolist(), "target": target.tolist(), "up": up.tolist(), "fov": 70.0})
 
 
-def record_episode(
+@dataclass
+class TabletopRollout:
+    """One rolled-out episode as plain arrays, row t = step t (the fields of the episode format, which the train layer
+    writes: wam_ros.train.rollout.record_episode). `meta` holds the episode metadata (docs/episode_format.md),
+    `extra` the optional arrays (`wrist_frames`, `executed_actions`)."""
+
+    frames: np.ndarray  # uint8 (T, H, W, 3)
+    joint_pos: np.ndarray  # float32 (T, 8)
+    joint_vel: np.ndarray  # float32 (T, 8)
+    actions: np.ndarray  # float64 (T, 8): the labels (float32-exact)
+    timestamps: np.ndarray  # float64 (T,) seconds from the reset
+    meta: dict[str, Any]
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return bool(self.meta["success"])
+
+
+def rollout(
     env: TabletopEnv,
     policy: Callable[[dict], Any],
     seed: int,
@@ -325,8 +347,8 @@ def record_episode(
     noise: float = 0.0,
     noise_seed: int | None = None,
     driver: Callable[[dict], Any] | None = None,
-) -> Episode:
-    """Roll `policy` out in `env` from `reset(seed)` until success or the step limit; return the Episode.
+) -> TabletopRollout:
+    """Roll `policy` out in `env` from `reset(seed)` until success or the step limit; return the arrays and metadata.
 
     Row t holds the observation at step t and the action the env applied after it (clamped to the limits). The last
     row is the final observation; its action repeats the last applied target (a hold, never stepped; meta
@@ -392,7 +414,7 @@ def record_episode(
         "action_noise_std": float(noise),
     }
     meta.update(extra_meta or {})
-    return Episode(
+    return TabletopRollout(
         frames=np.stack(frames),
         joint_pos=np.stack(joint_pos),
         joint_vel=np.stack(joint_vel),

@@ -1,4 +1,6 @@
-"""`wam collect`: record scripted-expert demonstrations in sim into episode files (parallel, resumable).
+"""Collect scripted-expert demonstrations in sim into episode files (parallel, resumable): `wam collect`.
+
+    summary = collect(CollectConfig(task="reach", episodes=200, workers=2, out="data/reach"))
 
     wam collect --task reach --episodes 200 --workers 2 --out data/reach
     wam collect --task push --episodes 400 --workers 2 --seed 1 --out data/push --image-size 64
@@ -20,7 +22,6 @@ failure is exactly the state whose expert correction the next model needs (`load
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from wam_ros.data.episode import episode_path, write_episode
+from wam_ros.fileio import atomic_write_text
 
 TASK_NAMES = ("reach", "push")
 MANIFEST = "collect.json"
@@ -211,7 +213,7 @@ class _DaggerDriver:
 def _collect_one(index: int) -> tuple[int, bool | None, str]:
     """Record and write episode `index`. Returns (index, success, error message or "")."""
     from wam_ros.sim.experts import make_expert
-    from wam_ros.sim.tabletop import record_episode
+    from wam_ros.train.rollout import record_episode
 
     cfg, env, learner = _ENV
     try:
@@ -292,9 +294,9 @@ def _prepare_out(cfg: CollectConfig) -> None:
                 f"{out} holds a collection made with other settings {diff} (old, new); "
                 "use another --out or the same settings to resume"
             )
-    tmp = manifest.with_name(f".{MANIFEST}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({**settings, "schema": "wam_ros episode v1"}, indent=1, sort_keys=True))
-    os.replace(tmp, manifest)
+    atomic_write_text(
+        manifest, json.dumps({**settings, "schema": "wam_ros episode v1"}, indent=1, sort_keys=True)
+    )
 
 
 def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
@@ -359,84 +361,3 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
             _ENV[1].close()
             _ENV = None
     return CollectSummary(cfg.episodes, present, written, succeeded, errors, time.perf_counter() - start)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", default="reach", help="reach | push")
-    parser.add_argument("--episodes", type=int, default=200, help="episode indices 0..N-1 to fill in")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--seed", type=int, default=0, help="collection seed (scene seeds derive from it)")
-    parser.add_argument("--out", default=None, help="output directory (default data/<task>)")
-    parser.add_argument("--image-size", type=int, default=64, help="square camera frame size")
-    parser.add_argument("--control-hz", type=int, default=10, help="control rate (divides 240)")
-    parser.add_argument("--max-steps", type=int, default=None, help="step limit (default: the task's)")
-    parser.add_argument(
-        "--noise",
-        type=float,
-        default=0.0,
-        help="DART noise std (rad) on the executed arm targets; labels stay the expert's (default 0)",
-    )
-    parser.add_argument(
-        "--dagger",
-        default=None,
-        metavar="MODEL",
-        help="DAgger: this trained model drives, the expert labels every visited state",
-    )
-    parser.add_argument(
-        "--beta",
-        type=float,
-        default=0.0,
-        help="with --dagger: per-step probability the expert's action is executed (default 0)",
-    )
-    parser.add_argument(
-        "--replan",
-        type=int,
-        default=4,
-        help="with --dagger: chunk actions executed before the model re-plans (default 4)",
-    )
-    parser.add_argument("--wrist-camera", action="store_true", help="also record a wrist camera")
-    parser.add_argument(
-        "--no-randomize", action="store_true", help="nominal lighting/colours/camera/friction/start"
-    )
-    parser.add_argument(
-        "--scene-per-episode",
-        action="store_true",
-        help="one scene per episode instead of every scene once per instruction",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = CollectConfig(
-            task=args.task,
-            episodes=args.episodes,
-            out=args.out or f"data/{args.task}",
-            workers=args.workers,
-            seed=args.seed,
-            image_size=args.image_size,
-            control_hz=args.control_hz,
-            randomize=not args.no_randomize,
-            wrist_camera=args.wrist_camera,
-            scene_per_episode=args.scene_per_episode,
-            max_steps=args.max_steps,
-            noise=args.noise,
-            dagger=args.dagger,
-            beta=args.beta,
-            replan=args.replan,
-        )
-        summary = collect(cfg, progress=not args.quiet)
-    except ValueError as exc:
-        print(f"wam collect: error: {exc}", file=sys.stderr)
-        return 2
-    except CollectError as exc:
-        print(f"wam collect: error: {exc}", file=sys.stderr)
-        return 1
-    rate = f"{summary.success_rate:.1%}" if summary.written else "n/a"
-    who = "driven by the model," if cfg.dagger else "expert"
-    print(
-        f"wam collect: {summary.written} episodes written to {cfg.out} ({summary.present_before} already there), "
-        f"{who} success {summary.succeeded}/{summary.written} ({rate}), {len(summary.errors)} errors, "
-        f"{summary.seconds:.1f} s"
-    )
-    return 1 if summary.errors else 0
