@@ -4,7 +4,8 @@
     wam data import-bag BAG --out data/teleop --success --instruction "stack the red cube"  # label a foreign bag
     wam data repair-bag BAG          # complete bags left by a killed recorder (footer, index, metadata.yaml)
     wam data info BAG                # topics, counts, episode metadata of each bag (works on crashed bags too)
-    wam data export-lerobot data/teleop --out data/teleop_lerobot [--robot-type panda]
+    wam data export-lerobot data/teleop --out data/teleop_lerobot [--robot-type panda] [--vcodec h264]
+    wam data import-lerobot DATASET --robot panda --out data/imported [--camera top] [--success true]
 
 Exit status 0 on success, 1 when nothing could be imported or a bag could not be read, 2 on bad arguments.
 """
@@ -64,15 +65,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", default=None, help="camera key: observation.images.<camera>")
     p.add_argument("--only-success", action="store_true", help="export successful episodes only")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out directory")
+    p.add_argument(
+        "--vcodec", default="libsvtav1", help="libsvtav1 (AV1, LeRobot's default) or h264 (default libsvtav1)"
+    )
+    p.add_argument(
+        "--crf", type=int, default=30, help="video quality: lower is better and larger (default 30)"
+    )
+    p.add_argument("--gop", type=int, default=2, help="frames between keyframes (default 2, as LeRobot)")
+    p = sub.add_parser("import-lerobot", help="turn a LeRobot v3.0 dataset into episodes")
+    p.add_argument("dataset", type=Path, help="LeRobot dataset directory (meta/, data/, videos/)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="episode directory (must be empty, or --overwrite)"
+    )
+    p.add_argument("--robot", required=True, help="robot profile whose joint names map state/action columns")
+    p.add_argument("--camera", default=None, help="camera feature (observation.images.<camera>) for frames")
+    p.add_argument("--wrist-camera", default=None, help="second camera feature, written as wrist_frames")
+    p.add_argument("--state-key", default="observation.state")
+    p.add_argument("--action-key", default="action")
+    p.add_argument(
+        "--velocity-key", default="observation.velocity", help="joint_vel source; absent: finite differences"
+    )
+    p.add_argument(
+        "--success",
+        choices=("true", "false"),
+        default=None,
+        help="every episode's success (default: as the dataset says; required when it says nothing)",
+    )
+    p.add_argument(
+        "--task", default=None, help="meta.task of the episodes (default: the dataset folder name)"
+    )
+    p.add_argument("--image-size", type=int, default=0, help="resize frames to NxN (0 keeps the stored size)")
+    p.add_argument(
+        "--drop-unmapped",
+        action="store_true",
+        help="drop state/action names that are no joint of the profile",
+    )
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max gap (s) data time -> video frame")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out directory")
 
 
 def run(args: argparse.Namespace) -> int:
     from wam_ros.data.rosbag import BagError
 
     try:
-        return {"import-bag": _import, "repair-bag": _repair, "info": _info, "export-lerobot": _export}[
-            args.data_command
-        ](args)
+        return {
+            "import-bag": _import,
+            "repair-bag": _repair,
+            "info": _info,
+            "export-lerobot": _export,
+            "import-lerobot": _import_lerobot,
+        }[args.data_command](args)
     except (BagError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"wam data {args.data_command}: {exc}", file=sys.stderr)
         return 1
@@ -139,20 +181,51 @@ def _info(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from wam_ros.data.episode import list_episodes, read_episode
-    from wam_ros.data.lerobot import export_lerobot
+    from wam_ros.data.lerobot import ExportConfig, export_lerobot
+    from wam_ros.data.video import VideoEncoderConfig
 
+    cfg = ExportConfig(
+        robot_type=args.robot_type,
+        camera=args.camera,
+        overwrite=args.overwrite,
+        video=VideoEncoderConfig(vcodec=args.vcodec, crf=args.crf, g=args.gop),
+    )
     paths = list_episodes(args.episodes)
-    eps = [read_episode(p) for p in paths]
     if args.only_success:
-        eps = [e for e in eps if e.success]
-    if not eps:
+        paths = [p for p in paths if read_episode(p).success]
+    if not paths:
         print(f"wam data export-lerobot: no episodes to export in {args.episodes}", file=sys.stderr)
         return 1
-    info = export_lerobot(
-        eps, args.out, robot_type=args.robot_type, camera=args.camera, overwrite=args.overwrite
-    )
+    info = export_lerobot(paths, args.out, cfg)
     print(
         f"wrote LeRobot {info['codebase_version']} dataset: {info['total_episodes']} episodes, "
         f"{info['total_frames']} frames, {info['fps']} fps -> {args.out}"
+    )
+    return 0
+
+
+def _import_lerobot(args: argparse.Namespace) -> int:
+    from wam_ros.data.lerobot import ImportConfig, import_lerobot
+
+    cfg = ImportConfig(
+        robot=args.robot,
+        camera=args.camera,
+        wrist_camera=args.wrist_camera,
+        state_key=args.state_key,
+        action_key=args.action_key,
+        velocity_key=args.velocity_key,
+        success=None if args.success is None else args.success == "true",
+        task=args.task,
+        image_size=args.image_size,
+        drop_unmapped=args.drop_unmapped,
+        tolerance_s=args.tolerance,
+        overwrite=args.overwrite,
+    )
+    summary = import_lerobot(args.dataset, args.out, cfg)
+    print(json.dumps(summary))
+    print(
+        f"imported {summary['episodes']} episodes ({summary['frames']} frames, {len(summary['skipped'])} skipped) "
+        f"from {args.dataset} into {args.out}",
+        file=sys.stderr,
     )
     return 0
