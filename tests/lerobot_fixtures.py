@@ -9,6 +9,7 @@ configs/video.py (libsvtav1, yuv420p, g=2, crf=30, preset 12). Nothing here impo
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only (its banner and notices go to stderr otherwise)
 FPS = 15
@@ -48,6 +50,8 @@ CAMERAS = {  # key -> (height, width, encoder, options, episodes per video file)
     ),
     "observation.images.wrist": (32, 32, "h264", {"g": "2", "crf": "30"}, [[0, 1, 2, 3, 4]]),
 }
+WRIST = "observation.images.wrist"
+IMAGE_CELL = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # datasets.Image() in parquet
 DATA_FILES = [[0, 1, 2], [3, 4]]  # episodes per data parquet file
 EPISODE_FILES = [[0, 1, 2], [3, 4]]  # episodes per meta/episodes parquet file
 
@@ -156,8 +160,17 @@ def success_column(episode: int, t: int) -> np.ndarray:
     return s
 
 
-def write_dataset(root: Path) -> Path:
-    """Write the dataset under root; returns root."""
+def _png(img: np.ndarray) -> dict:
+    """An image cell as LeRobot's embed_images stores it: {"bytes": PNG, "path": None}."""
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return {"bytes": buf.getvalue(), "path": None}
+
+
+def write_dataset(root: Path, wrist_images: bool = False) -> Path:
+    """Write the dataset under root; returns root. wrist_images: the wrist camera as an `image` feature (PNG bytes in
+    the data parquet, LeRobot's use_videos=False) instead of a video."""
+    videos = {k: v for k, v in CAMERAS.items() if not (wrist_images and k.endswith("wrist"))}
     root.mkdir(parents=True)
     (root / "meta").mkdir()
     rows: dict[int, dict] = {}
@@ -173,7 +186,7 @@ def write_dataset(root: Path) -> Path:
 
     # videos: one file per episode, concatenated into the camera's files
     scratch = root / "scratch"
-    for key, (h, w, codec, options, files) in CAMERAS.items():
+    for key, (h, w, codec, options, files) in videos.items():
         for file_index, episodes in enumerate(files):
             dst = root / f"videos/{key}/chunk-000/file-{file_index:03d}.mp4"
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -213,6 +226,9 @@ def write_dataset(root: Path) -> Path:
             cols["episode_index"] += [e] * t
             cols["index"] += list(range(start[e], start[e] + t))
             cols["task_index"] += list(task_indices(e, t))
+            if wrist_images:
+                h, w = CAMERAS[WRIST][:2]
+                cols.setdefault(WRIST, []).extend(_png(frame(h, w, e, i)) for i in range(t))
             rows[e].update({"data/chunk_index": 0, "data/file_index": file_index})
         table = pa.table(
             {
@@ -224,6 +240,7 @@ def write_dataset(root: Path) -> Path:
                     k: pa.array(np.asarray(cols[k], np.int64))
                     for k in ("frame_index", "episode_index", "index", "task_index")
                 },
+                **({WRIST: pa.array(cols[WRIST], IMAGE_CELL)} if wrist_images else {}),
             }
         )
         path = root / f"data/chunk-000/file-{file_index:03d}.parquet"
@@ -257,8 +274,10 @@ def write_dataset(root: Path) -> Path:
                          "video.pix_fmt": "yuv420p", "video.fps": FPS, "video.channels": 3, "has_audio": False,
                          "is_depth_map": False},
             }
-            for key, (h, w, codec, _, _) in CAMERAS.items()
+            for key, (h, w, codec, _, _) in videos.items()
         },
+        **({WRIST: {"dtype": "image", "shape": [*CAMERAS[WRIST][:2], 3], "names": ["height", "width", "channels"]}}
+           if wrist_images else {}),
         "timestamp": {"dtype": "float32", "shape": [1], "names": None},
         **{k: {"dtype": "int64", "shape": [1], "names": None} for k in ("frame_index", "episode_index", "index",
                                                                           "task_index")},

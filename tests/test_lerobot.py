@@ -390,6 +390,21 @@ def test_import_dataset_written_like_lerobot(tmp_path: Path):
     )
 
 
+def test_import_image_feature(tmp_path: Path):
+    """A camera stored as an `image` feature (PNG bytes in the data parquet, LeRobot's use_videos=False) is lossless."""
+    root = write_dataset(tmp_path / "community", wrist_images=True)
+    assert not [f for f in doctor(root) if f[0] == "FAIL"]
+    out = tmp_path / "eps"
+    cfg = ImportConfig(camera="wrist", drop_unmapped=True)
+    summary = import_lerobot(root, out, cfg)
+    assert summary["camera"] == "observation.images.wrist" and summary["episodes"] == 4
+    for e, path in enumerate(list_episodes(out)):
+        truth = np.stack([frame(32, 32, e, i) for i in range(LENGTHS[e])])
+        assert np.array_equal(read_episode(path).frames, truth)
+    import_lerobot(root, out, ImportConfig(camera="wrist", drop_unmapped=True, image_size=16, overwrite=True))
+    assert read_episode(out / "episode_000002.npz").frames.shape == (LENGTHS[2], 16, 16, 3)
+
+
 # ---- damaged and unsupported datasets ----------------------------------------------------------------------------
 def _edit_info(root: Path, edit) -> None:
     info = json.loads((root / "meta/info.json").read_text())

@@ -150,8 +150,8 @@ class _Dataset:
         if self.velocity:
             self.maps["joint_vel"], dropped[self.velocity] = self._mapping(self.velocity)
         self.dropped = {k: v for k, v in dropped.items() if v}
-        self.camera = self._camera(cfg.camera, required=True)
-        self.wrist = self._camera(cfg.wrist_camera, required=False) if cfg.wrist_camera else None
+        self.camera = self._camera(cfg.camera)
+        self.wrist = self._camera(cfg.wrist_camera) if cfg.wrist_camera else None
         if self.wrist == self.camera:
             raise LeRobotError(f"wrist camera and camera are the same feature {self.camera!r}")
         self.tasks = self._tasks()
@@ -197,6 +197,8 @@ class _Dataset:
             raise LeRobotError(
                 f"{self.root / INFO_PATH}: features has no {key!r} (it has {sorted(features)})"
             )
+        if not isinstance(features[key], dict):
+            raise LeRobotError(f"{self.root / INFO_PATH}: features[{key!r}] must be an object")
         return features[key]
 
     def _mapping(self, key: str) -> tuple[_JointMap, list[str]]:
@@ -241,7 +243,7 @@ class _Dataset:
             )
         return _JointMap(reader, names, key), unknown
 
-    def _camera(self, name: str | None, required: bool) -> str:
+    def _camera(self, name: str | None) -> str:
         features = self.info["features"]
         cams = [
             k for k, ft in features.items() if isinstance(ft, dict) and ft.get("dtype") in ("video", "image")
@@ -313,6 +315,12 @@ class _Dataset:
             if absent:
                 raise LeRobotError(f"{path}: columns {absent} are missing")
             rows += self._read_parquet(path, wanted).to_pylist()
+        for r in rows:
+            null = [c for c in need if r[c] is None]
+            if null:
+                raise LeRobotError(
+                    f"{self.root / 'meta' / 'episodes'}: episode {r['episode_index']} has no value in {null}"
+                )
         rows.sort(key=lambda r: r["episode_index"])
         seen = [r["episode_index"] for r in rows]
         if len(set(seen)) != len(seen):
@@ -343,11 +351,20 @@ class _Dataset:
         )
 
     # ---- data ----------------------------------------------------------------------------------------------------
+    def _path(self, template: str, **fields) -> Path:
+        """A file named by info.json's data_path / video_path template."""
+        pattern = self.info.get(template)
+        if not isinstance(pattern, str):
+            raise LeRobotError(f"{self.root / INFO_PATH}: field {template!r} is missing")
+        try:
+            return self.root / pattern.format(**fields)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise LeRobotError(
+                f"{self.root / INFO_PATH}: {template} {pattern!r} has a field other than {sorted(fields)}: {exc}"
+            ) from exc
+
     def _data_table(self, row: dict) -> tuple[Path, pa.Table]:
-        rel = self.info["data_path"].format(
-            chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]
-        )
-        path = self.root / rel
+        path = self._path("data_path", chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
         if self._data is None or self._data[0] != path:
             cols = [self.cfg.state_key, self.cfg.action_key, "timestamp", "episode_index", "task_index"]
             cols += [self.velocity] if self.velocity else []
@@ -391,9 +408,8 @@ class _Dataset:
                     ) from exc
                 out.append(np.asarray(img.resize(size, Image.Resampling.BOX) if size else img))
             return np.stack(out)
-        if not self.info.get("video_path"):
-            raise LeRobotError(f"{self.root / INFO_PATH}: video feature {cam!r} but no video_path")
-        video = self.root / self.info["video_path"].format(
+        video = self._path(
+            "video_path",
             video_key=cam,
             chunk_index=row[f"videos/{cam}/chunk_index"],
             file_index=row[f"videos/{cam}/file_index"],
