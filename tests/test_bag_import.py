@@ -402,3 +402,40 @@ def test_hostile_bag_metadata_is_refused_per_bag(tmp_path: Path):
     assert "is not a profile name" in reports[0].skipped and not reports[0].episode
     assert "custom_data must be a map" in reports[1].skipped and not reports[1].episode
     assert Path(reports[2].episode).name == "episode_000000.npz"
+
+
+def test_corrupt_readings_and_commands_are_not_used_and_out_of_limit_ones_are_reported(tmp_path: Path):
+    """Inf / 1e30 joint states and NaN / Inf / 1e30 commands never reach the episode (they are counted and left out);
+    a sane command beyond the limits is clamped as the controller would, and reported."""
+    bag = tmp_path / "bags" / "b"
+    w = BagWriter(
+        bag, dict(TOPICS), {"wam.success": "true", "wam.instruction": "reach"}, chunk_size=64 * 1024
+    )
+    w.open()
+    events = [(k / 30, "/camera/image_raw", image(T0 + k / 30, k)) for k in range(60)]
+    events += [(k / 100, "/joint_states", joints(T0 + k / 100, q_at(k / 100))) for k in range(200)]
+    for k in range(60):
+        t = k / 30 + 0.001
+        q = q_at(t)
+        if k % 10 == 3:  # corrupt readings between the good ones
+            bad = q.copy()
+            bad[[2, 4, 6][k % 3]] = [np.inf, 1e30, -np.inf][k % 3]
+            events.append((t + 0.0005, "/joint_states", joints(T0 + t + 0.0005, bad)))
+        target = q.copy()
+        if k % 10 == 5:
+            target[1] = [np.nan, np.inf, 1e30, -1e30, np.nan, np.inf][k // 10]
+        if 36 <= k < 46:
+            target[0] = 3.5  # beyond panda_joint1's 2.8973 + 5 %, sane otherwise
+        events.append((t, "/arm_controller/commands", command(target)))
+    for t, topic, data in sorted(events, key=lambda e: e[0]):
+        w.write(topic, data, int((T0 + t) * 1e9))
+    w.close()
+    [r] = import_bags(tmp_path / "bags", tmp_path / "eps", ImportConfig(rate_hz=10, tolerance_s=0.02))
+    assert r.episode, r.skipped
+    assert (r.refused_joint_states, r.refused_commands) == (6, 6)
+    assert r.clamped_actions >= 1 and any("clamped into them" in n for n in r.notes)
+    assert any("were corrupt and not used" in n for n in r.notes)
+    ep = read_episode(r.episode)
+    assert np.all(np.abs(ep.joint_pos) < 10) and np.all(np.abs(ep.actions) < 10)
+    assert np.allclose(ep.joint_pos[:, 2], q_at(0)[2])  # the Inf / 1e30 readings never interpolated in
+    assert np.isclose(ep.actions.max(), 2.8973, atol=1e-4)  # the 3.5 command, clamped

@@ -399,3 +399,17 @@ def test_any_corrupted_byte_range_is_an_episode_error_or_a_valid_episode(
     else:  # the damage missed everything that matters (e.g. a zip comment): the episode must be whole and valid
         ep.validate()
         assert len(ep) == 4 and ep.frames.dtype == np.uint8
+
+
+def test_a_header_claiming_an_enormous_array_is_an_episode_error(tmp_path):
+    """A damaged .npy header inside the archive (same length, so the zip stays well-formed) that claims 1e12 frames:
+    numpy tries to allocate ~11 PiB before the zip's CRC check is reached; that must come back as an EpisodeError."""
+    path = write_episode(episode_path(tmp_path, 0), make_episode(T=6, size=64), compress=False)
+    data = path.read_bytes()
+    start = data.index(b"'shape': (6, 64, 64, 3), }")
+    end = data.index(b"\n", start)
+    new = b"'shape': (1000000000000, 64, 64, 3), }"
+    assert end - start >= len(new)
+    path.write_bytes(data[:start] + new.ljust(end - start) + data[end:])
+    with pytest.raises(EpisodeError, match="corrupt or not an npz archive: MemoryError"):
+        read_episode(path)

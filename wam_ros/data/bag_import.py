@@ -39,6 +39,8 @@ import cv2
 import numpy as np
 
 from wam_ros.data.episode import (
+    ABSURD,
+    LIMIT_TOLERANCE,
     Episode,
     EpisodeError,
     episode_index,
@@ -112,6 +114,11 @@ class ImportReport:
     duplicated_frames: int = 0
     dropped_frames: int = 0
     truncated_bag: bool = False
+    refused_joint_states: int = 0  # messages with Inf or absurd (> ABSURD) positions/velocities, not used
+    refused_commands: int = 0  # commands with NaN, Inf or absurd targets, not used
+    clamped_actions: int = (
+        0  # action values beyond the profile's limits (+ LIMIT_TOLERANCE), clamped into them
+    )
     skipped: str = ""  # why the bag produced no episode
     source_sha256: str = ""  # the bag's identity (its messages), stored in the episode's meta
     success: bool | None = None
@@ -223,11 +230,22 @@ def _vector(names: list[str], values, joint_names: list[str]) -> np.ndarray:
     return out
 
 
+def _insane(values: np.ndarray) -> bool:
+    """Inf or |value| > ABSURD anywhere (NaN, an absent joint, is not judged here)."""
+    with np.errstate(invalid="ignore"):
+        return bool(np.any(np.isinf(values) | (np.abs(values) > ABSURD)))
+
+
 def read_streams(bag: Path, cfg: ImportConfig, joint_names: list[str], summary: BagSummary) -> dict:
-    """Decode the camera, joint and command streams of one bag (sorted by time)."""
+    """Decode the camera, joint and command streams of one bag (sorted by time).
+
+    Joint states with Inf or absurd values and commands with NaN, Inf or absurd targets are not used; they are
+    counted in `refused` (a corrupt reading must not become a training label, nor be clamped into one).
+    """
     cams: list[tuple[float, object]] = []
     joints: list[tuple[float, np.ndarray, np.ndarray]] = []
     cmds: list[tuple[float, np.ndarray]] = []
+    refused = {"joint_states": 0, "commands": 0}
     J = len(joint_names)
     for m in iter_bag(bag, summary):
         if m.topic == cfg.camera_topic:
@@ -241,24 +259,31 @@ def read_streams(bag: Path, cfg: ImportConfig, joint_names: list[str], summary: 
             msg = deserialize(m.data, m.msgtype)
             pos = _vector(msg.name, msg.position, joint_names)
             vel = _vector(msg.name, msg.velocity, joint_names) if len(msg.velocity) else np.zeros(J)
+            if _insane(pos) or _insane(vel):
+                refused["joint_states"] += 1
+                continue
             joints.append((_stamp(msg, m.log_time_ns), pos, np.nan_to_num(vel)))
         elif m.msgtype in COMMAND_TYPES and (not cfg.command_topics or m.topic in cfg.command_topics):
             msg = deserialize(m.data, m.msgtype)
             t = m.log_time_ns * 1e-9
             if m.msgtype == "std_msgs/msg/Float64MultiArray":
-                data = np.asarray(msg.data, dtype=np.float64)
+                raw = np.asarray(msg.data, dtype=np.float64)[:J]
                 target = np.full(J, np.nan)
-                target[: min(J, data.size)] = data[:J]
+                target[: raw.size] = raw
             else:
                 if not len(msg.points):
                     continue
                 t = _stamp(msg, m.log_time_ns)
-                target = _vector(msg.joint_names, msg.points[-1].positions, joint_names)
+                raw = np.asarray(msg.points[-1].positions, dtype=np.float64)
+                target = _vector(msg.joint_names, raw, joint_names)
+            if _insane(raw) or np.any(np.isnan(raw)):
+                refused["commands"] += 1
+                continue
             cmds.append((t, target))
     cams.sort(key=lambda x: x[0])
     joints.sort(key=lambda x: x[0])
     cmds.sort(key=lambda x: x[0])
-    return {"cams": cams, "joints": joints, "cmds": cmds}
+    return {"cams": cams, "joints": joints, "cmds": cmds, "refused": refused}
 
 
 def align(streams: dict, cfg: ImportConfig, report: ImportReport) -> dict | None:
@@ -459,13 +484,31 @@ def import_bag(
     streams = read_streams(bag, cfg, profile.joint_names, summary)
     report.truncated_bag = summary.truncated
     report.source_sha256 = summary.sha256
+    report.refused_joint_states = streams["refused"]["joint_states"]
+    report.refused_commands = streams["refused"]["commands"]
+    if report.refused_joint_states or report.refused_commands:
+        report.notes.append(
+            f"{report.refused_joint_states} joint states (Inf or |value| > {ABSURD:g}) and "
+            f"{report.refused_commands} commands (NaN, Inf or |value| > {ABSURD:g}) were corrupt and not used"
+        )
     if summary.sha256 in imported:
         _relabel(imported[summary.sha256], labels, cfg, report)
         return report
     arrays = align(streams, cfg, report)
     if arrays is None:
         return report
-    arrays["actions"] = profile.clamp_position(arrays["actions"])
+    lo, hi = np.asarray(profile.position_lower), np.asarray(profile.position_upper)
+    tol = LIMIT_TOLERANCE * (hi - lo)
+    beyond = np.argwhere((arrays["actions"] < lo - tol) | (arrays["actions"] > hi + tol))
+    report.clamped_actions = len(beyond)
+    if len(beyond):
+        i, j = beyond[0]
+        report.notes.append(
+            f"{len(beyond)} action values were outside {profile.name}'s position limits by more than "
+            f"{LIMIT_TOLERANCE:.0%} of the range and were clamped into them (first: step {i}, "
+            f"{profile.joint_names[j]} = {arrays['actions'][i, j]:g})"
+        )
+    arrays["actions"] = profile.clamp_position(arrays["actions"])  # what the robot's controller would execute
     meta = _meta(custom, labels, profile, cfg, bag, arrays["frames"], report)
     path = write_episode(episode_path(out_dir, index), Episode(**arrays, meta=meta))
     report.episode, report.steps = str(path), int(arrays["frames"].shape[0])
