@@ -17,6 +17,7 @@ import torch
 from wam_ros.data.windows import WindowArrays
 from wam_ros.model import WorldActionModel, load_checkpoint
 from wam_ros.model.checkpoint import NORMALIZER_KEYS
+from wam_ros.runtime.model_dir import read_manifest, verify_file
 from wam_ros.train.batches import load_episodes
 from wam_ros.train.plots import read_metrics
 from wam_ros.train.synthetic import write_synthetic_episodes
@@ -68,8 +69,17 @@ def test_a_few_steps_reduce_the_loss_and_write_artifacts(synth, tmp_path):
     assert after["val_frame"] < before["val_frame"], (before, after)  # beats the initial copy-last-frame head
     rows = read_metrics(tmp_path / "metrics.csv")
     assert len([r for r in rows if "val_action" in r]) == 2 and len([r for r in rows if "loss" in r]) >= 4
-    for name in ("model.pt", "train_state.pt", "metrics.csv", "loss_curves.png", "train_args.json"):
+    for name in (
+        "model.pt",
+        "manifest.json",
+        "train_state.pt",
+        "metrics.csv",
+        "loss_curves.png",
+        "train_args.json",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
+    assert verify_file(path)  # the model folder's manifest records the final model.pt
+    assert list(read_manifest(tmp_path)) == ["model.pt"]
     assert trained.extra["step"] == 80 and trained.extra["frame_weight"] == 0.5
     assert "red" in trained.cfg.vocab and trained.cfg.joint_names[-1] == "panda_gripper"
 
@@ -80,6 +90,7 @@ def test_same_seed_same_weights_and_resume_is_exact(synth, tmp_path):
     train(_cfg(synth, tmp_path / "c", steps=5))
     c = train(_cfg(synth, tmp_path / "c", steps=10, resume=True))
     wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    assert verify_file(c)  # the resumed run's saves re-record model.pt in the manifest
     for key in wa:
         assert torch.equal(wa[key], wb[key]), f"same seed, different {key}"
         assert torch.equal(wa[key], wc[key]), f"resumed run differs in {key}"
@@ -109,7 +120,7 @@ def test_ddp_two_cpu_processes_gloo(synth, tmp_path):
         "--master_port",
         port,
         "-m",
-        "wam_ros.train.train",
+        "wam_ros.cli.train",
         "--data",
         *synth,
         "--out",

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "wam_ros.cli.campaign",
         "fall campaign: push a legged robot over N times; report results",
     ),
-    "train": ("wam_ros.train.train", "train the WAM on episodes (checkpoints, resume, DDP via torchrun)"),
+    "train": ("wam_ros.cli.train", "train the WAM on episodes (checkpoints, resume, DDP via torchrun)"),
     "dream": ("wam_ros.train.dream", "imagination rollout: real vs imagined frames side by side"),
     "eval": ("wam_ros.train.evaluate", "offline + closed-loop evaluation beside baselines"),
     "export": (

@@ -1,22 +1,25 @@
-"""`wam train`: train the joint WAM on episodes (progress bar, checkpoints, resume, seeded, DDP via torchrun).
+"""Train the joint WAM on episodes (progress bar, checkpoints, resume, seeded, DDP via torchrun): `wam train`.
 
-    wam train --data data/reach data/push --preset small --out runs/panda --steps 6000
-    wam train --data data/reach --preset tiny --out /tmp/r --steps 20 --resume       # continue a run
-    torchrun --nproc_per_node 2 -m wam_ros.train.train --data data/reach --out runs/ddp   # 2 CPU processes, gloo
+    path = train(TrainConfig(data=["data/reach", "data/push"], out="runs/panda", steps=6000))
+    wam train --data data/reach data/push --preset small --out runs/panda --steps 6000        # wam_ros/cli/train.py
+    torchrun --nproc_per_node 2 -m wam_ros.cli.train --data data/reach --out runs/ddp   # 2 CPU processes, gloo
 
-Writes into --out: model.pt (the model checkpoint, see wam_ros.model.checkpoint), train_state.pt (optimizer, step,
-RNG: what --resume needs), metrics.csv, loss_curves.png, train_args.json. Loss = action + frame_weight * frame;
---frame-weight 0 trains the action-only ablation (same network, the frame decoder gets no signal).
+Writes into `out`: model.pt (the model checkpoint, see wam_ros.model.checkpoint) and the model folder's manifest
+(sha256 of model.pt, wam_ros.runtime.model_dir), train_state.pt (optimizer, step, RNG: what `resume` needs),
+metrics.csv, loss_curves.png, train_args.json. Loss = action + frame_weight * frame; frame_weight 0 trains the
+action-only ablation (same network, the frame decoder gets no signal).
+
+The run is a `Trainer` (as diffusion_policy's BaseWorkspace): `setup()` builds data, model and optimizer from the
+config, `resume()` restores them from train_state.pt, `step()` is one optimizer step, `evaluate()` the held-out
+losses, `save()` the checkpoint + state; `run()` strings them together. Every rank of a DDP run holds one.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +30,12 @@ import torch.distributed as dist
 from torch import nn
 
 from wam_ros.data.windows import WindowArrays
+from wam_ros.fileio import atomic_path
 from wam_ros.model import WamConfig, WorldActionModel, save_checkpoint
 from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, JOINT_POS, TOKENS
 from wam_ros.model.losses import wam_loss
 from wam_ros.model.tokenizer import extend_vocab
+from wam_ros.runtime.model_dir import CHECKPOINT, add_to_manifest
 from wam_ros.train.batches import load_episodes
 from wam_ros.train.plots import MetricsLog, plot_losses
 
@@ -131,225 +136,241 @@ def validate(
     return {key: v / max(n, 1) for key, v in sums.items()}
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run (or resume) training; returns the path of the final model checkpoint."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
-    rank = dist.get_rank() if world > 1 else 0
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    state_path = out / STATE
-    state = None
-    if cfg.resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-    elif cfg.resume and rank == 0:
-        log.warning("--resume: no %s yet, starting from scratch", state_path)
+class Trainer:
+    """One training run (one rank of it under DDP). See the module docstring for the life cycle."""
 
-    episodes = load_episodes(cfg.data)
-    if state is not None:
-        mcfg = WamConfig.from_dict(state["config"])
-    else:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = 0
+        self.step_count = 0
+        self.elapsed_before = 0.0  # training time of the runs this one resumes
+        self.t0 = time.monotonic()
+
+    # ------------------------------------------------------------------------------------------------ set-up
+    def setup(self) -> None:
+        """Process group, threads, data, model (normaliser fitted on the training split), optimizer, sampler."""
+        cfg = self.cfg
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("gloo")
+        self.rank = dist.get_rank() if self.world > 1 else 0
+        torch.set_num_threads(cfg.threads)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.state = self._read_state()
+        self.episodes = load_episodes(cfg.data)
+        self.mcfg = self._model_config()
+        torch.manual_seed(cfg.seed)
+        self.model = WorldActionModel(self.mcfg)
+        self.train_ep, self.val_ep = split_episodes(len(self.episodes), cfg.val_frac, cfg.seed)
+        self.data = WindowArrays(
+            self.episodes, self.mcfg.k_frames, self.mcfg.chunk, self.mcfg.image_size, self.model.tokenizer
+        )
+        self.train_idx = np.flatnonzero(np.isin(self.data.episode, self.train_ep))
+        val_idx = np.flatnonzero(np.isin(self.data.episode, self.val_ep))
+        self.val_idx = val_idx[np.random.default_rng(cfg.seed).permutation(len(val_idx))[:1024]]
+        if self.state is None:
+            self._fit_normalizer()
+        self.opt = self._optimizer()
+        self.rng = np.random.default_rng(cfg.seed * 1000 + self.rank)
+
+    def _read_state(self) -> dict | None:
+        path = self.out / STATE
+        if self.cfg.resume and path.is_file():
+            return torch.load(path, map_location="cpu", weights_only=True)
+        if self.cfg.resume and self.rank == 0:
+            log.warning("--resume: no %s yet, starting from scratch", path)
+        return None
+
+    def _model_config(self) -> WamConfig:
+        if self.state is not None:
+            return WamConfig.from_dict(self.state["config"])
+        cfg, first = self.cfg, self.episodes[0]
         base = WamConfig.preset(cfg.preset)
-        mcfg = WamConfig.preset(
+        return WamConfig.preset(
             cfg.preset,
-            vocab=extend_vocab(base.vocab, sorted({e.instruction for e in episodes})),
-            num_joints=episodes[0].joint_pos.shape[1],
-            joint_names=list(episodes[0].meta["robot"].get("joint_names", base.joint_names)),
-            control_hz=float(episodes[0].meta["control_hz"]),
-            robot=str(episodes[0].meta["robot"].get("name", base.robot)),
+            vocab=extend_vocab(base.vocab, sorted({e.instruction for e in self.episodes})),
+            num_joints=first.joint_pos.shape[1],
+            joint_names=list(first.meta["robot"].get("joint_names", base.joint_names)),
+            control_hz=float(first.meta["control_hz"]),
+            robot=str(first.meta["robot"].get("name", base.robot)),
         )
-    torch.manual_seed(cfg.seed)
-    model = WorldActionModel(mcfg)
-    train_ep, val_ep = split_episodes(len(episodes), cfg.val_frac, cfg.seed)
-    data = WindowArrays(episodes, mcfg.k_frames, mcfg.chunk, mcfg.image_size, model.tokenizer)
-    train_idx = np.flatnonzero(np.isin(data.episode, train_ep))
-    val_idx = np.flatnonzero(np.isin(data.episode, val_ep))
-    val_idx = val_idx[np.random.default_rng(cfg.seed).permutation(len(val_idx))[:1024]]
-    if state is None:
-        sub = (
-            WindowArrays(
-                [episodes[i] for i in train_ep], mcfg.k_frames, mcfg.chunk, mcfg.image_size, model.tokenizer
-            )
-            if len(val_ep)
-            else data
-        )
-        model.set_normalizer(*map(torch.from_numpy, sub.normalizer_stats()))
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n and "queries" not in n]
-    no_decay = [
-        p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n and "queries" not in n)
-    ]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-    )
-    step, elapsed_before = 0, 0.0
-    rng = np.random.default_rng(cfg.seed * 1000 + rank)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
-        rng.bit_generator.state = state["rng"][rank] if rank < len(state["rng"]) else rng.bit_generator.state
-        torch.set_rng_state(state["torch_rng"])
-    model.train()
-    fwd = _TrainForward(model)
-    if world > 1:
-        fwd = nn.parallel.DistributedDataParallel(fwd, find_unused_parameters=cfg.frame_weight == 0)
-    metrics = MetricsLog(out / "metrics.csv") if rank == 0 else None
-    if rank == 0:
-        (out / "train_args.json").write_text(
-            json.dumps(
-                {
-                    **vars(cfg),
-                    "world_size": world,
-                    "model_params": model.num_parameters(),
-                    "episodes": len(episodes),
-                    "windows": len(data),
-                    "val_episodes": len(val_ep),
-                },
-                indent=2,
-            )
-        )
-    t0 = time.monotonic()
 
-    def sync_save() -> None:
-        """Write model.pt + train_state.pt (rank 0) with every rank's sampler state, so a resume continues exactly."""
-        rngs = [rng.bit_generator.state]
-        if world > 1:
-            rngs = [None] * world
-            dist.all_gather_object(rngs, rng.bit_generator.state)
-        if rank != 0:
+    def _fit_normalizer(self) -> None:
+        """Joint and action-delta statistics of the training episodes only (never the held-out ones)."""
+        m = self.mcfg
+        sub = self.data
+        if len(self.val_ep):
+            train_eps = [self.episodes[i] for i in self.train_ep]
+            sub = WindowArrays(train_eps, m.k_frames, m.chunk, m.image_size, self.model.tokenizer)
+        self.model.set_normalizer(*map(torch.from_numpy, sub.normalizer_stats()))
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """AdamW; no weight decay on biases, norms, embeddings and the action queries."""
+        named = list(self.model.named_parameters())
+        decays = [p.ndim >= 2 and "emb" not in n and "queries" not in n for n, p in named]
+        decay = [p for (_, p), d in zip(named, decays, strict=True) if d]
+        no_decay = [p for (_, p), d in zip(named, decays, strict=True) if not d]
+        return torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.cfg.lr,
+        )
+
+    def resume(self) -> None:
+        """Continue exactly where train_state.pt left off: weights, optimizer, step, clock, every RNG."""
+        state = self.state
+        if state is None:
             return
-        elapsed = elapsed_before + time.monotonic() - t0
-        save_checkpoint(
-            out / "model.pt",
-            model,
-            extra={
-                "step": step,
-                "train_elapsed_s": round(elapsed, 1),
-                "frame_weight": cfg.frame_weight,
-                "data": list(cfg.data),
-                "seed": cfg.seed,
-                "world_size": world,
-            },
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step_count, self.elapsed_before = int(state["step"]), float(state["elapsed_s"])
+        rngs = state["rng"]
+        self.rng.bit_generator.state = (
+            rngs[self.rank] if self.rank < len(rngs) else self.rng.bit_generator.state
         )
-        tmp = out / f".{STATE}.tmp"
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "step": step,
-                "elapsed_s": elapsed,
-                "rng": rngs,
-                "torch_rng": torch.get_rng_state(),
-                "config": mcfg.to_dict(),
-            },
-            tmp,
-        )
-        os.replace(tmp, state_path)
-        plot_losses(out / "metrics.csv", out / "loss_curves.png")
+        torch.set_rng_state(state["torch_rng"])
 
-    from tqdm import tqdm
+    def start(self) -> None:
+        """Training mode, the DDP wrapper, metrics.csv and train_args.json (rank 0)."""
+        cfg = self.cfg
+        self.model.train()
+        self.forward: nn.Module = _TrainForward(self.model)
+        if self.world > 1:
+            self.forward = nn.parallel.DistributedDataParallel(
+                self.forward, find_unused_parameters=cfg.frame_weight == 0
+            )
+        self.metrics = MetricsLog(self.out / "metrics.csv") if self.rank == 0 else None
+        if self.rank == 0:
+            (self.out / "train_args.json").write_text(
+                json.dumps(
+                    {
+                        **vars(cfg),
+                        "world_size": self.world,
+                        "model_params": self.model.num_parameters(),
+                        "episodes": len(self.episodes),
+                        "windows": len(self.data),
+                        "val_episodes": len(self.val_ep),
+                    },
+                    indent=2,
+                )
+            )
+        self.t0 = time.monotonic()
 
-    bar = tqdm(
-        total=cfg.steps, initial=step, desc="train", disable=rank != 0, dynamic_ncols=True, mininterval=2
-    )
-    per_rank = max(1, cfg.batch_size // world)
-    stop = False
+    # ------------------------------------------------------------------------------------------------ the loop
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.t0
 
-    def time_frac() -> float:
-        if not cfg.max_minutes:
+    def time_frac(self) -> float:
+        """Fraction of the wall-clock budget spent (0 without one); every rank uses rank 0's clock."""
+        if not self.cfg.max_minutes:
             return 0.0
-        frac = torch.tensor([(elapsed_before + time.monotonic() - t0) / (cfg.max_minutes * 60)])
-        if world > 1:  # all ranks use rank 0's clock
+        frac = torch.tensor([self.elapsed() / (self.cfg.max_minutes * 60)])
+        if self.world > 1:
             dist.broadcast(frac, 0)
         return float(frac)
 
-    lr = cfg.lr
-    while step < cfg.steps and not stop:
-        tf = time_frac()
-        lr = lr_at(step, cfg, tf)
-        for group in opt.param_groups:
+    def step(self, lr: float) -> dict[str, torch.Tensor]:
+        """One optimizer step on a batch sampled from the training windows; returns the batch's losses."""
+        for group in self.opt.param_groups:
             group["lr"] = lr
-        batch = data.batch(rng.choice(train_idx, size=per_rank, replace=len(train_idx) < per_rank))
-        losses = wam_loss(model, batch, cfg.frame_weight, forward=fwd)
-        opt.zero_grad(set_to_none=True)
+        per_rank = max(1, self.cfg.batch_size // self.world)
+        idx = self.rng.choice(self.train_idx, size=per_rank, replace=len(self.train_idx) < per_rank)
+        losses = wam_loss(self.model, self.data.batch(idx), self.cfg.frame_weight, forward=self.forward)
+        self.opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        bar.update(1)
-        stop = tf >= 1.0  # the same decision on every rank (rank 0's clock)
-        row = None
-        if step % 25 == 0 or step == 1:
-            row = {
-                "step": step,
-                "elapsed_s": elapsed_before + time.monotonic() - t0,
-                "lr": lr,
-                **{k: float(v.detach()) for k, v in losses.items()},
-            }
-            bar.set_postfix(loss=f"{row['loss']:.4f}", act=f"{row['action']:.4f}", frm=f"{row['frame']:.5f}")
-        if rank == 0 and len(val_idx) and (step % cfg.eval_every == 0 or step == cfg.steps or stop):
-            row = {
-                **(row or {"step": step, "elapsed_s": elapsed_before + time.monotonic() - t0}),
-                **validate(model, data, val_idx, cfg.frame_weight),
-            }
-        if rank == 0 and row is not None:
-            metrics.write(row)
-        if step % cfg.ckpt_every == 0 or step == cfg.steps or stop:
-            sync_save()
-    bar.close()
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return out / "model.pt"
+        nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.step_count += 1
+        return losses
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out losses and action MAE (rank 0 only; empty without held-out episodes)."""
+        if self.rank != 0 or not len(self.val_idx):
+            return {}
+        return validate(self.model, self.data, self.val_idx, self.cfg.frame_weight)
+
+    def save(self) -> None:
+        """model.pt + its manifest entry + train_state.pt (rank 0) with every rank's sampler state, so a resume
+        continues exactly. A collective call under DDP: every rank calls it."""
+        rngs = [self.rng.bit_generator.state]
+        if self.world > 1:
+            rngs = [None] * self.world
+            dist.all_gather_object(rngs, self.rng.bit_generator.state)
+        if self.rank != 0:
+            return
+        cfg, elapsed = self.cfg, self.elapsed()
+        extra = {
+            "step": self.step_count,
+            "train_elapsed_s": round(elapsed, 1),
+            "frame_weight": cfg.frame_weight,
+            "data": list(cfg.data),
+            "seed": cfg.seed,
+            "world_size": self.world,
+        }
+        checkpoint = save_checkpoint(self.out / CHECKPOINT, self.model, extra=extra)
+        add_to_manifest(self.out, [checkpoint])  # verified at load (wam_ros.runtime.model_dir)
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "step": self.step_count,
+            "elapsed_s": elapsed,
+            "rng": rngs,
+            "torch_rng": torch.get_rng_state(),
+            "config": self.mcfg.to_dict(),
+        }
+        with atomic_path(self.out / STATE) as tmp:
+            torch.save(state, tmp)
+        plot_losses(self.out / "metrics.csv", self.out / "loss_curves.png")
+
+    def run(self) -> Path:
+        """Set up, resume, train to cfg.steps (or the time budget), evaluating and saving on schedule."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        self.setup()
+        self.resume()
+        self.start()
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step_count,
+            desc="train",
+            disable=self.rank != 0,
+            dynamic_ncols=True,
+            mininterval=2,
+        )
+        stop = False
+        while self.step_count < cfg.steps and not stop:
+            tf = self.time_frac()
+            lr = lr_at(self.step_count, cfg, tf)
+            losses = self.step(lr)
+            step = self.step_count
+            bar.update(1)
+            stop = tf >= 1.0  # the same decision on every rank (rank 0's clock)
+            row = None
+            if step % 25 == 0 or step == 1:
+                row = {"step": step, "elapsed_s": self.elapsed(), "lr": lr}
+                row.update({k: float(v.detach()) for k, v in losses.items()})
+                bar.set_postfix(
+                    loss=f"{row['loss']:.4f}", act=f"{row['action']:.4f}", frm=f"{row['frame']:.5f}"
+                )
+            if step % cfg.eval_every == 0 or step == cfg.steps or stop:
+                val = self.evaluate()
+                if val:
+                    row = {**(row or {"step": step, "elapsed_s": self.elapsed()}), **val}
+            if self.metrics is not None and row is not None:
+                self.metrics.write(row)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps or stop:
+                self.save()
+        bar.close()
+        if self.world > 1:
+            dist.barrier()
+            dist.destroy_process_group()
+        return self.out / CHECKPOINT
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    d = TrainConfig(data=["x"], out="x")
-    p.add_argument("--data", nargs="+", required=True, help="episode directories (e.g. data/reach data/push)")
-    p.add_argument("--out", required=True, help="run directory (model.pt, train_state.pt, metrics.csv, PNG)")
-    p.add_argument("--preset", default=d.preset, choices=["tiny", "small"])
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument(
-        "--batch-size", type=int, default=d.batch_size, help="global batch (split across DDP ranks)"
-    )
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--warmup", type=int, default=d.warmup)
-    p.add_argument("--frame-weight", type=float, default=d.frame_weight, help="0 = action-only ablation")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=int, default=d.threads, help="torch threads per process")
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--val-frac", type=float, default=d.val_frac, help="fraction of episodes held out")
-    p.add_argument(
-        "--max-minutes", type=float, default=d.max_minutes, help="stop (and save) after this wall time"
-    )
-    p.add_argument("--resume", action="store_true", help="continue from <out>/train_state.pt")
-
-
-def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    keys = [f for f in TrainConfig.__dataclass_fields__]
-    try:
-        cfg = TrainConfig(**{k: getattr(args, k) for k in keys})
-        path = train(cfg)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"wam train: {exc}", file=sys.stderr)
-        return 2
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"wam train: wrote {path}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point for `python -m wam_ros.train.train` (what torchrun launches)."""
-    p = argparse.ArgumentParser(prog="wam train")
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) training; returns the path of the final model checkpoint."""
+    return Trainer(cfg).run()
