@@ -110,3 +110,34 @@ def test_safety_filter_shapes_the_queued_chunk(model_dir):
     assert np.all(np.abs(np.diff(plan.chunk, axis=0)) <= step + 1e-12)
     assert plan.safe is not None
     np.testing.assert_array_equal(runner.next_action(), plan.chunk[0])
+
+
+@pytest.mark.parametrize(
+    ("encoding", "channels"), [("rgb8", 3), ("bgr8", 3), ("rgba8", 4), ("bgra8", 4), ("mono8", 0)]
+)
+def test_prepare_image_resizes_before_converting_with_identical_pixels(encoding, channels):
+    from wam_ros.runtime import preprocess as pp
+
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (480, 640, channels) if channels else (480, 640), dtype=np.uint8)
+    want = pp.resize(pp.to_rgb(img, encoding), (64, 64))
+    assert np.array_equal(pp.prepare_image(img, encoding, (64, 64)), want)
+    with pytest.raises(ValueError, match="rgb8 image must have shape"):
+        pp.prepare_image(img[:, :, :2] if channels else img[:, :, None].repeat(2, 2), "rgb8", (64, 64))
+
+
+def test_predict_resizes_a_stream_frame_once_and_never_reuses_a_refilled_buffer(model_dir):
+    policy = load_policy(model_dir, backend="onnxruntime", threads=1)
+    rng = np.random.default_rng(5)
+    a, b, c = _frames(rng, 3, size=(240, 320))
+    obs = {"joint_pos": np.zeros(8), "instruction": "reach the red target"}
+    policy.predict({**obs, "images": [a, b]})
+    cached = policy._resized(b)
+    assert policy._resized(b) is cached  # the same array again: not resized again
+    policy.predict({**obs, "images": [b, c]})
+    b[:] = rng.integers(0, 256, b.shape, dtype=np.uint8)  # a driver refilling its buffer in place
+    assert policy._resized(b) is not cached
+    fresh = policy.predict({**obs, "images": [b.copy(), c.copy()]})
+    again = policy.predict({**obs, "images": [b, c]})
+    np.testing.assert_allclose(again["action"], fresh["action"], atol=1e-6)
+    assert np.array_equal(again["next_frame"], fresh["next_frame"])

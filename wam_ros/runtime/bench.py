@@ -10,7 +10,9 @@ graph are printed. `--block B --pause-ms P` runs B calls of a backend back to ba
 before the next backend's turn: torch's OpenMP workers spin-wait for milliseconds after each torch call (libgomp's
 default spin count), and one call after the other they take the core onnxruntime's second thread needs, which
 measures contention between two runtimes that never share a process on a robot. "graph" times one backend call on preprocessed batch-1 inputs; "predict" times the whole
-`policy.predict()` (resize from the camera size + stacking + tokenising + output conversion) as a node would call it.
+`policy.predict()` (resize from the camera size + stacking + tokenising + output conversion) as a control loop calls
+it: each call brings one new camera frame (from a pool of 16 distinct arrays, larger than predict()'s resize cache)
+and the previous K-1, so each call resizes exactly one camera frame.
 """
 
 from __future__ import annotations
@@ -91,6 +93,25 @@ def load_rows(model_dir: Path, threads: int, include_fp16: bool = True) -> dict[
     return rows
 
 
+class _Stream:
+    """predict() as a control loop calls it: each call one NEW camera frame (a distinct array, as a driver delivers
+    it) plus the K-1 frames of the previous calls, oldest first. So every call resizes one camera frame."""
+
+    def __init__(self, policy: Any, camera: tuple[int, int], k: int, seed: int, pool: int = 16) -> None:
+        rng = np.random.default_rng(seed + 1)
+        self.policy, self.k, self.i = policy, k, 0
+        self.pool = [rng.integers(0, 256, (*camera, 3), dtype=np.uint8) for _ in range(pool)]
+        self.window: list[np.ndarray] = []
+        self.joint_pos = np.zeros(policy.spec.num_joints)
+
+    def __call__(self) -> Any:
+        self.window = [*self.window[-(self.k - 1) :], self.pool[self.i % len(self.pool)]]
+        self.i += 1
+        return self.policy.predict(
+            {"images": self.window, "joint_pos": self.joint_pos, "instruction": "reach the red target"}
+        )
+
+
 def run_benchmark(
     model_dir: Path,
     threads: int = 2,
@@ -123,7 +144,7 @@ def run_benchmark(
     }
     frames, joint_pos, tokens = ref.prepare(obs)
     graph_fns = {name: (lambda p=p: p.backend.run(frames, joint_pos, tokens)) for name, p in rows.items()}
-    predict_fns = {name: (lambda p=p: p.predict(obs)) for name, p in rows.items()}
+    predict_fns = {name: _Stream(p, camera, ref.spec.k_frames, seed) for name, p in rows.items()}
     clock = time.thread_time if cpu_time else time.perf_counter
     graph = summarize(interleaved_latency(graph_fns, iters, warmup, clock, block, pause, turn_warmup))
     predict = summarize(

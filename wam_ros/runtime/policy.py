@@ -19,6 +19,7 @@ Core module: never imports rclpy; torch is imported only for the torch backend.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ class Policy:
         self.source = source
         self.tokenizer = Tokenizer(config["vocab"], config["max_tokens"])
         self._tokens: dict[str, np.ndarray] = {}
+        # frames already resized, by identity (+ a pixel sample, so a buffer refilled in place is not reused):
+        # in a stream K-1 of the K frames of a call were in the previous call (see `prepare`)
+        self._prepared: OrderedDict[int, tuple[np.ndarray, bytes, np.ndarray]] = OrderedDict()
 
     @property
     def backend_name(self) -> str:
@@ -85,10 +89,12 @@ class Policy:
     def prepare_image(self, image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
         """One camera image (any size, rgb8/bgr8/mono8/rgba8/bgra8) -> uint8 (H, W, 3) RGB at the model size.
 
-        Call it once per camera message and keep the result (e.g. in a FrameStack): predict() then skips the resize
-        for frames it has already seen (it is a no-op for model-size frames).
+        Call it once per camera message and keep the result (runtime.chunk_policy.ChunkPolicy does): a model-size
+        frame costs predict() nothing. predict() itself also resizes a camera-size frame only once while the same
+        array stays in the caller's K-frame window (a stream passes K-1 frames again each call).
+        Large downscales convert the colour order after resizing (fewer pixels to touch).
         """
-        return preprocess.resize(preprocess.to_rgb(image, encoding), self.spec.image_size)
+        return preprocess.prepare_image(image, encoding, self.spec.image_size)
 
     def prepare(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Observation dict -> (frames uint8 (1,K,3,H,W), joint_pos float32 (1,J), tokens int64 (1,L))."""
@@ -102,9 +108,36 @@ class Policy:
                 f"obs is missing {missing}: expected keys 'images' (1..{self.spec.k_frames} uint8 RGB "
                 f"frames), 'joint_pos' ({self.spec.num_joints},), 'instruction' str; got {sorted(obs)}"
             )
-        frames = preprocess.stack_frames(obs["images"], self.spec.k_frames, self.spec.image_size)
+        images = obs["images"]
+        if isinstance(images, list | tuple):
+            images = [self._resized(f) for f in images]
+        frames = preprocess.stack_frames(images, self.spec.k_frames, self.spec.image_size)
         joint_pos = preprocess.check_joint_pos(obs["joint_pos"], self.spec.num_joints)
         return frames, joint_pos, self.tokens(obs["instruction"])
+
+    def _resized(self, frame: Any) -> Any:
+        """`frame` at the model size, resized at most once while it stays in the caller's K-frame window. Anything
+        that is not a uint8 (h, w, 3) array is returned as it is, for stack_frames to refuse with its message."""
+        h, w = self.spec.image_size
+        if (
+            not isinstance(frame, np.ndarray)
+            or frame.dtype != np.uint8
+            or frame.ndim != 3
+            or frame.shape[2] != 3
+        ):
+            return frame
+        if frame.shape[0] == h and frame.shape[1] == w:
+            return frame
+        sample = frame[:: max(1, frame.shape[0] // 8), :: max(1, frame.shape[1] // 8)].tobytes()
+        hit = self._prepared.get(id(frame))
+        if hit is not None and hit[0] is frame and hit[1] == sample:
+            self._prepared.move_to_end(id(frame))
+            return hit[2]
+        small = preprocess.resize(frame, (h, w))
+        self._prepared[id(frame)] = (frame, sample, small)  # holds `frame`, so its id is not reused meanwhile
+        while len(self._prepared) > 2 * self.spec.k_frames:
+            self._prepared.popitem(last=False)
+        return small
 
     def predict(self, obs: Mapping[str, Any]) -> dict[str, np.ndarray | None]:
         """One control step: {"action": float64 (N, J), "next_frame": uint8 (H, W, 3) or None}."""

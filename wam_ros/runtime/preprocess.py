@@ -61,6 +61,25 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
 
 
+def prepare_image(image: np.ndarray, encoding: str, size: tuple[int, int]) -> np.ndarray:
+    """One camera image in `encoding` -> uint8 (H, W, 3) RGB at `size`: resized first (in its own channel layout,
+    which cv2 resizes alike), then converted, so a bgr8 640x480 frame is not copied whole just to swap channels."""
+    img = np.asarray(image)
+    colour = encoding in ("rgb8", "bgr8", "rgba8", "bgra8") and img.dtype == np.uint8 and img.ndim == 3
+    if colour and img.shape[2] == _CHANNELS[encoding] and min(img.shape[:2]) >= 1:
+        return to_rgb(resize(img, size), encoding)
+    if (
+        encoding == "mono8"
+        and img.dtype == np.uint8
+        and img.ndim in (2, 3)
+        and min(img.shape[:2], default=0) >= 1
+    ):
+        mono = img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
+        if mono.ndim == 2:
+            return to_rgb(resize(mono, size), "mono8")
+    return resize(to_rgb(image, encoding), size)  # anything else: to_rgb raises with its message
+
+
 def _as_frame_list(images: object) -> list[np.ndarray]:
     if isinstance(images, np.ndarray):
         if images.ndim == 3:  # one frame (h, w, 3)
