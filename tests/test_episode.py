@@ -148,7 +148,11 @@ def test_truncated_or_foreign_file_is_refused(tmp_path):
         ),
         (lambda kw: kw["meta"].update(success="false"), "meta.success must be true or false"),
         (lambda kw: kw["actions"].__setitem__((2, 1), 1e30), r"actions\[2, 1\] = 1e\+30 is absurd"),
-        (lambda kw: kw["actions"].__setitem__((4, 0), 1e39), r"actions contains NaN or Inf: actions\[4, 0\]"),
+        (lambda kw: kw["actions"].__setitem__((4, 0), 1e39), r"actions\[4, 0\] = 1e\+39 is absurd"),
+        (
+            lambda kw: kw["actions"].__setitem__((4, 0), -np.inf),
+            r"actions contains NaN or Inf: actions\[4, 0\]",
+        ),
         (
             lambda kw: kw["actions"].__setitem__((3, 7), 0.2),
             r"actions\[3, 7\] = 0.2 is outside .* panda_gripper",
@@ -279,7 +283,7 @@ DAMAGES = {
     "actions 1e30": (_set("actions", (1, 0), 1e30), "actions[1, 0]", "absurd"),
     "actions NaN": (_set("actions", (2, 3), np.nan), "actions[2, 3]", "NaN or Inf"),
     "joint_vel Inf": (_set("joint_vel", (0, 5), np.inf), "joint_vel[0, 5]", "NaN or Inf"),
-    "joint_pos 1e300": (_set("joint_pos", (5, 5), 1e300), "joint_pos[5, 5]", "NaN or Inf"),
+    "joint_pos 1e300": (_set("joint_pos", (5, 5), 1e300), "joint_pos[5, 5] = 1e+300", "absurd"),
     "gripper action 1 m": (_set("actions", (3, 7), 1.0), "actions[3, 7]", "outside the position limits"),
     "2-D timestamps": (lambda a: a.update(timestamps=a["timestamps"][:, None]), "timestamps", "shape"),
     "frames missing": (lambda a: a.pop("frames"), "missing arrays", "frames"),

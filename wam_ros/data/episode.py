@@ -128,13 +128,7 @@ class Episode:
                 idx = tuple(int(i) for i in bad[0])
                 raise EpisodeError(f"{key} contains NaN or Inf: {key}{list(idx)} = {arr[idx]}")
             if key != "timestamps":
-                big = np.argwhere(np.abs(arr) > ABSURD)
-                if big.size:
-                    idx = tuple(int(i) for i in big[0])
-                    raise EpisodeError(
-                        f"{key}{list(idx)} = {float(arr[idx]):g} is absurd (|value| > {ABSURD:g}): not a joint "
-                        "position, velocity or target"
-                    )
+                _refuse_absurd(arr, key)
         steps = np.diff(self.timestamps)
         if np.any(steps <= 0):
             k = int(np.argmax(steps <= 0)) + 1
@@ -203,8 +197,21 @@ def _float_array(value: Any, key: str) -> np.ndarray:
         raise EpisodeError(
             f"{key} must hold real numbers ({np.dtype(ARRAY_DTYPES[key])}), got dtype {arr.dtype}"
         )
-    with np.errstate(over="ignore"):  # beyond float32: becomes Inf, refused by validate() with its index
+    if key != "timestamps" and arr.dtype != ARRAY_DTYPES[key]:
+        _refuse_absurd(arr, key)  # in the given precision: 1e300 is reported as 1e300, not as float32's Inf
+    with np.errstate(over="ignore"):  # beyond float32 (only Inf and NaN left here): refused by validate()
         return arr.astype(ARRAY_DTYPES[key], copy=False)
+
+
+def _refuse_absurd(arr: np.ndarray, key: str) -> None:
+    with np.errstate(invalid="ignore"):
+        big = np.argwhere(np.abs(arr) > ABSURD)  # NaN compares False; Inf is reported as NaN or Inf
+    big = [tuple(int(i) for i in b) for b in big if np.isfinite(arr[tuple(b)])]
+    if big:
+        raise EpisodeError(
+            f"{key}{list(big[0])} = {float(arr[big[0]]):g} is absurd (|value| > {ABSURD:g}): not a joint "
+            "position, velocity or target"
+        )
 
 
 def _is_number(value: Any) -> bool:
