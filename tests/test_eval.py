@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from wam_ros.train import evaluate
+from wam_ros.cli import eval as eval_cli
 from wam_ros.train.synthetic import write_synthetic_episodes
 from wam_ros.train.train import TrainConfig, train
 
@@ -32,7 +32,7 @@ def runs(tmp_path_factory):
 
 def _args(**kw) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    evaluate.add_arguments(parser)
+    eval_cli.add_arguments(parser)
     ns = parser.parse_args(["--model", "x"])
     for k, v in kw.items():
         setattr(ns, k, v)
@@ -54,7 +54,7 @@ def test_offline_and_closed_loop_side_by_side(runs, tmp_path):
         seed_start=7,
         train_data=[str(root / "train")],
     )
-    assert evaluate.run(args) == 0
+    assert eval_cli.run(args) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     frames = res["offline"]["frames"]["all"]
     for key in ("psnr_h1", "copy_psnr_h1", "psnr_hN", "copy_psnr_hN", "ssim_h1", "copy_ssim_hN"):
@@ -75,20 +75,34 @@ def test_eval_refuses_seeds_seen_in_training(runs, tmp_path):
     args = _args(
         model=str(joint), episodes=1, seed_start=seen, train_data=[str(root / "train")], out=str(tmp_path)
     )
-    assert evaluate.run(args) == 2
+    assert eval_cli.run(args) == 2
     assert not (tmp_path / "results.json").exists()
 
 
 def test_eval_bad_inputs_are_clear_errors(runs, tmp_path, capsys):
     root, joint, _ = runs
-    assert evaluate.run(_args(model=str(tmp_path / "missing.pt"), episodes=0, out=str(tmp_path))) == 2
+    assert eval_cli.run(_args(model=str(tmp_path / "missing.pt"), episodes=0, out=str(tmp_path))) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     assert (
-        evaluate.run(
+        eval_cli.run(
             _args(model=str(joint), data=[str(root / "heldout")], horizon=40, episodes=0, out=str(tmp_path))
         )
         == 2
     )
     assert "no held-out window has 40 future frames" in capsys.readouterr().err
-    assert evaluate.run(_args(model=str(joint), replan=0, out=str(tmp_path))) == 2
+    assert eval_cli.run(_args(model=str(joint), replan=0, out=str(tmp_path))) == 2
     assert "--replan must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_eval_config_is_the_library_interface(runs, tmp_path):
+    from wam_ros.train.evaluate import EvalConfig, evaluate, write_results
+
+    with pytest.raises(ValueError, match="--max-windows must be >= 1, got 0"):
+        EvalConfig(model="m", max_windows=0)
+    root, joint, _ = runs
+    res = evaluate(
+        EvalConfig(model=str(joint), data=[str(root / "heldout")], episodes=0, max_windows=8, threads=1)
+    )
+    assert "closed_loop" not in res and res["offline"]["frames"]["windows"] == 8
+    json_path, md_path = write_results(res, tmp_path / "r")
+    assert json.loads(json_path.read_text())["model"] == str(joint) and "PSNR" in md_path.read_text()

@@ -16,7 +16,7 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from wam_ros.ros import conversions as cv
+from wam_ros.ros import conversions as conv
 from wam_ros.ros.sim_node import SimNode
 from wam_ros.sim.experts import make_expert
 
@@ -39,21 +39,21 @@ class ExpertDriver(Node):
         self.reset = self.create_client(Trigger, "sim/reset")
 
     def on_joints(self, msg: JointState) -> None:
-        self.q = cv.joint_positions(msg, self.sim.joint_names)
+        self.q = conv.joint_positions(msg, self.sim.joint_names)
 
     def on_image(self, msg: Image) -> None:
         self.images += 1
-        assert cv.image_to_rgb(msg).shape == (64, 64, 3)
+        assert conv.image_to_rgb(msg).shape == (64, 64, 3)
         if self.q is None or self.sim.done:
             return
         target = np.asarray(
-            self.expert({"joint_pos": self.q, "image": cv.image_to_rgb(msg)}), dtype=np.float64
+            self.expert({"joint_pos": self.q, "image": conv.image_to_rgb(msg)}), dtype=np.float64
         )
         if self.forward:
-            self.fwd_pub.publish(cv.float_array(target))
+            self.fwd_pub.publish(conv.float_array(target))
         else:
             self.traj_pub.publish(
-                cv.trajectory(self.sim.joint_names, target[None], self.sim.dt, msg.header.stamp)
+                conv.trajectory(self.sim.joint_names, target[None], self.sim.dt, msg.header.stamp)
             )
 
 
@@ -106,8 +106,8 @@ def test_sim_refuses_bad_commands_without_crashing():
         before = sim.target.copy()
         bad = JointTrajectory(joint_names=sim.joint_names[:3])
         sim.on_trajectory(bad)  # missing joints
-        sim.on_trajectory(cv.trajectory(sim.joint_names, np.full((1, 8), np.nan), 0.1))
-        sim.on_commands(cv.float_array(np.zeros(5)))
+        sim.on_trajectory(conv.trajectory(sim.joint_names, np.full((1, 8), np.nan), 0.1))
+        sim.on_commands(conv.float_array(np.zeros(5)))
         assert sim.plan is None
         np.testing.assert_array_equal(sim.target, before)
         sim.destroy_node()

@@ -25,8 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "fall campaign: push a legged robot over N times; report results",
     ),
     "train": ("wam_ros.cli.train", "train the WAM on episodes (checkpoints, resume, DDP via torchrun)"),
-    "dream": ("wam_ros.train.dream", "imagination rollout: real vs imagined frames side by side"),
-    "eval": ("wam_ros.train.evaluate", "offline + closed-loop evaluation beside baselines"),
+    "dream": ("wam_ros.cli.dream", "imagination rollout: real vs imagined frames side by side"),
+    "eval": ("wam_ros.cli.eval", "offline + closed-loop evaluation beside baselines"),
     "export": (
         "wam_ros.cli.export",
         "export a checkpoint to ONNX (full + action-only, fp32 + fp16) / TensorRT",
@@ -34,10 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("wam_ros.cli.bench", "latency of every available backend side by side"),
     "data": ("wam_ros.cli.data", "import rosbag2 (MCAP) demos into episodes; export to LeRobot v3"),
     "bringup": (
-        "wam_ros.ros.bringup",
+        "wam_ros.cli.bringup",
         "start a node graph in one process from config/ (no ros2 launch needed)",
     ),
-    "demo": ("wam_ros.ros.demo", "closed-loop sim demo over ROS 2 topics with the shipped model"),
+    "demo": ("wam_ros.cli.demo", "closed-loop sim demo over ROS 2 topics with the shipped model"),
 }
 
 

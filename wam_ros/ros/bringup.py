@@ -1,12 +1,13 @@
-"""`wam bringup <graph>`: start a node graph from config/bringup/<graph>.yaml in one process (no ros2 launch needed).
+"""Start a node graph from config/bringup/<graph>.yaml in one process (no ros2 launch needed): `wam bringup`.
 
-    wam bringup sim_demo                          # sim_node + wam_node with the shipped model
-    wam bringup robot model:=models/panda_tabletop controller:=arm_controller --duration 60
+    with Bringup("sim_demo", {"model": "models/panda_tabletop"}) as b:    # sim_node + wam_node
+        b.spin_for(5.0)
+    wam bringup robot model:=models/panda_tabletop controller:=arm_controller --duration 60   # wam_ros/cli/bringup.py
 
 The same YAML is what launch/<graph>.launch.py reads (wam_ros.ros.launch_util), so node names, parameter files,
 overrides and remappings cannot drift between the two. Nodes are composed in one rclpy Context and spun by one
-single-threaded executor: rclpy's EventsExecutor unless WAM_ROS_EXECUTOR=single (wam_ros.ros._params.make_executor;
-the MultiThreadedExecutor has a long latency tail with images, ENVIRONMENT.md). Each node
+single-threaded executor: rclpy's EventsExecutor unless WAM_ROS_EXECUTOR=single (wam_ros.ros.executor.make_executor;
+the MultiThreadedExecutor has a long latency tail with images, docs/environment.md). Each node
 module defines NODE_CLASS; parameter files go in as `--params-file`, remappings and the node name as `-r` rules, and
 overrides as parameter_overrides (they win over the files). A parameter a file or override names but the node does
 not declare is an error (a typo must not be silently ignored).
@@ -14,7 +15,6 @@ not declare is an error (a typo must not be silently ignored).
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import time
 from collections.abc import Callable
@@ -22,12 +22,11 @@ from typing import Any
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from wam_ros.ros.executor import executor_kind, freeze_startup_objects, make_executor
-from wam_ros.ros.launch_util import NodeSpec, load_graph, node_specs, parse_cli_arguments
+from wam_ros.ros.launch_util import NodeSpec, load_graph, node_specs
 
 
 def _cli_args(spec: NodeSpec) -> list[str]:
@@ -115,6 +114,14 @@ class Bringup:
             self.executor.spin_once(timeout_sec=0.05)
         return done()
 
+    def spin_until_shutdown(self, duration_s: float = 0.0) -> None:
+        """Spin for `duration_s` seconds (0: until the context shuts down). Ctrl-C / SIGTERM propagate."""
+        if duration_s > 0:
+            self.spin_for(duration_s)
+        else:
+            while self.context.ok():
+                self.spin_once(0.1)
+
     def add_node(self, node: Node) -> None:
         """Add a helper node (e.g. the demo's driver) created with context=bringup.context."""
         self.executor.add_node(node)
@@ -132,34 +139,3 @@ class Bringup:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("graph", help="graph name in config/bringup/ (sim_demo, robot, ...) or a YAML path")
-    parser.add_argument(
-        "arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments, as for ros2 launch"
-    )
-    parser.add_argument("--duration", type=float, default=0.0, help="seconds to run (0 = until Ctrl-C)")
-    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID for this graph (0-232)")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        given = parse_cli_arguments(args.arguments)
-        bringup = Bringup(args.graph, given, args.domain_id)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"wam bringup: {exc}")
-        return 2
-    names = ", ".join(f"{s.name} ({s.executable})" for s in bringup.specs)
-    print(f"wam bringup {args.graph}: running {names}; Ctrl-C to stop")
-    try:
-        if args.duration > 0:
-            bringup.spin_for(args.duration)
-        else:
-            while bringup.context.ok():
-                bringup.spin_once(0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # Ctrl-C / SIGTERM: the normal way to stop
-    finally:
-        bringup.shutdown()
-    return 0

@@ -1,7 +1,7 @@
-"""`wam demo` (what `make demo` runs): the closed loop over ROS 2 topics in simulation with the shipped model.
+"""The closed loop over ROS 2 topics in simulation with the shipped model: `wam demo` (what `make demo` runs).
 
-    wam demo                                  # 5 seeded episodes, models/panda_tabletop on onnxruntime CPU
-    wam demo --episodes 10 --seed 20000 --backend torch --out runs/demo
+    summary = run_demo("models/panda_tabletop", "onnxruntime", episodes=5, seed=10_000, out=Path("runs/demo"))
+    wam demo --episodes 10 --seed 20000 --backend torch --out runs/demo          # wam_ros/cli/demo.py
 
 Starts the sim_demo graph in-process (config/bringup/sim_demo.yaml: sim_node + wam_node, as `wam bringup sim_demo`),
 adds a small driver node that resets episodes through the sim/reset and wam/reset services (std_srvs/Trigger), waits for
@@ -13,7 +13,6 @@ Episode seeds start at 10000: the training collections use hashed 31-bit scene s
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -24,9 +23,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
-from wam_ros.ros import conversions as cv
+from wam_ros.ros import conversions as conv
 from wam_ros.ros.bringup import Bringup
-from wam_ros.ros.launch_util import package_root
 
 GIF_SCALE = 3
 GIF_MAX_FRAMES = 240
@@ -50,11 +48,11 @@ class DemoDriver(Node):
         self.recording = True
 
     def on_predicted(self, msg: Image) -> None:
-        self.predicted = np.array(cv.image_to_rgb(msg))
+        self.predicted = np.array(conv.image_to_rgb(msg))
 
     def on_camera(self, msg: Image) -> None:
         if self.recording and self.predicted is not None and len(self.pairs) < GIF_MAX_FRAMES:
-            self.pairs.append((np.array(cv.image_to_rgb(msg)), self.predicted))
+            self.pairs.append((np.array(conv.image_to_rgb(msg)), self.predicted))
 
 
 def write_gif(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, fps: float) -> None:
@@ -143,52 +141,3 @@ def run_demo(
             summary["gif"] = str(out / "demo.gif")
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default=str(package_root() / "models" / "panda_tabletop"),
-        help="model directory, .pt or .onnx (default: the shipped models/panda_tabletop)",
-    )
-    parser.add_argument("--backend", default="onnxruntime", help="auto | torch | onnxruntime | tensorrt")
-    parser.add_argument("--episodes", type=int, default=5, help="seeded episodes to run")
-    parser.add_argument("--seed", type=int, default=10_000, help="seed of the first episode (then +1 each)")
-    parser.add_argument("--out", default="runs/demo", help="folder for demo.gif and summary.json")
-    parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds before an unfinished episode fails"
-    )
-    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (0-232)")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.episodes < 1:
-        print(f"wam demo: --episodes must be >= 1, got {args.episodes}")
-        return 2
-    if not Path(args.model).exists():
-        print(
-            f"wam demo: model not found: {args.model} (expected the shipped models/panda_tabletop, or pass --model)"
-        )
-        return 2
-    s = run_demo(
-        args.model, args.backend, args.episodes, args.seed, Path(args.out), args.timeout, args.domain_id
-    )
-    print(
-        f"wam demo: {s['successes']}/{s['episodes']} episodes succeeded (success rate {s['success_rate']:.0%}), "
-        f"seeds {s['seeds'][0]}..{s['seeds'][-1]}"
-    )
-    print(
-        f"  control rate   {s['control_hz_achieved']:.2f} Hz achieved (target {s['control_hz_target']:g} Hz), "
-        f"missed cycles {s['missed_cycles']}/{s['ticks']}"
-    )
-    print(
-        f"  inference      p50 {s['inference_ms_p50']:.2f} ms   p99 {s['inference_ms_p99']:.2f} ms ({s['backend']})"
-    )
-    print(
-        f"  ROS overhead   p50 {s['ros_overhead_ms_p50']:.2f} ms   p99 {s['ros_overhead_ms_p99']:.2f} ms "
-        f"(node step minus predict: conversions, safety filter, publishing)"
-    )
-    if "gif" in s:
-        print(f"  camera | imagined frames: {s['gif']}")
-    print(f"  summary: {Path(args.out) / 'summary.json'}")
-    return 0

@@ -22,7 +22,7 @@ from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from wam_ros.ros import conversions as cv
+from wam_ros.ros import conversions as conv
 from wam_ros.ros.executor import spin_node
 from wam_ros.ros.parameters import declare
 from wam_ros.sim.tabletop import TabletopEnv
@@ -47,8 +47,8 @@ class SimNode(Node):
         self.publish_instruction = declare(
             self, "publish_instruction", True, "publish each episode's instruction"
         )
-        if self.encoding not in cv.CHANNELS:
-            raise ValueError(f"camera_encoding must be one of {sorted(cv.CHANNELS)}, got {self.encoding!r}")
+        if self.encoding not in conv.CHANNELS:
+            raise ValueError(f"camera_encoding must be one of {sorted(conv.CHANNELS)}, got {self.encoding!r}")
         if not self.control_hz > 0:
             raise ValueError(f"control_hz must be > 0, got {self.control_hz}")
         self.env = TabletopEnv(
@@ -96,19 +96,19 @@ class SimNode(Node):
     # ---- commands -----------------------------------------------------------------------------------------------
     def on_trajectory(self, msg: JointTrajectory) -> None:
         try:
-            times, points = cv.trajectory_points(msg, self.joint_names)
-        except cv.MessageError as exc:
+            times, points = conv.trajectory_points(msg, self.joint_names)
+        except conv.MessageError as exc:
             self.get_logger().warning(f"refused trajectory: {exc}", throttle_duration_sec=1.0)
             return
-        stamp = cv.stamp_to_sec(msg.header.stamp)
+        stamp = conv.stamp_to_sec(msg.header.stamp)
         if 0 < stamp < self.reset_time:  # computed from an observation of the previous episode
             return
         self.plan = (stamp if stamp > 0 else self.now(), times, points)
 
     def on_commands(self, msg: Float64MultiArray) -> None:
         try:
-            self.target = cv.float_array_values(msg, len(self.joint_names))
-        except cv.MessageError as exc:
+            self.target = conv.float_array_values(msg, len(self.joint_names))
+        except conv.MessageError as exc:
             self.get_logger().warning(f"refused command: {exc}", throttle_duration_sec=1.0)
             return
         self.plan = None
@@ -143,11 +143,11 @@ class SimNode(Node):
     def publish_observation(self, t: float) -> None:
         if self.publish_instruction:  # with every observation, so a late or volatile subscriber always has it
             self.instruction_pub.publish(String(data=self.env.instruction))
-        stamp = cv.sec_to_stamp(t)
+        stamp = conv.sec_to_stamp(t)
         self.joint_pub.publish(
-            cv.joint_state(self.joint_names, self.obs["joint_pos"], self.obs["joint_vel"], stamp)
+            conv.joint_state(self.joint_names, self.obs["joint_pos"], self.obs["joint_vel"], stamp)
         )
-        self.image_pub.publish(cv.rgb_to_image(self.obs["image"], stamp, self.frame_id, self.encoding))
+        self.image_pub.publish(conv.rgb_to_image(self.obs["image"], stamp, self.frame_id, self.encoding))
 
     def on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         response.message = self.reset_episode()

@@ -26,7 +26,7 @@ from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.robot import RobotProfile
-from wam_ros.ros import conversions as cv
+from wam_ros.ros import conversions as conv
 from wam_ros.ros.executor import spin_node
 from wam_ros.ros.parameters import declare
 from wam_ros.teleop.jog import KEY_HELP, MODES, JogCommand, JogConfig, Jogger, JoyMapping, KeyJog
@@ -117,8 +117,8 @@ class TeleopNode(Node):
     # ------------------------------------------------------------------------------------------------ inputs
     def on_joint_states(self, msg: JointState) -> None:
         try:
-            self.q_measured = cv.joint_positions(msg, self.profile.joint_names)
-        except cv.MessageError as exc:
+            self.q_measured = conv.joint_positions(msg, self.profile.joint_names)
+        except conv.MessageError as exc:
             self.get_logger().warning(f"refused joint_states: {exc}", throttle_duration_sec=2.0)
             return
         self.state_time = time.monotonic()
@@ -164,10 +164,12 @@ class TeleopNode(Node):
         if q is None:
             return
         if self.interface in ("forward", "both"):
-            self.forward_pub.publish(cv.float_array(q))
+            self.forward_pub.publish(conv.float_array(q))
         if self.interface in ("trajectory", "both"):
             stamp = self.get_clock().now().to_msg()
-            self.traj_pub.publish(cv.trajectory(self.profile.joint_names, q[None], 1.0 / self.rate_hz, stamp))
+            self.traj_pub.publish(
+                conv.trajectory(self.profile.joint_names, q[None], 1.0 / self.rate_hz, stamp)
+            )
         self.published += 1
 
     def destroy_node(self) -> None:

@@ -1,5 +1,7 @@
-"""`wam dream`: imagination rollout from a real start; writes real vs imagined side by side (GIF + PNG strip).
+"""Imagination rollout from a real start; real vs imagined side by side (GIF + PNG strip): `wam dream`.
 
+    real, imagined, scores = dream(load_checkpoint(path), read_episode(ep_path), start=2, steps=8)
+    write_side_by_side(real, imagined, "dream.gif")
     wam dream --model models/panda_tabletop --episode data/reach/episode_000003.npz --start 2 --steps 8 --out dream.gif
 
 The model sees the real frames up to --start, then only its own predicted frames for --steps steps
@@ -10,17 +12,15 @@ imagined).
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from wam_ros.data.episode import Episode, read_episode
+from wam_ros.data.episode import Episode
 from wam_ros.data.windows import resize_frames
-from wam_ros.model import WorldActionModel, load_checkpoint
-from wam_ros.train.metrics import PROPRIO_MODES, imagine, psnr
+from wam_ros.model import WorldActionModel
+from wam_ros.train.metrics import imagine, psnr
 
 
 def dream(
@@ -63,31 +63,3 @@ def write_side_by_side(real: np.ndarray, imagined: np.ndarray, out: str | Path, 
     png = out.with_suffix(out.suffix + ".png")
     Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2), Image.NEAREST).save(png)
     return [out, png]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model directory or .pt checkpoint")
-    p.add_argument("--episode", required=True, help="an episode_*.npz file (the real start and ground truth)")
-    p.add_argument("--start", type=int, default=0, help="last real step")
-    p.add_argument("--steps", type=int, default=8, help="imagination horizon")
-    p.add_argument("--proprio", choices=PROPRIO_MODES, default="real")
-    p.add_argument("--out", default="dream.gif", help="GIF path (a PNG strip goes beside it)")
-    p.add_argument("--threads", type=int, default=2)
-
-
-def run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(args.threads)
-    try:
-        model = load_checkpoint(args.model, require_fitted=True)
-        episode = read_episode(args.episode)
-        real, imagined, scores = dream(model, episode, args.start, args.steps, args.proprio)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"wam dream: {exc}", file=sys.stderr)
-        return 2
-    paths = write_side_by_side(real, imagined, args.out)
-    print(f"instruction: {episode.instruction!r}; start step {args.start}; proprio {args.proprio}")
-    print("step  psnr_model  psnr_copy_last")
-    for h, (a, b) in enumerate(zip(scores["psnr"], scores["copy_last"], strict=True), start=1):
-        print(f"{h:4d}  {a:10.2f}  {b:14.2f}")
-    print("wrote " + ", ".join(map(str, paths)))
-    return 0

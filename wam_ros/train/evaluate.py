@@ -1,8 +1,10 @@
-"""`wam eval`: offline and closed-loop evaluation of the joint WAM, always beside its baselines in the same run.
+"""Offline and closed-loop evaluation of the joint WAM, always beside its baselines in the same run: `wam eval`.
 
+    res = evaluate(EvalConfig(model="models/panda_tabletop", data=["data/reach_eval"], episodes=50))
+    write_results(res, "runs/eval")                        # results.json + results.md
     wam eval --model models/panda_tabletop --ablation runs/ablation/model.pt \
         --data data/reach_eval data/push_eval --train-data data/reach data/push \
-        --tasks reach push --episodes 50 --out runs/eval
+        --tasks reach push --episodes 50 --out runs/eval           # wam_ros/cli/eval.py
 
 Offline (held-out episodes, --data): next-frame PSNR/SSIM at horizon 1 and at imagination horizon --horizon (the
 model fed its own frames) vs copy-last-frame; action error (mean |target - expert target| over the chunk, raw units)
@@ -14,12 +16,11 @@ results.md into --out.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,43 @@ from wam_ros.train.closed_loop import closed_loop, expert_factory, random_factor
 from wam_ros.train.metrics import imagine, psnr, ssim
 
 log = logging.getLogger("wam.eval")
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation run (validated).
+
+    model: model directory or .pt checkpoint. ablation: the action-only checkpoint (same network, frame weight 0).
+    data: held-out episode directories for the offline metrics (none: no offline part).
+    train_data: the training episode directories; a closed-loop seed found in them is refused.
+    tasks / episodes / seed_start: closed loop on seeds seed_start .. seed_start+episodes-1 of each task (0: none).
+    replan: actions executed per predicted chunk. horizon: imagination horizon of the frame metrics.
+    max_windows: held-out windows for the frame metrics. backend: runtime backend of the closed loop.
+    ablation_closed_loop: also run the ablation in closed loop. threads: torch threads. seed: window sampling.
+    out: where `write_results` puts results.json and results.md.
+    """
+
+    model: str
+    ablation: str | None = None
+    data: list[str] = field(default_factory=list)
+    train_data: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=lambda: ["reach", "push"])
+    episodes: int = 50
+    seed_start: int = 1_000_000
+    replan: int = 4
+    horizon: int = 8
+    max_windows: int = 512
+    backend: str = "torch"
+    ablation_closed_loop: bool = False
+    threads: int = 2
+    seed: int = 0
+    out: str = "runs/eval"
+
+    def __post_init__(self) -> None:
+        for name in ("episodes", "replan", "horizon", "max_windows", "threads"):
+            low = 0 if name == "episodes" else 1
+            if getattr(self, name) < low:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
 
 
 def _mean(x: np.ndarray) -> float:
@@ -211,39 +249,41 @@ def render_markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Run the offline part (with `data`) and the closed loop (with `episodes` > 0); returns the results dict."""
     t0 = time.monotonic()
-    model = load_checkpoint(args.model, require_fitted=True)
-    ablation = load_checkpoint(args.ablation, require_fitted=True) if args.ablation else None
+    torch.set_num_threads(cfg.threads)
+    model = load_checkpoint(cfg.model, require_fitted=True)
+    ablation = load_checkpoint(cfg.ablation, require_fitted=True) if cfg.ablation else None
     res: dict[str, Any] = {
-        "model": str(args.model),
-        "ablation": args.ablation,
-        "seed_start": args.seed_start,
-        "replan": args.replan,
-        "backend": args.backend,
+        "model": str(cfg.model),
+        "ablation": cfg.ablation,
+        "seed_start": cfg.seed_start,
+        "replan": cfg.replan,
+        "backend": cfg.backend,
     }
-    if args.data:
-        res["offline"] = offline(model, ablation, args.data, args.horizon, args.max_windows, args.seed)
-    if args.episodes > 0:
-        seeds = list(range(args.seed_start, args.seed_start + args.episodes))
-        if args.train_data:
-            clash = sorted(training_seeds(args.train_data) & set(seeds))
+    if cfg.data:
+        res["offline"] = offline(model, ablation, cfg.data, cfg.horizon, cfg.max_windows, cfg.seed)
+    if cfg.episodes > 0:
+        seeds = list(range(cfg.seed_start, cfg.seed_start + cfg.episodes))
+        if cfg.train_data:
+            clash = sorted(training_seeds(cfg.train_data) & set(seeds))
             if clash:
                 raise ValueError(
                     f"evaluation seeds {clash[:5]} also appear in the training data; pick --seed-start"
                 )
         from wam_ros.runtime import load_policy
 
-        policy = load_policy(args.model, backend=args.backend, threads=args.threads)
-        factories = {"wam": wam_factory(policy, args.replan)}
-        if args.ablation and args.ablation_closed_loop:
+        policy = load_policy(cfg.model, backend=cfg.backend, threads=cfg.threads)
+        factories = {"wam": wam_factory(policy, cfg.replan)}
+        if cfg.ablation and cfg.ablation_closed_loop:
             factories["action_only"] = wam_factory(
-                load_policy(args.ablation, backend="torch", threads=args.threads), args.replan
+                load_policy(cfg.ablation, backend="torch", threads=cfg.threads), cfg.replan
             )
         factories["expert"] = expert_factory()
-        factories["random"] = random_factory(args.seed)
+        factories["random"] = random_factory(cfg.seed)
         res["closed_loop"] = {}
-        for task in args.tasks:
+        for task in cfg.tasks:
             log.info("closed loop: %s, %d seeds, policies %s", task, len(seeds), list(factories))
             res["closed_loop"][task] = closed_loop(
                 factories,
@@ -257,49 +297,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model directory or .pt checkpoint")
-    p.add_argument("--ablation", default=None, help="action-only checkpoint (same network, frame weight 0)")
-    p.add_argument(
-        "--data", nargs="*", default=[], help="held-out episode directories for the offline metrics"
-    )
-    p.add_argument(
-        "--train-data", nargs="*", default=[], help="training episode dirs: eval seeds must not occur"
-    )
-    p.add_argument("--tasks", nargs="+", default=["reach", "push"])
-    p.add_argument("--episodes", type=int, default=50, help="closed-loop episodes per task (0: offline only)")
-    p.add_argument("--seed-start", type=int, default=1_000_000, help="first closed-loop scene seed")
-    p.add_argument("--replan", type=int, default=4, help="actions executed per predicted chunk")
-    p.add_argument("--horizon", type=int, default=8, help="imagination horizon for the frame metrics")
-    p.add_argument("--max-windows", type=int, default=512, help="held-out windows for the frame metrics")
-    p.add_argument("--backend", default="torch", help="runtime backend for the closed loop")
-    p.add_argument("--ablation-closed-loop", action="store_true", help="also run the ablation in closed loop")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/eval", help="directory for results.json + results.md")
-
-
-def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(args.threads)
-    for name in ("episodes", "replan", "horizon", "max_windows"):
-        if getattr(args, name) < (0 if name == "episodes" else 1):
-            print(
-                f"wam eval: --{name.replace('_', '-')} must be >= {0 if name == 'episodes' else 1}, "
-                f"got {getattr(args, name)}",
-                file=sys.stderr,
-            )
-            return 2
-    try:
-        res = evaluate(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"wam eval: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
+def write_results(res: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
+    """results.json and results.md (render_markdown) into `out` (created)."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=2))
-    md = render_markdown(res)
-    (out / "results.md").write_text(md)
-    print(md)
-    print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
-    return 0
+    (out / "results.md").write_text(render_markdown(res))
+    return out / "results.json", out / "results.md"
