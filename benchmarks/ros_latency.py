@@ -119,8 +119,9 @@ STAGES = (  # (name, from, to): keys of one frame's record (probe's `frames` + w
 )
 
 
-def breakdown(res: dict) -> dict[str, float]:
-    """p50 (ms) of each stage over the frames that have both the probe's record and the node's wam/timing."""
+def breakdown(res: dict, q: float = 50) -> dict[str, float]:
+    """Percentile `q` (ms) of each stage over the frames that have both the probe's record and the node's
+    wam/timing; also, for q=50, `slowest`: the stage that took longest in each of the slowest 1 % of frames."""
     node = {round(t[0], 6): t for t in res.get("timing", [])}
     rows = []
     for f in res.get("frames", []):
@@ -131,8 +132,23 @@ def breakdown(res: dict) -> dict[str, float]:
             )
     out = {"frames_with_timing": float(len(rows))}
     for name, a, b in STAGES:
-        out[name] = float(np.median([(r[b] - r[a]) * 1e3 for r in rows])) if rows else float("nan")
+        out[name] = float(np.percentile([(r[b] - r[a]) * 1e3 for r in rows], q)) if rows else float("nan")
     return out
+
+
+def slowest_frames(res: dict, share: float = 0.01) -> list[dict[str, float]]:
+    """The slowest `share` of frames (end to end), each with its stage times (ms): where a tail frame waited."""
+    node = {round(t[0], 6): t for t in res.get("timing", [])}
+    rows = []
+    for f in res.get("frames", []):
+        t = node.get(round(f["stamp"], 6))
+        if t is not None:
+            r = {**f, "entered": t[1], "predict_start": t[2], "predict_end": t[3], "publishing_cmd": t[4]}
+            rows.append(
+                {"e2e": (r["recv"] - r["publishing"]) * 1e3} | {n: (r[b] - r[a]) * 1e3 for n, a, b in STAGES}
+            )
+    rows.sort(key=lambda r: -r["e2e"])
+    return rows[: max(1, int(len(rows) * share))] if rows else []
 
 
 def ros_pingpong(
@@ -292,7 +308,10 @@ def main() -> int:
             "echo_p99_ms": pct(echo, 99),
             "node_step_overhead_p50_ms": float(res.get("last_diag", {}).get("step_overhead_ms_p50", "nan")),
             "breakdown_ms_p50": breakdown(res),
+            "breakdown_ms_p99": breakdown(res, 99),
             "echo_breakdown_ms_p50": breakdown(floor),
+            "echo_breakdown_ms_p99": breakdown(floor, 99),
+            "slowest_frames": slowest_frames(res),
         }
         f["overhead_p50_ms"] = f["e2e_p50_ms"] - figs["bare_p50_ms"]
         f["overhead_p99_ms"] = f["e2e_p99_ms"] - figs["bare_p99_ms"]
@@ -313,16 +332,22 @@ def main() -> int:
             f"p50 {f['echo_p50_ms']:.2f} ms  p99 {f['echo_p99_ms']:.2f} ms  ({f['echo_received']}/{a.count} frames)"
         )
         wam_b, echo_b = f["breakdown_ms_p50"], f["echo_breakdown_ms_p50"]
+        wam_99, echo_99 = f["breakdown_ms_p99"], f["echo_breakdown_ms_p99"]
         print(
-            f"[{ex} executor] where the time goes, p50 ms per stage (wam_node over "
+            f"[{ex} executor] where the time goes, ms per stage, p50 / p99 (wam_node over "
             f"{int(wam_b['frames_with_timing'])} frames | echo node over {int(echo_b['frames_with_timing'])}):"
         )
         for name, _, _ in STAGES:
-            print(f"    {name:<58s} {wam_b[name]:6.3f} | {echo_b[name]:6.3f}")
+            print(
+                f"    {name:<58s} {wam_b[name]:6.3f} / {wam_99[name]:7.3f} | {echo_b[name]:6.3f} / {echo_99[name]:7.3f}"
+            )
         print(
             f"    {'sum of the stage p50s':<58s} {sum(wam_b[n] for n, _, _ in STAGES):6.3f} | "
             f"{sum(echo_b[n] for n, _, _ in STAGES):6.3f}"
         )
+        for r in f["slowest_frames"]:
+            worst = max((n for n, _, _ in STAGES), key=lambda n: r[n])
+            print(f"    slow frame: e2e {r['e2e']:.2f} ms, longest stage {worst!r} {r[worst]:.2f} ms")
     if a.json:
         Path(a.json).write_text(json.dumps(figs, indent=2))
     return status
