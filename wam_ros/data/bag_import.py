@@ -51,7 +51,7 @@ from wam_ros.data.episode import (
     write_episode,
 )
 from wam_ros.data.rosbag import BagError, BagSummary, deserialize, find_bags, iter_bag, read_custom_data
-from wam_ros.robot import RobotProfile
+from wam_ros.robot import JointReader, RobotProfile
 
 log = logging.getLogger(__name__)
 
@@ -206,16 +206,10 @@ def _joint_columns(names: list[str], joint_names: list[str]) -> list[int | None]
     return [index.get(n) for n in joint_names]
 
 
-def _gripper_from_fingers(names: list[str], values: np.ndarray, gripper: str) -> float | None:
-    """Panda: the profile's `panda_gripper` width is the sum of the two finger joints when only those are sent."""
-    fingers = [i for i, n in enumerate(names) if "finger_joint" in n]
-    if gripper.endswith("gripper") and len(fingers) == 2 and len(values) > max(fingers):
-        return float(values[fingers[0]] + values[fingers[1]])
-    return None
-
-
-def _vector(names: list[str], values, joint_names: list[str]) -> np.ndarray:
-    """Values ordered as joint_names; NaN where a joint is absent."""
+def _vector(names: list[str], values, joint_names: list[str], rules: dict | None = None) -> np.ndarray:
+    """Values ordered as joint_names; NaN where a joint is absent. A joint absent under its own name is derived by the
+    robot profile's joint_mapping `rules` (wam_ros.robot.JointReader: a Panda's gripper width = finger1 + finger2),
+    as wam_node reads the same topic."""
     values = np.asarray(values, dtype=np.float64)
     out = np.full(len(joint_names), np.nan)
     if values.size == 0:
@@ -223,10 +217,13 @@ def _vector(names: list[str], values, joint_names: list[str]) -> np.ndarray:
     for j, col in enumerate(_joint_columns(list(names), joint_names)):
         if col is not None and col < values.size:
             out[j] = values[col]
-    if np.isnan(out[-1]):
-        g = _gripper_from_fingers(list(names), values, joint_names[-1])
-        if g is not None:
-            out[-1] = g
+    index = {n: i for i, n in enumerate(names)}
+    for j, joint in enumerate(joint_names):
+        if np.isnan(out[j]) and joint in (rules or {}):
+            sources, scale, offset = rules[joint]
+            cols = [index.get(s) for s in sources]
+            if all(c is not None and c < values.size for c in cols):
+                out[j] = scale * float(sum(values[c] for c in cols)) + offset
     return out
 
 
@@ -236,7 +233,9 @@ def _insane(values: np.ndarray) -> bool:
         return bool(np.any(np.isinf(values) | (np.abs(values) > ABSURD)))
 
 
-def read_streams(bag: Path, cfg: ImportConfig, joint_names: list[str], summary: BagSummary) -> dict:
+def read_streams(
+    bag: Path, cfg: ImportConfig, joint_names: list[str], summary: BagSummary, rules: dict | None = None
+) -> dict:
     """Decode the camera, joint and command streams of one bag (sorted by time).
 
     Joint states with Inf or absurd values and commands with NaN, Inf or absurd targets are not used; they are
@@ -257,8 +256,8 @@ def read_streams(bag: Path, cfg: ImportConfig, joint_names: list[str], summary: 
             cams.append((_stamp(msg, m.log_time_ns), msg))
         elif m.topic == cfg.joint_topic:
             msg = deserialize(m.data, m.msgtype)
-            pos = _vector(msg.name, msg.position, joint_names)
-            vel = _vector(msg.name, msg.velocity, joint_names) if len(msg.velocity) else np.zeros(J)
+            pos = _vector(msg.name, msg.position, joint_names, rules)
+            vel = _vector(msg.name, msg.velocity, joint_names, rules) if len(msg.velocity) else np.zeros(J)
             if _insane(pos) or _insane(vel):
                 refused["joint_states"] += 1
                 continue
@@ -275,7 +274,7 @@ def read_streams(bag: Path, cfg: ImportConfig, joint_names: list[str], summary: 
                     continue
                 t = _stamp(msg, m.log_time_ns)
                 raw = np.asarray(msg.points[-1].positions, dtype=np.float64)
-                target = _vector(msg.joint_names, raw, joint_names)
+                target = _vector(msg.joint_names, raw, joint_names, rules)
             if _insane(raw) or np.any(np.isnan(raw)):
                 refused["commands"] += 1
                 continue
@@ -481,7 +480,9 @@ def import_bag(
             return report
     profile = RobotProfile.load(_profile_name(custom, cfg))
     summary = BagSummary(bag, {}, {}, {}, False)
-    streams = read_streams(bag, cfg, profile.joint_names, summary)
+    streams = read_streams(
+        bag, cfg, profile.joint_names, summary, JointReader(profile, profile.joint_names).rules
+    )
     report.truncated_bag = summary.truncated
     report.source_sha256 = summary.sha256
     report.refused_joint_states = streams["refused"]["joint_states"]
