@@ -7,6 +7,7 @@ Run: .venv/bin/pytest tests/test_campaign.py
 from __future__ import annotations
 
 import fcntl
+import json
 import math
 import os
 import shutil
@@ -16,11 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from wam_ros.cli import main as wam
 from wam_ros.data.episode import list_episodes, read_episode
+from wam_ros.sim.falls import FallConfig, FallSim, sample_params
 from wam_ros.train.campaign import (
     COLUMNS,
     CampaignError,
@@ -29,6 +32,16 @@ from wam_ros.train.campaign import (
     compact,
     load_results,
     run_campaign,
+)
+from wam_ros.train.campaign.traces import (
+    TraceLog,
+    iter_traces,
+    log_schema,
+    shard_paths,
+    trace_columns,
+    trace_log_paths,
+    trace_matrix,
+    trace_metadata,
 )
 
 N = 48
@@ -43,6 +56,19 @@ def reference(tmp_path_factory) -> tuple[Path, list[dict]]:
     summary = run_campaign(CampaignSpec(out=out, episodes=N, workers=2, record=RECORD), progress=False)
     assert summary.complete and summary.ran == N and summary.worker_deaths == 0
     return out, pq.read_table(out / "results.parquet").to_pylist()
+
+
+def traces_of(out: Path) -> dict[int, np.ndarray]:
+    """index -> (T, C) trace; fails on an index stored twice."""
+    got: dict[int, np.ndarray] = {}
+    for tr in iter_traces(out):
+        assert tr.index not in got, f"episode {tr.index} has two traces"
+        got[tr.index] = tr.data
+    return got
+
+
+def traces_equal(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[i], b[i]) for i in a)
 
 
 def rows_equal(a: list[dict], b: list[dict]) -> bool:
@@ -89,6 +115,26 @@ def test_reference_run_is_complete_and_records_the_chosen_episodes(reference):
     assert not list((out / "logs").glob("*.jsonl"))  # compacted
 
 
+def test_every_episode_has_its_trace_exactly_as_the_sim_measured_it(reference):
+    out, rows = reference
+    traces = traces_of(out)
+    assert sorted(traces) == list(range(N)) and not trace_log_paths(out)  # compacted: shards only
+    meta = trace_metadata(out)
+    assert meta["trace_hz"] == 100 and meta["robot"] == "laikago" and len(meta["joint_names"]) == 12
+    table = pq.read_table(shard_paths(out)[0])
+    assert table.column_names == ["index", *trace_columns(12)]
+    assert table.schema.field("imu_ax").type == "float"
+    with FallSim(FallConfig()) as sim:  # an independent in-process run of three of the episodes
+        for i in (0, 5, 7):
+            tr = sim.run_full(sample_params(0, i, sim.cfg), trace=True).trace
+            assert np.array_equal(traces[i], trace_matrix(tr))
+    for i, row in enumerate(rows):
+        t = traces[i][:, 0]
+        assert np.allclose(np.diff(t), 0.01) and t[0] == 0  # 100 Hz from the episode start
+        # up to the episode's end (a fall ends it); a sample holds the last physics state (1/240 s) before it
+        assert row["sim_time"] - 0.01 < t[-1] <= row["sim_time"] + 1 / 240 + 1e-6
+
+
 def test_killed_worker_costs_no_row_and_no_duplicate(reference, tmp_path):
     out = tmp_path / "falls"
     proc = subprocess.Popen(
@@ -119,6 +165,7 @@ def test_killed_worker_costs_no_row_and_no_duplicate(reference, tmp_path):
     rows = pq.read_table(out / "results.parquet").to_pylist()
     assert [r["index"] for r in rows] == list(range(N))  # exactly 0..N-1, once each
     assert rows_equal(rows, reference[1])  # bit for bit what an uninterrupted run gives
+    assert traces_equal(traces_of(out), traces_of(reference[0]))  # traces too: once each, identical
 
 
 def test_resume_after_the_whole_run_is_killed(reference, tmp_path):
@@ -160,6 +207,7 @@ def test_resume_after_the_whole_run_is_killed(reference, tmp_path):
     assert [r["index"] for r in rows] == list(range(N))
     assert rows_equal(rows, reference[1])
     assert [p.name for p in list_episodes(out / "episodes")] == ["episode_000000.npz", "episode_000005.npz"]
+    assert traces_equal(traces_of(out), traces_of(reference[0]))
 
     third = subprocess.run(cmd, capture_output=True, text=True, timeout=60)  # nothing left: a no-op
     assert third.returncode == 0 and "(0 run now" in third.stdout
@@ -184,9 +232,22 @@ def test_extend_campaign_and_torn_log_line(reference, tmp_path):
     torn = out / "logs" / "rows-1-torn.jsonl"
     torn.parent.mkdir(exist_ok=True)
     torn.write_bytes(b'{"index": 6, "seed": 0, "push_fo')
+    # a trace log with a second copy of episode 2 (a crash between trace and row) and a torn batch for episode 6
+    ref = traces_of(reference[0])
+    with FallSim(FallConfig()) as sim:
+        dup = sim.run_full(sample_params(0, 2, sim.cfg), trace=True).trace
+        schema = log_schema(sim.profile["joint_names"], 100, "laikago")
+    dup.joint_pos[:] = 99.0  # a stale copy must never replace the stored one
+    bad = TraceLog(out / "traces" / "logs" / "traces-1-crash.arrows", schema)
+    bad.append(2, dup)
+    bad.append(6, dup)
+    bad.close()
+    data = bad.path.read_bytes()
+    bad.path.write_bytes(data[: len(data) - 100])
     second = run_campaign(CampaignSpec(out=out, episodes=10, workers=2, record=RECORD), progress=False)
     assert second.ran == 4 and second.episodes == 10
     assert rows_equal(pq.read_table(out / "results.parquet").to_pylist(), reference[1][:10])
+    assert traces_equal(traces_of(out), {i: ref[i] for i in range(10)})
 
 
 def test_ray_backend_runs_the_same_campaign(reference, tmp_path):
@@ -197,6 +258,8 @@ def test_ray_backend_runs_the_same_campaign(reference, tmp_path):
     rows = pq.read_table(out / "results.parquet").to_pylist()
     assert rows_equal(rows, reference[1][:12])
     assert [p.name for p in list_episodes(out / "episodes")] == ["episode_000000.npz", "episode_000005.npz"]
+    ref = traces_of(reference[0])
+    assert traces_equal(traces_of(out), {i: ref[i] for i in range(12)})  # the driver wrote the actors' traces
 
 
 def test_report_writes_table_and_plots(reference, tmp_path, capsys):
@@ -288,6 +351,16 @@ def test_bad_directories_are_refused(reference, tmp_path, capsys):
     assert "expected a sub-command" in capsys.readouterr().err
     compact(copy)  # idempotent on a complete campaign
     assert load_results(copy).num_rows == N
+    # a campaign written before traces and standing episodes existed: its campaign.json lacks those keys
+    old = json.loads((copy / "campaign.json").read_text())
+    del old["traces"]
+    for key in ("trace_hz", "standing_fraction", "standing_s"):
+        del old["fall"][key]
+    (copy / "campaign.json").write_text(json.dumps(old))
+    assert wam(["campaign", "falls", "--episodes", str(N), "--out", str(copy)]) == 1
+    assert "traces: stored False, asked True" in capsys.readouterr().err  # says what to change
+    assert wam(["campaign", "falls", "--episodes", str(N), "--out", str(copy), "--no-traces"]) == 0
+    assert "(0 run now" in capsys.readouterr().out  # it resumes under its own settings
 
 
 def test_a_worker_that_keeps_crashing_stops_the_run_and_keeps_the_rows(tmp_path):

@@ -22,6 +22,7 @@ from wam_ros.sim.falls import (
     tilt_deg,
     upright_axis,
 )
+from wam_ros.sim.imu import align_z_to, quat_conj, quat_mul, rotate_inv, tilt_from_orientation_deg
 from wam_ros.train.campaign.episodes import fall_episode
 
 
@@ -190,3 +191,75 @@ def test_bad_config_values_are_named():
         Randomization(push_force=(10.0, 5.0))
     with pytest.raises(ValueError, match="slope_deg"):
         Randomization(slope_deg=(0.0, 60.0))
+
+
+def test_trace_changes_nothing_and_reads_like_an_imu(laikago):
+    """Traces are read-only, and what they hold is what a base IMU and joint encoders would report."""
+    base = sample_params(5, 3, laikago.cfg)
+    plain = laikago.run(base)
+    traced = laikago.run_full(base, trace=True)
+    assert same(plain, traced.result) and traced.recording is None
+    tr = traced.trace
+    assert len(tr) == 1 + (plain.steps * 100) // 240 and tr.joint_effort.shape == (len(tr), 12)
+    assert tr.t.dtype == np.float32 and np.allclose(np.diff(tr.t), 0.01)
+
+    still = dataclasses.replace(
+        base, push_force=0.0, slope_deg=0.0, standing=True, friction=1.0, mass_scale=1.0, motor_strength=1.0
+    )
+    flat = laikago.run_full(still).trace
+    assert np.allclose(
+        flat.linear_acceleration[-50:], [0, 0, 9.81], atol=0.05
+    )  # gravity, as an accelerometer
+    assert np.abs(flat.angular_velocity[-50:]).max() < 0.01
+    assert tilt_from_orientation_deg(flat.orientation[-1]) < 0.5
+    # the motors hold the body: their torques are not zero (a standing robot is loaded)
+    assert np.abs(flat.joint_effort[-1]).max() > 1.0
+
+    slope = laikago.run_full(dataclasses.replace(still, slope_deg=8.0, slope_yaw=1.0)).trace
+    # on a slope the IMU (relative to gravity) reads the slope; the fall detector's tilt (to the ground) does not
+    assert abs(tilt_from_orientation_deg(slope.orientation[-1]) - 8.0) < 1.5
+    assert slope.tilt_deg[-1] < 1.5
+    assert np.linalg.norm(slope.linear_acceleration[-1]) == pytest.approx(9.81, abs=0.05)
+
+    shove = dataclasses.replace(still, standing=False, push_force=300.0, push_start=0.3, push_duration=0.1)
+    pushed = laikago.run_full(shove).trace
+    during = (pushed.t > 0.32) & (pushed.t < 0.39)
+    horizontal = np.linalg.norm(pushed.linear_acceleration[during, :2], axis=1)
+    assert horizontal.max() > 3.0  # the push shows in the accelerometer (it is not recorded itself)
+    assert np.abs(flat.linear_acceleration[-50:, :2]).max() < 0.2
+
+
+def test_standing_episodes_are_unpushed_draws_of_the_same_conditions(laikago):
+    mixed = FallConfig(standing_fraction=0.3, standing_s=2.0)
+    a = [sample_params(2, i, FallConfig()) for i in range(200)]
+    b = [sample_params(2, i, mixed) for i in range(200)]
+    standing = [p for p in b if p.standing]
+    assert 40 <= len(standing) <= 80 and all(p.push_force == 0.0 for p in standing)
+    for pa_, pb in zip(a, b, strict=True):  # the other draws are the same: one draw order, appended
+        assert (pa_.slope_deg, pa_.friction, pa_.motor_strength) == (
+            pb.slope_deg,
+            pb.friction,
+            pb.motor_strength,
+        )
+        assert pb.standing or pa_.push_force == pb.push_force
+    with FallSim(mixed) as sim:
+        out = sim.run_full(standing[0], trace=True)
+    assert out.result.sim_time == pytest.approx(2.0) and out.result.recovered  # never stops early
+    assert len(out.trace) == 201
+    with pytest.raises(ValueError, match="standing_fraction"):
+        FallConfig(standing_fraction=1.5)
+    with pytest.raises(ValueError, match="trace_hz"):
+        FallConfig(trace_hz=500)
+
+
+def test_imu_maths_agrees_with_the_rotation_matrix():
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(20, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    v = rng.normal(size=(20, 3))
+    for qi, vi, got in zip(q, v, rotate_inv(q, v), strict=True):
+        assert np.allclose(got, rotation(qi).T @ vi)
+    for d in ([0, 0, 1], [0, 0, -1], [1, 2, 3], [0.1, 0, 1]):
+        d = np.asarray(d, float) / np.linalg.norm(d)
+        assert np.allclose(rotation(align_z_to(d)) @ [0, 0, 1], d)
+    assert np.allclose(quat_mul(q, quat_conj(q)), [0, 0, 0, 1])

@@ -54,6 +54,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     falls.add_argument(
         "--block", type=int, default=None, help="indices per work unit (default 16 local, 4 ray)"
     )
+    falls.add_argument(
+        "--standing-fraction",
+        type=float,
+        default=FallConfig.standing_fraction,
+        help="share of episodes not pushed (standing, for false-alarm measurements; default 0)",
+    )
+    falls.add_argument(
+        "--push",
+        choices=("random", "none"),
+        default="random",
+        help="'none' = every episode standing (same as --standing-fraction 1)",
+    )
+    falls.add_argument(
+        "--standing-s",
+        type=float,
+        default=FallConfig.standing_s,
+        help="length of a standing episode, s simulated (default 10)",
+    )
+    falls.add_argument(
+        "--trace-hz", type=int, default=FallConfig.trace_hz, help="IMU + joint trace rate (default 100)"
+    )
+    falls.add_argument(
+        "--no-traces", action="store_true", help="no IMU + joint traces (results rows only, as before)"
+    )
     falls.add_argument("--no-progress", action="store_true", help="no progress bar")
     report = sub.add_parser(
         "report",
@@ -81,7 +105,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _falls(args: argparse.Namespace) -> int:
     try:
-        fall = FallConfig(robot=args.robot, episode_s=args.episode_s, camera_size=args.camera_size)
+        standing = 1.0 if args.push == "none" else args.standing_fraction
+        fall = FallConfig(
+            robot=args.robot,
+            episode_s=args.episode_s,
+            camera_size=args.camera_size,
+            trace_hz=args.trace_hz,
+            standing_fraction=standing,
+            standing_s=args.standing_s,
+        )
         block = args.block if args.block is not None else (16 if args.backend == "local" else 4)
         spec = CampaignSpec(
             out=args.out,
@@ -93,6 +125,7 @@ def _falls(args: argparse.Namespace) -> int:
             record=args.record,
             block=block,
             fall=fall,
+            traces=not args.no_traces,
         )
     except ValueError as exc:
         print(f"wam campaign falls: {exc}", file=sys.stderr)

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from wam_ros.sim.imu import imu_readings
+
 OUTCOMES = ("fell", "recovered", "unsettled")
 
 
@@ -143,9 +145,14 @@ class FallConfig:
         fall_tilt_deg: tilt from the robot's own upright pose beyond which it has fallen.
         fall_height_frac: base height below this fraction of the standing height means fallen.
         still_speed: base speed (m/s) and, x 4, angular speed (rad/s) below which the robot counts as still.
-        record_hz: rate of the recorded traces (selected episodes only).
+        record_hz: rate of the recorded camera episodes (selected episodes only).
         camera_size: side of the recorded square RGB frames (px).
         randomization: per-episode ranges.
+        trace_hz: rate of the IMU + joint traces (`FallTrace`); a sample is the state after the last physics step
+            at or before its time (sample-and-hold of the `sim_hz` physics).
+        standing_fraction: share of episodes that are not pushed ("standing": push force 0, same slope, friction,
+            mass and motor strength draws); they run `standing_s` and never stop early at a recovery.
+        standing_s: length of a standing episode (s simulated).
     """
 
     robot: str = "laikago"
@@ -158,6 +165,9 @@ class FallConfig:
     record_hz: int = 20
     camera_size: int = 64
     randomization: Randomization = field(default_factory=Randomization)
+    trace_hz: int = 100
+    standing_fraction: float = 0.0
+    standing_s: float = 10.0
 
     def __post_init__(self) -> None:
         if isinstance(self.randomization, dict):  # loaded from JSON
@@ -183,6 +193,12 @@ class FallConfig:
             raise ValueError(f"FallConfig.record_hz must divide sim_hz={self.sim_hz}, got {self.record_hz}")
         if not 8 <= self.camera_size <= 512:
             raise ValueError(f"FallConfig.camera_size must be in [8, 512], got {self.camera_size}")
+        if not 1 <= self.trace_hz <= self.sim_hz:
+            raise ValueError(f"FallConfig.trace_hz must be in [1, sim_hz={self.sim_hz}], got {self.trace_hz}")
+        if not 0.0 <= self.standing_fraction <= 1.0:
+            raise ValueError(f"FallConfig.standing_fraction must be in [0, 1], got {self.standing_fraction}")
+        if not 0 < self.standing_s <= 600:
+            raise ValueError(f"FallConfig.standing_s must be in (0, 600], got {self.standing_s}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,6 +219,9 @@ class EpisodeParams:
     friction: float
     mass_scale: float
     motor_strength: float
+    standing: bool = (
+        False  # not pushed (push_force 0); runs FallConfig.standing_s without stopping at a recovery
+    )
 
     @property
     def push_impulse(self) -> float:
@@ -221,7 +240,8 @@ def sample_params(campaign_seed: int, index: int, cfg: FallConfig) -> EpisodePar
         )
     r = cfg.randomization
     rng = np.random.default_rng([campaign_seed, index])
-    u = rng.random(9)  # one fixed draw order: adding a range later must append, never reorder
+    u = rng.random(10)  # one fixed draw order: adding a range later must append, never reorder
+    standing = bool(u[9] < cfg.standing_fraction)
 
     def span(lo_hi: tuple[float, float], x: float) -> float:
         return float(lo_hi[0] + (lo_hi[1] - lo_hi[0]) * x)
@@ -229,7 +249,7 @@ def sample_params(campaign_seed: int, index: int, cfg: FallConfig) -> EpisodePar
     return EpisodeParams(
         index=index,
         seed=campaign_seed,
-        push_force=span(r.push_force, u[0]),
+        push_force=0.0 if standing else span(r.push_force, u[0]),
         push_yaw=float(2 * math.pi * u[1]),
         push_start=span(r.push_start, u[2]),
         push_duration=span(r.push_duration, u[3]),
@@ -238,6 +258,7 @@ def sample_params(campaign_seed: int, index: int, cfg: FallConfig) -> EpisodePar
         friction=span(r.friction, u[6]),
         mass_scale=span(r.mass_scale, u[7]),
         motor_strength=span(r.motor_strength, u[8]),
+        standing=standing,
     )
 
 
@@ -285,6 +306,43 @@ class FallRecording:
             base_orn=np.asarray(orn, dtype=np.float32),
             frames=np.stack(frames),
         )
+
+
+@dataclass
+class FallTrace:
+    """What a real robot measures during one episode, at `trace_hz` (sample k at t = k / trace_hz, the state after
+    the last physics step at or before t). The push itself is not observed. All float32; J motor joints in
+    `RobotSpec.motor_joints` order (names in `FallSim.profile["joint_names"]`).
+
+    t (T,) s since the episode start; orientation (T, 4) quaternion xyzw of the IMU frame in a gravity-aligned
+    world frame; angular_velocity (T, 3) rad/s and linear_acceleration (T, 3) m/s^2 (specific force, +9.81 on z
+    when standing still) in the IMU frame (wam_ros.sim.imu); joint_pos (T, J) rad, joint_vel (T, J) rad/s,
+    joint_effort (T, J) N m (the motors' applied torque). Privileged, for labels and analysis (a robot does not
+    measure them): tilt_deg (T,) from the robot's upright pose against the ground normal (the fall detector's
+    tilt), height (T,) of the base above the ground (m).
+    """
+
+    t: np.ndarray
+    orientation: np.ndarray
+    angular_velocity: np.ndarray
+    linear_acceleration: np.ndarray
+    joint_pos: np.ndarray
+    joint_vel: np.ndarray
+    joint_effort: np.ndarray
+    tilt_deg: np.ndarray
+    height: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.t.shape[0])
+
+
+@dataclass
+class FallRun:
+    """`FallSim.run_full`'s output: the outcome, and the camera recording / trace when asked for."""
+
+    result: FallResult
+    recording: FallRecording | None = None
+    trace: FallTrace | None = None
 
 
 def rotation(quat: tuple[float, ...] | np.ndarray) -> np.ndarray:
@@ -355,6 +413,11 @@ class FallSim:
         self.standing_height = float(pos[2])
         self.standing_orientation = tuple(orn)
         self.up_local = tuple(float(v) for v in upright_axis(orn))
+        # restoreState does not restore the motors' last applied torques: an episode's first trace sample takes
+        # these (the settled standing state's), so a trace never depends on the episodes run before it
+        self.standing_effort = np.array(
+            [s[3] for s in c.getJointStates(self.robot, list(self.spec.motor_joints))]
+        )
         self.state = c.saveState()
         self.profile = self._profile()
 
@@ -363,13 +426,20 @@ class FallSim:
         self, params: EpisodeParams, record: bool = False
     ) -> FallResult | tuple[FallResult, FallRecording]:
         """Run one episode from the saved standing state. With `record`, also return its camera + proprioception."""
+        out = self.run_full(params, record=record, trace=False)
+        return (out.result, out.recording) if record else out.result
+
+    def run_full(self, params: EpisodeParams, record: bool = False, trace: bool = True) -> FallRun:
+        """Run one episode; with `trace`, sample the IMU and joints at `trace_hz` (`FallTrace`), with `record`,
+        render the camera at `record_hz` (`FallRecording`). Neither changes the physics (tested bit for bit)."""
         c, cfg, robot = self.client, self.cfg, self.robot
         self._apply(params)
         push_from = round(params.push_start * cfg.sim_hz)
         push_to = push_from + max(1, round(params.push_duration * cfg.sim_hz))
         fx = params.push_force * math.cos(params.push_yaw)
         fy = params.push_force * math.sin(params.push_yaw)
-        max_steps = round(cfg.episode_s * cfg.sim_hz)
+        standing = params.standing
+        max_steps = round((cfg.standing_s if standing else cfg.episode_s) * cfg.sim_hz)
         settle_steps = round(cfg.settle_s * cfg.sim_hz)
         # per-step checks in plain floats on cosines (acos only for the summary); PyBullet calls bound once
         ux, uy, uz = self.up_local
@@ -378,15 +448,23 @@ class FallSim:
         low = cfg.fall_height_frac * self.standing_height
         slow_lin, slow_ang = cfg.still_speed**2, (4 * cfg.still_speed) ** 2
         step_sim, base_pose, base_vel = c.stepSimulation, c.getBasePositionAndOrientation, c.getBaseVelocity
+        joint_states, joints = c.getJointStates, list(self.spec.motor_joints)
         push, world, force = c.applyExternalForce, self.pb.WORLD_FRAME, (fx, fy, 0.0)
         still, min_cos, min_height = 0, 1.0, math.inf
         fall_step = -1
-        trace: list[tuple] | None = [] if record else None
+        frames: list[tuple] | None = [] if record else None
         every = cfg.sim_hz // cfg.record_hz
+        samples: list[tuple] = []  # (step, base pose, base velocity, joint states) at the trace ticks
+        sim_hz, trace_hz = cfg.sim_hz, cfg.trace_hz
+        tick, next_sample = 0, 0 if trace else max_steps + 1
         step = 0
         while step < max_steps:
+            if step == next_sample:  # the last physics state at or before tick / trace_hz
+                samples.append((step, base_pose(robot), base_vel(robot), joint_states(robot, joints)))
+                tick += 1
+                next_sample = tick * sim_hz // trace_hz
             if record and step % every == 0:
-                trace.append(self._observe(step * self.dt))
+                frames.append(self._observe(step * self.dt))
             if push_from <= step < push_to:
                 push(robot, -1, force, base_pose(robot)[0], world)
             step_sim()
@@ -403,8 +481,10 @@ class FallSim:
                 (vx, vy, vz), (wx, wy, wz) = base_vel(robot)
                 slow = vx * vx + vy * vy + vz * vz < slow_lin and wx * wx + wy * wy + wz * wz < slow_ang
                 still = still + 1 if slow and cos_tilt > cos_upright else 0
-                if still >= settle_steps:
+                if still >= settle_steps and not standing:
                     break
+        if step == next_sample:  # the episode ended on a trace tick: that state belongs to the trace too
+            samples.append((step, base_pose(robot), base_vel(robot), joint_states(robot, joints)))
         tilt = math.degrees(math.acos(max(-1.0, min(1.0, cos_tilt))))
         max_tilt = math.degrees(math.acos(max(-1.0, min(1.0, min_cos))))
         fell = fall_step >= 0
@@ -423,20 +503,57 @@ class FallSim:
             sim_time=step * self.dt,
             steps=step,
         )
-        if not record:
-            return result
-        trace.append(self._observe(step * self.dt))
-        return result, FallRecording.from_samples(trace)
+        recording = None
+        if record:
+            frames.append(self._observe(step * self.dt))
+            recording = FallRecording.from_samples(frames)
+        return FallRun(result, recording, self._trace(samples, params) if trace else None)
+
+    def _trace(self, samples: list[tuple], params: EpisodeParams) -> FallTrace:
+        """Turn the raw samples of one episode into IMU readings + joint arrays (vectorised, after the episode)."""
+        n = len(samples)
+        steps = np.fromiter((s[0] for s in samples), dtype=np.int64, count=n)
+        orn = np.array([s[1][1] for s in samples], dtype=np.float64)
+        height = np.array([s[1][0][2] for s in samples], dtype=np.float64)
+        lin = np.array([s[2][0] for s in samples], dtype=np.float64)
+        ang = np.array([s[2][1] for s in samples], dtype=np.float64)
+        joints = np.array(
+            [[(j[0], j[1], j[3]) for j in s[3]] for s in samples], dtype=np.float64
+        )  # (T, J, 3)
+        if n and steps[0] == 0:
+            joints[0, :, 2] = self.standing_effort
+        orientation, gyro, accel = imu_readings(
+            orn, lin, ang, steps * self.dt, self.gravity(params), np.asarray(self.spec.base_orientation)
+        )
+        ux, uy, uz = self.up_local
+        x, y, z, w = orn.T
+        cos_tilt = 2 * (x * z - y * w) * ux + 2 * (y * z + x * w) * uy + (1 - 2 * (x * x + y * y)) * uz
+        f32 = np.float32
+        return FallTrace(
+            t=(np.arange(n) / self.cfg.trace_hz).astype(f32),
+            orientation=orientation.astype(f32),
+            angular_velocity=gyro.astype(f32),
+            linear_acceleration=accel.astype(f32),
+            joint_pos=joints[:, :, 0].astype(f32),
+            joint_vel=joints[:, :, 1].astype(f32),
+            joint_effort=joints[:, :, 2].astype(f32),
+            tilt_deg=np.degrees(np.arccos(np.clip(cos_tilt, -1.0, 1.0))).astype(f32),
+            height=height.astype(f32),
+        )
+
+    def gravity(self, params: EpisodeParams) -> np.ndarray:
+        """The gravity vector of an episode: a slope of `slope_deg` downhill towards `slope_yaw` tilts it."""
+        slope, yaw = math.radians(params.slope_deg), params.slope_yaw
+        g = 9.81
+        return np.array(
+            [g * math.sin(slope) * math.cos(yaw), g * math.sin(slope) * math.sin(yaw), -g * math.cos(slope)]
+        )
 
     def _apply(self, params: EpisodeParams) -> None:
         """Restore the standing state and set every property an episode may change (so none leaks between them)."""
         c, robot = self.client, self.robot
         c.restoreState(self.state)
-        slope, yaw = math.radians(params.slope_deg), params.slope_yaw
-        g = 9.81
-        c.setGravity(
-            g * math.sin(slope) * math.cos(yaw), g * math.sin(slope) * math.sin(yaw), -g * math.cos(slope)
-        )
+        c.setGravity(*(float(v) for v in self.gravity(params)))
         c.changeDynamics(self.plane, -1, lateralFriction=params.friction)
         for link in self.spec.foot_links:
             c.changeDynamics(robot, link, lateralFriction=params.friction)

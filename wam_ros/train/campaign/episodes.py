@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from wam_ros.data.episode import Episode
-from wam_ros.sim.falls import EpisodeParams, FallRecording, FallResult, FallSim, sample_params
+from wam_ros.sim.falls import EpisodeParams, FallRecording, FallResult, FallSim, FallTrace, sample_params
 from wam_ros.train.campaign.spec import COLUMNS
 
 
@@ -45,11 +45,12 @@ def fall_episode(sim: FallSim, params: EpisodeParams, result: FallResult, rec: F
 
 
 def run_episode_row(
-    sim: FallSim, seed: int, index: int, record: bool
-) -> tuple[dict[str, Any], Episode | None]:
-    """Run episode `index` and return (row, episode or None). The row has exactly the COLUMNS."""
+    sim: FallSim, seed: int, index: int, record: bool, trace: bool = False
+) -> tuple[dict[str, Any], Episode | None, FallTrace | None]:
+    """Run episode `index` and return (row, episode or None, trace or None). The row has exactly the COLUMNS."""
     params = sample_params(seed, index, sim.cfg)
-    out = sim.run(params, record=record)
-    result, episode = (out[0], fall_episode(sim, params, *out)) if record else (out, None)
+    out = sim.run_full(params, record=record, trace=trace)
+    result = out.result
+    episode = fall_episode(sim, params, result, out.recording) if record else None
     row = {**asdict(params), "push_impulse": params.push_impulse, **asdict(result), "recorded": record}
-    return {k: row[k] for k in COLUMNS}, episode
+    return {k: row[k] for k in COLUMNS}, episode, out.trace

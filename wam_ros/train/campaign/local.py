@@ -26,6 +26,7 @@ from wam_ros.sim.falls import FallConfig, FallSim
 from wam_ros.train.campaign.episodes import run_episode_row
 from wam_ros.train.campaign.spec import CampaignError, CampaignSpec, RecordSelection
 from wam_ros.train.campaign.storage import RowLog, read_log
+from wam_ros.train.campaign.traces import new_trace_log, sim_log_schema
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ def worker_log_name(pid: int, token: str) -> str:
     return f"rows-{pid}-{token}.jsonl"  # the worker's pid is in the name: tools (and tests) can find who wrote it
 
 
-def _worker_main(conn: Connection, out: str, seed: int, fall: dict, record: str, token: str) -> None:
+def _worker_main(
+    conn: Connection, out: str, seed: int, fall: dict, record: str, token: str, traces: bool
+) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops its workers
     if os.getppid() == 1:
@@ -53,6 +56,7 @@ def _worker_main(conn: Connection, out: str, seed: int, fall: dict, record: str,
     selection = RecordSelection(record)
     sim = FallSim(FallConfig(**fall))
     rows = RowLog(Path(out) / "logs" / worker_log_name(os.getpid(), token))
+    trace_log = new_trace_log(Path(out), sim_log_schema(sim), str(os.getpid())) if traces else None
     try:
         conn.send(("ready",))
         while True:
@@ -63,14 +67,18 @@ def _worker_main(conn: Connection, out: str, seed: int, fall: dict, record: str,
             if msg[0] == "stop":
                 return
             for index in msg[1]:
-                row, episode = run_episode_row(sim, seed, index, index in selection)
+                row, episode, trace = run_episode_row(sim, seed, index, index in selection, traces)
                 if episode is not None:
                     write_episode(episode_path(Path(out) / "episodes", index), episode)
+                if trace_log is not None:
+                    trace_log.append(index, trace)  # before the row: a row always has its trace
                 rows.append(row)
                 conn.send(("row", index, row["fell"]))
             conn.send(("ready",))
     finally:
         rows.close()
+        if trace_log is not None:
+            trace_log.close()
         sim.close()
 
 
@@ -95,7 +103,9 @@ def run_local(spec: CampaignSpec, pending: list[int], on_row: Progress) -> int:
         parent, child = ctx.Pipe(duplex=True)
         token = uuid.uuid4().hex[:8]
         proc = ctx.Process(
-            target=_worker_main, args=(child, str(spec.out), spec.seed, fall, spec.record, token), daemon=True
+            target=_worker_main,
+            args=(child, str(spec.out), spec.seed, fall, spec.record, token, spec.traces),
+            daemon=True,
         )
         proc.start()
         child.close()

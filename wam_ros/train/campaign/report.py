@@ -48,6 +48,14 @@ def summary_markdown(cols: dict[str, np.ndarray], config: dict) -> str:
         ),
         f"| simulated time | {cols['sim_time'].sum():.0f} s |",
         f"| recorded episodes | {int(cols['recorded'].sum())} |",
+        *(
+            [
+                f"| standing (not pushed) | {int(cols['standing'].sum())}, of which fell "
+                f"{int((cols['standing'] & fell).sum())} |"
+            ]
+            if "standing" in cols and cols["standing"].any()
+            else []
+        ),
         "",
         "| push impulse (N s) | episodes | fall rate |",
         "|---|---|---|",

@@ -11,6 +11,7 @@ import time
 from wam_ros.train.campaign.local import run_local
 from wam_ros.train.campaign.spec import RESULTS, CampaignError, CampaignSpec, CampaignSummary
 from wam_ros.train.campaign.storage import claim, compact
+from wam_ros.train.campaign.traces import compact_traces
 
 
 def run_campaign(spec: CampaignSpec, progress: bool = True) -> CampaignSummary:
@@ -21,6 +22,7 @@ def run_campaign(spec: CampaignSpec, progress: bool = True) -> CampaignSummary:
 
     with claim(spec):
         compact(spec.out)  # fold logs of an interrupted run into the table: resume = indices in it
+        compact_traces(spec.out)
         done = set(pq.read_table(spec.out / RESULTS, columns=["index"]).column("index").to_pylist())
         pending = [i for i in range(spec.episodes) if i not in done]
         prior = sum(1 for i in done if i < spec.episodes)
@@ -40,6 +42,7 @@ def run_campaign(spec: CampaignSpec, progress: bool = True) -> CampaignSummary:
             bar.close()
             wall = time.perf_counter() - t0
             table = compact(spec.out)
+            compact_traces(spec.out)
         in_range = table.filter(pc.less(table.column("index"), spec.episodes))
         falls = int(pc.sum(in_range.column("fell").cast(pa.int64())).as_py() or 0)
         complete = in_range.num_rows == spec.episodes

@@ -47,8 +47,13 @@ COLUMN_TYPES: tuple[tuple[str, str], ...] = (
     ("sim_time", "float64"),
     ("steps", "int64"),
     ("recorded", "bool_"),
+    ("standing", "bool_"),
 )
 COLUMNS = tuple(name for name, _ in COLUMN_TYPES)
+# Columns added after the first campaigns, with the value rows written before them hold.
+ADDED_COLUMNS: dict[str, Any] = {"standing": False}
+# Identity keys added after version 1, with the value a campaign.json written before them implies.
+ADDED_FALL_FIELDS: dict[str, Any] = {"trace_hz": 100, "standing_fraction": 0.0, "standing_s": 10.0}
 
 
 def schema() -> pa.Schema:
@@ -117,8 +122,9 @@ class CampaignSpec:
         ray_address: Ray cluster address (ray.init(address=...)); None starts a local instance with `workers` CPUs.
         record: which episodes to record (RecordSelection syntax).
         block: indices handed to a worker at a time (small: a dead Ray actor's block is redone).
-        fall: the episode definition (robot, rates, thresholds, randomisation ranges).
+        fall: the episode definition (robot, rates, thresholds, randomisation ranges, standing share).
         max_restarts: local worker deaths tolerated before the run stops with an error.
+        traces: write every episode's IMU + joint trace (traces/, wam_ros.train.campaign.traces).
     """
 
     out: str | Path
@@ -131,6 +137,7 @@ class CampaignSpec:
     block: int = 16
     fall: FallConfig = field(default_factory=FallConfig)
     max_restarts: int = 8
+    traces: bool = True
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -156,8 +163,25 @@ class CampaignSpec:
 
     def identity(self) -> dict[str, Any]:
         """What defines the episodes: a rerun in the same directory must match it."""
-        ident = {"version": CAMPAIGN_VERSION, "seed": self.seed, "fall": self.fall.to_dict()}
+        ident = {
+            "version": CAMPAIGN_VERSION,
+            "seed": self.seed,
+            "fall": self.fall.to_dict(),
+            "traces": self.traces,
+        }
         return json.loads(json.dumps(ident))  # as stored: tuples become lists
+
+
+def upgrade_identity(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored identity with the keys added since it was written filled in with what they meant then (an old
+    campaign had no traces and no standing episodes), so an old campaign resumes under the same settings."""
+    if not isinstance(stored, dict):
+        return stored
+    up = dict(stored)
+    up.setdefault("traces", False)
+    if isinstance(up.get("fall"), dict):
+        up["fall"] = {**ADDED_FALL_FIELDS, **up["fall"]}
+    return up
 
 
 @dataclass

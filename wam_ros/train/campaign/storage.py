@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from wam_ros.fileio import atomic_path, atomic_write_text
 from wam_ros.train.campaign.spec import (
+    ADDED_COLUMNS,
     COLUMNS,
     RESULTS,
     CampaignError,
     CampaignSpec,
     identity_diff,
     schema,
+    upgrade_identity,
 )
 
 if TYPE_CHECKING:
@@ -71,8 +73,11 @@ def read_log(path: Path) -> Iterator[dict[str, Any]]:
             except ValueError:
                 log.warning("%s: ignoring a corrupt line", path)
                 continue
-            if isinstance(row, dict) and set(COLUMNS) <= row.keys():
-                yield row
+            if isinstance(row, dict):
+                for key, value in ADDED_COLUMNS.items():
+                    row.setdefault(key, value)
+                if set(COLUMNS) <= row.keys():
+                    yield row
 
 
 def log_paths(out: Path) -> list[Path]:
@@ -87,6 +92,8 @@ def collect_rows(out: Path) -> tuple[dict[int, dict[str, Any]], list[Path]]:
     results = out / RESULTS
     if results.exists():
         for row in pq.read_table(results).to_pylist():
+            for key, value in ADDED_COLUMNS.items():
+                row.setdefault(key, value)
             rows[row["index"]] = row
     logs = log_paths(out)
     for path in logs:
@@ -139,7 +146,7 @@ def claim(spec: CampaignSpec) -> Iterator[None]:
         meta_path = out / "campaign.json"
         if meta_path.exists():
             try:
-                stored = json.loads(meta_path.read_text())
+                stored = upgrade_identity(json.loads(meta_path.read_text()))
             except ValueError as exc:
                 raise CampaignError(
                     f"{meta_path} is not valid JSON ({exc}); move it away to start afresh"
