@@ -476,11 +476,38 @@ DAMAGE = {
         lambda r: _set_length(r),
         r"data/chunk-000/file-000\.parquet: 12 rows have episode_index 0, meta/episodes says length 13",
     ),
+    "task not in the tasks table": (
+        lambda r: pq.write_table(
+            pq.read_table(r / "meta/tasks.parquet").slice(0, 1), r / "meta/tasks.parquet"
+        ),
+        r"file-000\.parquet: episode 1: task_index 1 is not in .*meta/tasks\.parquet",
+    ),
+    "frame off its time": (
+        lambda r: _shift_from_timestamp(r, 0.5 / FPS),
+        r"top/chunk-000/file-000\.mp4: episode 0 frame 0 is at 0\.0333 s .*and the nearest frame is 0\.03333 s away "
+        r"\(tolerance 0\.0001 s\)",
+    ),
+    "null in episodes": (
+        lambda r: _shift_from_timestamp(r, None),
+        r"episode 0 has no value in \['videos/observation\.images\.top/from_timestamp'\]",
+    ),
     "no success": (
         lambda r: _edit_info(r, lambda i: i["features"].pop("next.success")),
         r"does not say whether its episodes succeeded.*pass --success true or --success false",
     ),
 }
+
+
+def _shift_from_timestamp(root: Path, shift: float | None) -> None:
+    """Episode 0's top-camera from_timestamp moved by `shift` seconds (None: emptied)."""
+    path = root / "meta/episodes/chunk-000/file-000.parquet"
+    table = pq.read_table(path)
+    key = "videos/observation.images.top/from_timestamp"
+    values = table[key].to_pylist()
+    values[0] = None if shift is None else values[0] + shift
+    pq.write_table(
+        table.set_column(table.schema.get_field_index(key), key, pa.array(values, pa.float64())), path
+    )
 
 
 def _set_length(root: Path) -> None:
