@@ -43,6 +43,7 @@ from wam_ros.data.lerobot.layout import (
     IMAGES,
     INDEX_COLUMNS,
     INFO_PATH,
+    QUANTILES,
     STATE,
     STATS_PATH,
     STD_FLOOR,
@@ -155,7 +156,7 @@ class _Histogram:
             "max": v[255 - present[:, ::-1].argmax(1)],
             "mean": mean,
             "std": np.maximum(std, std_floor),
-            **{f"q{round(q * 100):02d}": v[(cdf >= q).argmax(1)] for q in (0.01, 0.10, 0.50, 0.90, 0.99)},
+            **{f"q{round(q * 100):02d}": v[(cdf >= q).argmax(1)] for q in QUANTILES},
         }
         res = {k: val.reshape(3, 1, 1).tolist() for k, val in out.items()}
         res["count"] = [self.frames]

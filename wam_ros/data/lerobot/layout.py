@@ -84,20 +84,17 @@ def tasks_table(tasks: list[str]) -> pa.Table:
     return table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
 
 
-def feature_stats(x: np.ndarray, axis: int | tuple[int, ...] = 0, std_floor: float = 0.0) -> dict[str, list]:
-    """min/max/mean/std/count and the quantiles of `x` over `axis`, as JSON-ready lists (LeRobot's get_feature_stats).
-
-    For images pass x as (N, 3, P) in [0, 1] and axis=(0, 2): per-channel values, reshaped to LeRobot's (3, 1, 1).
-    """
+def feature_stats(x: np.ndarray, std_floor: float = 0.0) -> dict[str, list]:
+    """min/max/mean/std/count and the quantiles of the rows of x (N, D), JSON-ready (LeRobot's get_feature_stats).
+    Image statistics are per channel from pixel histograms: export._Histogram."""
     x = np.asarray(x, np.float64)
     stats = {
-        "min": np.min(x, axis=axis),
-        "max": np.max(x, axis=axis),
-        "mean": np.mean(x, axis=axis),
-        "std": np.maximum(np.std(x, axis=axis), std_floor),
-        **{f"q{round(q * 100):02d}": np.quantile(x, q, axis=axis) for q in QUANTILES},
+        "min": np.min(x, axis=0),
+        "max": np.max(x, axis=0),
+        "mean": np.mean(x, axis=0),
+        "std": np.maximum(np.std(x, axis=0), std_floor),
+        **{f"q{round(q * 100):02d}": np.quantile(x, q, axis=0) for q in QUANTILES},
     }
-    image = isinstance(axis, tuple)
-    out = {k: (v.reshape(-1, 1, 1) if image else v).tolist() for k, v in stats.items()}
+    out = {k: v.tolist() for k, v in stats.items()}
     out["count"] = [int(x.shape[0])]
     return out
