@@ -381,7 +381,7 @@ def test_import_dataset_written_like_lerobot(tmp_path: Path):
     # frames resized on import; success given on the command line wins
     r = run_wam(
         "import-lerobot", str(root), "--robot", "panda", "--out", str(out), "--camera", "top", "--drop-unmapped",
-        "--image-size", "24", "--success", "false", "--overwrite",
+        "--image-size", "24", "--failure", "--overwrite",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     ep = read_episode(out / "episode_000000.npz")
@@ -493,7 +493,7 @@ DAMAGE = {
     ),
     "no success": (
         lambda r: _edit_info(r, lambda i: i["features"].pop("next.success")),
-        r"does not say whether its episodes succeeded.*pass --success true or --success false",
+        r"does not say whether its episodes succeeded.*pass --success or --failure",
     ),
 }
 

@@ -5,7 +5,7 @@
     wam data repair-bag BAG          # complete bags left by a killed recorder (footer, index, metadata.yaml)
     wam data info BAG                # topics, counts, episode metadata of each bag (works on crashed bags too)
     wam data export-lerobot data/teleop --out data/teleop_lerobot [--robot-type panda] [--vcodec h264]
-    wam data import-lerobot DATASET --robot panda --out data/imported [--camera top] [--success true]
+    wam data import-lerobot DATASET --robot panda --out data/imported [--camera top] [--success | --failure]
 
 Exit status 0 on success, 1 when nothing could be imported or a bag could not be read, 2 on bad arguments.
 """
@@ -87,9 +87,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--success",
-        choices=("true", "false"),
+        dest="success",
+        action="store_const",
+        const=True,
         default=None,
-        help="every episode's success (default: as the dataset says; required when it says nothing)",
+        help="label every episode successful (default: as the dataset says; required when it says nothing)",
+    )
+    p.add_argument(
+        "--failure", dest="success", action="store_const", const=False, help="label every episode failed"
     )
     p.add_argument(
         "--task", default=None, help="meta.task of the episodes (default: the dataset folder name)"
@@ -214,7 +219,7 @@ def _import_lerobot(args: argparse.Namespace) -> int:
         state_key=args.state_key,
         action_key=args.action_key,
         velocity_key=args.velocity_key,
-        success=None if args.success is None else args.success == "true",
+        success=args.success,
         task=args.task,
         image_size=args.image_size,
         drop_unmapped=args.drop_unmapped,

@@ -1,6 +1,6 @@
 """Import a LeRobot dataset (format v3.0) as episodes, so community datasets train a WAM.
 
-    wam data import-lerobot path/to/dataset --robot panda --out data/imported [--camera top] [--success true]
+    wam data import-lerobot path/to/dataset --robot panda --out data/imported [--camera top] [--success | --failure]
     summary = import_lerobot("path/to/dataset", "data/imported", ImportConfig(robot="panda"))
 
 What becomes what (docs/lerobot.md):
@@ -347,7 +347,7 @@ class _Dataset:
             return "next.success"
         raise LeRobotError(
             f"{self.root}: the dataset does not say whether its episodes succeeded (no 'success' column in "
-            "meta/episodes, no 'next.success' feature); pass --success true or --success false"
+            "meta/episodes, no 'next.success' feature); pass --success or --failure"
         )
 
     # ---- data ----------------------------------------------------------------------------------------------------
