@@ -58,6 +58,33 @@ class SpinThread:
         self.thread.join(timeout=5)
 
 
+@pytest.fixture(name="ros_context")
+def ros_context_fixture() -> Iterator[tuple[Context, Executor]]:
+    """Fixture `ros_context`: a fresh rclpy Context and a SingleThreadedExecutor on it, shut down after the test
+    (every node a test makes with `context=ctx` lives on that test's own DDS participant). In a test file:
+    `from ros_fixtures import ros_context_fixture  # noqa: F401`, then `def test_x(ros_context): ctx, ex = ...`."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    try:
+        yield ctx, executor
+    finally:
+        executor.shutdown()
+        rclpy.try_shutdown(context=ctx)
+
+
+def spin_until(executor: Executor, done, timeout_s: float, period_s: float = 0.02) -> bool:
+    """Spin `executor` until done() is true (True) or timeout_s passes (done()'s last value)."""
+    import time
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end and not done():
+        executor.spin_once(timeout_sec=period_s)
+    return done()
+
+
 @contextlib.contextmanager
 def wam_node_running(checkpoint: Path, **params: object) -> Iterator[tuple[object, SpinThread]]:
     """wam_node (torch backend on `checkpoint`) in its own Context, spinning in a thread."""

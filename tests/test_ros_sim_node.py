@@ -6,11 +6,9 @@ sim side of the closed loop is checked independently of any trained model."""
 from __future__ import annotations
 
 import numpy as np
-import rclpy
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from ros_fixtures import ros_context_fixture, spin_until  # noqa: F401 - the ros_context fixture
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
@@ -57,59 +55,40 @@ class ExpertDriver(Node):
             )
 
 
-def spin_until(executor, done, timeout: float) -> bool:
-    import time
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and not done():
-        executor.spin_once(timeout_sec=0.02)
-    return done()
-
-
-def test_expert_over_topics_succeeds_and_reset_service_starts_next_episode():
-    ctx = Context()
-    rclpy.init(context=ctx)
-    try:
-        sim = SimNode(
-            context=ctx,
-            parameter_overrides=[Parameter("seed", value=10_000), Parameter("control_hz", value=20.0)],
-        )  # int->float ok too
-        driver = ExpertDriver(sim, forward=False, context=ctx)
-        ex = SingleThreadedExecutor(context=ctx)
-        ex.add_node(sim)
-        ex.add_node(driver)
-        for episode in range(2):
-            if episode == 1:
-                driver.forward = True  # second episode through the forward_command_controller topic
-                fut = driver.reset.call_async(Trigger.Request())
-                assert spin_until(ex, fut.done, 10.0), "sim/reset did not answer"
-                assert fut.result().success and "seed 10001" in fut.result().message
-                driver.expert = make_expert(sim.env)
-            n = len(driver.outcomes)
-            assert spin_until(ex, lambda n=n: len(driver.outcomes) > n, 30.0), "episode did not end"
-            assert driver.outcomes[-1] is True, f"expert failed over ROS topics: {sim.results[-1]}"
-        assert [r["seed"] for r in sim.results] == [10_000, 10_001]
-        assert all(r["success"] for r in sim.results)
-        assert driver.images > 10 and sim.env.instruction in driver.instructions
-        ex.shutdown()
-        driver.destroy_node()
-        sim.destroy_node()
-    finally:
-        rclpy.try_shutdown(context=ctx)
+def test_expert_over_topics_succeeds_and_reset_service_starts_next_episode(ros_context):
+    ctx, ex = ros_context
+    sim = SimNode(
+        context=ctx,
+        parameter_overrides=[Parameter("seed", value=10_000), Parameter("control_hz", value=20.0)],
+    )  # int->float ok too
+    driver = ExpertDriver(sim, forward=False, context=ctx)
+    ex.add_node(sim)
+    ex.add_node(driver)
+    for episode in range(2):
+        if episode == 1:
+            driver.forward = True  # second episode through the forward_command_controller topic
+            fut = driver.reset.call_async(Trigger.Request())
+            assert spin_until(ex, fut.done, 10.0), "sim/reset did not answer"
+            assert fut.result().success and "seed 10001" in fut.result().message
+            driver.expert = make_expert(sim.env)
+        n = len(driver.outcomes)
+        assert spin_until(ex, lambda n=n: len(driver.outcomes) > n, 30.0), "episode did not end"
+        assert driver.outcomes[-1] is True, f"expert failed over ROS topics: {sim.results[-1]}"
+    assert [r["seed"] for r in sim.results] == [10_000, 10_001]
+    assert all(r["success"] for r in sim.results)
+    assert driver.images > 10 and sim.env.instruction in driver.instructions
+    driver.destroy_node()
+    sim.destroy_node()
 
 
-def test_sim_refuses_bad_commands_without_crashing():
-    ctx = Context()
-    rclpy.init(context=ctx)
-    try:
-        sim = SimNode(context=ctx)
-        before = sim.target.copy()
-        bad = JointTrajectory(joint_names=sim.joint_names[:3])
-        sim.on_trajectory(bad)  # missing joints
-        sim.on_trajectory(conv.trajectory(sim.joint_names, np.full((1, 8), np.nan), 0.1))
-        sim.on_commands(conv.float_array(np.zeros(5)))
-        assert sim.plan is None
-        np.testing.assert_array_equal(sim.target, before)
-        sim.destroy_node()
-    finally:
-        rclpy.try_shutdown(context=ctx)
+def test_sim_refuses_bad_commands_without_crashing(ros_context):
+    ctx, _ = ros_context
+    sim = SimNode(context=ctx)
+    before = sim.target.copy()
+    bad = JointTrajectory(joint_names=sim.joint_names[:3])
+    sim.on_trajectory(bad)  # missing joints
+    sim.on_trajectory(conv.trajectory(sim.joint_names, np.full((1, 8), np.nan), 0.1))
+    sim.on_commands(conv.float_array(np.zeros(5)))
+    assert sim.plan is None
+    np.testing.assert_array_equal(sim.target, before)
+    sim.destroy_node()

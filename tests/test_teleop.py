@@ -7,11 +7,9 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from ros_fixtures import ros_context_fixture  # noqa: F401 - the ros_context fixture
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
@@ -115,22 +113,10 @@ def test_keys_and_shared_key_reader():
     assert reader.start() is False  # pytest's stdin is not a terminal: no reader thread
 
 
-@pytest.fixture
-def ros():
-    ctx = Context()
-    rclpy.init(context=ctx)
-    ex = SingleThreadedExecutor(context=ctx)
-    try:
-        yield ctx, ex
-    finally:
-        ex.shutdown()
-        rclpy.try_shutdown(context=ctx)
-
-
-def test_teleop_node_moves_only_with_deadman_and_fresh_joint_states(ros):
+def test_teleop_node_moves_only_with_deadman_and_fresh_joint_states(ros_context):
     from wam_ros.ros.teleop_node import TeleopNode
 
-    ctx, ex = ros
+    ctx, ex = ros_context
     node = TeleopNode(
         context=ctx,
         parameter_overrides=[

@@ -21,6 +21,7 @@ import json
 import re
 import shutil
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from rclpy.node import Node
@@ -29,7 +30,7 @@ from std_srvs.srv import Trigger
 
 from wam_ros.data.rosbag import BagError, BagWriter
 from wam_ros.ros.executor import spin_node
-from wam_ros.ros.parameters import declare
+from wam_ros.ros.parameters import declare_params, param
 from wam_ros.teleop.keyboard import keyboard
 
 _EPISODE_RE = re.compile(r"^episode_(\d{4,})$")
@@ -53,49 +54,60 @@ def message_class(msgtype: str) -> type:
     return getattr(__import__(module, fromlist=[name]), name)
 
 
+@dataclass(frozen=True)
+class RecorderNodeParams:
+    """recorder_node's parameters: the one set of defaults (config/recorder_node.yaml sets a deployment's choices).
+    `task`, `operator`, `robot`, `chunk_size`, `flush_period_s` and `compression` are read again at each episode
+    start, so `ros2 param set` changes the next episode."""
+
+    output_dir: str = param("bags", "episodes go to output_dir/episode_NNNN (one bag each)")
+    topics: tuple[str, ...] = param(("/camera/image_raw", "/joint_states"), "recorded topics")
+    types: tuple[str, ...] = param(
+        ("sensor_msgs/msg/Image", "sensor_msgs/msg/JointState"), "their message types (parallel to topics)"
+    )
+    best_effort_topics: tuple[str, ...] = param(
+        ("",), "topics subscribed best-effort (publishers offering only that)"
+    )
+    task: str = param("", "task text (instruction) of the next episode")
+    operator: str = param("", "operator name stored with each episode")
+    robot: str = param("panda", "robot profile stored with each episode (bag metadata wam.robot_profile)")
+    qos_depth: int = param(200, "RELIABLE keep-last depth of each subscription")
+    chunk_size: int = param(262144, "MCAP chunk size in bytes (a crash loses at most the open chunk)")
+    flush_period_s: float = param(0.5, "flush the bag at least this often (s)")
+    compression: str = param("none", "none | lz4 | zstd")
+    keyboard: bool = param(False, "read episode keys from the terminal")
+    auto_start: bool = param(False, "start an episode when the node starts")
+
+    def check(self) -> None:
+        """ValueError naming the first parameter with a value the node cannot run with."""
+        if len(self.topics) != len(self.types) or not self.topics:
+            raise ValueError(
+                f"recorder: 'topics' ({len(self.topics)}) and 'types' ({len(self.types)}) must be non-empty "
+                "lists of the same length"
+            )
+
+
 class RecorderNode(Node):
     """Raw subscriptions on the recorded topics; services and keys that start, stop and discard episodes."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__("recorder", **kwargs)
-        declare(self, "output_dir", "bags", "episodes go to output_dir/episode_NNNN (one bag each)")
-        declare(self, "topics", ["/camera/image_raw", "/joint_states"], "recorded topics")
-        declare(
-            self, "types", ["sensor_msgs/msg/Image", "sensor_msgs/msg/JointState"], "their types (parallel)"
-        )
-        declare(
-            self, "best_effort_topics", [""], "topics subscribed best-effort (publishers offering only that)"
-        )
-        declare(self, "task", "", "task text (instruction) of the next episode")
-        declare(self, "operator", "", "operator name stored with each episode")
-        declare(self, "robot_profile", "panda", "robot profile stored with each episode")
-        declare(self, "qos_depth", 200, "RELIABLE keep-last depth of each subscription")
-        declare(self, "chunk_size", 262144, "MCAP chunk size in bytes (a crash loses at most the open chunk)")
-        declare(self, "flush_period_s", 0.5, "flush the bag at least this often (s)")
-        declare(self, "compression", "none", "none | lz4 | zstd")
-        declare(self, "keyboard", False, "read episode keys from the terminal")
-        declare(self, "auto_start", False, "start an episode when the node starts")
-
-        p = self.get_parameter
-        topics = list(p("topics").value)
-        types = list(p("types").value)
-        if len(topics) != len(types) or not topics:
-            raise ValueError(
-                f"recorder: 'topics' ({len(topics)}) and 'types' ({len(types)}) must be non-empty lists "
-                "of the same length"
-            )
+        params = declare_params(self, RecorderNodeParams)
+        params.check()
+        self.params = params
+        topics, types = list(params.topics), list(params.types)
         self.topics = dict(zip(topics, types, strict=True))
-        self.output_dir = Path(p("output_dir").value)
+        self.output_dir = Path(params.output_dir)
         self._lock = threading.Lock()
         self._writer: BagWriter | None = None
         self._received: dict[str, int] = {}
         self.last_error = ""
         self.last_bag: Path | None = None
 
-        best_effort = {t for t in p("best_effort_topics").value if t}
+        best_effort = {t for t in params.best_effort_topics if t}
         for topic, msgtype in self.topics.items():
             qos = QoSProfile(
-                depth=int(p("qos_depth").value),
+                depth=params.qos_depth,
                 history=HistoryPolicy.KEEP_LAST,
                 reliability=ReliabilityPolicy.BEST_EFFORT
                 if topic in best_effort
@@ -113,10 +125,10 @@ class RecorderNode(Node):
         self.create_service(Trigger, "~/stop_failure", self._srv(lambda: self.stop_episode(False)))
         self.create_service(Trigger, "~/discard", self._srv(self.discard_episode))
         self._unsubscribe = keyboard.subscribe(self._on_key)
-        if p("keyboard").value and keyboard.start():
+        if params.keyboard and keyboard.start():
             self.get_logger().info("recorder keys: r start, y stop-success, n stop-failure, x discard")
         self.get_logger().info(f"recording {sorted(self.topics)} into {self.output_dir}/episode_NNNN")
-        if p("auto_start").value:
+        if params.auto_start:
             ok, msg = self.start_episode()
             if not ok:
                 self.get_logger().error(msg)
@@ -147,7 +159,7 @@ class RecorderNode(Node):
                 "wam.task": str(p("task").value),
                 "wam.instruction": str(p("task").value),
                 "wam.operator": str(p("operator").value),
-                "wam.robot_profile": str(p("robot_profile").value),
+                "wam.robot_profile": str(p("robot").value),
                 "wam.success": "unknown",
                 "wam.producer": "recorder_node",
                 "wam.started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -241,6 +253,9 @@ class RecorderNode(Node):
             (self.get_logger().info if ok else self.get_logger().warn)(msg)
 
     def destroy_node(self) -> None:
+        if not hasattr(self, "_unsubscribe"):  # __init__ refused the parameters: nothing was opened
+            super().destroy_node()
+            return
         self._unsubscribe()
         with self._lock:
             writer, self._writer = self._writer, None

@@ -14,6 +14,8 @@ Service sim/reset (std_srvs/Trigger) starts the next episode with seed = `seed` 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile
@@ -24,39 +26,53 @@ from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.ros import conversions as conv
 from wam_ros.ros.executor import spin_node
-from wam_ros.ros.parameters import declare
+from wam_ros.ros.parameters import declare_params, param
 from wam_ros.sim.tabletop import TabletopEnv
+
+
+@dataclass(frozen=True)
+class SimNodeParams:
+    """sim_node's parameters: the one set of defaults (config/sim_node.yaml sets a deployment's choices)."""
+
+    task: str = param("reach", "tabletop task: reach | push")
+    robot: str = param("panda", "robot profile name or path (a Panda: 7 arm joints + gripper width)")
+    image_size: int = param(64, "camera image size (square)")
+    control_hz: float = param(10.0, "physics steps per second of wall time (control rate)")
+    seed: int = param(10_000, "seed of episode 0; episode i uses seed + i")
+    max_steps: int = param(0, "episode step limit (0 = the task's default)")
+    randomize: bool = param(True, "domain randomisation (start pose, lighting, friction)")
+    controller: str = param("arm_controller", "controller namespace of the command topics")
+    camera_encoding: str = param("rgb8", "rgb8 | bgr8 | mono8")
+    frame_id: str = param("camera", "camera frame id")
+    publish_instruction: bool = param(True, "publish each episode's instruction")
+
+    def check(self) -> None:
+        """ValueError naming the first parameter with a value the node cannot run with."""
+        if self.camera_encoding not in conv.CHANNELS:
+            raise ValueError(
+                f"camera_encoding must be one of {sorted(conv.CHANNELS)}, got {self.camera_encoding!r}"
+            )
+        if not self.control_hz > 0:
+            raise ValueError(f"control_hz must be > 0, got {self.control_hz}")
 
 
 class SimNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("sim", **kwargs)
-        task = declare(self, "task", "reach", "tabletop task: reach | push")
-        image_size = declare(self, "image_size", 64, "camera image size (square)")
-        self.control_hz = declare(
-            self, "control_hz", 10.0, "physics steps per second of wall time (control rate)"
-        )
-        self.seed = declare(self, "seed", 10_000, "seed of episode 0; episode i uses seed + i")
-        max_steps = declare(self, "max_steps", 0, "episode step limit (0 = the task's default)")
-        randomize = declare(self, "randomize", True, "domain randomisation (start pose, lighting, friction)")
-        controller = declare(
-            self, "controller", "arm_controller", "controller namespace of the command topics"
-        )
-        self.encoding = declare(self, "camera_encoding", "rgb8", "rgb8 | bgr8 | mono8")
-        self.frame_id = declare(self, "frame_id", "camera", "camera frame id")
-        self.publish_instruction = declare(
-            self, "publish_instruction", True, "publish each episode's instruction"
-        )
-        if self.encoding not in conv.CHANNELS:
-            raise ValueError(f"camera_encoding must be one of {sorted(conv.CHANNELS)}, got {self.encoding!r}")
-        if not self.control_hz > 0:
-            raise ValueError(f"control_hz must be > 0, got {self.control_hz}")
+        params = declare_params(self, SimNodeParams)
+        params.check()
+        self.params = params
+        self.control_hz, self.seed = params.control_hz, params.seed
+        self.encoding, self.frame_id = params.camera_encoding, params.frame_id
+        self.publish_instruction = params.publish_instruction
+        task, image_size, controller = params.task, params.image_size, params.controller
         self.env = TabletopEnv(
             task=task,
             image_size=int(image_size),
             control_hz=int(round(self.control_hz)),
-            max_steps=int(max_steps) or None,
-            randomize=bool(randomize),
+            max_steps=int(params.max_steps) or None,
+            randomize=bool(params.randomize),
+            robot=params.robot,
         )
         self.joint_names = list(self.env.profile.joint_names)
         self.dt = 1.0 / self.control_hz
@@ -155,7 +171,8 @@ class SimNode(Node):
         return response
 
     def destroy_node(self) -> None:
-        self.env.close()
+        if getattr(self, "env", None) is not None:  # None when __init__ refused the parameters
+            self.env.close()
         super().destroy_node()
 
 
