@@ -1,0 +1,144 @@
+"""wam_node against an outsider robot over real DDS (issue 15, item 2): a separately written Panda driver
+(tests/outsider_robot.py: rclpy + standard messages only) streams a standard Panda's /joint_states (finger joints, no
+`panda_gripper`), camera frames and instructions, mixed with absurd, malformed and out-of-order ones, and records
+every command and diagnostic; tests/fuzz_check.py judges them against what it sent (the safety invariant, no command
+from invalid input, refusals with reasons, unknown words named, no long echo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fuzz_check import ERROR, WARN, Rules, analyse
+from ros_fixtures import make_tiny_checkpoint, wam_node_running
+
+from wam_ros.robot import RobotProfile
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTSIDER = ROOT / "tests" / "outsider_robot.py"
+PROFILE = RobotProfile.load("panda")
+DEFAULT_INSTRUCTION = "reach the red target"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory)
+
+
+def run_outsider(tmp_path: Path, *args: str, timeout: float = 60.0) -> dict:
+    out = tmp_path / "outsider.json"
+    proc = subprocess.run(
+        [sys.executable, str(OUTSIDER), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+        cwd=ROOT,
+    )
+    assert out.exists(), f"the outsider robot wrote nothing (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
+    result = json.loads(out.read_text())
+    assert result["matched"], "the outsider robot never matched wam_node's topics"
+    return result
+
+
+def since(result: dict, t: float) -> float:
+    return t - result["t0"]
+
+
+def test_fuzzing_outsider_robot_gets_only_safe_commands(tiny_checkpoint, tmp_path):
+    hz = 10.0
+    with wam_node_running(tiny_checkpoint, control_hz=hz, max_image_pixels=100_000) as (node, spinner):
+        res = run_outsider(tmp_path, "fuzz", "--duration", "13", "--seed", "0", "--huge-side", "400")
+        refused = node.stats["refused"]
+    assert spinner.error is None, f"wam_node crashed: {spinner.error!r}"  # no callback raised
+    report = analyse(res, Rules.for_profile(PROFILE, hz))
+    summary = json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=1)
+    assert report["windows"].get("invalid", 0) >= 1 and report["windows"].get("mixed", 0) >= 1, summary
+    assert report["sent_by_kind"]["invalid"] >= 300, summary
+    assert report["violations"] == [], report["violations"][:5]
+    assert report["commands_from_invalid_input"] == [], report["commands_from_invalid_input"][:5]
+    # a standard Panda (finger joints, other devices' joints, any order) is driven: motion, and holds after gaps
+    assert not any("panda_gripper" in str(s.get("cls")) for s in res["sent"])
+    assert report["motion"] >= 20 and report["holds"] >= 1, summary
+    assert report["missing_reasons"] == [], report["missing_reasons"]
+    assert refused >= report["sent_by_kind"]["invalid"] // 2  # (best-effort sensors: some may be dropped)
+    assert report["unknown_not_warned"] == [], report["unknown_not_warned"]
+    assert report["echo"] == [], report["echo"][:3]
+    kinds = {s["cls"] for s in res["sent"] if s["stream"] == "instruction"}
+    assert kinds >= {"unknown_words", "long_unknown", "too_long", "empty", "blank"}, (
+        kinds
+    )  # (seed 0's schedule)
+
+
+def test_instruction_topic_false_ignores_wam_instruction(tiny_checkpoint, tmp_path):
+    hz = 10.0
+    with wam_node_running(tiny_checkpoint, control_hz=hz, instruction_topic=False) as (node, spinner):
+        res = run_outsider(
+            tmp_path,
+            "stream",
+            "--duration",
+            "3.2",
+            "--stop",
+            "2.4",
+            "--instruction",
+            "0.6=reach the zqvbbw target",
+            "--instruction",
+            "1.2=" + "push the cube " * 800,
+            "--instruction",
+            "1.6=",
+        )
+        instruction, refused = node.instruction, node.stats["refused"]
+    assert spinner.error is None, f"wam_node crashed: {spinner.error!r}"
+    assert res["instruction_subscribers"] == 0  # nothing subscribes to wam/instruction
+    assert instruction == DEFAULT_INSTRUCTION and refused == 0
+    diags = res["diagnostics"]
+    assert diags and all(d["values"]["instruction"] == DEFAULT_INSTRUCTION for d in diags)
+    assert not any("zqvbbw" in d["message"] or "zqvbbw" in d["values"]["unknown_words"] for d in diags)
+    report = analyse(res, Rules.for_profile(PROFILE, hz))
+    assert report["violations"] == [] and report["commands_from_invalid_input"] == [], report
+    # the standard Panda's joint_states drive the node; after the stop, one hold at the last reading, the gripper
+    # width read as finger1 + finger2
+    assert report["motion"] >= 10, report
+    holds = [c for c in res["commands"] if len(c["points"]) == 1]
+    assert len(holds) == 1 and since(res, holds[0]["t"]) > 2.4
+    last = [s for s in res["sent"] if s["stream"] == "joints"][-1]["q"]
+    lo, hi = np.asarray(PROFILE.position_lower), np.asarray(PROFILE.position_upper)
+    np.testing.assert_allclose(holds[0]["points"][0], np.clip(last, lo, hi), atol=1e-12)
+
+
+def test_unknown_words_hold_holds_until_a_known_instruction(tiny_checkpoint, tmp_path):
+    hz = 10.0
+    with wam_node_running(tiny_checkpoint, control_hz=hz, unknown_words="hold") as (node, spinner):
+        res = run_outsider(
+            tmp_path,
+            "stream",
+            "--duration",
+            "4.4",
+            "--instruction",
+            "1.3=reach the zqkkdw target",
+            "--instruction",
+            f"2.9={DEFAULT_INSTRUCTION}",
+        )
+    assert spinner.error is None, f"wam_node crashed: {spinner.error!r}"
+    t_unknown, t_known = (s["t"] for s in res["sent"] if s["stream"] == "instruction")
+    cmds = res["commands"]
+    motion = [c for c in cmds if len(c["points"]) > 1]
+    assert len([c for c in motion if c["t"] < t_unknown]) >= 5
+    # the unknown instruction: one hold, then nothing moves until a known instruction (allow one command in flight)
+    between = [c for c in cmds if t_unknown + 0.25 < c["t"] < t_known]
+    holds = [c for c in cmds if len(c["points"]) == 1 and t_unknown < c["t"] < t_known]
+    assert len(holds) == 1 and all(len(c["points"]) == 1 for c in between), [
+        len(c["points"]) for c in between
+    ]
+    assert len([c for c in motion if c["t"] > t_known + 0.2]) >= 5  # moving again
+    warn = [d for d in res["diagnostics"] if d["level"] == WARN and t_unknown <= d["t"] <= t_known]
+    assert warn and any("holding: unknown instruction words: zqkkdw" in d["message"] for d in warn), warn[:2]
+    assert any("zqkkdw" in r["msg"] for r in res["rosout"]), "no WARN log line names the unknown word"
+    assert not any(d["level"] == ERROR for d in res["diagnostics"])
+    report = analyse(res, Rules.for_profile(PROFILE, hz))
+    assert report["violations"] == [] and report["commands_from_invalid_input"] == [], report
