@@ -3,6 +3,7 @@ episodes kept, clear errors for bad arguments."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -222,6 +223,53 @@ def test_a_killed_worker_stops_the_run_cleanly_and_a_rerun_completes(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert len(list_episodes(out)) == 24
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def test_a_sigkilled_collect_leaves_no_worker_running(tmp_path):
+    """SIGKILL gives the parent no chance to stop its pool: the workers must go by themselves (PR_SET_PDEATHSIG)."""
+    out = tmp_path / "reach"
+    args = [sys.executable, "-m", "wam_ros.cli", "collect", "--task", "reach", "--episodes", "40"]
+    args += ["--workers", "2", "--image-size", "32", "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (out.is_dir() and len(list_episodes(out)) >= 2):
+            time.sleep(0.05)
+        workers = _worker_pids(proc.pid)
+        assert len(workers) == 2, f"expected 2 pool workers, found {workers}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(map(_alive, workers)):
+            time.sleep(0.05)
+        left = [pid for pid in workers if _alive(pid)]
+        assert not left, f"workers {left} outlived their SIGKILLed parent"
+    finally:
+        for pid in workers:  # never leave them behind, whatever the outcome
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+    assert len(list_episodes(out)) < 40  # it really was killed mid-run
+    for path in list_episodes(out):  # and what it wrote is complete
+        read_episode(path)
+
+
+def test_die_with_parent_in_a_process_whose_parent_is_gone_exits():
+    """The race the prctl cannot cover: the parent died before the worker asked. The worker exits at once."""
+    code = "from wam_ros.train.workers import die_with_parent; die_with_parent(1); print('still here')"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "still here" not in res.stdout
 
 
 def test_foreign_episodes_in_the_output_directory_are_not_mixed_in(tmp_path):

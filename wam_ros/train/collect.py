@@ -8,7 +8,7 @@
 Episode index i -> scene seed derived from (--seed, i // n_instructions) and instruction i % n_instructions, so every
 scene is recorded once per instruction (reach: 3 targets, push: 2 pads) — what makes a small model use the image and
 the instruction. `--scene-per-episode` gives every episode its own scene (instruction drawn by the seed) instead.
-Worker processes each own one pybullet DIRECT client. Re-running fills in the missing indices; `collect.json` in the
+Worker processes each own one pybullet DIRECT client and die with the run (wam_ros.train.workers). Re-running fills in the missing indices; `collect.json` in the
 output directory records the settings and a re-run with different settings is refused (use another --out).
 Failed expert episodes are written too (meta success=False) and counted. Never imports rclpy.
 
@@ -37,6 +37,7 @@ import numpy as np
 
 from wam_ros.data.episode import episode_path, write_episode
 from wam_ros.fileio import atomic_write_text
+from wam_ros.train.workers import die_with_parent
 
 TASK_NAMES = ("reach", "push")
 MANIFEST = "collect.json"
@@ -160,8 +161,11 @@ def episode_plan(cfg: CollectConfig, index: int) -> tuple[int, int | None, int]:
 _ENV: Any = None
 
 
-def _worker_init(cfg_dict: dict) -> None:
+def _worker_init(cfg_dict: dict, parent_pid: int | None = None) -> None:
+    """Runs first in each worker process (and once in-process for workers=1, without parent_pid)."""
     global _ENV
+    if parent_pid is not None:
+        die_with_parent(parent_pid)  # a SIGKILLed `wam collect` leaves no worker behind
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from wam_ros.sim.tabletop import TabletopEnv
 
@@ -340,7 +344,10 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
             # multiprocessing.Pool, which hangs) reports a worker that died; what was written stays, a re-run resumes.
             ctx = mp.get_context("spawn")
             with ProcessPoolExecutor(
-                min(cfg.workers, len(todo)), mp_context=ctx, initializer=_worker_init, initargs=(asdict(cfg),)
+                min(cfg.workers, len(todo)),
+                mp_context=ctx,
+                initializer=_worker_init,
+                initargs=(asdict(cfg), os.getpid()),
             ) as pool:
                 futures = [pool.submit(_collect_one, i) for i in todo]
                 try:

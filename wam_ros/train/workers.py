@@ -1,0 +1,33 @@
+"""Worker processes that never outlive the run that started them.
+
+    pool = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=init, initargs=(os.getpid(),))
+    def init(parent_pid):
+        die_with_parent(parent_pid)        # first thing in the worker
+
+A SIGKILLed parent cannot clean up, and a pool worker blocked on its task queue would otherwise live on as an orphan
+(holding a pybullet client, a model, a core). Linux's prctl(PR_SET_PDEATHSIG, SIGKILL) has the kernel kill the worker
+when its parent dies; the parent-pid check closes the race of a parent that died before the prctl call. The signal
+fires when the *thread* that started the worker exits, so start pools from a thread that lives as long as the run
+(the main thread, as `wam collect` does). Elsewhere than Linux this does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int | None = None) -> bool:
+    """Have the kernel SIGKILL this process when its parent dies. With `parent_pid`, exit at once if the parent is
+    already gone (this process was re-parented). Returns whether the kernel accepted the request."""
+    ok = False
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        ok = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before the prctl: nobody will read what this worker does
+    return ok
