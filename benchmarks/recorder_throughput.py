@@ -59,7 +59,7 @@ def publisher(seconds: float, image_hz: float, joint_hz: float, width: int, heig
         if now >= next_img:
             msg = Image(height=height, width=width, encoding="rgb8", step=3 * width)
             msg.header.stamp = node.get_clock().now().to_msg()
-            msg.data = pixels  # bytes assignment: the fast path (ENVIRONMENT.md)
+            msg.data = pixels  # bytes assignment: the fast path (docs/environment.md)
             img_pub.publish(msg)
             sent[TOPICS[0]] += 1
             next_img += 1.0 / image_hz
