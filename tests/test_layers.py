@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "wam_ros"
 # Bottom to top. Packages on one line share a level and may not import each other either (they are siblings).
 LAYERS: list[set[str]] = [
     {"fileio", "robot"},  # durable writes and hashes; robot profiles (every robot fact)
+    {"robot_urdf"},  # URDF -> robot profile (uses robot and fileio, so one level above them)
     {"model", "sim", "teleop"},  # pure torch networks | environments + experts | input-device maths
     {"data"},  # formats and I/O: episodes, windows, rosbag2/MCAP, LeRobot
     {"runtime"},  # model-folder contract, backends, the chunk-following policy, safety, surprise

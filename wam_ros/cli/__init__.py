@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "start a node graph in one process from config/ (no ros2 launch needed)",
     ),
     "demo": ("wam_ros.cli.demo", "closed-loop sim demo over ROS 2 topics with the shipped model"),
+    "robot": ("wam_ros.cli.robot", "robot profiles: config/robots/NAME.yaml from a URDF (robot add)"),
 }
 
 
