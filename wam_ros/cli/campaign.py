@@ -4,6 +4,9 @@
     wam campaign falls --episodes 200 --workers 2 --out runs/falls_ray --backend ray
     wam campaign falls --episodes 1000 --out runs/falls_rec --record 0-9,every:100   # + traces and camera frames
     wam campaign report runs/falls                                             # summary.md + PNG plots in runs/falls
+    wam campaign train-forecaster --campaign runs/falls_train_s0 --out models/fall_forecaster_laikago
+    wam campaign eval-forecaster --model models/fall_forecaster_laikago --campaign runs/falls_eval_s1 --json OUT
+    wam campaign report runs/falls_eval_s1 --forecast-eval OUT                 # + ROC, lead-time plots
 
 The runner is wam_ros/train/campaign/ (report: report.py); the episode (robot, push, fall detection) is the
 environment wam_ros/sim/falls.py.
@@ -21,7 +24,9 @@ from wam_ros.train.campaign import BACKENDS, CampaignError, CampaignSpec, run_ca
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="campaign_command", metavar="<falls|report>")
+    sub = parser.add_subparsers(
+        dest="campaign_command", metavar="<falls|report|train-forecaster|eval-forecaster>"
+    )
     falls = sub.add_parser(
         "falls",
         help="run (or resume) a fall campaign",
@@ -89,6 +94,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     report.add_argument(
         "--plots", type=Path, default=None, help="where to write the report (default: the campaign dir)"
     )
+    report.add_argument(
+        "--forecast-eval",
+        type=Path,
+        default=None,
+        help="an eval-forecaster JSON: adds ROC, lead-time histogram and lead vs impulse plots",
+    )
+    tf = sub.add_parser(
+        "train-forecaster",
+        help="train the fall forecaster on a campaign's traces, export ONNX",
+        description="Train the fall forecaster (last 0.5 s of IMU + joints -> P(fall within 0.5 s / 1 s), time "
+        "to fall) on a campaign's traces with an episode-level split, choose its alarm rule on held-out "
+        "episodes, tune the tilt / tilt-rate baselines on the training split, export ONNX (parity-checked).",
+    )
+    tf.add_argument("--campaign", type=Path, required=True, help="campaign directory with traces")
+    tf.add_argument("--out", type=Path, required=True, help="model folder to write")
+    tf.add_argument("--max-minutes", type=float, default=10.0, help="training time limit (default 10)")
+    tf.add_argument("--epochs", type=int, default=8, help="at most this many epochs (default 8)")
+    tf.add_argument("--target-recall", type=float, default=0.98, help="alarm threshold's held-out recall")
+    tf.add_argument("--window", type=int, default=50, help="samples per window (default 50 = 0.5 s)")
+    tf.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    tf.add_argument("--max-episodes", type=int, default=None, help="use only the first N episodes")
+    tf.add_argument("--seed", type=int, default=0)
+    ef = sub.add_parser(
+        "eval-forecaster",
+        help="recall, false alarms, lead time of a forecaster and its baselines on a campaign",
+        description="Evaluate a fall forecaster beside the tilt and tilt-rate baselines (thresholds stored with "
+        "the model, tuned on its training split) on the traces of a campaign of another seed.",
+    )
+    ef.add_argument("--model", type=Path, required=True, help="forecaster folder")
+    ef.add_argument("--campaign", type=Path, required=True, help="campaign directory with traces")
+    ef.add_argument("--json", type=Path, required=True, help="where to write the report")
+    ef.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default 2)")
+    ef.add_argument("--max-episodes", type=int, default=None, help="evaluate only the first N episodes")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,8 +135,14 @@ def run(args: argparse.Namespace) -> int:
         return _falls(args)
     if args.campaign_command == "report":
         return _report(args)
+    if args.campaign_command == "train-forecaster":
+        return _train_forecaster(args)
+    if args.campaign_command == "eval-forecaster":
+        return _eval_forecaster(args)
     print(
-        "wam campaign: expected a sub-command: falls or report (see `wam campaign --help`)", file=sys.stderr
+        "wam campaign: expected a sub-command: falls, report, train-forecaster or eval-forecaster "
+        "(see `wam campaign --help`)",
+        file=sys.stderr,
     )
     return 2
 
@@ -149,7 +193,7 @@ def _report(args: argparse.Namespace) -> int:
     from wam_ros.train.campaign.report import write_report
 
     try:
-        md, paths = write_report(args.out, args.plots)
+        md, paths = write_report(args.out, args.plots, args.forecast_eval)
     except (FileNotFoundError, CampaignError) as exc:
         print(f"wam campaign report: {exc}", file=sys.stderr)
         return 2
@@ -159,4 +203,91 @@ def _report(args: argparse.Namespace) -> int:
     print(md)
     for p in paths:
         print(f"wrote {p}")
+    return 0
+
+
+def _train_forecaster(args: argparse.Namespace) -> int:
+    from wam_ros.export.forecaster_onnx import ForecasterExportError, export_forecaster
+    from wam_ros.train.campaign import read_campaign_config
+    from wam_ros.train.forecaster import ForecasterTrainConfig, train_forecaster
+
+    try:
+        cfg = ForecasterTrainConfig(
+            campaign=args.campaign,
+            window=args.window,
+            max_epochs=args.epochs,
+            max_minutes=args.max_minutes,
+            target_recall=args.target_recall,
+            threads=args.threads,
+            max_episodes=args.max_episodes,
+            seed=args.seed,
+        )
+        campaign = read_campaign_config(args.campaign)
+        result = train_forecaster(cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"wam campaign train-forecaster: {exc}", file=sys.stderr)
+        return 2
+    info = {
+        "train_seed": campaign["seed"],
+        "baselines": {
+            k: {f: v[f] for f in ("threshold", "consecutive", "signal")} for k, v in result.baselines.items()
+        },
+        "heldout": result.validation,
+        "baselines_on_train_split": {k: v["train"] for k, v in result.baselines.items()},
+        "training": {
+            **result.data,
+            "history": result.history,
+            "config": {k: str(v) for k, v in vars(cfg).items()},
+        },
+        "rule_candidates": result.candidates,
+    }
+    try:
+        spec = export_forecaster(
+            result.net,
+            args.out,
+            result.rule,
+            result.joint_names,
+            campaign["fall"]["robot"],
+            result.parity_windows,
+            info,
+        )
+    except (ForecasterExportError, OSError) as exc:
+        print(f"wam campaign train-forecaster: {exc}", file=sys.stderr)
+        return 1
+    v = result.validation
+    print(
+        f"wrote {args.out} ({spec['parameters']} parameters, ONNX parity {spec['onnx_parity_max_abs']:.1e}); "
+        f"alarm: {result.rule.signal} >= {result.rule.threshold:.3f} for {result.rule.consecutive} samples; "
+        f"held-out: recall {v['recall']:.3f}, lead median {v['lead_time_median_s']:.3f} s, "
+        f"false alarms {v['false_alarms_per_10min']:.2f} / 10 min, recovered alarms {v['recovered_alarm_rate']:.3f}"
+    )
+    return 0
+
+
+def _eval_forecaster(args: argparse.Namespace) -> int:
+    import json
+
+    from wam_ros.fileio import atomic_write_text
+    from wam_ros.runtime.fall_forecaster import ForecasterError
+    from wam_ros.train.forecaster_eval import ForecasterEvalConfig, evaluate_forecaster
+
+    try:
+        report = evaluate_forecaster(
+            ForecasterEvalConfig(args.model, args.campaign, args.threads, args.max_episodes)
+        )
+    except (ForecasterError, ValueError, FileNotFoundError) as exc:
+        print(f"wam campaign eval-forecaster: {exc}", file=sys.stderr)
+        return 2
+    atomic_write_text(args.json, json.dumps(report, indent=1))
+    keys = ("recall", "false_alarms_per_10min", "recovered_alarm_rate", "lead_time_median_s", "auroc")
+    print(
+        f"{report['episodes']} episodes of {args.campaign} (seed {report['campaign_seed']}), "
+        f"{report['falls']} falls, {report['standing_minutes']:.1f} min standing"
+    )
+    print("| | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    rows = {"forecaster": report, **report["baselines"]}
+    for name, m in rows.items():
+        print(f"| {name} | " + " | ".join(f"{m[k]:.3f}" for k in keys) + " |")
+    print(f"wrote {args.json}")
     return 0

@@ -67,8 +67,11 @@ def summary_markdown(cols: dict[str, np.ndarray], config: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(out: Path, plots: Path | None = None) -> tuple[str, list[Path]]:
-    """Write summary.md and three PNGs for the campaign in `out`; returns (markdown, png paths)."""
+def write_report(
+    out: Path, plots: Path | None = None, forecast_eval: Path | None = None
+) -> tuple[str, list[Path]]:
+    """Write summary.md and three PNGs for the campaign in `out` (+ three forecaster plots and a table when an
+    eval-forecaster JSON is given); returns (markdown, png paths)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,7 +118,77 @@ def write_report(out: Path, plots: Path | None = None) -> tuple[str, list[Path]]
     axes[0].set_ylabel("fall rate")
     fig.suptitle("fall rate vs friction and slope")
     paths.append(save_figure(fig, dest / "fall_rate_vs_friction_slope.png"))
+    if forecast_eval is not None:
+        extra, more = forecast_plots(forecast_eval, dest)
+        md += "\n" + extra
+        (dest / "summary.md").write_text(md)
+        paths += more
     return md, paths
+
+
+FORECAST_KEYS = ("recall", "false_alarms_per_10min", "recovered_alarm_rate", "lead_time_median_s", "auroc")
+
+
+def forecast_plots(eval_json: Path, dest: Path) -> tuple[str, list[Path]]:
+    """ROC, lead-time histogram, lead vs push impulse of a forecaster and its baselines (eval-forecaster JSON)."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    try:
+        report = json.loads(Path(eval_json).read_text())
+        curves = report["curves"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CampaignError(f"{eval_json} is not an eval-forecaster report ({exc})") from exc
+    names = ["forecaster", *report.get("baselines", {})]
+    rows = {"forecaster": report, **report.get("baselines", {})}
+    lines = [
+        f"## Fall forecaster ({report.get('model', '?')}) on {report.get('episodes', '?')} episodes",
+        "",
+        "| | " + " | ".join(FORECAST_KEYS) + " |",
+        "|---" * (len(FORECAST_KEYS) + 1) + "|",
+    ]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{rows[name][k]:.3f}" for k in FORECAST_KEYS) + " |")
+    paths = []
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name in names:
+        fpr, tpr = curves[name]["roc"]
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {rows[name]['auroc']:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(
+        xlabel="false-positive rate (per window)", ylabel="true-positive rate", title="ROC: fall within 1 s"
+    )
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    paths.append(save_figure(fig, dest / "forecaster_roc.png"))
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    bins = np.linspace(0, 1.0, 41)
+    for name in names:
+        lead = np.asarray(curves[name]["lead"])
+        ax.hist(
+            lead,
+            bins=bins,
+            histtype="step",
+            label=f"{name} (median {np.median(lead) if len(lead) else 0:.2f} s)",
+        )
+    ax.set(xlabel="lead time: first alarm -> fall (s)", ylabel="falls", title="lead time at matched recall")
+    ax.legend(fontsize=8)
+    paths.append(save_figure(fig, dest / "forecaster_lead_hist.png"))
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name in names:
+        lead, imp = np.asarray(curves[name]["lead"]), np.asarray(curves[name]["impulse"])
+        if len(lead) < 2:
+            continue
+        edges = np.linspace(imp.min(), imp.max() + 1e-9, 9)
+        which = np.clip(np.digitize(imp, edges) - 1, 0, 7)
+        med = [np.median(lead[which == b]) if np.any(which == b) else np.nan for b in range(8)]
+        ax.plot((edges[:-1] + edges[1:]) / 2, med, "o-", label=name)
+    ax.set(xlabel="push impulse (N s)", ylabel="median lead (s)", title="lead time vs push impulse")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    paths.append(save_figure(fig, dest / "forecaster_lead_vs_impulse.png"))
+    return "\n".join(lines) + "\n", paths
 
 
 def save_figure(fig, path: Path) -> Path:

@@ -1,0 +1,146 @@
+"""The fall forecaster: a small 1-D convolutional network over the last 0.5 s of proprioception (pure torch).
+
+    cfg = ForecasterConfig(n_joints=12)
+    net = FallForecaster(cfg)
+    p_05, p_1, ttf = net(window)      # window float32 (B, W, 10 + 3J) raw readings, oldest first
+    #   p_05, p_1  (B,)  probability of a fall within 0.5 s / 1 s of the window's last sample
+    #   ttf        (B,)  time to fall (s), in [0, cfg.horizon_s]; horizon_s means "not within the horizon"
+
+Input columns, in order (`input_columns(J)`; the campaign traces' names, wam_ros.train.campaign.traces): IMU
+orientation quaternion xyzw (gravity-aligned world frame), angular velocity (rad/s), linear acceleration (m/s^2,
+specific force), then joint positions, velocities and efforts of the J joints. The network turns the quaternion into
+the gravity direction in the IMU frame (yaw does not matter to a fall and a real IMU's yaw drifts), normalises with
+statistics stored in its buffers, so an exported graph takes the raw readings.
+
+Three conv layers (kernel 5, two of them stride 2) and an MLP head: about 45k parameters for J = 12.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from wam_ros.fileio import atomic_path
+
+IMU_INPUTS = (
+    "imu_qx",
+    "imu_qy",
+    "imu_qz",
+    "imu_qw",
+    "imu_wx",
+    "imu_wy",
+    "imu_wz",
+    "imu_ax",
+    "imu_ay",
+    "imu_az",
+)
+
+
+def input_columns(n_joints: int) -> list[str]:
+    """The raw input's columns, in order (names as in the campaign traces)."""
+    cols = list(IMU_INPUTS)
+    for kind in ("joint_pos", "joint_vel", "joint_effort"):
+        cols += [f"{kind}_{i:02d}" for i in range(n_joints)]
+    return cols
+
+
+@dataclass(frozen=True)
+class ForecasterConfig:
+    """Args:
+    n_joints: J, joints in the input (laikago and a1: 12).
+    window: samples per input window (50 = 0.5 s at 100 Hz).
+    rate_hz: sample rate the network was trained at.
+    channels: conv channels; hidden: MLP width.
+    horizon_s: time-to-fall output range; "no fall within horizon_s" reads horizon_s.
+    """
+
+    n_joints: int = 12
+    window: int = 50
+    rate_hz: float = 100.0
+    channels: int = 32
+    hidden: int = 64
+    horizon_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_joints <= 64:
+            raise ValueError(f"ForecasterConfig.n_joints must be in [1, 64], got {self.n_joints}")
+        if not 8 <= self.window <= 1000:
+            raise ValueError(f"ForecasterConfig.window must be in [8, 1000], got {self.window}")
+        if not self.rate_hz > 0:
+            raise ValueError(f"ForecasterConfig.rate_hz must be > 0, got {self.rate_hz}")
+        if self.channels < 4 or self.hidden < 4:
+            raise ValueError(f"channels and hidden must be >= 4, got {self.channels}, {self.hidden}")
+        if not self.horizon_s > 1.0:
+            raise ValueError(f"ForecasterConfig.horizon_s must be > 1 s, got {self.horizon_s}")
+
+    @property
+    def n_inputs(self) -> int:
+        return 10 + 3 * self.n_joints
+
+    @property
+    def n_features(self) -> int:
+        return 9 + 3 * self.n_joints  # the quaternion becomes a 3-vector
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def features(window: torch.Tensor) -> torch.Tensor:
+    """(B, W, 10 + 3J) raw readings -> (B, W, 9 + 3J): the quaternion replaced by the gravity direction ('up', world
+    +z) in the IMU frame, the third row of R(q)."""
+    x, y, z, w = window[..., 0], window[..., 1], window[..., 2], window[..., 3]
+    up = torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], dim=-1)
+    return torch.cat([up, window[..., 4:]], dim=-1)
+
+
+class FallForecaster(nn.Module):
+    def __init__(self, cfg: ForecasterConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        f, c = cfg.n_features, cfg.channels
+        self.register_buffer("feature_mean", torch.zeros(f))
+        self.register_buffer("feature_std", torch.ones(f))
+        self.conv = nn.Sequential(
+            nn.Conv1d(f, c, 5, padding=2),
+            nn.ReLU(),
+            nn.Conv1d(c, c, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.Conv1d(c, c, 5, stride=2, padding=2),
+            nn.ReLU(),
+        )
+        length = cfg.window
+        for _ in range(2):
+            length = (length - 1) // 2 + 1
+        self.head = nn.Sequential(nn.Linear(c * length, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 3))
+
+    def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Feature statistics (of `features(window)`), from the training data."""
+        self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.feature_std.copy_(torch.clamp(torch.as_tensor(std, dtype=torch.float32), min=1e-3))
+
+    def logits(self, window: torch.Tensor) -> torch.Tensor:
+        """(B, W, 10 + 3J) -> (B, 3): logit of P(fall <= 0.5 s), logit of P(fall <= 1 s), time-to-fall logit."""
+        h = (features(window) - self.feature_mean) / self.feature_std  # (B, W, F)
+        h = self.conv(h.transpose(1, 2))  # (B, C, W/4)
+        return self.head(h.flatten(1))
+
+    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z = self.logits(window)
+        return torch.sigmoid(z[:, 0]), torch.sigmoid(z[:, 1]), self.cfg.horizon_s * torch.sigmoid(z[:, 2])
+
+
+def save_forecaster(path, net: FallForecaster, extra: dict[str, Any] | None = None) -> None:
+    """A checkpoint (atomic) with the config, weights (incl. normalisation) and `extra` (e.g. the alarm rule)."""
+    with atomic_path(path) as tmp:
+        torch.save({"config": net.cfg.to_dict(), "state_dict": net.state_dict(), "extra": extra or {}}, tmp)
+
+
+def load_forecaster(path) -> tuple[FallForecaster, dict[str, Any]]:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    net = FallForecaster(ForecasterConfig(**blob["config"]))
+    net.load_state_dict(blob["state_dict"])
+    net.eval()
+    return net, dict(blob.get("extra", {}))
