@@ -139,6 +139,8 @@ def test_scene_per_episode_plan():
         (["--workers", "0"], "workers must be an int >= 1, got 0"),
         (["--image-size", "4"], "image_size must be"),
         (["--noise", "-0.1"], "noise must be a std in [0, 0.2] rad, got -0.1"),
+        (["--ray-address", "127.0.0.1:6379"], "needs --backend ray"),
+        (["--backend", "ray", "--ray-address", "127.0.0.1:1"], "cannot reach the Ray cluster"),
     ],
 )
 def test_bad_arguments_are_clear_errors(args, match, tmp_path):
@@ -434,3 +436,45 @@ def test_dagger_collection_the_model_drives_the_expert_labels_and_failures_are_t
         timeout=60,
     )
     assert res.returncode == 2 and "does not exist" in res.stderr
+
+
+def _same_episode(a, b) -> bool:
+    arrays = ("frames", "joint_pos", "joint_vel", "actions", "timestamps")
+    return (
+        all(np.array_equal(getattr(a, k), getattr(b, k)) for k in arrays)
+        and a.meta == b.meta
+        and a.extra.keys() == b.extra.keys()
+        and all(np.array_equal(a.extra[k], b.extra[k]) for k in a.extra)
+    )
+
+
+def test_ray_backend_writes_the_same_resumable_collection(tmp_path):
+    """A local Ray instance (2 actors) writes the very episodes the local backend writes, and the two resume each
+    other's directories."""
+    common = dict(task="reach", seed=2, image_size=32, noise=0.02)
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    summary = collect(CollectConfig(episodes=4, out=str(local), workers=1, **common), progress=False)
+    assert (summary.written, summary.errors) == (4, [])
+    summary = collect(
+        CollectConfig(episodes=4, out=str(remote), workers=2, backend="ray", **common), progress=False
+    )
+    assert (summary.written, summary.succeeded, summary.errors) == (4, 4, [])
+    assert (local / "collect.json").read_text() == (remote / "collect.json").read_text()
+    for a, b in zip(list_episodes(local), list_episodes(remote), strict=True):
+        assert a.name == b.name and _same_episode(read_episode(a), read_episode(b)), a.name
+
+    episode_path(
+        remote, 1
+    ).unlink()  # lost; then the local backend fills it in, and Ray extends the collection
+    summary = collect(CollectConfig(episodes=4, out=str(remote), workers=1, **common), progress=False)
+    assert (summary.present_before, summary.written) == (3, 1)
+    assert _same_episode(read_episode(episode_path(remote, 1)), read_episode(episode_path(local, 1)))
+    summary = collect(
+        CollectConfig(episodes=6, out=str(remote), workers=2, backend="ray", **common), progress=False
+    )
+    assert (summary.present_before, summary.written, summary.errors) == (4, 2, [])
+    assert [read_episode(p).meta["episode_index"] for p in list_episodes(remote)] == list(range(6))
+    with pytest.raises(ValueError, match="other settings"):  # the resume check is the backend's too
+        collect(
+            CollectConfig(episodes=6, out=str(remote), backend="ray", task="reach", seed=3, image_size=32)
+        )

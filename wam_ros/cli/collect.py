@@ -2,6 +2,7 @@
 
     wam collect --task reach --episodes 200 --workers 2 --out data/reach
     wam collect --task push --episodes 300 --seed 4 --dagger models/panda_tabletop --beta 0.2 --out data/push_dagger
+    wam collect --task reach --episodes 1000 --workers 8 --backend ray --ray-address HEAD:6379 --out data/reach
 
 The options map one to one onto wam_ros.train.collect.CollectConfig (see there for what each does). Exit status 0 when
 every episode was written, 1 when some failed or a worker died (what was written stays; a re-run resumes), 2 on bad
@@ -56,6 +57,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="one scene per episode instead of every scene once per instruction",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local worker processes, or Ray actors (same output; a run resumes on either)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="with --backend ray: HOST:PORT | ray://HOST:PORT | auto (default: a local Ray instance)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -79,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
             dagger=args.dagger,
             beta=args.beta,
             replan=args.replan,
+            backend=args.backend,
+            ray_address=args.ray_address,
         )
         summary = collect(cfg, progress=not args.quiet)
     except ValueError as exc:

@@ -35,11 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from wam_ros.data.episode import episode_path, write_episode
+from wam_ros.data.episode import Episode, episode_path, write_episode
 from wam_ros.fileio import atomic_write_text
 from wam_ros.train.workers import die_with_parent
 
 TASK_NAMES = ("reach", "push")
+BACKENDS = ("local", "ray")
 MANIFEST = "collect.json"
 # settings that must match for a re-run to resume into the same directory
 _RESUME_KEYS = (
@@ -81,6 +82,11 @@ class CollectConfig:
     dagger: a trained model (directory or checkpoint) that drives the episodes while the expert labels them (DAgger).
     beta: with --dagger, the per-step probability that the expert's action is executed instead of the model's.
     replan: with --dagger, actions of each predicted chunk executed before the model predicts again.
+    backend: "local" (worker processes on this machine) or "ray" (`workers` Ray actors, each with its own world;
+        episodes come back to this process, which writes them). The output is the same, so a collection started
+        on one backend resumes on the other.
+    ray_address: with backend "ray", a running cluster (HOST:PORT, ray://HOST:PORT or auto); None starts a local
+        Ray instance with `workers` CPUs. On a cluster, a --dagger model path must exist on every node.
     """
 
     task: str = "reach"
@@ -98,6 +104,8 @@ class CollectConfig:
     dagger: str | None = None
     beta: float = 0.0
     replan: int = 4
+    backend: str = "local"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
@@ -122,6 +130,10 @@ class CollectConfig:
             self.dagger = str(self.dagger)
         if not 16 <= self.image_size <= 512:
             raise ValueError(f"image_size must be in 16..512, got {self.image_size}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.ray_address is not None and self.backend != "ray":
+            raise ValueError("a Ray address needs --backend ray")
 
 
 @dataclass
@@ -161,15 +173,11 @@ def episode_plan(cfg: CollectConfig, index: int) -> tuple[int, int | None, int]:
 _ENV: Any = None
 
 
-def _worker_init(cfg_dict: dict, parent_pid: int | None = None) -> None:
-    """Runs first in each worker process (and once in-process for workers=1, without parent_pid)."""
-    global _ENV
-    if parent_pid is not None:
-        die_with_parent(parent_pid)  # a SIGKILLed `wam collect` leaves no worker behind
+def _build(cfg: CollectConfig) -> tuple[Any, Any]:
+    """The worker's env (one pybullet DIRECT client) and, for DAgger, the learner (torch backend, one thread)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from wam_ros.sim.tabletop import TabletopEnv
 
-    cfg = CollectConfig(**cfg_dict)
     learner = None
     if cfg.dagger is not None:
         from wam_ros.runtime.policy import load_policy
@@ -177,18 +185,24 @@ def _worker_init(cfg_dict: dict, parent_pid: int | None = None) -> None:
         learner = load_policy(
             cfg.dagger, backend="torch", threads=1
         )  # predict() resizes the frames it is given
-    _ENV = (
-        cfg,
-        TabletopEnv(
-            task=cfg.task,
-            image_size=cfg.image_size,
-            control_hz=cfg.control_hz,
-            max_steps=cfg.max_steps,
-            randomize=cfg.randomize,
-            wrist_camera=cfg.wrist_camera,
-        ),
-        learner,
+    env = TabletopEnv(
+        task=cfg.task,
+        image_size=cfg.image_size,
+        control_hz=cfg.control_hz,
+        max_steps=cfg.max_steps,
+        randomize=cfg.randomize,
+        wrist_camera=cfg.wrist_camera,
     )
+    return env, learner
+
+
+def _worker_init(cfg_dict: dict, parent_pid: int | None = None) -> None:
+    """Runs first in each worker process (and once in-process for workers=1, without parent_pid)."""
+    global _ENV
+    if parent_pid is not None:
+        die_with_parent(parent_pid)  # a SIGKILLed `wam collect` leaves no worker behind
+    cfg = CollectConfig(**cfg_dict)
+    _ENV = (cfg, *_build(cfg))
 
 
 class _DaggerDriver:
@@ -214,51 +228,59 @@ class _DaggerDriver:
         return action
 
 
-def _collect_one(index: int) -> tuple[int, bool | None, str]:
-    """Record and write episode `index`. Returns (index, success, error message or "")."""
+def _record(cfg: CollectConfig, env: Any, learner: Any, index: int) -> Episode:
+    """Record episode `index` of the collection (the same episode on any worker and any backend)."""
     from wam_ros.sim.experts import make_expert
     from wam_ros.train.rollout import record_episode
 
+    seed, instruction, scene_index = episode_plan(cfg, index)
+    expert = make_expert(env)
+    driver = (
+        None
+        if learner is None
+        else _DaggerDriver(learner, env, expert, cfg.beta, cfg.replan, scene_seed(cfg.seed + 104729, index))
+    )
+    ep = record_episode(
+        env,
+        expert,
+        seed=seed,
+        instruction=instruction,
+        producer="wam collect",
+        extra_meta={
+            "episode_index": index,
+            "scene_index": scene_index,
+            "scene_seed": seed,
+            "collect_seed": cfg.seed,
+            "expert": type(expert).__name__,
+        },
+        noise=cfg.noise,
+        noise_seed=scene_seed(cfg.seed + 7919, index),
+        driver=driver,
+    )
+    if driver is not None:
+        ep.meta["dagger"] = {
+            "model": cfg.dagger,
+            "beta": cfg.beta,
+            "replan": cfg.replan,
+            "expert_steps": driver.expert_steps,
+            "steps": driver.steps,
+        }
+    return ep
+
+
+def _failure(index: int, exc: Exception) -> str:
+    return f"episode {index}: {type(exc).__name__}: {exc}"
+
+
+def _collect_one(index: int) -> tuple[int, bool | None, str]:
+    """Record and write episode `index` (local backend). Returns (index, success, error message or "")."""
     cfg, env, learner = _ENV
     try:
-        seed, instruction, scene_index = episode_plan(cfg, index)
-        expert = make_expert(env)
-        driver = (
-            None
-            if learner is None
-            else _DaggerDriver(
-                learner, env, expert, cfg.beta, cfg.replan, scene_seed(cfg.seed + 104729, index)
-            )
-        )
-        ep = record_episode(
-            env,
-            expert,
-            seed=seed,
-            instruction=instruction,
-            producer="wam collect",
-            extra_meta={
-                "episode_index": index,
-                "scene_index": scene_index,
-                "scene_seed": seed,
-                "collect_seed": cfg.seed,
-                "expert": type(expert).__name__,
-            },
-            noise=cfg.noise,
-            noise_seed=scene_seed(cfg.seed + 7919, index),
-            driver=driver,
-        )
-        if driver is not None:
-            ep.meta["dagger"] = {
-                "model": cfg.dagger,
-                "beta": cfg.beta,
-                "replan": cfg.replan,
-                "expert_steps": driver.expert_steps,
-                "steps": driver.steps,
-            }
+        ep = _record(cfg, env, learner, index)
         write_episode(episode_path(cfg.out, index), ep)
         return index, ep.success, ""
     except Exception as exc:  # noqa: BLE001 - reported per episode; the run goes on and exits non-zero
-        return index, None, f"episode {index}: {type(exc).__name__}: {exc}"
+        return index, None, _failure(index, exc)
 
 
 # ------------------------------------------------------------------------------------------------ main side
@@ -334,8 +356,21 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
         bar.update(1)
         bar.set_postfix(success=f"{succeeded}/{written}")
 
+    def write(index: int, ep: Episode | None, err: str) -> None:
+        """An episode recorded elsewhere (a Ray actor): written here, then counted."""
+        if ep is not None:
+            try:
+                write_episode(episode_path(cfg.out, index), ep)
+            except Exception as exc:  # noqa: BLE001 - reported per episode, as a worker's failure is
+                ep, err = None, _failure(index, exc)
+        account((index, None if ep is None else ep.success, err))
+
     try:
-        if cfg.workers == 1 or len(todo) <= 1:
+        if cfg.backend == "ray" and todo:
+            from wam_ros.train.collect_ray import run_ray
+
+            run_ray(cfg, todo, write)
+        elif cfg.workers == 1 or len(todo) <= 1:
             _worker_init(asdict(cfg))
             for i in todo:
                 account(_collect_one(i))
