@@ -6,45 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_episode import make_episode  # random episodes inside the Panda's limits
 
+from wam_ros.data import windows
 from wam_ros.data.episode import Episode, episode_path, write_episode
-from wam_ros.data.windows import (
-    ACTION_MASK,
-    ACTIONS,
-    FRAMES,
-    INSTRUCTION,
-    JOINT_POS,
-    NEXT_FRAME,
-    TASK,
-    TOKENS,
-    WindowArrays,
-    WindowDataset,
-)
+from wam_ros.data.windows import WindowArrays, WindowDataset
 from wam_ros.model import batch as keys
+from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, INSTRUCTION, JOINT_POS, NEXT_FRAME, TASK, TOKENS
 from wam_ros.model.tokenizer import PAD, UNK, Tokenizer, extend_vocab
-from wam_ros.robot import RobotProfile
-
-PANDA = RobotProfile.load("panda")
-
-
-def make_episode(T: int = 6, size: int = 8, seed: int = 0, instruction: str = "reach the red target", **meta):
-    rng = np.random.default_rng(seed)
-    lo, hi = np.asarray(PANDA.position_lower), np.asarray(PANDA.position_upper)
-    return Episode(
-        frames=rng.integers(0, 256, (T, size, size, 3), dtype=np.uint8),
-        joint_pos=rng.uniform(lo, hi, size=(T, 8)),
-        joint_vel=rng.normal(size=(T, 8)),
-        actions=rng.uniform(lo, hi, size=(T, 8)),
-        timestamps=np.arange(T) / 10.0,
-        meta={
-            "task": "reach",
-            "instruction": instruction,
-            "success": True,
-            "robot": PANDA.to_dict(),
-            "control_hz": 10,
-            **meta,
-        },
-    )
 
 
 def reference_window(ep: Episode, t: int, k: int, n: int, h: int) -> dict[str, np.ndarray]:
@@ -63,7 +32,7 @@ def reference_window(ep: Episode, t: int, k: int, n: int, h: int) -> dict[str, n
 
 def test_batch_keys_are_defined_once_in_the_model_layer():
     assert (FRAMES, JOINT_POS, ACTIONS, ACTION_MASK, NEXT_FRAME, TOKENS) == keys.BATCH_KEYS
-    assert FRAMES is keys.FRAMES and TOKENS is keys.TOKENS
+    assert windows.FRAMES is keys.FRAMES and windows.TOKENS is keys.TOKENS  # re-exported, not redefined
 
 
 @pytest.mark.parametrize(("k", "n", "h"), [(1, 1, 1), (2, 3, 1), (3, 8, 2), (4, 5, 6)])

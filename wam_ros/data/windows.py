@@ -25,16 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from wam_ros.data.episode import Episode, read_episode
-from wam_ros.model.batch import (
-    ACTION_MASK,
-    ACTIONS,
-    FRAMES,
-    INSTRUCTION,
-    JOINT_POS,
-    NEXT_FRAME,
-    TASK,
-    TOKENS,
-)
+from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, INSTRUCTION, JOINT_POS, NEXT_FRAME, TASK, TOKENS
 from wam_ros.model.tokenizer import Tokenizer
 
 __all__ = [

@@ -182,9 +182,8 @@ def _build(cfg: CollectConfig) -> tuple[Any, Any]:
     if cfg.dagger is not None:
         from wam_ros.runtime.policy import load_policy
 
-        learner = load_policy(
-            cfg.dagger, backend="torch", threads=1
-        )  # predict() resizes the frames it is given
+        # predict() resizes the frames it is given
+        learner = load_policy(cfg.dagger, backend="torch", threads=1)
     env = TabletopEnv(
         task=cfg.task,
         image_size=cfg.image_size,

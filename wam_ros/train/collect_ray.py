@@ -10,13 +10,13 @@ whose actor died. `ray` is imported only here, and only when this backend runs (
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from wam_ros.data.episode import Episode
 from wam_ros.train.collect import CollectConfig, CollectError, _build, _failure, _record
+from wam_ros.train.workers import run_on_actors
 
 
 class _RayCollectWorker:
@@ -68,26 +68,14 @@ def run_ray(cfg: CollectConfig, todo: list[int], done: Callable[[int, Episode | 
     actor_cls = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(_RayCollectWorker)
     cfg_dict = asdict(cfg)
     actors = [actor_cls.remote(cfg_dict) for _ in range(min(cfg.workers, len(todo)))]
-    queue = deque(todo)
-    in_flight: dict[Any, Any] = {}
     try:
-        for actor in actors:
-            for _ in range(2):  # two episodes in flight per actor: no idle gap between them
-                if queue:
-                    in_flight[actor.run.remote(queue.popleft())] = actor
-        while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
-            actor = in_flight.pop(ready[0])
-            try:
-                index, episode, err = ray.get(ready[0])
-            except ray.exceptions.RayError as exc:  # an actor died more often than Ray restarts it
-                raise CollectError(
-                    f"a Ray worker died ({type(exc).__name__}); the episodes written so far are complete; "
-                    "re-run the same command to fill in the rest"
-                ) from exc
-            done(index, episode, err)
-            if queue:
-                in_flight[actor.run.remote(queue.popleft())] = actor
+        try:
+            run_on_actors(ray, actors, "run", todo, lambda result: done(*result))
+        except ray.exceptions.RayError as exc:  # an actor died more often than Ray restarts it
+            raise CollectError(
+                f"a Ray worker died ({type(exc).__name__}); the episodes written so far are complete; "
+                "re-run the same command to fill in the rest"
+            ) from exc
     finally:
         for actor in actors:
             ray.kill(actor)

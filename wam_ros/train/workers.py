@@ -1,4 +1,4 @@
-"""Worker processes that never outlive the run that started them.
+"""Worker processes that never outlive the run that started them, and Ray actors kept busy.
 
     pool = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=init, initargs=(os.getpid(),))
     def init(parent_pid):
@@ -17,6 +17,9 @@ import contextlib
 import ctypes
 import os
 import signal
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 
@@ -31,3 +34,28 @@ def die_with_parent(parent_pid: int | None = None) -> bool:
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(1)  # the parent died before the prctl: nobody will read what this worker does
     return ok
+
+
+def run_on_actors(
+    ray: Any,
+    actors: list[Any],
+    method: str,
+    items: Iterable[Any],
+    handle: Callable[[Any], None],
+    depth: int = 2,
+) -> None:
+    """Call `actor.<method>.remote(item)` for every item, keeping `depth` calls in flight per actor (no idle gap
+    between them), and `handle(result)` each result in the order they finish, on this thread. A task that failed for
+    good raises its Ray error from here; the calls still in flight are left to the caller (kill the actors)."""
+    queue = deque(items)
+    in_flight: dict[Any, Any] = {}
+    for actor in actors:
+        for _ in range(depth):
+            if queue:
+                in_flight[getattr(actor, method).remote(queue.popleft())] = actor
+    while in_flight:
+        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        actor = in_flight.pop(ready[0])
+        handle(ray.get(ready[0]))
+        if queue:
+            in_flight[getattr(actor, method).remote(queue.popleft())] = actor
