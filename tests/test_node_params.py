@@ -20,13 +20,18 @@ from wam_ros.ros.launch_util import load_graph, node_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
-# executable -> its parameters dataclass
-PARAMS = {
-    "sim_node": "SimNodeParams",
-    "recorder_node": "RecorderNodeParams",
-    "teleop_node": "TeleopNodeParams",
-    "wam_node": "WamNodeParams",
-}
+
+
+def setup_nodes() -> list[str]:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    assign = next(
+        n for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "NODES"
+    )
+    return ast.literal_eval(assign.value)
+
+
+# every node executable (setup.py NODES) -> its parameters dataclass, by name: sim_node -> SimNodeParams
+PARAMS = {exe: "".join(w.capitalize() for w in exe.split("_")) + "Params" for exe in setup_nodes()}
 GRAPHS = sorted((CONFIG / "bringup").glob("*.yaml"))
 # names that mean one concept on every node (wam_ros.ros.parameters); the old spellings must not come back
 RETIRED = {"robot_profile": "robot", "rate_hz": "control_hz"}
