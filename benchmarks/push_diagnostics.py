@@ -125,7 +125,8 @@ def expert_noise(
     sigmas: list[float], n: int, expert_from: str | None, backoff_gap: float | None = None
 ) -> None:
     from wam_ros.sim import experts
-    from wam_ros.sim.tabletop import TabletopEnv, record_episode
+    from wam_ros.sim.tabletop import TabletopEnv
+    from wam_ros.train.rollout import record_episode
 
     if expert_from:
         src = subprocess.run(
