@@ -25,7 +25,7 @@ from wam_ros.train.campaign import BACKENDS, CampaignError, CampaignSpec, run_ca
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(
-        dest="campaign_command", metavar="<falls|report|train-forecaster|eval-forecaster>"
+        dest="campaign_command", metavar="<falls|report|train-forecaster|eval-forecaster|protect>"
     )
     falls = sub.add_parser(
         "falls",
@@ -127,6 +127,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ef.add_argument("--json", type=Path, required=True, help="where to write the report")
     ef.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default 2)")
     ef.add_argument("--max-episodes", type=int, default=None, help="evaluate only the first N episodes")
+    pr = sub.add_parser(
+        "protect",
+        help="search a protective reaction (crouch + wide stance at the alarm); measure it with and without",
+        description="Grid-search a protective posture triggered by the forecaster's alarm on one seed's pushes, "
+        "then measure fall rate and peak impact with and without it on held-out pushes of another seed; "
+        "writes the posture into the model folder (protective_pose.json) for fall_guard_node.",
+    )
+    pr.add_argument("--model", type=Path, required=True, help="forecaster folder")
+    pr.add_argument("--json", type=Path, required=True, help="where to write the report")
+    pr.add_argument("--search-episodes", type=int, default=120)
+    pr.add_argument("--eval-episodes", type=int, default=400)
+    pr.add_argument("--search-seed", type=int, default=0)
+    pr.add_argument("--eval-seed", type=int, default=1)
+    pr.add_argument("--no-write", action="store_true", help="do not write protective_pose.json")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         return _train_forecaster(args)
     if args.campaign_command == "eval-forecaster":
         return _eval_forecaster(args)
+    if args.campaign_command == "protect":
+        return _protect(args)
     print(
         "wam campaign: expected a sub-command: falls, report, train-forecaster or eval-forecaster "
         "(see `wam campaign --help`)",
@@ -290,4 +306,57 @@ def _eval_forecaster(args: argparse.Namespace) -> int:
     for name, m in rows.items():
         print(f"| {name} | " + " | ".join(f"{m[k]:.3f}" for k in keys) + " |")
     print(f"wrote {args.json}")
+    return 0
+
+
+def _protect(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from wam_ros.fileio import atomic_write_text
+    from wam_ros.runtime.fall_forecaster import PROTECT_FILE, FallForecasterRuntime, ForecasterError
+    from wam_ros.train.protect import ProtectConfig, evaluate_reaction, search_reaction
+
+    try:
+        cfg = ProtectConfig(
+            model=args.model,
+            search_seed=args.search_seed,
+            search_episodes=args.search_episodes,
+            eval_seed=args.eval_seed,
+            eval_episodes=args.eval_episodes,
+        )
+        names = FallForecasterRuntime.load(args.model).joint_names
+        search = search_reaction(cfg)
+        report = evaluate_reaction(cfg, search.best)
+    except (ForecasterError, ValueError) as exc:
+        print(f"wam campaign protect: {exc}", file=sys.stderr)
+        return 2
+    report["search"] = {
+        "seed": cfg.search_seed,
+        "episodes": cfg.search_episodes,
+        "without": search.baseline,
+        "grid": search.table,
+    }
+    atomic_write_text(args.json, json.dumps(report, indent=1))
+    if not args.no_write:
+        from wam_ros.sim.falls import FallSim
+
+        with FallSim(cfg.fall) as sim:
+            targets = search.best.targets(sim.spec)
+        pose = {
+            "joint_names": names,
+            "targets": list(targets),
+            "gain_scale": search.best.gain_scale,
+            "reaction": asdict(search.best),
+            "measured": {k: report[k] for k in ("with", "without", "eval_seed")},
+        }
+        atomic_write_text(args.model / PROTECT_FILE, json.dumps(pose, indent=1))
+    a, b = report["without"], report["with"]
+    print(
+        f"reaction {report['reaction']} on {a['episodes']} held-out pushes (seed {cfg.eval_seed}): fall rate "
+        f"{a['fall_rate']:.3f} -> {b['fall_rate']:.3f} ({report['fall_rate_change']:+.1%}), mean peak body "
+        f"contact force {a['peak_force_mean_N']:.0f} -> {b['peak_force_mean_N']:.0f} N "
+        f"({report['peak_force_change']:+.1%}), impact speed {a['impact_speed_mean_mps']:.2f} -> "
+        f"{b['impact_speed_mean_mps']:.2f} m/s; wrote {args.json}"
+    )
     return 0

@@ -12,7 +12,7 @@ specific force), then joint positions, velocities and efforts of the J joints. T
 the gravity direction in the IMU frame (yaw does not matter to a fall and a real IMU's yaw drifts), normalises with
 statistics stored in its buffers, so an exported graph takes the raw readings.
 
-Three conv layers (kernel 5, two of them stride 2) and an MLP head: about 45k parameters for J = 12.
+Three conv layers (kernel 5; the first unpadded, two with stride 2) and an MLP head: about 42k parameters for J = 12.
 """
 
 from __future__ import annotations
@@ -88,11 +88,27 @@ class ForecasterConfig:
         return asdict(self)
 
 
+# up = third row of R(q) = (2(xz - yw), 2(yz + xw), 1 - 2(x^2 + y^2)) = (q outer q) . UP_FROM_QQ + (0, 0, 1) for a
+# unit quaternion q = (x, y, z, w): two graph operations instead of a dozen (this runs at every IMU sample)
+_QQ = {
+    (0, 2): (0, 2.0),
+    (1, 3): (0, -2.0),
+    (1, 2): (1, 2.0),
+    (0, 3): (1, 2.0),
+    (0, 0): (2, -2.0),
+    (1, 1): (2, -2.0),
+}
+UP_FROM_QQ = torch.zeros(16, 3)
+for (_i, _j), (_k, _v) in _QQ.items():
+    UP_FROM_QQ[4 * _i + _j, _k] = _v
+
+
 def features(window: torch.Tensor) -> torch.Tensor:
     """(B, W, 10 + 3J) raw readings -> (B, W, 9 + 3J): the quaternion replaced by the gravity direction ('up', world
     +z) in the IMU frame, the third row of R(q)."""
-    x, y, z, w = window[..., 0], window[..., 1], window[..., 2], window[..., 3]
-    up = torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], dim=-1)
+    q = window[..., :4]
+    qq = (q.unsqueeze(-1) * q.unsqueeze(-2)).flatten(-2)  # (B, W, 16)
+    up = qq @ UP_FROM_QQ.to(window.dtype) + torch.tensor([0.0, 0.0, 1.0], dtype=window.dtype)
     return torch.cat([up, window[..., 4:]], dim=-1)
 
 
@@ -103,15 +119,16 @@ class FallForecaster(nn.Module):
         f, c = cfg.n_features, cfg.channels
         self.register_buffer("feature_mean", torch.zeros(f))
         self.register_buffer("feature_std", torch.ones(f))
+        self.normalise = True
         self.conv = nn.Sequential(
-            nn.Conv1d(f, c, 5, padding=2),
+            nn.Conv1d(f, c, 5),  # no padding: the normalisation folds into it exactly (`folded`)
             nn.ReLU(),
             nn.Conv1d(c, c, 5, stride=2, padding=2),
             nn.ReLU(),
             nn.Conv1d(c, c, 5, stride=2, padding=2),
             nn.ReLU(),
         )
-        length = cfg.window
+        length = cfg.window - 4
         for _ in range(2):
             length = (length - 1) // 2 + 1
         self.head = nn.Sequential(nn.Linear(c * length, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 3))
@@ -123,9 +140,26 @@ class FallForecaster(nn.Module):
 
     def logits(self, window: torch.Tensor) -> torch.Tensor:
         """(B, W, 10 + 3J) -> (B, 3): logit of P(fall <= 0.5 s), logit of P(fall <= 1 s), time-to-fall logit."""
-        h = (features(window) - self.feature_mean) / self.feature_std  # (B, W, F)
+        h = features(window)  # (B, W, F)
+        if self.normalise:
+            h = (h - self.feature_mean) / self.feature_std
         h = self.conv(h.transpose(1, 2))  # (B, C, W/4)
         return self.head(h.flatten(1))
+
+    def folded(self) -> FallForecaster:
+        """A copy with the normalisation folded into the first convolution (conv((x - m) / s) = conv'(x)): the
+        same function with two graph operations fewer, for export."""
+        import copy
+
+        net = copy.deepcopy(self).eval()
+        conv = net.conv[0]
+        with torch.no_grad():
+            inv = 1.0 / self.feature_std  # (F,)
+            w = conv.weight * inv[None, :, None]  # (C, F, K)
+            conv.weight.copy_(w)  # exact: this convolution has no padding
+            conv.bias.sub_((w * self.feature_mean[None, :, None]).sum(dim=(1, 2)))
+        net.normalise = False
+        return net
 
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         z = self.logits(window)

@@ -12,6 +12,8 @@ The model folder (written by wam_ros.export.forecaster_onnx):
     fall_forecaster.json    the contract: window, rate_hz, input_columns, joint_names, robot, the alarm rule
                             (signal, threshold, consecutive), sha256 of the .onnx (a stale or damaged graph is refused)
     fall_forecaster.pt      the torch checkpoint it was exported from (training and parity only)
+    protective_pose.json    optional (`wam campaign protect`): joint_names, targets (rad), gain_scale of the
+                            protective posture the robot takes when the alarm fires, and how it was measured
 
 The alarm rule: the alarm is on at a sample when the rule's signal has been at or above `threshold` for the last
 `consecutive` samples (over the samples available at an episode's start). `debounced()` is the same rule over whole
@@ -33,6 +35,7 @@ from wam_ros.fileio import sha256_file
 ONNX_FILE = "fall_forecaster.onnx"
 SPEC_FILE = "fall_forecaster.json"
 TORCH_FILE = "fall_forecaster.pt"
+PROTECT_FILE = "protective_pose.json"
 INPUT = "window"
 OUTPUTS = ("p_fall_0_5s", "p_fall_1s", "time_to_fall_s")
 SIGNALS = OUTPUTS[:2]
@@ -215,3 +218,29 @@ class ForecastStream:
         p05, p1, ttf = self.fc.predict_one(self.buf)
         signal = p1 if self.fc.rule.signal == "p_fall_1s" else p05
         return Forecast(p05, p1, ttf, self.alarm.update(signal))
+
+
+@dataclass(frozen=True)
+class ProtectivePose:
+    joint_names: list[str]
+    targets: list[float]
+    gain_scale: float = 1.0
+
+
+def load_protective_pose(folder: str | Path) -> ProtectivePose | None:
+    """The folder's protective posture, None if it has none; a damaged file is an error."""
+    path = Path(folder) / PROTECT_FILE
+    if not path.is_file():
+        return None
+    try:
+        blob = json.loads(path.read_text())
+        pose = ProtectivePose(
+            list(blob["joint_names"]), [float(v) for v in blob["targets"]], float(blob.get("gain_scale", 1.0))
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ForecasterError(f"{path} is not a protective pose ({exc})") from exc
+    if len(pose.targets) != len(pose.joint_names) or not all(np.isfinite(pose.targets)):
+        raise ForecasterError(
+            f"{path}: {len(pose.targets)} finite targets expected for {len(pose.joint_names)} joints"
+        )
+    return pose

@@ -566,18 +566,115 @@ class FallSim:
         )
         self._set_motors(params.motor_strength)
 
-    def _set_motors(self, strength: float) -> None:
+    def _set_motors(
+        self, strength: float, targets: tuple[float, ...] | None = None, gain_scale: float = 1.0
+    ) -> None:
         s = self.spec
         n = len(s.motor_joints)
         self.client.setJointMotorControlArray(
             self.robot,
             list(s.motor_joints),
             self.pb.POSITION_CONTROL,
-            targetPositions=list(s.standing_pose),
+            targetPositions=list(s.standing_pose if targets is None else targets),
             forces=[s.max_force * strength] * n,
-            positionGains=[s.position_gain] * n,
+            positionGains=[s.position_gain * gain_scale] * n,
             velocityGains=[s.velocity_gain] * n,
         )
+
+    # -- stepping: the same episode one physics step at a time, with commands (closed loop, ROS) -----------------
+    def begin(self, params: EpisodeParams) -> None:
+        """Start episode `params` for stepping: `step()` then advances it exactly as `run` does (tested), and
+        `set_targets` / `push_now` act on it. No early stop: the caller decides when an episode ends."""
+        self._apply(params)
+        self.params = params
+        self.step_count = 0
+        self._push_from = round(params.push_start * self.cfg.sim_hz)
+        self._push_to = self._push_from + max(1, round(params.push_duration * self.cfg.sim_hz))
+        self._force = (
+            params.push_force * math.cos(params.push_yaw),
+            params.push_force * math.sin(params.push_yaw),
+            0.0,
+        )
+        self._gravity = self.gravity(params)
+        self._last_vel: tuple[np.ndarray, float] | None = None
+
+    def push_now(self, force: float, yaw: float, duration: float) -> None:
+        """Push the base horizontally with `force` N towards `yaw` rad (world) for `duration` s, from the next step."""
+        self._push_from = self.step_count
+        self._push_to = self.step_count + max(1, round(duration * self.cfg.sim_hz))
+        self._force = (force * math.cos(yaw), force * math.sin(yaw), 0.0)
+
+    def step(self, n: int = 1) -> None:
+        """n physics steps (the pending push applied as in `run`)."""
+        c, robot = self.client, self.robot
+        for _ in range(n):
+            if self._push_from <= self.step_count < self._push_to:
+                c.applyExternalForce(
+                    robot, -1, self._force, c.getBasePositionAndOrientation(robot)[0], self.pb.WORLD_FRAME
+                )
+            c.stepSimulation()
+            self.step_count += 1
+
+    @property
+    def time(self) -> float:
+        return self.step_count * self.dt
+
+    @property
+    def pushing(self) -> bool:
+        return self._push_from <= self.step_count < self._push_to
+
+    def set_targets(self, targets: tuple[float, ...] | np.ndarray, gain_scale: float = 1.0) -> None:
+        """Joint position targets of the motors (within the episode's motor strength)."""
+        if len(targets) != len(self.spec.motor_joints):
+            raise ValueError(f"{len(targets)} targets for {len(self.spec.motor_joints)} motors")
+        self._set_motors(self.params.motor_strength, tuple(float(v) for v in targets), gain_scale)
+
+    def read(self) -> dict[str, np.ndarray]:
+        """What the robot measures now (the trace's quantities at this instant; acceleration from the previous
+        `read`, 0 at the first): orientation (4,), angular_velocity (3,), linear_acceleration (3,), joint_pos,
+        joint_vel, joint_effort (J,), and the privileged tilt_deg, height."""
+        c, robot = self.client, self.robot
+        pos, orn = c.getBasePositionAndOrientation(robot)
+        lin, ang = c.getBaseVelocity(robot)
+        states = c.getJointStates(robot, list(self.spec.motor_joints))
+        t = self.time
+        orientation, gyro, accel = imu_readings(
+            orn, lin, ang, [t], self._gravity, np.asarray(self.spec.base_orientation), self._last_vel
+        )
+        self._last_vel = (np.asarray(lin), t)
+        effort = (
+            self.standing_effort if self.step_count == 0 else np.array([s[3] for s in states])
+        )  # restoreState does not restore applied torques (see __init__)
+        return {
+            "orientation": orientation[0],
+            "angular_velocity": gyro[0],
+            "linear_acceleration": accel[0],
+            "joint_pos": np.array([s[0] for s in states]),
+            "joint_vel": np.array([s[1] for s in states]),
+            "joint_effort": effort,
+            "tilt_deg": np.array(tilt_deg(orn, self.up_local)),
+            "height": np.array(pos[2]),
+        }
+
+    def fallen(self) -> bool:
+        """The fall detector of `run` on the current state."""
+        pos, orn = self.client.getBasePositionAndOrientation(self.robot)
+        return is_fallen(pos[2], tilt_deg(orn, self.up_local), self.standing_height, self.cfg)
+
+    def body_contact(self) -> tuple[float, float]:
+        """(total normal force of the ground on the body (N), base speed (m/s)). The body is every link but the
+        feet and the lower legs carrying them (those touch the ground when the robot stands): a body contact is the
+        robot hitting the ground."""
+        if not hasattr(self, "_leg_links"):
+            parents = {self.client.getJointInfo(self.robot, f)[16] for f in self.spec.foot_links}
+            self._leg_links = set(self.spec.foot_links) | parents
+        force = sum(
+            pt[9]
+            for pt in self.client.getContactPoints(bodyA=self.robot, bodyB=self.plane)
+            if pt[3] not in self._leg_links
+        )
+        lin, _ = self.client.getBaseVelocity(self.robot)
+        return float(force), float(math.sqrt(lin[0] ** 2 + lin[1] ** 2 + lin[2] ** 2))
 
     # -- recording -----------------------------------------------------------------------------------------------
     def _observe(self, t: float) -> tuple:
