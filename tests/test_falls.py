@@ -263,3 +263,51 @@ def test_imu_maths_agrees_with_the_rotation_matrix():
         d = np.asarray(d, float) / np.linalg.norm(d)
         assert np.allclose(rotation(align_z_to(d)) @ [0, 0, 1], d)
     assert np.allclose(quat_mul(q, quat_conj(q)), [0, 0, 0, 1])
+
+
+def test_stepping_reproduces_the_episode_and_its_trace(laikago):
+    """FallSim.begin/step/read (closed loop, legged_sim_node) is the same episode as run_full, bit for bit."""
+    for i in (1, 3):  # a fall and a recovery under seed 0
+        p = sample_params(0, i, laikago.cfg)
+        full = laikago.run_full(p, trace=True)
+        laikago.begin(p)
+        rows, tick = [], 0
+        while laikago.step_count < full.result.steps:
+            if laikago.step_count == tick * 240 // 100:
+                r = laikago.read()
+                rows.append(
+                    np.concatenate(
+                        [
+                            r["orientation"],
+                            r["angular_velocity"],
+                            r["linear_acceleration"],
+                            r["joint_pos"],
+                            r["joint_vel"],
+                            r["joint_effort"],
+                        ]
+                    )
+                )
+                tick += 1
+            laikago.step()
+            assert laikago.fallen() == (full.result.fell and laikago.step_count == full.result.steps)
+        tr = full.trace
+        want = np.concatenate(
+            [
+                tr.orientation,
+                tr.angular_velocity,
+                tr.linear_acceleration,
+                tr.joint_pos,
+                tr.joint_vel,
+                tr.joint_effort,
+            ],
+            axis=1,
+        )[: len(rows)]
+        assert np.array_equal(np.asarray(rows, dtype=np.float32), want)
+    laikago.begin(sample_params(0, 1, laikago.cfg))
+    before = laikago.body_contact()
+    assert before[0] == 0.0  # standing: only feet and lower legs touch the ground
+    laikago.push_now(400.0, 0.0, 0.25)
+    laikago.step(240 * 2)
+    assert laikago.fallen() and laikago.body_contact()[0] > 0  # pushed over: the body lies on the ground
+    with pytest.raises(ValueError, match="targets"):
+        laikago.set_targets([0.0] * 3)
