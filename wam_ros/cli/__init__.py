@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "demo": ("wam_ros.cli.demo", "closed-loop sim demo over ROS 2 topics with the shipped model"),
     "robot": ("wam_ros.cli.robot", "robot profiles: config/robots/NAME.yaml from a URDF (robot add)"),
+    "doctor": ("wam_ros.cli.doctor", "pre-flight check of a live ROS 2 graph for a model and a robot"),
 }
 
 
