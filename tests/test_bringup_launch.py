@@ -160,9 +160,25 @@ def test_bringup_robot_graph_applies_arguments_and_remappings(tiny_checkpoint):
     with Bringup("robot", args) as b:
         wam = b.nodes["wam"]
         topics = {s.topic_name for s in wam.subscriptions}
-        assert {"/cam/front/image", "/joint_states", "/wam/instruction"} <= topics
+        assert {"/cam/front/image", "/joint_states"} <= topics
+        # on a real robot the instruction comes from the parameter only (nothing else on the graph retasks the arm)
+        assert "/wam/instruction" not in topics and wam.params.unknown_words == "hold"
         assert wam.cmd_pub.topic_name == "/my_ctrl/commands"
         assert wam.instruction == "reach the blue target" and wam.surprise_hold is True
+        assert b.environment == {}  # a robot graph keeps the system's discovery range
+    with Bringup("robot", {**args, "instruction_topic": "true", "unknown_words": "warn"}) as b:
+        assert "/wam/instruction" in {s.topic_name for s in b.nodes["wam"].subscriptions}
+
+
+def test_sim_graphs_keep_discovery_on_this_host_unless_asked_otherwise():
+    from wam_ros.ros.launch_util import discovery_environment, load_graph
+
+    for name in ("sim_demo", "teleop_record"):
+        graph = load_graph(name)
+        assert discovery_environment(graph, {}) == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+        assert discovery_environment(graph, {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}) == {}
+        assert discovery_environment(graph, {"ROS_LOCALHOST_ONLY": "0"}) == {}
+    assert discovery_environment(load_graph("robot"), {}) == {}
 
 
 def test_bringup_refuses_undeclared_parameters(tmp_path, tiny_checkpoint):

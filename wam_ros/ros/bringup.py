@@ -16,6 +16,7 @@ not declare is an error (a typo must not be silently ignored).
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from wam_ros.ros.executor import executor_kind, freeze_startup_objects, make_executor
-from wam_ros.ros.launch_util import NodeSpec, load_graph, node_specs
+from wam_ros.ros.launch_util import NodeSpec, discovery_environment, load_graph, node_specs
 
 
 def _cli_args(spec: NodeSpec) -> list[str]:
@@ -63,11 +64,23 @@ class Bringup:
         self.graph = load_graph(graph)
         self.specs = node_specs(self.graph, arguments)
         kind = executor_kind(executor)  # a bad name fails before any ROS state exists
+        self.environment = discovery_environment(
+            self.graph
+        )  # rcl reads it at init: set around rclpy.init only
         self.context = Context()
         init_kwargs: dict[str, Any] = {"context": self.context, "args": []}  # never parse `wam`'s own argv
         if domain_id is not None:
             init_kwargs["domain_id"] = domain_id
-        rclpy.init(**init_kwargs)
+        saved = {k: os.environ.get(k) for k in self.environment}
+        os.environ.update(self.environment)
+        try:
+            rclpy.init(**init_kwargs)
+        finally:  # this process's other contexts (tests, a host program) keep their own setting
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         self.executor = make_executor(self.context, kind)
         self.nodes: dict[str, Node] = {}
         try:

@@ -15,6 +15,7 @@ This module needs neither rclpy nor launch, except launch_description() which im
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,26 @@ PACKAGE = "wam_ros"
 ARG = re.compile(r"\$\(arg ([A-Za-z_][A-Za-z0-9_]*)\)")
 SHARE = "$(find-pkg-share wam_ros)"
 NODE_KEYS = {"executable", "name", "namespace", "parameters", "overrides", "remappings"}
+GRAPH_KEYS = {"arguments", "nodes", "discovery_range"}
+DISCOVERY_ENV = "ROS_AUTOMATIC_DISCOVERY_RANGE"
+DISCOVERY_RANGES = ("localhost", "subnet", "off", "system_default")
+
+
+def discovery_environment(graph: dict, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a graph's processes should get: a graph with `discovery_range: localhost` (the simulation
+    graphs) keeps DDS discovery on this host (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST), so a sim on a lab network
+    neither hears nor commands a real robot, unless the user asked otherwise (ROS_AUTOMATIC_DISCOVERY_RANGE or the
+    older ROS_LOCALHOST_ONLY already set). Returns only the variables to set."""
+    environ = dict(os.environ if environ is None else environ)
+    wanted = graph.get("discovery_range")
+    if (
+        not wanted
+        or wanted == "system_default"
+        or DISCOVERY_ENV in environ
+        or "ROS_LOCALHOST_ONLY" in environ
+    ):
+        return {}
+    return {DISCOVERY_ENV: str(wanted).upper()}
 
 
 def package_root() -> Path:
@@ -57,6 +78,15 @@ def load_graph(name_or_path: str | Path) -> dict:
     if not isinstance(args, dict) or not all(isinstance(v, dict) for v in args.values()):
         raise ValueError(f"{path}: 'arguments' must map names to {{default, description}}")
     data["arguments"] = args
+    unknown = set(data) - GRAPH_KEYS
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown top-level keys {sorted(unknown)}; expected some of {sorted(GRAPH_KEYS)}"
+        )
+    if data.get("discovery_range", "system_default") not in DISCOVERY_RANGES:
+        raise ValueError(
+            f"{path}: discovery_range must be one of {list(DISCOVERY_RANGES)}, got {data['discovery_range']!r}"
+        )
     for i, node in enumerate(data["nodes"]):
         where = f"{path}: nodes[{i}]"
         if not isinstance(node, dict) or not isinstance(node.get("executable"), str):
@@ -178,7 +208,7 @@ def launch_description(
     name: str,
 ):  # -> launch.LaunchDescription (launch is only importable under ros2 launch)
     """A LaunchDescription for graph `name`: declared arguments + one launch_ros Node per graph node."""
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
     from launch_ros.actions import Node
 
     from launch import LaunchDescription
@@ -212,4 +242,5 @@ def launch_description(
         )
         for k, v in graph["arguments"].items()
     ]
-    return LaunchDescription([*declared, OpaqueFunction(function=setup)])
+    env = [SetEnvironmentVariable(k, v) for k, v in discovery_environment(graph).items()]
+    return LaunchDescription([*declared, *env, OpaqueFunction(function=setup)])
