@@ -2,7 +2,8 @@
 (tests/outsider_robot.py: rclpy + standard messages only) streams a standard Panda's /joint_states (finger joints, no
 `panda_gripper`), camera frames and instructions, mixed with absurd, malformed and out-of-order ones, and records
 every command and diagnostic; tests/fuzz_check.py judges them against what it sent (the safety invariant, no command
-from invalid input, refusals with reasons, unknown words named, no long echo)."""
+from invalid input, refusals with reasons, unknown words named, no long echo). Also: instruction_topic:=false,
+unknown_words:=hold, and a backend failing with its own exception type or NaN actions (hold + ERROR, no crash)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,20 +32,23 @@ def tiny_checkpoint(tmp_path_factory):
     return make_tiny_checkpoint(tmp_path_factory)
 
 
-def run_outsider(tmp_path: Path, *args: str, timeout: float = 60.0) -> dict:
+def start_outsider(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
     out = tmp_path / "outsider.json"
-    proc = subprocess.run(
-        [sys.executable, str(OUTSIDER), *args, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=dict(os.environ),
-        cwd=ROOT,
-    )
-    assert out.exists(), f"the outsider robot wrote nothing (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
+    cmd = [sys.executable, str(OUTSIDER), *args, "--out", str(out)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=dict(os.environ), cwd=ROOT)
+    return proc, out
+
+
+def outsider_result(proc: subprocess.Popen, out: Path, timeout: float = 60.0) -> dict:
+    _, stderr = proc.communicate(timeout=timeout)
+    assert out.exists(), f"the outsider robot wrote nothing (rc {proc.returncode}):\n{stderr[-3000:]}"
     result = json.loads(out.read_text())
     assert result["matched"], "the outsider robot never matched wam_node's topics"
     return result
+
+
+def run_outsider(tmp_path: Path, *args: str, timeout: float = 60.0) -> dict:
+    return outsider_result(*start_outsider(tmp_path, *args), timeout=timeout)
 
 
 def since(result: dict, t: float) -> float:
@@ -140,5 +145,54 @@ def test_unknown_words_hold_holds_until_a_known_instruction(tiny_checkpoint, tmp
     assert warn and any("holding: unknown instruction words: zqkkdw" in d["message"] for d in warn), warn[:2]
     assert any("zqkkdw" in r["msg"] for r in res["rosout"]), "no WARN log line names the unknown word"
     assert not any(d["level"] == ERROR for d in res["diagnostics"])
+    report = analyse(res, Rules.for_profile(PROFILE, hz))
+    assert report["violations"] == [] and report["commands_from_invalid_input"] == [], report
+
+
+class EngineFailure(RuntimeError):
+    """An exception type of a backend's own (as TensorRT or a vendor runtime raises), unknown to wam_ros."""
+
+
+class FailingBackend:
+    """The loaded backend, failing the way a foreign runtime does: its own exception type, or NaN actions."""
+
+    def __init__(self, inner: object, mode: str) -> None:
+        self.inner, self.mode = inner, mode
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def run(self, frames, joint_pos, tokens):
+        if self.mode == "raise":
+            raise EngineFailure("engine execution failed: CUDA error 700 (illegal address)")
+        action, next_frame = self.inner.run(frames, joint_pos, tokens)
+        return np.full_like(action, np.nan), next_frame
+
+
+def test_a_backend_failure_holds_with_error_and_never_crashes(tiny_checkpoint, tmp_path):
+    hz = 10.0
+    with wam_node_running(tiny_checkpoint, control_hz=hz) as (node, spinner):
+        inner, marks = node.policy.backend, {}
+        proc, out = start_outsider(tmp_path, "stream", "--duration", "7", "--stop", "6.5")
+        end = time.time() + 30
+        while node.stats["commands"] < 5 and time.time() < end:  # moving first
+            time.sleep(0.05)
+        for mode in ("raise", "nan", None):  # 1 s of each failure, then the backend works again
+            marks[mode] = time.time()
+            node.policy.backend = inner if mode is None else FailingBackend(inner, mode)
+            time.sleep(1.0)
+        res = outsider_result(proc, out)
+    assert spinner.error is None, f"wam_node crashed: {spinner.error!r}"
+    t_fail, t_ok = marks["raise"], marks[None]
+    cmds = res["commands"]
+    motion = [c for c in cmds if len(c["points"]) > 1]
+    assert len([c for c in motion if c["t"] < t_fail]) >= 3
+    holds = [c for c in cmds if t_fail < c["t"] < t_ok and len(c["points"]) == 1]
+    assert len(holds) == 1, f"expected exactly one hold while the backend failed, got {len(holds)}"
+    assert not [c for c in motion if t_fail + 0.25 < c["t"] < t_ok]  # (one computed before may be in flight)
+    assert len([c for c in motion if t_ok + 0.2 < c["t"] < res["t0"] + 6.0]) >= 5  # moving again
+    errors = " ".join(d["message"] for d in res["diagnostics"] if d["level"] == ERROR)
+    assert "refused: model: EngineFailure: engine execution failed" in errors
+    assert "unusable action chunk" in errors
     report = analyse(res, Rules.for_profile(PROFILE, hz))
     assert report["violations"] == [] and report["commands_from_invalid_input"] == [], report
