@@ -75,7 +75,7 @@ def echo_node() -> None:
     from trajectory_msgs.msg import JointTrajectory
 
     from wam_ros.robot import RobotProfile
-    from wam_ros.ros import conversions as cv
+    from wam_ros.ros import conversions as conv
     from wam_ros.ros.executor import make_executor
 
     rclpy.init()
@@ -90,11 +90,13 @@ def echo_node() -> None:
 
     def on_image(msg: Image) -> None:
         entered = time.time()
-        cmd = cv.trajectory(names, home, 0.1, msg.header.stamp)
+        cmd = conv.trajectory(names, home, 0.1, msg.header.stamp)
         publishing = time.time()
         pub.publish(cmd)
         timing.publish(
-            Float64MultiArray(data=[cv.stamp_to_sec(msg.header.stamp), entered, entered, entered, publishing])
+            Float64MultiArray(
+                data=[conv.stamp_to_sec(msg.header.stamp), entered, entered, entered, publishing]
+            )
         )
 
     node.create_subscription(Image, "camera/image_raw", on_image, qos_profile_sensor_data)

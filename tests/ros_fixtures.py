@@ -1,5 +1,5 @@
 """Shared fixtures for the ROS tests: a tiny real WAM checkpoint, wam_node running in-process in its own rclpy
-Context (spun in a thread by the nodes' executor, wam_ros.ros._params.make_executor: EventsExecutor by default), and the stand-in robot process (wam_ros.ros._robot_probe)
+Context (spun in a thread by the nodes' executor, wam_ros.ros.executor.make_executor: EventsExecutor by default), and the stand-in robot process (wam_ros.ros._robot_probe)
 talking to it over real DDS. Import with `from ros_fixtures import ...` (tests/ is on sys.path)."""
 
 from __future__ import annotations

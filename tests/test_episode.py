@@ -25,7 +25,6 @@ from wam_ros.data.episode import (
     read_episode,
     write_episode,
 )
-from wam_ros.data.windows import ACTION_MASK, ACTIONS, FRAMES, JOINT_POS, NEXT_FRAME, WindowDataset
 from wam_ros.robot import RobotProfile
 
 PANDA = RobotProfile.load("panda")
@@ -191,35 +190,6 @@ def test_schema_version_mismatch_is_refused(tmp_path):
     np.savez(path, **data)
     with pytest.raises(EpisodeError, match="schema_version 99"):
         read_episode(path)
-
-
-def test_windows_frames_actions_mask_and_next_frame(tmp_path):
-    eps = [make_episode(T=5, seed=0), make_episode(T=4, seed=1)]
-    paths = [write_episode(episode_path(tmp_path, i), ep) for i, ep in enumerate(eps)]
-    ds = WindowDataset(paths, k_frames=2, chunk=3, frame_horizon=1)
-    assert len(ds) == (5 - 1) + (4 - 1)
-    first = ds[0]  # t = 0: the first frame repeats before the start
-    assert first[FRAMES].shape == (2, 3, 8, 8)
-    assert np.array_equal(first[FRAMES][0].numpy(), eps[0].frames[0].transpose(2, 0, 1))
-    assert np.array_equal(first[FRAMES][1].numpy(), eps[0].frames[0].transpose(2, 0, 1))
-    assert np.array_equal(first[NEXT_FRAME].numpy(), eps[0].frames[1].transpose(2, 0, 1))
-    assert np.array_equal(first[JOINT_POS].numpy(), eps[0].joint_pos[0])
-    last = ds[3]  # t = 3 of a 5-step episode: actions 3, 4, then padding
-    assert last[ACTION_MASK].tolist() == [True, True, False]
-    assert np.array_equal(last[ACTIONS].numpy(), eps[0].actions[[3, 4, 4]])
-    assert np.array_equal(last[FRAMES][0].numpy(), eps[0].frames[2].transpose(2, 0, 1))
-
-
-def test_windows_filter_and_refuse(tmp_path):
-    good = make_episode(seed=0)
-    bad = make_episode(seed=1, success=False)
-    assert len(WindowDataset([good, bad], only_success=True)) == len(good) - 1
-    with pytest.raises(ValueError, match="success=True"):
-        WindowDataset([bad], only_success=True)
-    with pytest.raises(ValueError, match="one frame size"):
-        WindowDataset([good, make_episode(size=16)])
-    with pytest.raises(ValueError, match=">= 1"):
-        WindowDataset([good], chunk=0)
 
 
 # ---------------------------------------------------------------------------------------------- validation on load

@@ -13,15 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 import yaml
 from mcap.exceptions import McapError
 from mcap.reader import NonSeekingReader, make_reader
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_fixtures import ros_context_fixture  # noqa: F401
 from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import Image, JointState
 
@@ -61,26 +60,14 @@ class Source(Node):
         return self.img_pub.get_subscription_count() > 0 and self.js_pub.get_subscription_count() > 0
 
 
-@pytest.fixture
-def ros():
-    ctx = Context()
-    rclpy.init(context=ctx)
-    ex = SingleThreadedExecutor(context=ctx)
-    try:
-        yield ctx, ex
-    finally:
-        ex.shutdown()
-        rclpy.try_shutdown(context=ctx)
-
-
 def spin(ex, seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         ex.spin_once(timeout_sec=0.01)
 
 
-def test_sigkill_mid_episode_keeps_every_flushed_message(ros, tmp_path: Path):
-    ctx, ex = ros
+def test_sigkill_mid_episode_keeps_every_flushed_message(ros_context, tmp_path: Path):
+    ctx, ex = ros_context
     params = tmp_path / "recorder.yaml"
     params.write_text(
         yaml.safe_dump(
@@ -172,8 +159,8 @@ def _recorder(ctx: Context, out: Path, **params) -> RecorderNode:
     return RecorderNode(context=ctx, parameter_overrides=overrides)
 
 
-def test_unwritable_output_dir_is_a_clear_error(ros, tmp_path: Path):
-    ctx, _ = ros
+def test_unwritable_output_dir_is_a_clear_error(ros_context, tmp_path: Path):
+    ctx, _ = ros_context
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     rec = _recorder(ctx, blocker / "bags")
@@ -202,8 +189,8 @@ def tiny_tmpfs(tmp_path: Path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_disk_full_stops_the_episode_and_loses_nothing_earlier(ros, tiny_tmpfs: Path):
-    ctx, ex = ros
+def test_disk_full_stops_the_episode_and_loses_nothing_earlier(ros_context, tiny_tmpfs: Path):
+    ctx, ex = ros_context
     rec = _recorder(ctx, tiny_tmpfs / "bags")
     src = Source(ctx, size=(64, 64))  # 12 KiB images: ~170 fill the disk
     ex.add_node(rec)
@@ -255,10 +242,10 @@ def test_disk_full_stops_the_episode_and_loses_nothing_earlier(ros, tiny_tmpfs: 
     assert len(numbers) >= 20 and numbers == list(range(numbers[0], numbers[0] + len(numbers)))
 
 
-def test_episode_keys_start_stop_and_discard(ros, tmp_path: Path):
+def test_episode_keys_start_stop_and_discard(ros_context, tmp_path: Path):
     from wam_ros.teleop.keyboard import keyboard
 
-    ctx, ex = ros
+    ctx, ex = ros_context
     rec = _recorder(ctx, tmp_path / "bags", task="stack the cubes", operator="keys")
     src = Source(ctx, size=(8, 8))
     ex.add_node(rec)

@@ -6,29 +6,29 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from wam_ros.ros import conversions as cv
+from wam_ros.ros import conversions as conv
 
 RGB = np.random.default_rng(0).integers(0, 255, size=(6, 5, 3), dtype=np.uint8)
 
 
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8"])
 def test_colour_round_trip(encoding):
-    msg = cv.rgb_to_image(RGB, cv.sec_to_stamp(12.25), encoding=encoding)
+    msg = conv.rgb_to_image(RGB, conv.sec_to_stamp(12.25), encoding=encoding)
     assert (msg.height, msg.width, msg.step, msg.encoding) == (6, 5, 15, encoding)
     assert len(msg.data) == 90
-    np.testing.assert_array_equal(cv.image_to_rgb(msg), RGB)
-    assert cv.stamp_to_sec(msg.header.stamp) == 12.25
+    np.testing.assert_array_equal(conv.image_to_rgb(msg), RGB)
+    assert conv.stamp_to_sec(msg.header.stamp) == 12.25
 
 
 def test_mono_and_padded_rows():
     gray = RGB[:, :, 0]
     np.testing.assert_array_equal(
-        cv.image_to_rgb(cv.rgb_to_image(gray, encoding="mono8")), np.repeat(gray[:, :, None], 3, axis=2)
+        conv.image_to_rgb(conv.rgb_to_image(gray, encoding="mono8")), np.repeat(gray[:, :, None], 3, axis=2)
     )
     padded = np.zeros((6, 16), np.uint8)  # step 16 > width*3 = 15: one padding byte per row
     padded[:, :15] = RGB.reshape(6, 15)
     msg = Image(height=6, width=5, encoding="rgb8", step=16, data=padded.tobytes())
-    np.testing.assert_array_equal(cv.image_to_rgb(msg), RGB)
+    np.testing.assert_array_equal(conv.image_to_rgb(msg), RGB)
 
 
 @pytest.mark.parametrize(
@@ -41,38 +41,38 @@ def test_mono_and_padded_rows():
     ],
 )
 def test_malformed_images_refused(mutate, match):
-    msg = cv.rgb_to_image(RGB)
+    msg = conv.rgb_to_image(RGB)
     mutate(msg)
-    with pytest.raises(cv.MessageError, match=match):
-        cv.image_to_rgb(msg)
-    with pytest.raises(cv.MessageError, match="exceeds max_image_pixels=10"):
-        cv.image_to_rgb(cv.rgb_to_image(RGB), max_pixels=10)
+    with pytest.raises(conv.MessageError, match=match):
+        conv.image_to_rgb(msg)
+    with pytest.raises(conv.MessageError, match="exceeds max_image_pixels=10"):
+        conv.image_to_rgb(conv.rgb_to_image(RGB), max_pixels=10)
 
 
 def test_joint_matching_by_name():
     names = ["b", "a", "extra", "c"]
-    msg = cv.joint_state(names, np.array([2.0, 1.0, 9.0, 3.0]))
-    np.testing.assert_array_equal(cv.joint_positions(msg, ["a", "b", "c"]), [1.0, 2.0, 3.0])
-    with pytest.raises(cv.MessageError, match=r"missing joints \['d'\]"):
-        cv.joint_positions(msg, ["a", "d"])
+    msg = conv.joint_state(names, np.array([2.0, 1.0, 9.0, 3.0]))
+    np.testing.assert_array_equal(conv.joint_positions(msg, ["a", "b", "c"]), [1.0, 2.0, 3.0])
+    with pytest.raises(conv.MessageError, match=r"missing joints \['d'\]"):
+        conv.joint_positions(msg, ["a", "d"])
     msg.position = [1.0, float("nan"), 0.0, 0.0]
-    with pytest.raises(cv.MessageError, match=r"non-finite positions for \['a'\]"):
-        cv.joint_positions(msg, ["a", "b"])
+    with pytest.raises(conv.MessageError, match=r"non-finite positions for \['a'\]"):
+        conv.joint_positions(msg, ["a", "b"])
     msg.position = [1.0]
-    with pytest.raises(cv.MessageError, match="4 names but 1 positions"):
-        cv.joint_positions(msg, ["a"])
+    with pytest.raises(conv.MessageError, match="4 names but 1 positions"):
+        conv.joint_positions(msg, ["a"])
 
 
 def test_trajectory_round_trip_and_forward_command():
     pts = np.arange(24, dtype=np.float64).reshape(3, 8) / 10
     names = [f"j{i}" for i in range(8)]
-    msg = cv.trajectory(names, pts, 0.1, cv.sec_to_stamp(5.0))
-    times, back = cv.trajectory_points(msg, list(reversed(names)))
+    msg = conv.trajectory(names, pts, 0.1, conv.sec_to_stamp(5.0))
+    times, back = conv.trajectory_points(msg, list(reversed(names)))
     np.testing.assert_allclose(times, [0.1, 0.2, 0.3])
     np.testing.assert_array_equal(back, pts[:, ::-1])
-    np.testing.assert_array_equal(cv.float_array_values(cv.float_array(pts[0]), 8), pts[0])
-    with pytest.raises(cv.MessageError, match="3 values, expected 8"):
-        cv.float_array_values(cv.float_array(pts[0, :3]), 8)
+    np.testing.assert_array_equal(conv.float_array_values(conv.float_array(pts[0]), 8), pts[0])
+    with pytest.raises(conv.MessageError, match="3 values, expected 8"):
+        conv.float_array_values(conv.float_array(pts[0, :3]), 8)
 
 
 def test_trajectory_writer_reuses_one_message_and_serializes_like_a_fresh_one():
@@ -80,16 +80,16 @@ def test_trajectory_writer_reuses_one_message_and_serializes_like_a_fresh_one():
     from trajectory_msgs.msg import JointTrajectory
 
     names = [f"j{i}" for i in range(8)]
-    writer = cv.TrajectoryWriter(names, 1 / 30)
+    writer = conv.TrajectoryWriter(names, 1 / 30)
     rng = np.random.default_rng(0)
     first = None
     for k, n in enumerate((8, 8, 1, 8, 1)):  # chunks and one-point holds, alternating
         pts = rng.uniform(-2, 2, (n, 8))
-        stamp = None if k == 2 else cv.sec_to_stamp(100.0 + k / 30)
+        stamp = None if k == 2 else conv.sec_to_stamp(100.0 + k / 30)
         msg = writer(pts, stamp)
         # byte for byte what a freshly built message serializes to (what publish() sends)
-        assert serialize_message(msg) == serialize_message(cv.trajectory(names, pts, 1 / 30, stamp))
-        times, q = cv.trajectory_points(msg, names)
+        assert serialize_message(msg) == serialize_message(conv.trajectory(names, pts, 1 / 30, stamp))
+        times, q = conv.trajectory_points(msg, names)
         np.testing.assert_array_equal(q, pts)
         if n == 8:
             first = first or msg
@@ -100,7 +100,7 @@ def test_trajectory_writer_reuses_one_message_and_serializes_like_a_fresh_one():
     from rclpy.serialization import deserialize_message
 
     np.testing.assert_array_equal(
-        cv.trajectory_points(deserialize_message(data, JointTrajectory), names)[1], 0.0
+        conv.trajectory_points(deserialize_message(data, JointTrajectory), names)[1], 0.0
     )
     with pytest.raises(ValueError, match=r"expected \(N >= 1, 8\)"):
         writer(np.zeros((8, 7)))
@@ -111,15 +111,15 @@ def test_trajectory_writer_serialized_bytes_equal_rclpy_serialization():
     from trajectory_msgs.msg import JointTrajectory
 
     names = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_gripper"]
-    writer = cv.TrajectoryWriter(names, 0.1)
+    writer = conv.TrajectoryWriter(names, 0.1)
     rng = np.random.default_rng(1)
     for k, n in enumerate((8, 1, 8, 3)):
         pts = rng.uniform(-3, 3, (n, 8))
-        stamp = None if k == 1 else cv.sec_to_stamp(1.7e9 + k * 0.033)
+        stamp = None if k == 1 else conv.sec_to_stamp(1.7e9 + k * 0.033)
         data = writer.serialized(pts, stamp)
-        assert data == serialize_message(cv.trajectory(names, pts, 0.1, stamp))
+        assert data == serialize_message(conv.trajectory(names, pts, 0.1, stamp))
         back = deserialize_message(data, JointTrajectory)
-        np.testing.assert_array_equal(cv.trajectory_points(back, names)[1], pts)
+        np.testing.assert_array_equal(conv.trajectory_points(back, names)[1], pts)
         assert (back.header.stamp.sec, back.header.stamp.nanosec) == (
             (stamp.sec, stamp.nanosec) if stamp else (0, 0)
         )
@@ -136,18 +136,18 @@ def test_serialized_images_parse_like_rclpy_messages(encoding):
         padded = np.zeros((6, 16), np.uint8)
         padded[:, :15] = RGB.reshape(6, 15)
         msg = Image(height=6, width=5, encoding="rgb8", step=16, data=padded.tobytes())
-        msg.header.stamp, msg.header.frame_id = cv.sec_to_stamp(7.5), "a_longer_frame_id"
+        msg.header.stamp, msg.header.frame_id = conv.sec_to_stamp(7.5), "a_longer_frame_id"
     else:
         img = RGB[:, :, 0] if encoding == "mono8" else RGB
-        msg = cv.rgb_to_image(img, cv.sec_to_stamp(1.7e9 + 0.25), encoding=encoding)
-    parsed = cv.image_from_cdr(serialize_message(msg))
-    np.testing.assert_array_equal(cv.image_to_rgb(parsed), cv.image_to_rgb(msg))
-    assert cv.stamp_to_sec(parsed.header.stamp) == cv.stamp_to_sec(msg.header.stamp)
+        msg = conv.rgb_to_image(img, conv.sec_to_stamp(1.7e9 + 0.25), encoding=encoding)
+    parsed = conv.image_from_cdr(serialize_message(msg))
+    np.testing.assert_array_equal(conv.image_to_rgb(parsed), conv.image_to_rgb(msg))
+    assert conv.stamp_to_sec(parsed.header.stamp) == conv.stamp_to_sec(msg.header.stamp)
     # the same refusals as for a message
-    bad = cv.rgb_to_image(RGB, encoding="rgb8")
+    bad = conv.rgb_to_image(RGB, encoding="rgb8")
     bad.encoding = "rgba16"
-    with pytest.raises(cv.MessageError, match="'rgba16' not supported"):
-        cv.image_to_rgb(cv.image_from_cdr(serialize_message(bad)))
+    with pytest.raises(conv.MessageError, match="'rgba16' not supported"):
+        conv.image_to_rgb(conv.image_from_cdr(serialize_message(bad)))
     for junk in (b"", b"\x00\x01\x00\x00\x07", serialize_message(msg)[:30]):
-        with pytest.raises(cv.MessageError, match="malformed serialized Image"):
-            cv.image_from_cdr(junk)
+        with pytest.raises(conv.MessageError, match="malformed serialized Image"):
+            conv.image_from_cdr(junk)

@@ -9,7 +9,7 @@ sizes, joints shuffled with extra names; fuzz: only malformed / NaN / mismatched
 optionally valid ones; pingpong: one frame at a time, waiting for the command it causes) and records, with its own
 monotonic clock, every command (<controller>/joint_trajectory or /commands), /diagnostics status and surprise value it
 receives, and wam_node's wam/timing (when it publishes it). The result is one JSON file. Uses the ROS_DOMAIN_ID and
-WAM_ROS_EXECUTOR (wam_ros.ros._params.make_executor) of its environment.
+WAM_ROS_EXECUTOR (wam_ros.ros.executor.make_executor) of its environment.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from std_msgs.msg import Float32, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from wam_ros.robot import RobotProfile
-from wam_ros.ros import conversions as cv
+from wam_ros.ros import conversions as conv
 from wam_ros.ros.executor import make_executor
 
 PROFILE = RobotProfile.load("panda")
@@ -86,7 +86,7 @@ class Probe(Node):
                 "names": names,
                 "points": pts,
                 "times": times,
-                "stamp": cv.stamp_to_sec(msg.header.stamp),
+                "stamp": conv.stamp_to_sec(msg.header.stamp),
                 "wall": wall,
             }
         )
@@ -148,19 +148,19 @@ class Probe(Node):
         names = [*PROFILE.joint_names, "head_pan", "panda_finger_joint1"]
         pos = [*q, 0.3, 0.02]
         order = self.rng.permutation(len(names))
-        self.joint_pub.publish(cv.joint_state([names[i] for i in order], np.asarray(pos)[order], stamp=stamp))
+        self.joint_pub.publish(conv.joint_state([names[i] for i in order], np.asarray(pos)[order], stamp=stamp))
         enc = ("rgb8", "bgr8", "mono8")[k % 3]
         h, w = ((64, 64), (48, 80), (120, 160))[k % 3]
         img = self.rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8)
-        msg = cv.rgb_to_image(img[:, :, 0] if enc == "mono8" else img, stamp, "camera", enc)
+        msg = conv.rgb_to_image(img[:, :, 0] if enc == "mono8" else img, stamp, "camera", enc)
         publishing = time.time()
         self.image_pub.publish(msg)
-        return {"t": self.t(), "q": q.tolist(), "stamp": cv.stamp_to_sec(stamp), "publishing": publishing}
+        return {"t": self.t(), "q": q.tolist(), "stamp": conv.stamp_to_sec(stamp), "publishing": publishing}
 
     def publish_bad(self, k: int) -> str:
         """One malformed message of a rotating kind; returns the kind."""
         stamp = self.get_clock().now().to_msg()
-        good = cv.rgb_to_image(np.zeros((64, 64, 3), np.uint8), stamp)
+        good = conv.rgb_to_image(np.zeros((64, 64, 3), np.uint8), stamp)
         kinds = [
             "encoding",
             "zero_size",
@@ -190,17 +190,17 @@ class Probe(Node):
         elif kind == "nan_joints":
             q = self.joints(k)
             q[2] = np.nan
-            self.joint_pub.publish(cv.joint_state(PROFILE.joint_names, q, stamp=stamp))
+            self.joint_pub.publish(conv.joint_state(PROFILE.joint_names, q, stamp=stamp))
         elif kind == "missing_joints":
-            self.joint_pub.publish(cv.joint_state(PROFILE.joint_names[:5], self.joints(k)[:5], stamp=stamp))
+            self.joint_pub.publish(conv.joint_state(PROFILE.joint_names[:5], self.joints(k)[:5], stamp=stamp))
         elif kind == "length_mismatch":
-            msg = cv.joint_state(PROFILE.joint_names, self.joints(k), stamp=stamp)
+            msg = conv.joint_state(PROFILE.joint_names, self.joints(k), stamp=stamp)
             msg.position = msg.position[:4]
             self.joint_pub.publish(msg)
         else:  # a valid image, then one stamped a second earlier: the second must be refused
-            past = cv.sec_to_stamp(cv.stamp_to_sec(stamp) - 1.0)
-            self.image_pub.publish(cv.rgb_to_image(np.zeros((64, 64, 3), np.uint8), stamp))
-            self.image_pub.publish(cv.rgb_to_image(np.zeros((64, 64, 3), np.uint8), past))
+            past = conv.sec_to_stamp(conv.stamp_to_sec(stamp) - 1.0)
+            self.image_pub.publish(conv.rgb_to_image(np.zeros((64, 64, 3), np.uint8), stamp))
+            self.image_pub.publish(conv.rgb_to_image(np.zeros((64, 64, 3), np.uint8), past))
         return kind
 
     def spin_for(self, seconds: float) -> None:
@@ -255,7 +255,7 @@ def run_pingpong(p: Probe, a: argparse.Namespace) -> dict:
     `frames` holds time.time() stamps (send, image publish() called, command callback entered, matched)."""
     latencies, frames, lost = [], [], 0
     period = 1.0 / a.rate
-    p.joint_pub.publish(cv.joint_state(PROFILE.joint_names, p.joints(0), stamp=p.get_clock().now().to_msg()))
+    p.joint_pub.publish(conv.joint_state(PROFILE.joint_names, p.joints(0), stamp=p.get_clock().now().to_msg()))
     p.spin_for(period)  # like a robot whose joint_states stream is already running when the camera starts
     for k in range(a.count):
         n = len(p.events)

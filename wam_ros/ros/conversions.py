@@ -1,6 +1,6 @@
 """Message <-> numpy conversions for the ROS nodes (sensor_msgs/Image, JointState, JointTrajectory, stamps).
 
-Fast paths measured in docs (ENVIRONMENT.md): build an Image with `msg.data = arr.tobytes()` and read one with
+Fast paths (measured; docs/environment.md): build an Image with `msg.data = arr.tobytes()` and read one with
 `np.frombuffer(msg.data, np.uint8)` (zero copy); never assign an ndarray to `msg.data` (element by element).
 Every reader validates the message and raises `MessageError` saying what was expected and what came.
 
