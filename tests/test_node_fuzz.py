@@ -196,3 +196,15 @@ def test_a_backend_failure_holds_with_error_and_never_crashes(tiny_checkpoint, t
     assert "unusable action chunk" in errors
     report = analyse(res, Rules.for_profile(PROFILE, hz))
     assert report["violations"] == [] and report["commands_from_invalid_input"] == [], report
+
+
+def test_the_outsider_speaks_only_ros_and_standard_messages():
+    """The outsider is another team's driver: rclpy, standard message packages and the standard library only."""
+    import ast
+
+    allowed = {"rclpy", "sensor_msgs", "std_msgs", "trajectory_msgs", "diagnostic_msgs", "rcl_interfaces"}
+    allowed |= set(sys.stdlib_module_names) | {"__future__"}
+    tree = ast.parse(OUTSIDER.read_text())
+    roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert roots <= allowed, sorted(roots - allowed)
