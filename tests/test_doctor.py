@@ -100,19 +100,27 @@ def test_mapping_through_the_profile():
 def test_limits_with_tolerance_and_partial_mapping():
     names = list(PANDA.joint_names)
     home = list(PANDA.home)
-    assert check_limits(PANDA, joint_columns(PANDA, names, [(names, home)])).level == "OK"
+    assert check_limits(PANDA, joint_columns(PANDA, names, [(names, home)]), 0.1).level == "OK"
     edge = home.copy()
     edge[0] = PANDA.position_upper[0] + 0.01  # within the 0.05 tolerance
-    assert check_limits(PANDA, joint_columns(PANDA, names, [(names, edge)])).level == "WARN"
+    assert check_limits(PANDA, joint_columns(PANDA, names, [(names, edge)]), 0.1).level == "WARN"
     far = home.copy()
     far[3] = 3.0  # panda_joint4's upper limit is -0.0698: a unit or offset mistake
     without_j1 = [(names[1:], far[1:])]  # panda_joint1 missing: the others are still checked
-    bad = check_limits(PANDA, joint_columns(PANDA, names, without_j1))
+    bad = check_limits(PANDA, joint_columns(PANDA, names, without_j1), 0.1)
     assert bad.level == "FAIL" and "panda_joint4 = 3" in bad.value
     nan = home.copy()
     nan[5] = float("nan")
-    assert check_limits(PANDA, joint_columns(PANDA, names, [(names, nan)])).level == "FAIL"
-    assert check_limits(PANDA, {}).level == "SKIP"
+    assert check_limits(PANDA, joint_columns(PANDA, names, [(names, nan)]), 0.1).level == "FAIL"
+    assert check_limits(PANDA, {}, 0.1).level == "SKIP"
+    wide = home.copy()
+    wide[-1] = (
+        PANDA.position_upper[-1] + 0.03
+    )  # within measurement_tolerance 0.05, beyond one step (0.2 m/s x 0.1 s)
+    capped = check_limits(PANDA, joint_columns(PANDA, names, [(names, wide)]), 0.1)
+    assert (
+        capped.level == "FAIL" and "panda_gripper" in capped.value and "0.02" in capped.fix
+    )  # as wam_node does
 
 
 def test_topic_encoding_and_controller_checks():

@@ -46,6 +46,7 @@ from wam_ros.robot import JointReader, RobotProfile
 from wam_ros.ros import conversions as conv
 from wam_ros.ros.executor import make_executor
 from wam_ros.ros.wam_node import WamNodeParams
+from wam_ros.runtime.safety import SafetyFilter, SafetyLimits
 
 LEVELS = ("OK", "WARN", "FAIL", "SKIP")
 IMAGE_TYPE = "sensor_msgs/msg/Image"
@@ -372,44 +373,46 @@ def joint_columns(
     return {k: v for k, v in out.items() if v}
 
 
-def check_limits(profile: RobotProfile, columns: dict[str, list[float]]) -> Check:
-    """Measured positions against [lower, upper]: FAIL beyond measurement_tolerance (wam_node refuses them), WARN
-    beyond the limits within it, OK inside."""
+def check_limits(profile: RobotProfile, columns: dict[str, list[float]], dt: float) -> Check:
+    """Measured positions against [lower, upper], with wam_node's own tolerance (SafetyFilter: the profile's
+    measurement_tolerance, capped at one velocity step of `dt`): FAIL beyond it (wam_node refuses the measurement),
+    WARN past a limit within it, OK inside."""
     if not columns:
         return Check("joint limits", "SKIP", "no joint position could be read")
-    tol = profile.measurement_tolerance
-    worst: tuple[float, str, float, float, float] | None = None  # (excess, joint, value, lower, upper)
-    for joint, values in columns.items():
-        i = profile.joint_names.index(joint)
-        lo, hi = profile.position_lower[i], profile.position_upper[i]
-        v = np.asarray(values)
+    names = list(columns)
+    safety = SafetyFilter(SafetyLimits.from_profile(profile, names), dt)
+    rows = []  # (excess - tolerance, excess, joint, farthest value, lower, upper, tolerance)
+    for j, joint in enumerate(names):
+        v = np.asarray(columns[joint])
         if not np.all(np.isfinite(v)):
             return Check(
                 "joint limits", "FAIL", f"{joint} is not finite", "fix the driver: NaN/Inf positions"
             )
-        excess = float(np.max(np.maximum(lo - v, v - hi)))
-        far = float(v[np.argmax(np.maximum(lo - v, v - hi))])
-        if worst is None or excess > worst[0]:
-            worst = (excess, joint, far, lo, hi)
-    excess, joint, value, lo, hi = worst
+        lo, hi = safety.limits.position_lower[j], safety.limits.position_upper[j]
+        out = np.maximum(lo - v, v - hi)
+        k = int(np.argmax(out))
+        tol = float(safety.tolerance[j])
+        rows.append((float(out[k]) - tol, float(out[k]), joint, float(v[k]), lo, hi, tol))
+    beyond, excess, joint, value, lo, hi, tol = max(rows)
     where = f"{joint} = {value:.4g} (limits [{lo:.4g}, {hi:.4g}])"
-    if excess > tol:
+    if beyond > 0:
         return Check(
             "joint limits",
             "FAIL",
             f"{where}: {excess:.3g} outside",
-            f"beyond measurement_tolerance {tol:g}: wam_node refuses it; wrong units, offset or mapping? "
+            f"beyond the tolerance {tol:.3g}: wam_node refuses it; wrong units, offset or mapping? "
             "(joint_mapping scale/offset; or the profile's limits)",
         )
+    _, excess, joint, value, lo, hi, tol = max(rows, key=lambda r: r[1])
     if excess > LIMIT_EPS:
         return Check(
             "joint limits",
             "WARN",
-            f"{where}: {excess:.3g} outside, within tolerance {tol:g}",
+            f"{joint} = {value:.4g} (limits [{lo:.4g}, {hi:.4g}]): {excess:.3g} outside, within tolerance {tol:.3g}",
             "clipped into the limits for commands; move the robot inside its limits",
         )
     return Check(
-        "joint limits", "OK", f"{len(columns)} joints inside; nearest limit {-excess:.3g} away ({joint})"
+        "joint limits", "OK", f"{len(names)} joints inside; nearest limit {-excess:.3g} away ({joint})"
     )
 
 
@@ -521,7 +524,6 @@ class DoctorNode(Node):
 def _model_checks(cfg: DoctorConfig) -> tuple[list[Check], list[str] | None, float, RobotProfile | None]:
     """(checks, model joint names, control rate, profile) from the model and the profile files."""
     from wam_ros.runtime import load_policy
-    from wam_ros.runtime.safety import SafetyLimits
 
     checks, joints, hz = [], None, float(_node_default("control_hz"))
     try:
@@ -646,7 +648,7 @@ def _graph_checks(
         out += [Check(n, "SKIP", "no usable profile") for n in ("joint mapping", "joint limits")]
     else:
         out.append(check_mapping(profile, joints, node.last_names))
-        out.append(check_limits(profile, joint_columns(profile, joints, node.joint_messages)))
+        out.append(check_limits(profile, joint_columns(profile, joints, node.joint_messages), 1.0 / hz))
     out.append(check_skew(node.camera, node.joints, cfg.max_skew_s))
     out.append(
         check_controller(
