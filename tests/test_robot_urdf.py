@@ -200,6 +200,10 @@ def test_continuous_fixed_and_two_finger_gripper(tmp_path):
     assert bare.joint_names == ["shoulder", "wrist"]
     one, _ = profile_from_urdf(UrdfProfileConfig(urdf=str(write(tmp_path, text)), name="toy", gripper="left"))
     assert one.joint_names == ["shoulder", "wrist", "left"] and one.position_upper[-1] == 0.03
+    chosen, _ = profile_from_urdf(
+        UrdfProfileConfig(urdf=str(write(tmp_path, text)), name="toy", joints=("wrist", "shoulder"))
+    )
+    assert chosen.joint_names == ["wrist", "shoulder", "toy_gripper"]  # --joints: the user's order
 
 
 def test_written_profile_round_trips_and_is_not_overwritten(tmp_path):
