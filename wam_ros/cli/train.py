@@ -2,10 +2,13 @@
 
     wam train --data data/reach data/push --preset small --out runs/panda --steps 6000
     wam train --data data/reach --preset tiny --out /tmp/r --steps 20 --resume       # continue a run
+    wam train --data data/reach --out runs/gpu --device cuda --amp bf16 --workers 4    # one GPU
     torchrun --nproc_per_node 2 -m wam_ros.cli.train --data data/reach --out runs/ddp   # 2 CPU processes, gloo
+    torchrun --nproc_per_node 4 -m wam_ros.cli.train --data data/reach --out runs/ddp --device cuda   # 4 GPUs, nccl
 
-The options are the fields of wam_ros.train.train.TrainConfig; what the run writes is in that module's docstring.
-Exit status 0 on success, 2 on bad arguments or data.
+The options are the fields of wam_ros.train.train.TrainConfig; what the run writes is in that module's docstring;
+docs/training.md has the GPU and DDP recipes. Exit status 0 on success, 2 on bad arguments or data, and when
+--device cuda is asked where CUDA cannot run (the message names what is missing; nothing falls back to the CPU).
 """
 
 from __future__ import annotations
@@ -41,6 +44,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-minutes", type=float, default=d.max_minutes, help="stop (and save) after this wall time"
     )
     p.add_argument("--resume", action="store_true", help="continue from <out>/train_state.pt")
+    p.add_argument(
+        "--device",
+        default=d.device,
+        choices=["cpu", "cuda", "auto"],
+        help="cpu (default); cuda (refused with the reason where CUDA cannot run; cuda:LOCAL_RANK under torchrun); "
+        "auto: cuda when it works, else cpu",
+    )
+    p.add_argument(
+        "--amp",
+        default=d.amp,
+        choices=["off", "bf16", "fp16"],
+        help="mixed precision: off (fp32, default), bf16 (autocast), fp16 (autocast + GradScaler)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        help="DataLoader worker processes gathering batches (0: in the training process; pinned memory on cuda)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

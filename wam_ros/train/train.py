@@ -2,7 +2,17 @@
 
     path = train(TrainConfig(data=["data/reach", "data/push"], out="runs/panda", steps=6000))
     wam train --data data/reach data/push --preset small --out runs/panda --steps 6000        # wam_ros/cli/train.py
+    wam train ... --device cuda --amp bf16 --workers 4                  # one GPU, mixed precision, loader workers
     torchrun --nproc_per_node 2 -m wam_ros.cli.train --data data/reach --out runs/ddp   # 2 CPU processes, gloo
+    torchrun --nproc_per_node 8 -m wam_ros.cli.train --device cuda --amp bf16 ...       # 8 GPUs, nccl
+
+Devices (docs/training.md): `device` "cpu" (the default), "cuda" (refused with the reason when this machine or this
+torch build cannot run CUDA: never a silent CPU fallback) or "auto" (CUDA when it works, else CPU, logged). `amp`
+"off" (the default: fp32, the same numbers as before devices existed), "bf16" (autocast, no loss scaling) or "fp16"
+(autocast + GradScaler); both work on CPU too (slowly; for tests). `workers` > 0 gathers batches in DataLoader worker
+processes (pinned memory on CUDA, non-blocking copies); the batches are the same as with 0 workers.
+Under torchrun every rank sets its device from LOCAL_RANK (nccl on CUDA, gloo on CPU), samples its own shard of the
+training windows, and only rank 0 evaluates and writes files.
 
 Writes into `out`: model.pt (the model checkpoint, see wam_ros.model.checkpoint) and the model folder's manifest
 (sha256 of model.pt, wam_ros.runtime.model_dir), train_state.pt (optimizer, step, RNG: what `resume` needs),
@@ -16,6 +26,7 @@ losses, `save()` the checkpoint + state; `run()` strings them together. Every ra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -35,12 +46,16 @@ from wam_ros.model import WamConfig, WorldActionModel, save_checkpoint
 from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, JOINT_POS, TOKENS
 from wam_ros.model.losses import wam_loss
 from wam_ros.model.tokenizer import extend_vocab
+from wam_ros.runtime.backends import cuda_device_count
 from wam_ros.runtime.model_dir import CHECKPOINT, add_to_manifest
-from wam_ros.train.batches import load_episodes
+from wam_ros.train.batches import BatchStream, load_episodes
 from wam_ros.train.plots import MetricsLog, plot_losses
 
 log = logging.getLogger("wam.train")
 STATE = "train_state.pt"
+DEVICES = ("cpu", "cuda", "auto")
+AMP_MODES = ("off", "bf16", "fp16")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -63,6 +78,9 @@ class TrainConfig:
     val_frac: float = 0.05
     max_minutes: float = 0.0  # 0: no wall-clock limit
     resume: bool = False
+    device: str = "cpu"  # cpu | cuda | auto
+    amp: str = "off"  # off | bf16 | fp16 (autocast; fp16 with a GradScaler)
+    workers: int = 0  # DataLoader worker processes gathering batches (0: in the training process)
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -78,6 +96,68 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.val_frac must be in [0, 1), got {self.val_frac!r}")
         if self.max_minutes < 0:
             raise ValueError(f"TrainConfig.max_minutes must be >= 0, got {self.max_minutes!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"TrainConfig.device must be one of {DEVICES}, got {self.device!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.workers < 0:
+            raise ValueError(f"TrainConfig.workers must be >= 0, got {self.workers!r}")
+
+
+class DeviceUnavailable(ValueError):
+    """The device asked for cannot be used on this machine (the message says what is missing)."""
+
+
+def cuda_unavailable_reason() -> str | None:
+    """None when torch can run CUDA here; otherwise what is missing, in words."""
+    if torch.cuda.is_available():
+        return None
+    gpus = cuda_device_count()  # asks the NVIDIA driver directly, whatever torch was built with
+    seen = (
+        f"the NVIDIA driver reports {gpus} GPU(s)"
+        if gpus
+        else "the NVIDIA driver (libcuda.so.1) reports no GPU on this machine"
+    )
+    if torch.version.cuda is None:
+        return f"this torch build ({torch.__version__}) has no CUDA support, and {seen}"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return (
+        f"torch {torch.__version__} is built for CUDA {torch.version.cuda} but cannot use a GPU: {seen}"
+        + (f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else "")
+    )
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The torch device for TrainConfig.device on this process (cuda:LOCAL_RANK under torchrun, made current).
+
+    "cuda" raises DeviceUnavailable with the reason when CUDA cannot run here; "auto" falls back to the CPU (logged)."""
+    if name not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
+    if name == "cpu":
+        return torch.device("cpu")
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        if name == "auto":
+            log.info("--device auto: training on the CPU (%s)", reason)
+            return torch.device("cpu")
+        raise DeviceUnavailable(
+            f"--device cuda: {reason}. Train on the CPU with --device cpu (the default), or --device auto"
+        )
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise DeviceUnavailable(
+            f"--device cuda: this is LOCAL_RANK {local_rank} but only {count} CUDA device(s) are visible: "
+            f"start torchrun with --nproc_per_node <= {count}"
+        )
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def check_amp(amp: str, device: torch.device) -> None:
+    """Refuse a precision the device cannot train in, before any work."""
+    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        name = torch.cuda.get_device_name(device)
+        raise DeviceUnavailable(f"--amp bf16: {name} has no bf16 support; use --amp fp16 (with loss scaling)")
 
 
 class _TrainForward(nn.Module):
@@ -111,16 +191,25 @@ def lr_at(step: int, cfg: TrainConfig, time_frac: float = 0.0) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch on `device` (non-blocking copies: asynchronous from pinned memory); unchanged on the CPU."""
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 @torch.no_grad()
 def validate(
     model: WorldActionModel, data: WindowArrays, idx: np.ndarray, frame_weight: float, batch_size: int = 128
 ) -> dict[str, float]:
-    """Mean val losses + action MAE in raw units (absolute targets, masked) over the windows `idx`."""
+    """Mean val losses + action MAE in raw units (absolute targets, masked) over the windows `idx` (fp32, on the
+    model's device)."""
     model.eval()
+    device = model.joint_mean.device
     sums = {"val_action": 0.0, "val_frame": 0.0, "val_action_mae": 0.0}
     n = 0
     for s in range(0, len(idx), batch_size):
-        b = data.batch(idx[s : s + batch_size])
+        b = to_device(data.batch(idx[s : s + batch_size]), device)
         out = wam_loss(
             model, b, frame_weight=1.0
         )  # always measure the frame loss, whatever the training weight
@@ -143,20 +232,29 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.rank = 0
+        self.device = torch.device("cpu")
+        self.scaler: torch.amp.GradScaler | None = None
+        self.stream: BatchStream | None = None
         self.step_count = 0
         self.elapsed_before = 0.0  # training time of the runs this one resumes
         self.t0 = time.monotonic()
 
     # ------------------------------------------------------------------------------------------------ set-up
     def setup(self) -> None:
-        """Process group, threads, data, model (normaliser fitted on the training split), optimizer, sampler."""
+        """Device, process group, threads, data, model (normaliser fitted on the training split), optimizer, sampler.
+
+        The device is checked first, so a machine that cannot run it is told so before any work."""
         cfg = self.cfg
+        self.device = resolve_device(cfg.device, self.local_rank)
+        check_amp(cfg.amp, self.device)
         if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("gloo")
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.rank = dist.get_rank() if self.world > 1 else 0
         torch.set_num_threads(cfg.threads)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
         self.state = self._read_state()
         self.episodes = load_episodes(cfg.data)
         self.mcfg = self._model_config()
@@ -171,8 +269,24 @@ class Trainer:
         self.val_idx = val_idx[np.random.default_rng(cfg.seed).permutation(len(val_idx))[:1024]]
         if self.state is None:
             self._fit_normalizer()
+        self.model.to(self.device)  # initialised on the CPU: the same initial weights on every device
         self.opt = self._optimizer()
+        if cfg.amp == "fp16":
+            self.scaler = torch.amp.GradScaler(self.device.type)
         self.rng = np.random.default_rng(cfg.seed * 1000 + self.rank)
+        # per-rank sharding: rank r samples the training windows r, r + world, ... (all of them with one process)
+        self.shard = self.train_idx[self.rank :: self.world]
+        if self.world > 1 and cfg.batch_size % self.world and self.rank == 0:
+            log.warning(
+                "batch size %d is not a multiple of the %d ranks: each rank takes %d (global batch %d)",
+                cfg.batch_size,
+                self.world,
+                self._per_rank(),
+                self._per_rank() * self.world,
+            )
+
+    def _per_rank(self) -> int:
+        return max(1, self.cfg.batch_size // self.world)
 
     def _read_state(self) -> dict | None:
         path = self.out / STATE
@@ -232,16 +346,36 @@ class Trainer:
             rngs[self.rank] if self.rank < len(rngs) else self.rng.bit_generator.state
         )
         torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        if state.get("amp", "off") != self.cfg.amp and self.rank == 0:
+            log.warning(
+                "--resume: the run was trained with --amp %s, continuing with --amp %s",
+                state.get("amp", "off"),
+                self.cfg.amp,
+            )
 
     def start(self) -> None:
-        """Training mode, the DDP wrapper, metrics.csv and train_args.json (rank 0)."""
+        """Training mode, the DDP wrapper, the batch stream, metrics.csv and train_args.json (rank 0)."""
         cfg = self.cfg
         self.model.train()
         self.forward: nn.Module = _TrainForward(self.model)
         if self.world > 1:
             self.forward = nn.parallel.DistributedDataParallel(
-                self.forward, find_unused_parameters=cfg.frame_weight == 0
+                self.forward,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=cfg.frame_weight == 0,
             )
+        self.stream = BatchStream(
+            self.data,
+            self.shard,
+            self._per_rank(),
+            self.rng,
+            workers=cfg.workers,
+            pin_memory=self.device.type == "cuda",
+        )
         self.metrics = MetricsLog(self.out / "metrics.csv") if self.rank == 0 else None
         if self.rank == 0:
             (self.out / "train_args.json").write_text(
@@ -249,6 +383,7 @@ class Trainer:
                     {
                         **vars(cfg),
                         "world_size": self.world,
+                        "device_used": str(self.device),
                         "model_params": self.model.num_parameters(),
                         "episodes": len(self.episodes),
                         "windows": len(self.data),
@@ -267,22 +402,37 @@ class Trainer:
         """Fraction of the wall-clock budget spent (0 without one); every rank uses rank 0's clock."""
         if not self.cfg.max_minutes:
             return 0.0
-        frac = torch.tensor([self.elapsed() / (self.cfg.max_minutes * 60)])
+        frac = torch.tensor(
+            [self.elapsed() / (self.cfg.max_minutes * 60)], device=self.device
+        )  # nccl: on GPU
         if self.world > 1:
             dist.broadcast(frac, 0)
         return float(frac)
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision for the forward pass and the loss (nothing at all with amp "off")."""
+        if self.cfg.amp == "off":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.cfg.amp])
+
     def step(self, lr: float) -> dict[str, torch.Tensor]:
-        """One optimizer step on a batch sampled from the training windows; returns the batch's losses."""
+        """One optimizer step on the stream's next batch of training windows; returns the batch's losses."""
         for group in self.opt.param_groups:
             group["lr"] = lr
-        per_rank = max(1, self.cfg.batch_size // self.world)
-        idx = self.rng.choice(self.train_idx, size=per_rank, replace=len(self.train_idx) < per_rank)
-        losses = wam_loss(self.model, self.data.batch(idx), self.cfg.frame_weight, forward=self.forward)
+        batch = to_device(self.stream.next(), self.device)
+        with self.autocast():
+            losses = wam_loss(self.model, batch, self.cfg.frame_weight, forward=self.forward)
         self.opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
+        if self.scaler is None:
+            losses["loss"].backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step()
+        else:  # fp16: scaled loss, gradients unscaled before clipping; steps with inf/NaN gradients are skipped
+            self.scaler.scale(losses["loss"]).backward()
+            self.scaler.unscale_(self.opt)
+            nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.scaler.step(self.opt)
+            self.scaler.update()
         self.step_count += 1
         return losses
 
@@ -295,10 +445,10 @@ class Trainer:
     def save(self) -> None:
         """model.pt + its manifest entry + train_state.pt (rank 0) with every rank's sampler state, so a resume
         continues exactly. A collective call under DDP: every rank calls it."""
-        rngs = [self.rng.bit_generator.state]
+        rngs = [self.stream.rng_state()]
         if self.world > 1:
             rngs = [None] * self.world
-            dist.all_gather_object(rngs, self.rng.bit_generator.state)
+            dist.all_gather_object(rngs, self.stream.rng_state())
         if self.rank != 0:
             return
         cfg, elapsed = self.cfg, self.elapsed()
@@ -309,6 +459,8 @@ class Trainer:
             "data": list(cfg.data),
             "seed": cfg.seed,
             "world_size": self.world,
+            "device": self.device.type,
+            "amp": cfg.amp,
         }
         checkpoint = save_checkpoint(self.out / CHECKPOINT, self.model, extra=extra)
         add_to_manifest(self.out, [checkpoint])  # verified at load (wam_ros.runtime.model_dir)
@@ -321,6 +473,12 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "config": self.mcfg.to_dict(),
         }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if cfg.amp != "off":
+            state["amp"] = cfg.amp
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
         with atomic_path(self.out / STATE) as tmp:
             torch.save(state, tmp)
         plot_losses(self.out / "metrics.csv", self.out / "loss_curves.png")
@@ -341,6 +499,18 @@ class Trainer:
             dynamic_ncols=True,
             mininterval=2,
         )
+        try:
+            self._loop(bar)
+        finally:
+            bar.close()
+            self.stream.close()  # stops the loader's workers (if any)
+        if self.world > 1:  # no rank leaves before rank 0 has written the last checkpoint
+            dist.barrier(device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            dist.destroy_process_group()
+        return self.out / CHECKPOINT
+
+    def _loop(self, bar) -> None:  # noqa: ANN001 - a tqdm bar
+        cfg = self.cfg
         stop = False
         while self.step_count < cfg.steps and not stop:
             tf = self.time_frac()
@@ -364,11 +534,6 @@ class Trainer:
                 self.metrics.write(row)
             if step % cfg.ckpt_every == 0 or step == cfg.steps or stop:
                 self.save()
-        bar.close()
-        if self.world > 1:
-            dist.barrier()
-            dist.destroy_process_group()
-        return self.out / CHECKPOINT
 
 
 def train(cfg: TrainConfig) -> Path:
