@@ -13,9 +13,10 @@ Used by tests/test_node_fuzz.py and benchmarks/fuzz_node.py. What is checked (is
   - every bad input class sent appears in an ERROR diagnostic with its reason; instruction words nobody trained on
     appear in a WARN diagnostic naming them; no diagnostics status or /rosout line carries more than 100 characters
     of any instruction.
-A reading that lies within the tolerance past a limit may today get a first point one step from its CLIPPED value
-(up to one step + the distance past the limit from the reading): counted as `first_point_past_clipped`, the bug
-reproduced by tests/test_safety_property.py::test_first_point_within_one_step_of_a_measurement_just_outside_the_limits.
+A reading within the tolerance past a limit gets a first point within one step of the reading itself, like any
+other (until session 5's fix it got one step from its CLIPPED value: `first_point_past_clipped` counts such commands
+and is a violation; tests/test_safety_property.py::test_first_point_within_one_step_of_a_measurement_just_outside_the_limits
+is the regression test).
 """
 
 from __future__ import annotations
@@ -166,8 +167,7 @@ def analyse(result: dict, rules: Rules, min_count: int = 2) -> dict:
             continue
         outside = np.abs(cand - np.clip(cand, lo, hi))
         if np.any(np.all(dist <= step + outside + eps, axis=1)):
-            past_clipped += 1
-            continue
+            past_clipped += 1  # one step from the CLIPPED reading only: the fixed bug, a violation
         k = int(np.argmin(np.max(dist - step, axis=1)))
         violations.append(
             f"{where}: first point {np.round(pts[0], 4).tolist()} more than one step from every valid reading "

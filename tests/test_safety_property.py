@@ -144,13 +144,9 @@ def test_apply_keeps_the_invariant_or_refuses(c):
     assert_inside(out, limits)
     bound = step_bound(limits, dt)
     assert np.all(np.abs(np.diff(out, axis=0)) <= bound), "consecutive points more than one step apart"
-    # The first point is within one step of the measurement when the measurement is inside the limits. A measurement
-    # within the tolerance outside gets today up to one step from its clipped value, i.e. one step + the distance
-    # outside from the measurement: see test_first_point_within_one_step_of_a_measurement_just_outside (xfail, BUG).
-    outside = np.abs(q - np.clip(q, limits.position_lower, limits.position_upper))
-    assert np.all(np.abs(out[0] - q) <= bound + outside), (out[0], q)
-    if kind == "inside":
-        assert np.all(np.abs(out[0] - q) <= bound), (out[0], q)
+    # The first point is within one step of the measurement itself, also for a measurement within the tolerance past
+    # a limit (the filter starts from the measurement, not from its clipped value: the bug this property found).
+    assert np.all(np.abs(out[0] - q) <= bound), (kind, out[0], q)
 
 
 @SETTINGS
@@ -217,16 +213,6 @@ def test_wrong_shapes_are_refused(limits, dt, shape):
         f.apply(np.tile(q, (2, 1)), np.append(q, 0.0))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (issue 15, reported to the owner of wam_ros/runtime/safety.py): SafetyFilter.apply starts the velocity "
-        "limit from the CLIPPED measurement, so for a measurement that lies outside a limit by d <= tolerance the "
-        "first point can be one step + d from the measured position (Panda joint1 at 2.9463, 0.049 past its limit, "
-        "dt 0.1: first point 2.6798, 0.2665 rad away; one step is 0.2175). Starting from the measurement itself and "
-        "clipping afterwards keeps both bounds (the tolerance is at most one step)."
-    ),
-)
 def test_first_point_within_one_step_of_a_measurement_just_outside_the_limits():
     f = SafetyFilter(PANDA, 0.1)
     q = (PANDA.position_lower + PANDA.position_upper) / 2

@@ -135,7 +135,9 @@ class SafetyFilter:
         """Safe (N, J) targets from a predicted chunk (N, J) or (J,) and the measured position (J,).
 
         Point k = p_(k-1) + clip(clip(target_k, lower, upper) - p_(k-1), -max_step, max_step), p_(-1) = the measured
-        position clipped to the limits. Each p stays between p_(k-1) and the in-limits target, so inside the limits.
+        position itself (not clipped: the first point must be within one step of where the joint really is). Each p
+        lies between p_(k-1) and the in-limits target; a measurement past a limit by d <= tolerance <= max_step moves
+        towards the limits, so p_0 is inside them too (a final clip only guards rounding).
         Written on Python floats: for a chunk of 8 x 8 this is cheaper than a dozen small numpy calls, most of all
         right after an inference has flushed the caches (benchmarks/node_step.py times it in wam_node).
         """
@@ -146,7 +148,7 @@ class SafetyFilter:
         if pts.ndim != 2 or pts.shape[1] != self.limits.dof or pts.shape[0] < 1:
             raise UnsafeInput(f"action chunk has shape {pts.shape}, expected (N >= 1, {self.limits.dof})")
         lo, hi, m = self._lo, self._hi, self._max_step
-        prev = [min(max(v, a), b) for v, a, b in zip(q_now.tolist(), lo, hi, strict=True)]
+        prev = q_now.tolist()
         rows = pts.tolist()
         position_clamped = velocity_clamped = False
         for row in rows:
@@ -161,6 +163,7 @@ class SafetyFilter:
                     c, velocity_clamped = prev[j] + m[j], True
                 elif d < -m[j]:
                     c, velocity_clamped = prev[j] - m[j], True
+                c = lo[j] if c < lo[j] else hi[j] if c > hi[j] else c  # rounding guard (see the docstring)
                 prev[j] = row[j] = c
         return SafeCommand(np.asarray(rows, dtype=np.float64), position_clamped, velocity_clamped)
 
