@@ -79,7 +79,12 @@ class Policy:
         if tok is None:
             unknown = self.tokenizer.unknown_words(instruction)
             if unknown:
-                log.warning("instruction %r has words the model never saw: %s", instruction, unknown)
+                shown = (
+                    instruction
+                    if len(instruction) <= 60
+                    else f"{instruction[:60]}... ({len(instruction)} chars)"
+                )
+                log.warning("instruction %r has words the model never saw: %s", shown, unknown[:20])
             tok = self.tokenizer.encode(instruction)[None]
             if len(self._tokens) > 256:
                 self._tokens.clear()
