@@ -157,6 +157,8 @@ def test_report_table_and_exit_logic():
         DoctorConfig(model="m", command_type="effort")
     with pytest.raises(ValueError, match="timeout_s"):
         DoctorConfig(model="m", timeout_s=0.0)
+    with pytest.raises(ValueError, match="invalid topic"):  # refused before listening, no traceback
+        run_doctor(DoctorConfig(model=str(MODEL), camera_topic="bad topic", timeout_s=0.1, discovery_s=0.1))
 
 
 # ---- over real DDS -----------------------------------------------------------------------------------------------

@@ -66,10 +66,10 @@ def run(args: argparse.Namespace) -> int:
     given = {field: getattr(args, dest) for dest, field in OPTIONS.items() if getattr(args, dest) is not None}
     try:
         cfg = DoctorConfig(model=args.model, **given)
-    except ValueError as exc:
+        report = run_doctor(cfg)
+    except ValueError as exc:  # bad options (names included): nothing was measured
         print(f"wam doctor: {exc}", file=sys.stderr)
         return 2
-    report = run_doctor(cfg)
     if args.json:
         print(report.to_json())
     else:

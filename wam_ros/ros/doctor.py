@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import rclpy
 from rclpy.context import Context
+from rclpy.exceptions import NameValidationException
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -48,6 +50,7 @@ from wam_ros.ros.executor import make_executor
 from wam_ros.ros.wam_node import WamNodeParams
 from wam_ros.runtime.safety import SafetyFilter, SafetyLimits
 
+RCLError = rclpy_implementation.RCLError
 LEVELS = ("OK", "WARN", "FAIL", "SKIP")
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
@@ -130,10 +133,6 @@ class DoctorReport:
         """No FAIL (WARNs are printed, but wam_node can run)."""
         return all(c.level != "FAIL" for c in self.checks)
 
-    @property
-    def problems(self) -> list[Check]:
-        return [c for c in self.checks if c.level in ("FAIL", "WARN")]
-
     def table(self) -> str:
         width = max(len(c.name) for c in self.checks)
         value_w = min(max(len(c.value) for c in self.checks), 60)
@@ -190,7 +189,8 @@ def check_topic(
             f"{label} topic",
             "FAIL",
             f"no publisher on {topic}",
-            f"start the driver or remap the topic (wam_node: {label}_topic:=...){elsewhere}",
+            f"start the driver, or give wam_node the right topic (`wam bringup robot {label}_topic:=...` or a "
+            f"remapping; here --{label.replace('_', '-')}-topic){elsewhere}",
         )
     types = sorted({t for _, t in publishers})
     if types != [expected]:
@@ -596,10 +596,14 @@ def run_doctor(cfg: DoctorConfig, context: Context | None = None) -> DoctorRepor
     if own:
         context = Context()
         rclpy.init(context=context)
-    node = DoctorNode(cfg, context=context)
-    executor = make_executor(context)
-    executor.add_node(node)
+    node = executor = None
     try:
+        try:
+            node = DoctorNode(cfg, context=context)
+        except (NameValidationException, RCLError) as exc:  # rcl's own name checks
+            raise ValueError(f"invalid topic, controller or namespace name: {exc}") from None
+        executor = make_executor(context)
+        executor.add_node(node)
         # discovery first: a new DDS participant may see the others only at their next announcement (~3 s with
         # Fast DDS; measured here: 0 to 3 s), so the measuring window starts once both inputs have a publisher
         _spin(executor, context, cfg.discovery_s, node.discovered)
@@ -607,8 +611,10 @@ def run_doctor(cfg: DoctorConfig, context: Context | None = None) -> DoctorRepor
         _spin(executor, context, cfg.timeout_s)
         checks += _graph_checks(node, cfg, joints, hz, profile)
     finally:
-        executor.shutdown()
-        node.destroy_node()
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
         if own:
             rclpy.try_shutdown(context=context)
     return DoctorReport(checks, {k: v for k, v in asdict(cfg).items()} | {"control_hz": hz})
