@@ -84,7 +84,11 @@ def main() -> int:
     models, data, train_steps, info = {}, {}, {}, {}
     for size in sizes:
         torch.manual_seed(0)
-        model = WorldActionModel(WamConfig.preset("small", image_size=size))
+        model = WorldActionModel(
+            WamConfig.preset(
+                {64: "small", 96: "small96", 128: "small128"}.get(size, "small"), image_size=size
+            )
+        )
         eps = [synthetic_episode(i, steps=16, size=size) for i in range(6)]
         windows = WindowArrays(eps, model.cfg.k_frames, model.cfg.chunk, size, model.tokenizer)
         batch = windows.batch(np.random.default_rng(0).integers(0, len(windows), a.batch))

@@ -171,7 +171,7 @@ class WamConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> WamConfig:
-        """A named preset ("tiny" | "small"), with optional field overrides."""
+        """A named preset ("tiny" | "small" | "small96" | "small128"), with optional field overrides."""
         if name not in PRESETS:
             raise ValueError(f"unknown WamConfig preset {name!r}; expected one of {sorted(PRESETS)}")
         known = {f.name for f in fields(cls)}
@@ -222,3 +222,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         frame_decoder="shuffle",
     ),
 }
+# Image-size presets (issue 19): the small network at 96x96 and 128x128 (`small` is 64x64). Measured side by side
+# (benchmarks/image_sizes.py, RESULTS.md "image size presets"): a training step costs ~1.6x / ~2.3x the 64 one and an
+# onnxruntime call ~2.1x / ~3.9x, for 2.25x / 4x the pixels.
+PRESETS["small96"] = {**PRESETS["small"], "image_size": 96}
+PRESETS["small128"] = {**PRESETS["small"], "image_size": 128}
