@@ -249,6 +249,8 @@ class Trainer:
         cfg = self.cfg
         self.device = resolve_device(cfg.device, self.local_rank)
         check_amp(cfg.amp, self.device)
+        if self.device.type == "cuda":  # fixed batch shapes: let cuDNN pick its fastest kernels once
+            torch.backends.cudnn.benchmark = True
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.rank = dist.get_rank() if self.world > 1 else 0
@@ -402,9 +404,8 @@ class Trainer:
         """Fraction of the wall-clock budget spent (0 without one); every rank uses rank 0's clock."""
         if not self.cfg.max_minutes:
             return 0.0
-        frac = torch.tensor(
-            [self.elapsed() / (self.cfg.max_minutes * 60)], device=self.device
-        )  # nccl: on GPU
+        # on the training device: nccl broadcasts CUDA tensors only
+        frac = torch.tensor([self.elapsed() / (self.cfg.max_minutes * 60)], device=self.device)
         if self.world > 1:
             dist.broadcast(frac, 0)
         return float(frac)
