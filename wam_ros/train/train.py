@@ -155,7 +155,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def check_amp(amp: str, device: torch.device) -> None:
     """Refuse a precision the device cannot train in, before any work."""
-    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    # native bf16 only (Ampere and later): emulated bf16 on older GPUs is slower than fp32
+    if (
+        amp == "bf16"
+        and device.type == "cuda"
+        and not torch.cuda.is_bf16_supported(including_emulation=False)
+    ):
         name = torch.cuda.get_device_name(device)
         raise DeviceUnavailable(f"--amp bf16: {name} has no bf16 support; use --amp fp16 (with loss scaling)")
 
