@@ -12,7 +12,7 @@ from setuptools import find_packages, setup
 PACKAGE = "wam_ros"
 
 # Every ROS node is a console script `wam_ros.ros.<node>:main` (one node per file).
-NODES = ["wam_node", "sim_node", "teleop_node", "recorder_node"]
+NODES = ["wam_node", "sim_node", "teleop_node", "recorder_node", "legged_sim_node", "fall_guard_node"]
 
 
 def tree(src: str) -> list[tuple[str, list[str]]]:

@@ -43,7 +43,9 @@ class ForecasterTrainConfig:
     campaign: campaign directory with traces (`wam campaign falls`).
     window, channels, hidden: the network (ForecasterConfig).
     batch, lr, weight_decay: AdamW on mini-batches of windows.
-    max_epochs, max_minutes: stop at whichever comes first.
+    max_epochs, max_minutes: stop at whichever comes first; the learning rate warms up, then follows a cosine
+        to 5 % over whichever of the two budgets is nearer (so a time-limited run still anneals).
+    eval_every: steps between held-out evaluations (the best checkpoint is kept).
     val_fraction: share of episodes held out for model selection and the alarm rule.
     target_recall: recall the alarm threshold is set to on the held-out episodes.
     consecutive: debounce candidates (samples the signal must stay above the threshold).
@@ -64,6 +66,7 @@ class ForecasterTrainConfig:
     target_recall: float = 0.98
     consecutive: tuple[int, ...] = (1, 2, 3)
     standing_stride: int = 4
+    eval_every: int = 500
     seed: int = 0
     threads: int = 2
     max_episodes: int | None = None
@@ -184,7 +187,7 @@ def train_forecaster(cfg: ForecasterTrainConfig, progress: bool = True) -> Forec
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(pos) // cfg.batch)
     total = steps_per_epoch * cfg.max_epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1)
+    every = max(1, min(steps_per_epoch, cfg.eval_every))
     log.info(
         "forecaster: %d training / %d held-out episodes, %d windows per epoch, loaded in %.1f s",
         train.episodes,
@@ -194,49 +197,64 @@ def train_forecaster(cfg: ForecasterTrainConfig, progress: bool = True) -> Forec
     )
     best_loss, best_state, history = math.inf, None, []
     t0 = time.perf_counter()
-    deadline = t0 + cfg.max_minutes * 60
-    step = 0
-    for epoch in range(cfg.max_epochs):
-        net.train()
-        order = rng.permutation(pos)
-        running, n = 0.0, 0
-        for b in range(steps_per_epoch):
-            idx = order[b * cfg.batch : (b + 1) * cfg.batch]
-            x = torch.from_numpy(train.windows(idx, cfg.window))
-            ti = torch.from_numpy(idx)
-            loss = _loss(net, x, y[0][ti], y[1][ti], y[2][ti])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if step < total - 1:
-                sched.step()
-            step += 1
-            running, n = running + float(loss.detach()), n + 1
-            if time.perf_counter() > deadline:
-                break
-        net.eval()
-        with torch.inference_mode():
-            vt = torch.from_numpy(vpos)
-            vloss = float(_loss(net, vx, vy[0][vt], vy[1][vt], vy[2][vt]))
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": running / max(n, 1),
-                "val_loss": vloss,
-                "minutes": (time.perf_counter() - t0) / 60,
-            }
-        )
-        if progress:
-            print(
-                f"epoch {epoch + 1}: train loss {running / max(n, 1):.4f}, held-out loss {vloss:.4f}, "
-                f"{(time.perf_counter() - t0) / 60:.1f} min",
-                flush=True,
-            )
-        if vloss < best_loss:
-            best_loss = vloss
-            best_state = {k: v.clone() for k, v in net.state_dict().items()}
-        if time.perf_counter() > deadline:
+    budget = cfg.max_minutes * 60
+    order = rng.permutation(pos)
+    running, n = 0.0, 0
+    for step in range(total):
+        # progress by steps or by time, whichever is further: the schedule anneals within the time budget too
+        frac = max(step / total, (time.perf_counter() - t0) / budget)
+        if frac >= 1.0:
             break
+        warm = min(1.0, frac / 0.03)
+        lr = cfg.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        b = step % steps_per_epoch
+        if b == 0 and step:
+            order = rng.permutation(pos)
+        idx = order[b * cfg.batch : (b + 1) * cfg.batch]
+        net.train()
+        x = torch.from_numpy(train.windows(idx, cfg.window))
+        ti = torch.from_numpy(idx)
+        loss = _loss(net, x, y[0][ti], y[1][ti], y[2][ti])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running, n = running + float(loss.detach()), n + 1
+        if (step + 1) % every == 0 or step == total - 1:
+            net.eval()
+            with torch.inference_mode():
+                vloss = float(
+                    sum(
+                        _loss(net, vx[a : a + 8192], *(v[torch.from_numpy(vpos[a : a + 8192])] for v in vy))
+                        * len(vpos[a : a + 8192])
+                        for a in range(0, len(vpos), 8192)
+                    )
+                    / len(vpos)
+                )
+            history.append(
+                {
+                    "step": step + 1,
+                    "epoch": (step + 1) / steps_per_epoch,
+                    "train_loss": running / max(n, 1),
+                    "val_loss": vloss,
+                    "lr": lr,
+                    "minutes": (time.perf_counter() - t0) / 60,
+                }
+            )
+            if progress:
+                print(
+                    f"step {step + 1} (epoch {(step + 1) / steps_per_epoch:.2f}): train loss "
+                    f"{running / max(n, 1):.4f}, held-out loss {vloss:.4f}, lr {lr:.1e}, "
+                    f"{(time.perf_counter() - t0) / 60:.1f} min",
+                    flush=True,
+                )
+            running, n = 0.0, 0
+            if vloss < best_loss:
+                best_loss = vloss
+                best_state = {k: v.clone() for k, v in net.state_dict().items()}
+    if best_state is None:  # stopped before the first evaluation
+        best_state = {k: v.clone() for k, v in net.state_dict().items()}
     net.load_state_dict(best_state)
     net.eval()
     scores = predict(net, val)
