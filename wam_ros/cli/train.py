@@ -21,12 +21,13 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from wam_ros.model.config import PRESETS
     from wam_ros.train.train import TrainConfig
 
     d = TrainConfig(data=["x"], out="x")
     p.add_argument("--data", nargs="+", required=True, help="episode directories (e.g. data/reach data/push)")
     p.add_argument("--out", required=True, help="run directory (model.pt, train_state.pt, metrics.csv, PNG)")
-    p.add_argument("--preset", default=d.preset, choices=["tiny", "small"])
+    p.add_argument("--preset", default=d.preset, choices=sorted(PRESETS))
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument(
         "--batch-size", type=int, default=d.batch_size, help="global batch (split across DDP ranks)"
