@@ -22,8 +22,6 @@ directory beside `out_dir` and renamed into place, so a failure never leaves hal
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +54,7 @@ from wam_ros.data.lerobot.layout import (
     tasks_table,
 )
 from wam_ros.data.video import VideoEncoderConfig, VideoWriter, probe
-from wam_ros.fileio import fsync_dir, fsync_file
+from wam_ros.fileio import atomic_dir
 
 MB = 1024 * 1024
 
@@ -110,20 +108,8 @@ def export_lerobot(
         raise FileExistsError(
             f"{out_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it"
         )
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(out_dir) as tmp:
         info = _Writer(tmp, cfg).write(episodes)
-        for p in tmp.rglob("*"):
-            if p.is_file():
-                fsync_file(p)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out_dir)
-        fsync_dir(out_dir.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return info
 
 

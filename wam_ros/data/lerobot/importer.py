@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +34,7 @@ from PIL import Image
 from wam_ros.data.episode import Episode, EpisodeError, episode_path, write_episode
 from wam_ros.data.lerobot.layout import ACTION, IMAGES, INFO_PATH, STATE, TASKS_PATH, VELOCITY
 from wam_ros.data.video import VideoError, VideoReader
-from wam_ros.fileio import fsync_dir
+from wam_ros.fileio import atomic_dir
 from wam_ros.robot import JointReader, RobotProfile
 
 PRODUCER = "wam data import-lerobot"
@@ -109,17 +107,10 @@ def import_lerobot(dataset: str | Path, out_dir: str | Path, cfg: ImportConfig |
             f"{out_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it"
         )
     reader = _Dataset(root, cfg)  # reads and checks all metadata before anything is written
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        summary = reader.write(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out_dir)
-        fsync_dir(out_dir.parent)
+        with atomic_dir(out_dir) as tmp:
+            summary = reader.write(tmp)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
         reader.close()
     return {**summary, "out": str(out_dir)}
 
