@@ -6,7 +6,7 @@
 Writes fall_forecaster.onnx (input `window` (B, W, 10 + 3J) raw readings, outputs p_fall_0_5s, p_fall_1s,
 time_to_fall_s (B,); dynamic batch, opset 17, one file), fall_forecaster.pt (the torch checkpoint) and
 fall_forecaster.json (the contract the runtime reads: wam_ros.runtime.fall_forecaster). Parity: max |torch -
-onnxruntime| <= 1e-5 on every output, at batch 1 and 7, on the given real windows and on random ones, and the folded
+onnxruntime| <= 1e-4 on every output, at batch 1 and 7, on the given real windows and on random ones, and the folded
 normalisation within 1e-4 of the training network; a graph that fails is not written (ForecasterExportError). Every
 file is written atomically; the .json last (it names the .onnx's hash).
 """
@@ -29,7 +29,9 @@ from wam_ros.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 from wam_ros.model.forecaster import FallForecaster, input_columns, save_forecaster
 from wam_ros.runtime.fall_forecaster import INPUT, ONNX_FILE, OUTPUTS, SPEC_FILE, TORCH_FILE, AlarmRule
 
-PARITY_ATOL = 1e-5  # exported graph vs the (folded) torch network it was traced from
+PARITY_ATOL = (
+    1e-4  # exported graph vs the (folded) torch network it was traced from (the WAM export's fp32 bar)
+)
 FOLD_ATOL = 1e-4  # folded vs unfolded network (float rounding of the folded weights)
 
 

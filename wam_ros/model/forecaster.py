@@ -55,6 +55,7 @@ class ForecasterConfig:
     rate_hz: sample rate the network was trained at.
     channels: conv channels; hidden: MLP width.
     horizon_s: time-to-fall output range; "no fall within horizon_s" reads horizon_s.
+    dropout: dropout of the MLP head while training.
     """
 
     n_joints: int = 12
@@ -63,6 +64,7 @@ class ForecasterConfig:
     channels: int = 32
     hidden: int = 64
     horizon_s: float = 2.0
+    dropout: float = 0.2
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_joints <= 64:
@@ -131,18 +133,23 @@ class FallForecaster(nn.Module):
         length = cfg.window - 4
         for _ in range(2):
             length = (length - 1) // 2 + 1
-        self.head = nn.Sequential(nn.Linear(c * length, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 3))
+        self.head = nn.Sequential(
+            nn.Linear(c * length, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, 3)
+        )
 
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Feature statistics (of `features(window)`), from the training data."""
         self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.feature_std.copy_(torch.clamp(torch.as_tensor(std, dtype=torch.float32), min=1e-3))
 
-    def logits(self, window: torch.Tensor) -> torch.Tensor:
-        """(B, W, 10 + 3J) -> (B, 3): logit of P(fall <= 0.5 s), logit of P(fall <= 1 s), time-to-fall logit."""
+    def logits(self, window: torch.Tensor, noise: float = 0.0) -> torch.Tensor:
+        """(B, W, 10 + 3J) -> (B, 3): logit of P(fall <= 0.5 s), logit of P(fall <= 1 s), time-to-fall logit.
+        `noise`: std of Gaussian noise added to the normalised features (training augmentation: sensor noise)."""
         h = features(window)  # (B, W, F)
         if self.normalise:
             h = (h - self.feature_mean) / self.feature_std
+        if noise > 0:
+            h = h + noise * torch.randn_like(h)
         h = self.conv(h.transpose(1, 2))  # (B, C, W/4)
         return self.head(h.flatten(1))
 

@@ -43,6 +43,7 @@ class ForecasterTrainConfig:
     campaign: campaign directory with traces (`wam campaign falls`).
     window, channels, hidden: the network (ForecasterConfig).
     batch, lr, weight_decay: AdamW on mini-batches of windows.
+    noise: Gaussian noise (in feature standard deviations) added to training windows; dropout in the head.
     max_epochs, max_minutes: stop at whichever comes first; the learning rate warms up, then follows a cosine
         to 5 % over whichever of the two budgets is nearer (so a time-limited run still anneals).
     eval_every: steps between held-out evaluations (the best checkpoint is kept).
@@ -59,7 +60,8 @@ class ForecasterTrainConfig:
     hidden: int = 64
     batch: int = 512
     lr: float = 2e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-3
+    noise: float = 0.05
     max_epochs: int = 8
     max_minutes: float = 10.0
     val_fraction: float = 0.1
@@ -103,9 +105,14 @@ def _positions(data: FallData, stride: int) -> np.ndarray:
 
 
 def _loss(
-    net: FallForecaster, x: torch.Tensor, y05: torch.Tensor, y1: torch.Tensor, ttf: torch.Tensor
+    net: FallForecaster,
+    x: torch.Tensor,
+    y05: torch.Tensor,
+    y1: torch.Tensor,
+    ttf: torch.Tensor,
+    noise: float = 0.0,
 ) -> torch.Tensor:
-    z = net.logits(x)
+    z = net.logits(x, noise)
     h = net.cfg.horizon_s
     reg = F.l1_loss(h * torch.sigmoid(z[:, 2]), ttf) / h
     return (
@@ -216,7 +223,7 @@ def train_forecaster(cfg: ForecasterTrainConfig, progress: bool = True) -> Forec
         net.train()
         x = torch.from_numpy(train.windows(idx, cfg.window))
         ti = torch.from_numpy(idx)
-        loss = _loss(net, x, y[0][ti], y[1][ti], y[2][ti])
+        loss = _loss(net, x, y[0][ti], y[1][ti], y[2][ti], cfg.noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
