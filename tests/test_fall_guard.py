@@ -163,10 +163,13 @@ def test_protect_sends_the_protective_posture(guarded):
     assert call(ex, probe.push).success
     assert spin_until(ex, lambda: len(probe.commands) >= 5, 10), guard.stats
     assert np.allclose(probe.commands[0], pose.targets)
+    # the robot stands again, the guard is reset: no alarm, so no protective command any more
+    assert call(ex, probe.reset).success
     assert call(ex, probe.create_client(Trigger, "fall_guard/reset")).success
+    spin_until(ex, lambda: False, 1.0)
     n = len(probe.commands)
-    spin_until(ex, lambda: False, 0.3)
-    assert len(probe.commands) <= n + 1  # protection off after the reset
+    spin_until(ex, lambda: False, 0.5)
+    assert len(probe.commands) == n and not guard.protecting
 
 
 def test_bad_messages_are_refused_with_a_diagnostic(guarded):

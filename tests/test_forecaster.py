@@ -180,7 +180,7 @@ def test_features_and_folded_normalisation_are_exact():
 
 def test_trained_model_folder_runs_on_onnxruntime_without_torch(model, campaigns):
     spec = json.loads((model / SPEC_FILE).read_text())
-    assert spec["onnx_parity_max_abs"] <= 1e-5 and spec["window"] == 50 and spec["rate_hz"] == 100
+    assert spec["onnx_parity_max_abs"] <= 1e-4 and spec["window"] == 50 and spec["rate_hz"] == 100
     assert set(spec["baselines"]) == {"tilt", "tilt_rate"} and (model / ONNX_FILE).stat().st_size < 10e6
     fc = FallForecasterRuntime.load(model)
     data = load_fall_data(campaigns[1])
