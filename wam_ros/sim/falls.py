@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -457,10 +458,11 @@ class FallSim:
         samples: list[tuple] = []  # (step, base pose, base velocity, joint states) at the trace ticks
         sim_hz, trace_hz = cfg.sim_hz, cfg.trace_hz
         tick, next_sample = 0, 0 if trace else max_steps + 1
+        pose = base_pose(robot)
         step = 0
         while step < max_steps:
             if step == next_sample:  # the last physics state at or before tick / trace_hz
-                samples.append((step, base_pose(robot), base_vel(robot), joint_states(robot, joints)))
+                samples.append((step, pose, base_vel(robot), joint_states(robot, joints)))
                 tick += 1
                 next_sample = tick * sim_hz // trace_hz
             if record and step % every == 0:
@@ -469,7 +471,8 @@ class FallSim:
                 push(robot, -1, force, base_pose(robot)[0], world)
             step_sim()
             step += 1
-            (_, _, height), (x, y, z, w) = base_pose(robot)
+            pose = base_pose(robot)  # kept: the next trace sample (same state) reuses it
+            (_, _, height), (x, y, z, w) = pose
             # up-axis . ground normal = third row of R(q) . up_local (q is unit length from PyBullet)
             cos_tilt = 2 * (x * z - y * w) * ux + 2 * (y * z + x * w) * uy + (1 - 2 * (x * x + y * y)) * uz
             min_cos = min(min_cos, cos_tilt)
@@ -484,7 +487,7 @@ class FallSim:
                 if still >= settle_steps and not standing:
                     break
         if step == next_sample:  # the episode ended on a trace tick: that state belongs to the trace too
-            samples.append((step, base_pose(robot), base_vel(robot), joint_states(robot, joints)))
+            samples.append((step, pose, base_vel(robot), joint_states(robot, joints)))
         tilt = math.degrees(math.acos(max(-1.0, min(1.0, cos_tilt))))
         max_tilt = math.degrees(math.acos(max(-1.0, min(1.0, min_cos))))
         fell = fall_step >= 0
@@ -517,9 +520,8 @@ class FallSim:
         height = np.array([s[1][0][2] for s in samples], dtype=np.float64)
         lin = np.array([s[2][0] for s in samples], dtype=np.float64)
         ang = np.array([s[2][1] for s in samples], dtype=np.float64)
-        joints = np.array(
-            [[(j[0], j[1], j[3]) for j in s[3]] for s in samples], dtype=np.float64
-        )  # (T, J, 3)
+        pick = operator.itemgetter(0, 1, 3)  # position, velocity, applied torque
+        joints = np.array([list(map(pick, s[3])) for s in samples], dtype=np.float64)  # (T, J, 3)
         if n and steps[0] == 0:
             joints[0, :, 2] = self.standing_effort
         orientation, gyro, accel = imu_readings(
