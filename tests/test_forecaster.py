@@ -165,7 +165,7 @@ def test_streaming_alarm_equals_the_batch_rule():
 
 def test_features_and_folded_normalisation_are_exact():
     torch.manual_seed(0)
-    net = FallForecaster(ForecasterConfig())
+    net = FallForecaster(ForecasterConfig()).eval()  # eval: no dropout
     net.set_normalisation(torch.randn(45), torch.rand(45) + 0.5)
     q = torch.randn(4, 50, 4)
     q = q / q.norm(dim=-1, keepdim=True)
