@@ -186,3 +186,14 @@ def test_bad_messages_are_refused_with_a_diagnostic(guarded):
     errors = [m for _, level, m in probe.diags if level == DiagnosticStatus.ERROR[0]]
     assert any("effort" in m for m in errors) and any("non-finite" in m for m in errors), errors
     assert guard.stats["samples"] == 0 or guard.stats["refused"] >= 2  # nothing forecast from refused inputs
+
+
+def test_bringup_fall_guard_demo_runs_the_graph_in_one_process():
+    from wam_ros.ros.bringup import Bringup
+
+    with Bringup("fall_guard_demo", {"model": str(MODEL), "push_force": "350.0"}) as b:
+        assert set(b.nodes) == {"legged_sim", "fall_guard"}
+        guard, sim = b.nodes["fall_guard"], b.nodes["legged_sim"]
+        assert sim.params.push_force == 350.0 and not guard.params.protect
+        assert b.spin_until(lambda: guard.stats["samples"] >= 50, 20), guard.stats
+        assert guard.stats["alarms"] == 0 and guard.risk < guard.fc.rule.threshold
