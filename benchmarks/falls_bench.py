@@ -7,7 +7,8 @@ Prints, for the same episodes (indices 0..N-1 of campaign seed 0, laikago, defau
            number of steps the campaign's episode ran (its final base height is checked equal: same episode)
   sim      FallSim.run in this process (adds per-step fall detection and recovery checks)
   camp1    `run_campaign` with 1 worker process (adds process start, world setup, param sampling, row log, pipe,
-           progress bar, compaction to Parquet); total wall including start-up
+           progress bar, compaction to Parquet); total wall including start-up; without traces (their cost is
+           benchmarks/falls_traces_bench.py's)
   camp2    the same with 2 workers
 and the ratios: overhead = camp1 time / bare time (goal <= 1.1), parallel efficiency = camp2 eps/s / (2 x camp1
 eps/s) (goal >= 0.9), and the projected wall time of 100,000 episodes at camp2's rate (goal <= 50 min).
@@ -109,7 +110,10 @@ def cpu_seconds() -> float:
 def timed_campaign(out: Path, n: int, workers: int, cfg: FallConfig) -> tuple[float, float]:
     """(wall s, CPU s) of a whole campaign run of n episodes."""
     t0, c0 = time.perf_counter(), cpu_seconds()
-    summary = run_campaign(CampaignSpec(out=out, episodes=n, workers=workers, fall=cfg), progress=False)
+    spec = CampaignSpec(
+        out=out, episodes=n, workers=workers, fall=cfg, traces=False
+    )  # traces: falls_traces_bench
+    summary = run_campaign(spec, progress=False)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     assert summary.ran == n and summary.complete
     return wall, cpu
