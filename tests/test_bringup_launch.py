@@ -108,6 +108,14 @@ def test_substitution_types_and_errors():
     assert substitute("$(arg name)", args) == "reach the red target"
     assert substitute("$(arg path)/model.pt", args) == "/a/b/model.pt"
     assert substitute("$(find-pkg-share wam_ros)/models", args) == str(ROOT / "models")
+    # an argument whose (default) value names the package share resolves too: every graph's default model exists
+    share = {"m": "$(find-pkg-share wam_ros)/models/panda_tabletop"}
+    assert substitute("$(arg m)", share) == str(ROOT / "models" / "panda_tabletop")
+    assert substitute("x=$(arg m)", share) == f"x={ROOT / 'models' / 'panda_tabletop'}"
+    for graph in ("sim_demo", "robot", "fall_guard_demo"):
+        for spec in node_specs(load_graph(graph)):
+            if "model_path" in spec.overrides:
+                assert Path(spec.overrides["model_path"]).exists(), (graph, spec.overrides["model_path"])
     with pytest.raises(ValueError, match=r"\$\(arg nope\) is not a declared argument"):
         substitute("x/$(arg nope)", args)
     with pytest.raises(ValueError, match="NAME:=VALUE"):
@@ -173,7 +181,7 @@ def test_bringup_robot_graph_applies_arguments_and_remappings(tiny_checkpoint):
 def test_sim_graphs_keep_discovery_on_this_host_unless_asked_otherwise():
     from wam_ros.ros.launch_util import discovery_environment, load_graph
 
-    for name in ("sim_demo", "teleop_record"):
+    for name in ("sim_demo", "teleop_record", "fall_guard_demo"):
         graph = load_graph(name)
         assert discovery_environment(graph, {}) == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
         assert discovery_environment(graph, {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}) == {}

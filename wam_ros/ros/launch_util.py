@@ -142,12 +142,16 @@ def substitute(value: Any, args: dict[str, Any]) -> Any:
         if name not in args:
             raise ValueError(f"$(arg {name}) is not a declared argument (declared: {sorted(args)})")
         v = args[name]
+        if isinstance(
+            v, str
+        ):  # an argument's value (its default, say) may hold $(find-pkg-share wam_ros) too
+            v = v.replace(SHARE, str(package_root()))
         return yaml.safe_load(v) if isinstance(v, str) and v.strip() else v
 
     def repl(m: re.Match) -> str:
         if m.group(1) not in args:
             raise ValueError(f"$(arg {m.group(1)}) is not a declared argument (declared: {sorted(args)})")
-        return str(args[m.group(1)])
+        return str(args[m.group(1)]).replace(SHARE, str(package_root()))
 
     return ARG.sub(repl, value)
 
@@ -238,7 +242,11 @@ def launch_description(
         DeclareLaunchArgument(
             k,
             description=v.get("description", ""),
-            **({"default_value": str(v["default"])} if v.get("default") is not None else {}),
+            **(
+                {"default_value": str(v["default"]).replace(SHARE, str(package_root()))}
+                if v.get("default") is not None
+                else {}
+            ),
         )
         for k, v in graph["arguments"].items()
     ]
