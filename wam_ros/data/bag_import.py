@@ -35,7 +35,6 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from wam_ros.data.episode import (
@@ -50,6 +49,7 @@ from wam_ros.data.episode import (
     read_meta,
     write_episode,
 )
+from wam_ros.data.images import area_resize
 from wam_ros.data.rosbag import BagError, BagSummary, deserialize, find_bags, iter_bag, read_custom_data
 from wam_ros.robot import JointReader, RobotProfile
 
@@ -344,7 +344,7 @@ def align(streams: dict, cfg: ImportConfig, report: ImportReport) -> dict | None
     for _, f, *_ in steps:
         img = image_rgb(cams[f][1])
         if cfg.image_size and img.shape[:2] != (cfg.image_size, cfg.image_size):
-            img = cv2.resize(img, (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_AREA)
+            img = area_resize(img, (cfg.image_size, cfg.image_size))
         frames.append(img)
     t0 = steps[0][0]
     return {

@@ -10,7 +10,7 @@ One implementation of the window semantics (WindowArrays): one window per step t
 one real action and a real next frame; past frames repeat the first frame before the episode start; actions past the
 end repeat the last one and are masked; the next frame is the one at t + frame_horizon, clamped to the last frame.
 Every window's indices are computed once at load, so a batch is gathered with numpy fancy indexing (a batch of 64
-costs ~1 ms, against ~64 per-item calls). Frames of another size are resized once at load (cv2 INTER_AREA).
+costs ~1 ms, against ~64 per-item calls). Frames of another size are resized once at load (wam_ros.data.images.area_resize, as the runtime does).
 The batch keys are defined in wam_ros.model.batch (the loss reads them) and re-exported here.
 """
 
@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from wam_ros.data.episode import Episode, read_episode
+from wam_ros.data.images import area_resize
 from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, INSTRUCTION, JOINT_POS, NEXT_FRAME, TASK, TOKENS
 from wam_ros.model.tokenizer import Tokenizer
 
@@ -47,7 +47,7 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     """uint8 (T, h, w, 3) -> uint8 (T, size, size, 3)."""
     if frames.shape[1:3] == (size, size):
         return frames
-    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+    return np.stack([area_resize(f, (size, size)) for f in frames])
 
 
 class WindowArrays:

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from wam_ros.export.fp16 import to_fp16
-from wam_ros.fileio import atomic_path, sha256_file
+from wam_ros.fileio import atomic_path, fsync_dir, fsync_file, sha256_file
 from wam_ros.model.checkpoint import load_checkpoint
 from wam_ros.model.modeling import WorldActionModel
 from wam_ros.runtime.backends import session_options
@@ -259,10 +259,12 @@ def export_model(
                     )
                 tmp = out_dir / f".{name}.tmp-{os.getpid()}"
                 tmp.write_bytes(data)
+                fsync_file(tmp)
                 staged.append((tmp, out_dir / name))
                 report["files"][name] = info | {"bytes": len(data)}
-        for tmp, final in staged:
+        for tmp, final in staged:  # every graph passed its check: all are renamed in, then the folder synced
             os.replace(tmp, final)
+        fsync_dir(out_dir)
         for graph in cfg.graphs:  # an engine built from the previous export would run the old weights
             engine = out_dir / engine_name(graph)
             for stale in (engine, sidecar_path(engine)):

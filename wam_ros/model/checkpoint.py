@@ -9,7 +9,6 @@ Loaded with `weights_only=True` (no arbitrary code from a file). `extra` must ho
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import torch
 
+from wam_ros.fileio import atomic_path
 from wam_ros.model.config import WamConfig
 from wam_ros.model.modeling import WorldActionModel
 
@@ -54,16 +54,10 @@ def checkpoint_dict(model: WorldActionModel, extra: dict[str, Any] | None = None
 
 
 def save_checkpoint(path: str | Path, model: WorldActionModel, extra: dict[str, Any] | None = None) -> Path:
-    """Atomically write the model checkpoint (tmp file + rename). Returns the path."""
+    """Atomically write the model checkpoint (tmp file + fsync + rename, wam_ros.fileio). Returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(checkpoint_dict(model, extra), tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -7,7 +7,7 @@
 
 Every graph takes RAW inputs (frames 0..255, joint positions in radians/metres, int64 tokens) and returns absolute
 joint targets + a next frame in [0, 1] (normalisation lives inside the network, see docs/interfaces.md "Model"), so the
-only processing here is resize (cv2.INTER_AREA), colour order and K-frame stacking. Bad input raises ValueError naming
+only processing here is resize (area averaging, wam_ros.data.images), colour order and K-frame stacking. Bad input raises ValueError naming
 what was expected and what came.
 
 Core module: numpy + cv2 only, never imports rclpy or torch.
@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
+
+from wam_ros.data.images import area_resize
 
 ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8")
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
@@ -54,11 +55,10 @@ def to_rgb(image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an (h, w, 3) uint8 RGB image to size = (H, W) with cv2.INTER_AREA (a no-op when it already fits)."""
-    h, w = int(size[0]), int(size[1])
-    if image.shape[0] == h and image.shape[1] == w:
-        return image
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    """Resize an (h, w, C) uint8 image to size = (H, W) by area averaging (a no-op when it already fits): the same
+    function the episode importers and the training windows use (wam_ros.data.images.area_resize), so a camera frame
+    is resized on the robot exactly as the training frames were."""
+    return area_resize(image, size)
 
 
 def prepare_image(image: np.ndarray, encoding: str, size: tuple[int, int]) -> np.ndarray:
