@@ -65,7 +65,9 @@ def _flip_inside_weights(path: Path, n: int = 64, seed: int = 0) -> None:
 def test_constants_agree_and_export_writes_a_manifest(exported):
     assert CHECKPOINT == CHECKPOINT_FILE
     files = read_manifest(exported)
-    assert set(files) == {CHECKPOINT} | {onnx_name(g, p) for g in ("full", "action") for p in ("fp32", "fp16")}
+    assert set(files) == {CHECKPOINT} | {
+        onnx_name(g, p) for g in ("full", "action") for p in ("fp32", "fp16")
+    }
     assert all(verify_file(exported / name) for name in files)
 
 
@@ -90,7 +92,9 @@ def test_flipped_bytes_in_an_onnx_graph_are_refused(exported, tmp_path, backend)
 def test_auto_never_prefers_a_damaged_checkpoint_over_an_intact_onnx(exported, tmp_path):
     d = _copy(exported, tmp_path / "m")
     _flip_inside_weights(d / CHECKPOINT)
-    assert load_policy(d, backend="auto").backend_name.startswith("onnxruntime")  # the intact graph, not torch
+    assert load_policy(d, backend="auto").backend_name.startswith(
+        "onnxruntime"
+    )  # the intact graph, not torch
     with pytest.raises(IntegrityError, match=r"model\.pt does not match"):
         load_policy(d, backend="torch")
     assert load_policy(d, backend="onnxruntime").backend_name.startswith("onnxruntime")
@@ -126,3 +130,25 @@ def test_a_damaged_manifest_is_a_clear_error(exported, tmp_path):
     (d / MANIFEST).write_text("{not json")
     with pytest.raises(IntegrityError, match=r"manifest\.json is damaged.*wam export"):
         load_policy(d)
+
+
+def test_wam_node_refuses_a_damaged_model_in_one_line(exported, tmp_path):
+    """The node process itself: exit status 2 and one line naming the file, not a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    d = _copy(exported, tmp_path / "m")
+    _flip_inside_weights(d / onnx_name("full"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "wam_ros.ros.wam_node", "--ros-args", "-p", f"model_path:={d}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert (
+        "WamNode: cannot start:" in proc.stderr and "wam_full.onnx does not match the sha256" in proc.stderr
+    )
+    assert "Traceback" not in proc.stderr

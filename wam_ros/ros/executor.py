@@ -9,6 +9,7 @@ blocking `spin()` / `spin_once()` without a timeout never dispatch anything and 
 from __future__ import annotations
 
 import os
+import sys
 
 from rclpy.context import Context
 from rclpy.executors import Executor
@@ -56,7 +57,14 @@ def spin_node(node_class: type[Node], args: list[str] | None = None) -> None:
     rclpy.init(args=args)
     node = executor = None
     try:
-        node = node_class()
+        try:
+            node = node_class()
+        except (
+            ValueError,
+            FileNotFoundError,
+        ) as exc:  # bad parameters, a missing or damaged model: say it in one line
+            print(f"{node_class.__name__}: cannot start: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         executor = make_executor()
         executor.add_node(node)
         freeze_startup_objects()
