@@ -202,37 +202,9 @@ def test_bad_input_is_a_clear_error(tmp_path: Path):
     assert not r.episode and "corrupt" in r.skipped, r.skipped
     # wrong camera topic: the bag is skipped with the reason, the CLI says so and exits 1
     write_bag(tmp_path / "bags" / "b", seconds=1.0)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wam_ros.cli",
-            "data",
-            "import-bag",
-            str(tmp_path / "bags"),
-            "--out",
-            str(tmp_path / "eps"),
-            "--camera-topic",
-            "/nope",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    out = cli_import(tmp_path / "bags", tmp_path / "eps", "--camera-topic", "/nope")
     assert out.returncode == 1 and "needs camera frames" in out.stdout + out.stderr
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wam_ros.cli",
-            "data",
-            "import-bag",
-            str(tmp_path / "missing"),
-            "--out",
-            str(tmp_path / "eps"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    out = cli_import(tmp_path / "missing", tmp_path / "eps")
     assert out.returncode == 1 and "bag path not found" in out.stderr
 
 

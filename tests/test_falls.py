@@ -24,6 +24,8 @@ from wam_ros.sim.falls import (
 )
 from wam_ros.sim.imu import align_z_to, quat_conj, quat_mul, rotate_inv, tilt_from_orientation_deg
 from wam_ros.train.campaign.episodes import fall_episode
+from wam_ros.train.campaign.traces import trace_matrix
+from wam_ros.train.protect import reading_vector
 
 
 @pytest.fixture(scope="module")
@@ -274,34 +276,11 @@ def test_stepping_reproduces_the_episode_and_its_trace(laikago):
         rows, tick = [], 0
         while laikago.step_count < full.result.steps:
             if laikago.step_count == tick * 240 // 100:
-                r = laikago.read()
-                rows.append(
-                    np.concatenate(
-                        [
-                            r["orientation"],
-                            r["angular_velocity"],
-                            r["linear_acceleration"],
-                            r["joint_pos"],
-                            r["joint_vel"],
-                            r["joint_effort"],
-                        ]
-                    )
-                )
+                rows.append(reading_vector(laikago.read()))
                 tick += 1
             laikago.step()
             assert laikago.fallen() == (full.result.fell and laikago.step_count == full.result.steps)
-        tr = full.trace
-        want = np.concatenate(
-            [
-                tr.orientation,
-                tr.angular_velocity,
-                tr.linear_acceleration,
-                tr.joint_pos,
-                tr.joint_vel,
-                tr.joint_effort,
-            ],
-            axis=1,
-        )[: len(rows)]
+        want = trace_matrix(full.trace)[: len(rows), 1:-2]  # columns: t | the readings | tilt_deg, height
         assert np.array_equal(np.asarray(rows, dtype=np.float32), want)
     laikago.begin(sample_params(0, 1, laikago.cfg))
     before = laikago.body_contact()

@@ -218,6 +218,11 @@ def test_written_profile_round_trips_and_is_not_overwritten(tmp_path):
 
 
 # ---- damaged URDFs -----------------------------------------------------------------------------------------------
+def one_elbow(limit: str | None) -> str:
+    """A URDF whose only joint is the revolute 'elbow' with these <limit> attributes (None: no <limit>)."""
+    return urdf_text(joint("elbow", "revolute", "base", "l1", limit))
+
+
 DAMAGED = {
     "not_xml": ("robot name='x'> <joint", "not well-formed XML"),
     "binary": (b"\x89PNG\r\n\x1a\n\x00\x00garbage", "not well-formed XML"),
@@ -229,26 +234,11 @@ DAMAGED = {
         urdf_text(joint("a", "revolute", "base", "l1") + joint("elbow", "revolute", "l1", "l2", None)),
         "'elbow' (revolute) has no <limit>",
     ),
-    "missing_velocity": (
-        urdf_text(joint("elbow", "revolute", "base", "l1", 'lower="-1" upper="1"')),
-        "'elbow' (revolute) has no positive velocity",
-    ),
-    "missing_lower": (
-        urdf_text(joint("elbow", "revolute", "base", "l1", 'upper="1" velocity="1"')),
-        "has no lower=",
-    ),
-    "nan_limit": (
-        urdf_text(joint("elbow", "revolute", "base", "l1", 'lower="nan" upper="1" velocity="1"')),
-        "not finite",
-    ),
-    "word_limit": (
-        urdf_text(joint("elbow", "revolute", "base", "l1", 'lower="-x" upper="1" velocity="1"')),
-        "not a number",
-    ),
-    "inverted": (
-        urdf_text(joint("elbow", "revolute", "base", "l1", 'lower="1" upper="-1" velocity="1"')),
-        "not below",
-    ),
+    "missing_velocity": (one_elbow('lower="-1" upper="1"'), "'elbow' (revolute) has no positive velocity"),
+    "missing_lower": (one_elbow('upper="1" velocity="1"'), "has no lower="),
+    "nan_limit": (one_elbow('lower="nan" upper="1" velocity="1"'), "not finite"),
+    "word_limit": (one_elbow('lower="-x" upper="1" velocity="1"'), "not a number"),
+    "inverted": (one_elbow('lower="1" upper="-1" velocity="1"'), "not below"),
     "bad_type": (urdf_text(joint("elbow", "hinge", "base", "l1")), "type 'hinge'"),
     "floating": (urdf_text(joint("free", "floating", "base", "l1", None)), "floating"),
     "duplicate": (
@@ -297,7 +287,7 @@ def test_damaged_urdf_is_a_clear_error(tmp_path, case):
 
 
 def test_missing_velocity_with_a_default_is_used_and_noted(tmp_path):
-    text = urdf_text(joint("elbow", "revolute", "base", "l1", 'lower="-1" upper="1" velocity="0"'))
+    text = one_elbow('lower="-1" upper="1" velocity="0"')
     profile, notes = profile_from_urdf(
         UrdfProfileConfig(urdf=str(write(tmp_path, text)), name="slow", default_velocity=0.5)
     )
@@ -338,7 +328,7 @@ def test_wam_robot_add_writes_refuses_and_explains(tmp_path, capsys):
     assert wam(args) == 1  # exists
     assert "exists; pass --force" in capsys.readouterr().err
     assert wam([*args, "--force"]) == 0
-    bad = write(tmp_path, urdf_text(joint("elbow", "revolute", "base", "l1", None)), "bad.urdf")
+    bad = write(tmp_path, one_elbow(None), "bad.urdf")
     assert wam(["robot", "add", "--urdf", str(bad), "--name", "bad", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "'elbow' (revolute) has no <limit>" in err and not (tmp_path / "bad.yaml").exists()

@@ -12,6 +12,7 @@ through unchanged; see its docstring for what each row holds.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 from wam_ros.data.episode import Episode
@@ -19,16 +20,8 @@ from wam_ros.sim.tabletop import TabletopEnv, TabletopRollout, rollout
 
 
 def to_episode(run: TabletopRollout) -> Episode:
-    """The episode of one rollout (validated by Episode itself)."""
-    return Episode(
-        frames=run.frames,
-        joint_pos=run.joint_pos,
-        joint_vel=run.joint_vel,
-        actions=run.actions,
-        timestamps=run.timestamps,
-        meta=run.meta,
-        extra=run.extra,
-    )
+    """The episode of one rollout (validated by Episode itself): a rollout holds the episode's fields, by name."""
+    return Episode(**{f.name: getattr(run, f.name) for f in fields(run)})
 
 
 def record_episode(env: TabletopEnv, policy: Callable[[dict], Any], seed: int, **kwargs: Any) -> Episode:
