@@ -49,6 +49,12 @@ RECORD = "0,5"
 CLI = [sys.executable, "-m", "wam_ros.cli", "campaign", "falls"]
 
 
+def falls_cmd(out: Path) -> list[str]:
+    """`wam campaign falls` for the reference campaign (N episodes, 2 workers, RECORD) into `out`, no bar."""
+    options = ["--episodes", str(N), "--workers", "2", "--no-progress", "--record", RECORD]
+    return [*CLI, *options, "--out", str(out)]
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[Path, list[dict]]:
     """An uninterrupted campaign of N episodes: the rows every other run must reproduce exactly."""
@@ -137,23 +143,7 @@ def test_every_episode_has_its_trace_exactly_as_the_sim_measured_it(reference):
 
 def test_killed_worker_costs_no_row_and_no_duplicate(reference, tmp_path):
     out = tmp_path / "falls"
-    proc = subprocess.Popen(
-        [
-            *CLI,
-            "--episodes",
-            str(N),
-            "--workers",
-            "2",
-            "--out",
-            str(out),
-            "--no-progress",
-            "--record",
-            RECORD,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = subprocess.Popen(falls_cmd(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     counts = wait_for_rows(out, proc, at_least=3, per_log=True)
     victim = max(counts, key=counts.get)
     pid = int(victim.name.split("-")[1])
@@ -170,18 +160,7 @@ def test_killed_worker_costs_no_row_and_no_duplicate(reference, tmp_path):
 
 def test_resume_after_the_whole_run_is_killed(reference, tmp_path):
     out = tmp_path / "falls"
-    cmd = [
-        *CLI,
-        "--episodes",
-        str(N),
-        "--workers",
-        "2",
-        "--out",
-        str(out),
-        "--no-progress",
-        "--record",
-        RECORD,
-    ]
+    cmd = falls_cmd(out)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     counts = wait_for_rows(out, proc, at_least=10)
     workers = [int(p.name.split("-")[1]) for p in counts]

@@ -18,30 +18,22 @@ import pytest
 from wam_ros.data.episode import episode_path, list_episodes, read_episode
 from wam_ros.train.collect import CollectConfig, collect, episode_plan, scene_seed
 
+WAM = [sys.executable, "-m", "wam_ros.cli"]
+
 
 def wam(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "wam_ros.cli", *args], capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([*WAM, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def collect_args(out: Path, *switches: str, **options: object) -> list[str]:
+    """`collect` with `--name value` for each keyword (underscores become dashes), the switches and `--out`."""
+    words = [w for name, value in options.items() for w in (f"--{name.replace('_', '-')}", str(value))]
+    return ["collect", *words, *switches, "--out", str(out)]
 
 
 def test_collect_two_workers_every_scene_once_per_instruction_then_resume(tmp_path):
     out = tmp_path / "reach"
-    res = wam(
-        "collect",
-        "--task",
-        "reach",
-        "--episodes",
-        "6",
-        "--workers",
-        "2",
-        "--seed",
-        "3",
-        "--image-size",
-        "32",
-        "--out",
-        str(out),
-    )
+    res = wam(*collect_args(out, task="reach", episodes=6, workers=2, seed=3, image_size=32))
     assert res.returncode == 0, res.stderr
     assert "6 episodes written" in res.stdout and "expert success 6/6" in res.stdout
     assert "collect reach" in res.stderr  # the progress bar
@@ -61,22 +53,7 @@ def test_collect_two_workers_every_scene_once_per_instruction_then_resume(tmp_pa
     mtimes = {p.name: p.stat().st_mtime_ns for p in paths}
     paths[4].unlink()
     (out / ".episode_000006.npz.tmp-999").write_bytes(b"half")
-    res = wam(
-        "collect",
-        "--task",
-        "reach",
-        "--episodes",
-        "8",
-        "--workers",
-        "2",
-        "--seed",
-        "3",
-        "--image-size",
-        "32",
-        "--out",
-        str(out),
-        "--quiet",
-    )
+    res = wam(*collect_args(out, "--quiet", task="reach", episodes=8, workers=2, seed=3, image_size=32))
     assert res.returncode == 0, res.stderr
     assert "3 episodes written" in res.stdout and "(5 already there)" in res.stdout
     now = list_episodes(out)
@@ -88,19 +65,7 @@ def test_collect_two_workers_every_scene_once_per_instruction_then_resume(tmp_pa
     assert (again.frames == eps[4].frames).all() and again.instruction == eps[4].instruction
 
     # other settings into the same directory: refused, nothing touched
-    res = wam(
-        "collect",
-        "--task",
-        "reach",
-        "--episodes",
-        "8",
-        "--seed",
-        "4",
-        "--image-size",
-        "32",
-        "--out",
-        str(out),
-    )
+    res = wam(*collect_args(out, task="reach", episodes=8, seed=4, image_size=32))
     assert res.returncode == 2 and "other settings" in res.stderr and "seed" in res.stderr
     assert json.loads((out / "collect.json").read_text())["seed"] == 3
 
@@ -174,24 +139,8 @@ def _worker_pids(parent: int) -> list[int]:
 
 def test_a_killed_worker_stops_the_run_cleanly_and_a_rerun_completes(tmp_path):
     out = tmp_path / "reach"
-    args = [
-        sys.executable,
-        "-m",
-        "wam_ros.cli",
-        "collect",
-        "--task",
-        "reach",
-        "--episodes",
-        "24",
-        "--workers",
-        "2",
-        "--image-size",
-        "32",
-        "--quiet",
-        "--out",
-        str(out),
-    ]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = collect_args(out, "--quiet", task="reach", episodes=24, workers=2, image_size=32)
+    proc = subprocess.Popen([*WAM, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (out.is_dir() and len(list_episodes(out)) >= 2):
@@ -209,20 +158,7 @@ def test_a_killed_worker_stops_the_run_cleanly_and_a_rerun_completes(tmp_path):
     assert 2 <= len(done) < 24
     for p in done:  # everything listed is a complete episode
         read_episode(p)
-    res = wam(
-        "collect",
-        "--task",
-        "reach",
-        "--episodes",
-        "24",
-        "--workers",
-        "2",
-        "--image-size",
-        "32",
-        "--quiet",
-        "--out",
-        str(out),
-    )
+    res = wam(*args)
     assert res.returncode == 0, res.stderr
     assert len(list_episodes(out)) == 24
 
@@ -239,8 +175,7 @@ def _alive(pid: int) -> bool:
 def test_a_sigkilled_collect_leaves_no_worker_running(tmp_path):
     """SIGKILL gives the parent no chance to stop its pool: the workers must go by themselves (PR_SET_PDEATHSIG)."""
     out = tmp_path / "reach"
-    args = [sys.executable, "-m", "wam_ros.cli", "collect", "--task", "reach", "--episodes", "40"]
-    args += ["--workers", "2", "--image-size", "32", "--quiet", "--out", str(out)]
+    args = [*WAM, *collect_args(out, "--quiet", task="reach", episodes=40, workers=2, image_size=32)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     workers: list[int] = []
     try:
@@ -306,22 +241,7 @@ def test_dart_noise_collection_labels_the_clean_expert_and_resumes_only_with_the
     )
     # same settings resume; another noise level is refused (it would mix two data distributions in one directory)
     res = wam(
-        "collect",
-        "--task",
-        "push",
-        "--episodes",
-        "2",
-        "--seed",
-        "0",
-        "--image-size",
-        "32",
-        "--noise",
-        "0.05",
-        "--workers",
-        "1",
-        "--out",
-        str(out),
-        timeout=120,
+        *collect_args(out, task="push", episodes=2, seed=0, image_size=32, noise=0.05, workers=1), timeout=120
     )
     assert res.returncode == 2 and "other settings" in res.stderr and "noise" in res.stderr
     # a clean collection records the applied actions and no executed_actions
@@ -336,25 +256,16 @@ def test_dart_noise_collection_labels_the_clean_expert_and_resumes_only_with_the
 MODEL = Path(__file__).resolve().parent.parent / "models" / "panda_tabletop"
 
 
+# one 10-step push episode (too short to finish), DAgger with the shipped model
+DAGGER = dict(task="push", episodes=1, seed=4, image_size=32, max_steps=10, workers=1, dagger=str(MODEL))
+
+
 def test_dagger_collection_the_model_drives_the_expert_labels_and_failures_are_trained_on(tmp_path):
     from wam_ros.runtime.policy import load_policy
     from wam_ros.train.batches import load_episodes
 
     out = tmp_path / "dagger"
-    summary = collect(
-        CollectConfig(
-            task="push",
-            episodes=1,
-            out=str(out),
-            workers=1,
-            seed=4,
-            image_size=32,
-            max_steps=10,
-            dagger=str(MODEL),
-            beta=0.0,
-        ),
-        progress=False,
-    )
+    summary = collect(CollectConfig(**DAGGER, out=str(out), beta=0.0), progress=False)
     assert (summary.written, summary.errors) == (1, [])
     ep = read_episode(episode_path(out, 0))
     assert ep.meta["dagger"] == {
@@ -381,60 +292,15 @@ def test_dagger_collection_the_model_drives_the_expert_labels_and_failures_are_t
     assert not ep.success  # 10 steps cannot finish a push, yet the episode is trained on
     assert len(load_episodes([out])) == 1
     # beta 1: the expert executes every step, so executed targets and labels coincide
-    full = collect(
-        CollectConfig(
-            task="push",
-            episodes=1,
-            out=str(tmp_path / "beta1"),
-            workers=1,
-            seed=4,
-            image_size=32,
-            max_steps=10,
-            dagger=str(MODEL),
-            beta=1.0,
-        ),
-        progress=False,
-    )
+    full = collect(CollectConfig(**DAGGER, out=str(tmp_path / "beta1"), beta=1.0), progress=False)
     assert full.errors == []
     ep1 = read_episode(episode_path(tmp_path / "beta1", 0))
     assert ep1.meta["dagger"]["expert_steps"] == 10
     assert np.allclose(ep1.extra["executed_actions"], ep1.actions, atol=1e-6)
     # resuming with another beta is refused; a missing model is a clear error
-    res = wam(
-        "collect",
-        "--task",
-        "push",
-        "--episodes",
-        "1",
-        "--seed",
-        "4",
-        "--image-size",
-        "32",
-        "--max-steps",
-        "10",
-        "--workers",
-        "1",
-        "--dagger",
-        str(MODEL),
-        "--beta",
-        "0.5",
-        "--out",
-        str(out),
-        timeout=120,
-    )
+    res = wam(*collect_args(out, **DAGGER, beta=0.5), timeout=120)
     assert res.returncode == 2 and "other settings" in res.stderr and "beta" in res.stderr
-    res = wam(
-        "collect",
-        "--task",
-        "push",
-        "--episodes",
-        "1",
-        "--dagger",
-        str(tmp_path / "nope"),
-        "--out",
-        str(tmp_path / "x"),
-        timeout=60,
-    )
+    res = wam(*collect_args(tmp_path / "x", task="push", episodes=1, dagger=tmp_path / "nope"), timeout=60)
     assert res.returncode == 2 and "does not exist" in res.stderr
 
 

@@ -28,9 +28,13 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> list[str]:
-    root = tmp_path_factory.mktemp("synth")
-    write_synthetic_episodes(root / "reach", n=12, steps=12, seed=0)
-    write_synthetic_episodes(root / "push", n=6, steps=12, seed=1, task="push")
+    return synth_dirs(tmp_path_factory.mktemp("synth"), n=12, steps=12)
+
+
+def synth_dirs(root: Path, n: int, steps: int) -> list[str]:
+    """Synthetic episodes of `steps` steps: n reach (seed 0) and n/2 push (seed 1); the two directories."""
+    write_synthetic_episodes(root / "reach", n=n, steps=steps, seed=0)
+    write_synthetic_episodes(root / "push", n=n // 2, steps=steps, seed=1, task="push")
     return [str(root / "reach"), str(root / "push")]
 
 
@@ -106,40 +110,16 @@ def test_frame_weight_zero_is_the_action_only_ablation(synth, tmp_path):
     assert all(r["frame"] == 0 for r in rows)
 
 
-def test_ddp_two_cpu_processes_gloo(synth, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+def torchrun(args: list[str], **env: str) -> None:
+    """`torchrun --nproc_per_node 2 ARGS`: two CPU processes (gloo, one thread each) on a free rendezvous port, with
+    `env` added to the environment; fails the test unless it exits 0 within 120 s (and never leaves a rank behind)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", **env}
     with socket.socket() as sock:  # a free port for the rendezvous (torchrun's --master_port 0 hangs here)
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        port,
-        "-m",
-        "wam_ros.cli.train",
-        "--data",
-        *synth,
-        "--out",
-        str(tmp_path),
-        "--preset",
-        "tiny",
-        "--steps",
-        "6",
-        "--batch-size",
-        "16",
-        "--threads",
-        "1",
-        "--ckpt-every",
-        "3",
-        "--eval-every",
-        "3",
-    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+        cmd + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
     )
     try:
         _, err = proc.communicate(timeout=120)
@@ -148,6 +128,12 @@ def test_ddp_two_cpu_processes_gloo(synth, tmp_path):
         _, err = proc.communicate()
         pytest.fail(f"torchrun did not finish in 120 s: {err[-3000:]}")
     assert proc.returncode == 0, err[-3000:]
+
+
+def test_ddp_two_cpu_processes_gloo(synth, tmp_path):
+    cmd = ["-m", "wam_ros.cli.train", "--data", *synth, "--out", str(tmp_path), "--preset", "tiny"]
+    schedule = ["--steps", "6", "--batch-size", "16", "--ckpt-every", "3", "--eval-every", "3"]
+    torchrun([*cmd, *schedule, "--threads", "1"])
     args = json.loads((tmp_path / "train_args.json").read_text())
     assert args["world_size"] == 2
     model = load_checkpoint(tmp_path / "model.pt", require_fitted=True)

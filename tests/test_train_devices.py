@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_train import _cfg, _weights  # the tiny training config of test_train
+from test_train import _cfg, _weights, synth_dirs, torchrun  # test_train's tiny training config, data, DDP
 
 from wam_ros.model.losses import wam_loss
 from wam_ros.train.batches import BatchStream
 from wam_ros.train.plots import read_metrics
-from wam_ros.train.synthetic import write_synthetic_episodes
 from wam_ros.train.train import (
     DeviceUnavailable,
     TrainConfig,
@@ -38,10 +35,7 @@ NO_CUDA = not torch.cuda.is_available()
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> list[str]:
-    root = tmp_path_factory.mktemp("synth_dev")
-    write_synthetic_episodes(root / "reach", n=8, steps=10, seed=0)
-    write_synthetic_episodes(root / "push", n=4, steps=10, seed=1, task="push")
-    return [str(root / "reach"), str(root / "push")]
+    return synth_dirs(tmp_path_factory.mktemp("synth_dev"), n=8, steps=10)
 
 
 def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -211,28 +205,14 @@ AUDIT = textwrap.dedent(
 
 def _torchrun(script: Path, out: Path, synth: list[str]) -> list[list[str]]:
     """2 CPU processes (gloo) training the tiny preset; returns each rank's writes under `out`."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")]
-    )
-    with socket.socket() as sock:  # a free port for the rendezvous (torchrun's --master_port 0 hangs here)
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
+    root = str(Path(__file__).resolve().parent.parent)
     log = out.parent / f"{out.name}.writes"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
-    cmd += [str(script), str(out), str(log), "--data", *synth, "--out", str(out), "--preset", "tiny"]
+    cmd = [str(script), str(out), str(log), "--data", *synth, "--out", str(out), "--preset", "tiny"]
     cmd += ["--steps", "4", "--batch-size", "8", "--threads", "1", "--ckpt-every", "2", "--eval-every", "2"]
-    cmd += ["--val-frac", "0.2", "--seed", "5"]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    torchrun(
+        [*cmd, "--val-frac", "0.2", "--seed", "5"],
+        PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
     )
-    try:
-        _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # never leave the two workers behind
-        _, err = proc.communicate()
-        pytest.fail(f"torchrun did not finish in 120 s: {err[-3000:]}")
-    assert proc.returncode == 0, err[-3000:]
     return [Path(f"{log}.rank{r}").read_text().split("\n") for r in (0, 1)]
 
 

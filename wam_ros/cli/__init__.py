@@ -4,14 +4,19 @@
     wam <command> --help       the options of one subcommand
 
 Each subcommand lives in its own module, imported only when that subcommand runs (so `wam --help` is instant and
-never imports torch or rclpy). A module provides `add_arguments(parser)` and `run(args) -> int`.
+never imports torch or rclpy). A module provides `add_arguments(parser)` and `run(args) -> int`; `run` turns the
+parsed options into the library's config dataclass (`config_from_args`) and calls the library with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
+from typing import Any, TypeVar
+
+Config = TypeVar("Config")
 
 # name -> (module, one-line help). Keep this table the single list of subcommands.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -41,6 +46,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "robot": ("wam_ros.cli.robot", "robot profiles: config/robots/NAME.yaml from a URDF (robot add)"),
     "doctor": ("wam_ros.cli.doctor", "pre-flight check of a live ROS 2 graph for a model and a robot"),
 }
+
+
+def config_from_args(cls: type[Config], args: argparse.Namespace, **given: Any) -> Config:
+    """`cls` (a config dataclass) from parsed options: a field takes the option of its own name where the parser has
+    one (else its default); `given` sets the fields whose option has another name or needs converting."""
+    named = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)
+    }
+    return cls(**{**named, **given})
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+from wam_ros.cli import config_from_args
 from wam_ros.sim.falls import ROBOTS, FallConfig
 from wam_ros.train.campaign import BACKENDS, CampaignError, CampaignSpec, run_campaign
 
@@ -166,27 +167,9 @@ def run(args: argparse.Namespace) -> int:
 def _falls(args: argparse.Namespace) -> int:
     try:
         standing = 1.0 if args.push == "none" else args.standing_fraction
-        fall = FallConfig(
-            robot=args.robot,
-            episode_s=args.episode_s,
-            camera_size=args.camera_size,
-            trace_hz=args.trace_hz,
-            standing_fraction=standing,
-            standing_s=args.standing_s,
-        )
+        fall = config_from_args(FallConfig, args, standing_fraction=standing)
         block = args.block if args.block is not None else (16 if args.backend == "local" else 4)
-        spec = CampaignSpec(
-            out=args.out,
-            episodes=args.episodes,
-            seed=args.seed,
-            workers=args.workers,
-            backend=args.backend,
-            ray_address=args.ray_address,
-            record=args.record,
-            block=block,
-            fall=fall,
-            traces=not args.no_traces,
-        )
+        spec = config_from_args(CampaignSpec, args, block=block, fall=fall, traces=not args.no_traces)
     except ValueError as exc:
         print(f"wam campaign falls: {exc}", file=sys.stderr)
         return 2
@@ -228,16 +211,7 @@ def _train_forecaster(args: argparse.Namespace) -> int:
     from wam_ros.train.forecaster import ForecasterTrainConfig, train_forecaster
 
     try:
-        cfg = ForecasterTrainConfig(
-            campaign=args.campaign,
-            window=args.window,
-            max_epochs=args.epochs,
-            max_minutes=args.max_minutes,
-            target_recall=args.target_recall,
-            threads=args.threads,
-            max_episodes=args.max_episodes,
-            seed=args.seed,
-        )
+        cfg = config_from_args(ForecasterTrainConfig, args, max_epochs=args.epochs)
         campaign = read_campaign_config(args.campaign)
         result = train_forecaster(cfg)
     except (ValueError, FileNotFoundError) as exc:
@@ -318,13 +292,7 @@ def _protect(args: argparse.Namespace) -> int:
     from wam_ros.train.protect import ProtectConfig, evaluate_reaction, search_reaction
 
     try:
-        cfg = ProtectConfig(
-            model=args.model,
-            search_seed=args.search_seed,
-            search_episodes=args.search_episodes,
-            eval_seed=args.eval_seed,
-            eval_episodes=args.eval_episodes,
-        )
+        cfg = config_from_args(ProtectConfig, args)
         names = FallForecasterRuntime.load(args.model).joint_names
         search = search_reaction(cfg)
         report = evaluate_reaction(cfg, search.best)

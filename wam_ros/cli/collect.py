@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from wam_ros.cli import config_from_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="reach", help="reach | push")
@@ -75,25 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from wam_ros.train.collect import CollectConfig, CollectError, collect
 
     try:
-        cfg = CollectConfig(
-            task=args.task,
-            episodes=args.episodes,
-            out=args.out or f"data/{args.task}",
-            workers=args.workers,
-            seed=args.seed,
-            image_size=args.image_size,
-            control_hz=args.control_hz,
-            randomize=not args.no_randomize,
-            wrist_camera=args.wrist_camera,
-            scene_per_episode=args.scene_per_episode,
-            max_steps=args.max_steps,
-            noise=args.noise,
-            dagger=args.dagger,
-            beta=args.beta,
-            replan=args.replan,
-            backend=args.backend,
-            ray_address=args.ray_address,
-        )
+        out = args.out or f"data/{args.task}"
+        cfg = config_from_args(CollectConfig, args, out=out, randomize=not args.no_randomize)
         summary = collect(cfg, progress=not args.quiet)
     except ValueError as exc:
         print(f"wam collect: error: {exc}", file=sys.stderr)

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from wam_ros.cli import config_from_args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="<action>", required=True)
@@ -40,18 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--instruction", default=None, help="the episodes' instruction (default: the bag's wam.instruction)"
     )
-    outcome = p.add_mutually_exclusive_group()
-    outcome.add_argument(
-        "--success",
-        dest="success",
-        action="store_const",
-        const=True,
-        default=None,
-        help="label the episodes successful (default: the bag's wam.success; unset = failure, not trained on)",
-    )
-    outcome.add_argument(
-        "--failure", dest="success", action="store_const", const=False, help="label the episodes failed"
-    )
+    _add_outcome(p, "the episodes", "the bag's wam.success; unset = failure, not trained on")
     p = sub.add_parser("repair-bag", help="complete bags left by a killed recorder")
     p.add_argument("bag", type=Path, help="a bag directory, or a directory of bags")
     p = sub.add_parser("info", help="topics, message counts and episode metadata of bag(s)")
@@ -85,17 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--velocity-key", default="observation.velocity", help="joint_vel source; absent: finite differences"
     )
-    p.add_argument(
-        "--success",
-        dest="success",
-        action="store_const",
-        const=True,
-        default=None,
-        help="label every episode successful (default: as the dataset says; required when it says nothing)",
-    )
-    p.add_argument(
-        "--failure", dest="success", action="store_const", const=False, help="label every episode failed"
-    )
+    _add_outcome(p, "every episode", "as the dataset says; required when it says nothing")
     p.add_argument(
         "--task", default=None, help="meta.task of the episodes (default: the dataset folder name)"
     )
@@ -107,6 +88,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--tolerance", type=float, default=1e-4, help="max gap (s) data time -> video frame")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out directory")
+
+
+def _add_outcome(p: argparse.ArgumentParser, which: str, default: str) -> None:
+    """--success | --failure (one or the other) -> args.success: True, False, or None (`default` applies)."""
+    outcome = p.add_mutually_exclusive_group()
+    outcome.add_argument(
+        "--success",
+        dest="success",
+        action="store_const",
+        const=True,
+        default=None,
+        help=f"label {which} successful (default: {default})",
+    )
+    outcome.add_argument(
+        "--failure", dest="success", action="store_const", const=False, help=f"label {which} failed"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,17 +125,9 @@ def run(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from wam_ros.data.bag_import import ImportConfig, import_bags, reports_json
 
-    cfg = ImportConfig(
-        rate_hz=args.rate,
-        tolerance_s=args.tolerance,
-        image_size=args.image_size,
-        camera_topic=args.camera_topic,
-        joint_topic=args.joint_topic,
-        command_topics=list(args.command_topic),
-        robot=args.robot,
-        min_steps=args.min_steps,
-        instruction=args.instruction,
-        success=args.success,
+    topics = list(args.command_topic)
+    cfg = config_from_args(
+        ImportConfig, args, rate_hz=args.rate, tolerance_s=args.tolerance, command_topics=topics
     )
     reports = import_bags(args.bag, args.out, cfg)
     print(reports_json(reports))
@@ -189,11 +178,8 @@ def _export(args: argparse.Namespace) -> int:
     from wam_ros.data.lerobot import ExportConfig, export_lerobot
     from wam_ros.data.video import VideoEncoderConfig
 
-    cfg = ExportConfig(
-        robot_type=args.robot_type,
-        camera=args.camera,
-        overwrite=args.overwrite,
-        video=VideoEncoderConfig(vcodec=args.vcodec, crf=args.crf, g=args.gop),
+    cfg = config_from_args(
+        ExportConfig, args, video=VideoEncoderConfig(vcodec=args.vcodec, crf=args.crf, g=args.gop)
     )
     paths = list_episodes(args.episodes)
     if args.only_success:
@@ -212,20 +198,7 @@ def _export(args: argparse.Namespace) -> int:
 def _import_lerobot(args: argparse.Namespace) -> int:
     from wam_ros.data.lerobot import ImportConfig, import_lerobot
 
-    cfg = ImportConfig(
-        robot=args.robot,
-        camera=args.camera,
-        wrist_camera=args.wrist_camera,
-        state_key=args.state_key,
-        action_key=args.action_key,
-        velocity_key=args.velocity_key,
-        success=args.success,
-        task=args.task,
-        image_size=args.image_size,
-        drop_unmapped=args.drop_unmapped,
-        tolerance_s=args.tolerance,
-        overwrite=args.overwrite,
-    )
+    cfg = config_from_args(ImportConfig, args, tolerance_s=args.tolerance)
     summary = import_lerobot(args.dataset, args.out, cfg)
     print(json.dumps(summary))
     print(

@@ -11,9 +11,10 @@ Writes results.json and results.md into --out and prints the Markdown. Exit stat
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
+
+from wam_ros.cli import config_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = EvalConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig)})
+        cfg = config_from_args(EvalConfig, args)
         res = evaluate(cfg)
     except (ValueError, FileNotFoundError) as exc:
         print(f"wam eval: {exc}", file=sys.stderr)

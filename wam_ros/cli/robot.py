@@ -18,6 +18,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from wam_ros.cli import config_from_args
+
 DEFAULTS = {
     "gripper": "auto",
     "gripper_name": "",
@@ -119,22 +121,9 @@ def _add(args: argparse.Namespace) -> int:
     )
 
     width, height = _size(args.camera_size)
-    cfg = UrdfProfileConfig(
-        urdf=str(args.urdf),
-        name=args.name,
-        gripper=args.gripper,
-        gripper_name=args.gripper_name,
-        joints=tuple(j.strip() for j in args.joints.split(",") if j.strip()),
-        camera=args.camera,
-        camera_width=width,
-        camera_height=height,
-        encoding=args.encoding,
-        home=args.home,
-        margin=args.margin,
-        continuous_range=args.continuous_range,
-        default_velocity=args.default_velocity,
-        measurement_tolerance=args.tolerance,
-    )
+    joints = tuple(j.strip() for j in args.joints.split(",") if j.strip())
+    converted = dict(urdf=str(args.urdf), joints=joints, camera_width=width, camera_height=height)
+    cfg = config_from_args(UrdfProfileConfig, args, measurement_tolerance=args.tolerance, **converted)
     path = profile_path(cfg.name, args.out)
     if path.exists() and not (args.force or args.dry_run):  # before any work: the answer comes at once
         raise FileExistsError(f"{path} exists; pass --force to replace it")

@@ -14,10 +14,11 @@ docs/training.md has the GPU and DDP recipes. Exit status 0 on success, 2 on bad
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
+
+from wam_ros.cli import config_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+        cfg = config_from_args(TrainConfig, args)
         path = train(cfg)
     except (ValueError, FileNotFoundError) as exc:
         print(f"wam train: {exc}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Worker processes that never outlive the run that started them, and Ray actors kept busy.
+"""Worker processes that never outlive the run that started them, and Ray started, reached and kept busy.
 
     pool = ProcessPoolExecutor(n, mp_context=mp.get_context("spawn"), initializer=init, initargs=(os.getpid(),))
     def init(parent_pid):
@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -59,3 +60,46 @@ def run_on_actors(
         handle(ray.get(ready[0]))
         if queue:
             in_flight[getattr(actor, method).remote(queue.popleft())] = actor
+
+
+class RayUnavailable(RuntimeError):
+    """Ray did not start, or did not connect to the cluster asked for."""
+
+
+def check_reachable(address: str) -> None:
+    """Refuse an unreachable HOST:PORT at once (ray.init itself retries for minutes) with a ValueError. "auto" is
+    left to Ray."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--ray-address must be HOST:PORT, ray://HOST:PORT or auto, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ValueError(f"cannot reach the Ray cluster at {address!r}: {exc}") from exc
+
+
+def start_ray(address: str | None, num_cpus: int) -> tuple[Any, bool]:
+    """Import Ray and connect to `address` (HOST:PORT, ray://HOST:PORT or auto), or start a local instance with
+    `num_cpus` CPUs; a Ray already initialised in this process is used as it is. Returns (the `ray` module, whether
+    this call started it: then the caller shuts it down). ValueError when the `ray` package is missing or the
+    address is malformed or unreachable; RayUnavailable when Ray itself fails to start or connect."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+    except ImportError as exc:
+        raise ValueError(f"--backend ray needs the `ray` package ({exc}); pip install ray") from exc
+    if ray.is_initialized():
+        return ray, False
+    if address:
+        check_reachable(address)
+    try:
+        if address:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"connect to the Ray cluster at {address!r}" if address else "start Ray"
+        raise RayUnavailable(f"cannot {where}: {exc}") from exc
+    return ray, True

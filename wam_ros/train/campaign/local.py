@@ -27,19 +27,11 @@ from wam_ros.train.campaign.episodes import run_episode_row
 from wam_ros.train.campaign.spec import CampaignError, CampaignSpec, RecordSelection
 from wam_ros.train.campaign.storage import RowLog, read_log
 from wam_ros.train.campaign.traces import new_trace_log, sim_log_schema
+from wam_ros.train.workers import die_with_parent
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, bool], None]  # (index, fell) after each finished episode
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this worker when its parent dies (so killing the run never leaves orphans writing rows)."""
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def worker_log_name(pid: int, token: str) -> str:
@@ -49,7 +41,7 @@ def worker_log_name(pid: int, token: str) -> str:
 def _worker_main(
     conn: Connection, out: str, seed: int, fall: dict, record: str, token: str, traces: bool
 ) -> None:
-    _die_with_parent()
+    die_with_parent()  # killing the run never leaves orphans writing rows
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops its workers
     if os.getppid() == 1:
         return

@@ -1,14 +1,13 @@
 """The Ray backend: one actor per worker (`num_cpus=1`, its own PyBullet world) running blocks of episodes.
 
 Actors return rows (and recorded episodes and traces) to the driver, which writes them to its own row and trace logs,
-so a row is written exactly once; `max_restarts` / `max_task_retries` let Ray redo a block whose actor died. `ray` is imported only here,
-and only when this backend runs.
+so a row is written exactly once; `max_restarts` / `max_task_retries` let Ray redo a block whose actor died. `ray` is
+imported only when this backend runs (wam_ros.train.workers.start_ray, shared with `wam collect --backend ray`).
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections import deque
 from typing import Any
@@ -20,6 +19,7 @@ from wam_ros.train.campaign.local import Progress
 from wam_ros.train.campaign.spec import CampaignError, CampaignSpec, RecordSelection
 from wam_ros.train.campaign.storage import RowLog
 from wam_ros.train.campaign.traces import log_schema, new_trace_log
+from wam_ros.train.workers import RayUnavailable, start_ray
 
 
 class _RayFallWorker:
@@ -37,39 +37,12 @@ class _RayFallWorker:
         return [run_episode_row(self.sim, self.seed, i, i in self.selection, self.traces) for i in indices]
 
 
-def check_reachable(address: str) -> None:
-    """Refuse an unreachable HOST:PORT at once (ray.init itself retries for minutes). "auto" is left to Ray."""
-    if address == "auto":
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise CampaignError(f"--ray-address must be HOST:PORT, ray://HOST:PORT or auto, got {address!r}")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as exc:
-        raise CampaignError(f"cannot reach the Ray cluster at {address!r}: {exc}") from exc
-
-
 def run_ray(spec: CampaignSpec, pending: list[int], on_row: Progress) -> int:
     """Run `pending` episodes on `spec.workers` Ray actors; returns 0 (Ray itself restarts dead actors)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
-        import ray
-    except ImportError as exc:
-        raise CampaignError(f"--backend ray needs the `ray` package ({exc}); pip install ray") from exc
-
-    started_here = not ray.is_initialized()
-    if started_here:
-        if spec.ray_address:
-            check_reachable(spec.ray_address)
-        try:
-            if spec.ray_address:
-                ray.init(address=spec.ray_address, include_dashboard=False, log_to_driver=False)
-            else:
-                ray.init(num_cpus=spec.workers, include_dashboard=False, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = f"connect to the Ray cluster at {spec.ray_address!r}" if spec.ray_address else "start Ray"
-            raise CampaignError(f"cannot {where}: {exc}") from exc
+        ray, started_here = start_ray(spec.ray_address, spec.workers)
+    except (ValueError, RayUnavailable) as exc:
+        raise CampaignError(str(exc)) from exc
     actor_cls = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(_RayFallWorker)
     fall = spec.fall.to_dict()
     actors = [actor_cls.remote(spec.seed, fall, spec.record, spec.traces) for _ in range(spec.workers)]
