@@ -31,27 +31,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def wall_and_cpu() -> np.ndarray:
+    """Wall time and this process's CPU time. The CPU time counts every thread of the process (torch's workers,
+    onnxruntime's spinning worker), so it is a call's cost; on a machine shared with other jobs it moves far less
+    than the wall time."""
+    return np.array([time.perf_counter(), time.process_time()])
+
+
 def timed(
     fns: dict, iters: int, warmup: int, block: int = 1, pause: float = 0.0, turn_warmup: int = 0
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Round-robin over fns in turns of `block` calls: {name: (wall seconds, process CPU seconds) per call}. The
-    CPU time counts every thread of this process (torch's workers, onnxruntime's spinning worker), so it is the
-    call's cost; on a machine shared with other jobs it moves far less than the wall time."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    out = {name: (np.empty(iters), np.empty(iters)) for name in fns}
-    for start in range(0, iters, block):
-        for name, fn in fns.items():
-            if pause:
-                time.sleep(pause)
-            for _ in range(turn_warmup):
-                fn()
-            for i in range(start, min(start + block, iters)):
-                w0, c0 = time.perf_counter(), time.process_time()
-                fn()
-                out[name][0][i], out[name][1][i] = time.perf_counter() - w0, time.process_time() - c0
-    return out
+    """Round-robin over fns in turns of `block` calls (wam_ros.runtime.bench.interleaved_latency):
+    {name: (wall seconds, process CPU seconds) per call}."""
+    from wam_ros.runtime.bench import interleaved_latency
+
+    times = interleaved_latency(fns, iters, warmup, wall_and_cpu, block, pause, turn_warmup)
+    return {name: (t[:, 0], t[:, 1]) for name, t in times.items()}
 
 
 def main() -> int:

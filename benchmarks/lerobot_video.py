@@ -34,46 +34,16 @@ SETTINGS = [
 
 
 def sim_episodes(n: int, size: int):
-    from wam_ros.data.episode import Episode
-    from wam_ros.robot import RobotProfile
+    """n reach episodes of the scripted expert, recorded as `wam sim` / `wam collect` record them."""
     from wam_ros.sim.experts import make_expert
     from wam_ros.sim.tabletop import TabletopEnv
+    from wam_ros.train.rollout import record_episode
 
-    profile = RobotProfile.load("panda")
     env = TabletopEnv(task="reach", image_size=size)
-    out = []
     try:
-        for seed in range(n):
-            expert = make_expert(env)
-            obs, info = env.reset(seed=seed)
-            rows = []
-            while True:
-                obs_next, _, terminated, truncated, info = env.step(expert(obs))
-                rows.append((obs, info["applied_action"]))
-                obs = obs_next
-                if terminated or truncated:
-                    break
-            rows.append((obs, rows[-1][1]))
-            out.append(
-                Episode(
-                    frames=np.stack([o["image"] for o, _ in rows]),
-                    joint_pos=np.stack([o["joint_pos"] for o, _ in rows]),
-                    joint_vel=np.stack([o["joint_vel"] for o, _ in rows]),
-                    actions=np.stack([a for _, a in rows]).astype(np.float32),
-                    timestamps=np.arange(len(rows)) / env.control_hz,
-                    meta=dict(
-                        task="reach",
-                        instruction=info["instruction"],
-                        success=bool(info["success"]),
-                        robot=profile.to_dict(),
-                        control_hz=float(env.control_hz),
-                        camera={"name": "front"},
-                    ),
-                )
-            )
+        return [record_episode(env, make_expert(env), seed=seed) for seed in range(n)]
     finally:
         env.close()
-    return out
 
 
 def main() -> int:

@@ -29,7 +29,7 @@ def interleaved_latency(
     fns: dict[str, Callable[[], Any]],
     iters: int,
     warmup: int = 20,
-    clock: Callable[[], float] = time.perf_counter,
+    clock: Callable[[], float | np.ndarray] = time.perf_counter,
     block: int = 1,
     pause: float = 0.0,
     turn_warmup: int = 0,
@@ -37,7 +37,8 @@ def interleaved_latency(
     """Call each fn `iters` times, round-robin, after `warmup` rounds; per-call seconds for each name.
 
     clock: time.perf_counter (wall latency) or time.thread_time (CPU time of the calling thread: with 1 thread
-    every backend computes on the caller, so this is the compute cost, robust to load from other processes).
+    every backend computes on the caller, so this is the compute cost, robust to load from other processes); or a
+    function returning an array of n readings (e.g. wall and process CPU time), then a name's times are (iters, n).
     block: calls of one fn back to back per turn (the last turn may be shorter); pause: seconds slept, untimed,
     before each turn, so threads another backend left spinning have gone to sleep; turn_warmup: untimed calls at
     the start of each turn (the first call after an idle pause runs on cold caches and a vCPU that was halted: on
@@ -48,7 +49,7 @@ def interleaved_latency(
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    times = {name: np.empty(iters) for name in fns}
+    times = {name: np.empty((iters, *np.shape(clock()))) for name in fns}
     for start in range(0, iters, block):
         for name, fn in fns.items():
             if pause:
