@@ -53,7 +53,9 @@ def _session(path: Path) -> ort.InferenceSession:
 
 
 def test_export_writes_single_file_graphs_with_named_io_and_readable_ir(exported):
-    assert sorted(p.name for p in exported.iterdir()) == sorted([*FILES, "model.pt", "export.json", "manifest.json"])
+    assert sorted(p.name for p in exported.iterdir()) == sorted(
+        [*FILES, "model.pt", "export.json", "manifest.json"]
+    )
     assert not list(exported.glob("*.data")), "small models must not use external data"
     for name in FILES:
         m = onnx.load(str(exported / name))

@@ -148,7 +148,9 @@ class Probe(Node):
         names = [*PROFILE.joint_names, "head_pan", "panda_finger_joint1"]
         pos = [*q, 0.3, 0.02]
         order = self.rng.permutation(len(names))
-        self.joint_pub.publish(conv.joint_state([names[i] for i in order], np.asarray(pos)[order], stamp=stamp))
+        self.joint_pub.publish(
+            conv.joint_state([names[i] for i in order], np.asarray(pos)[order], stamp=stamp)
+        )
         enc = ("rgb8", "bgr8", "mono8")[k % 3]
         h, w = ((64, 64), (48, 80), (120, 160))[k % 3]
         img = self.rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8)
@@ -255,7 +257,9 @@ def run_pingpong(p: Probe, a: argparse.Namespace) -> dict:
     `frames` holds time.time() stamps (send, image publish() called, command callback entered, matched)."""
     latencies, frames, lost = [], [], 0
     period = 1.0 / a.rate
-    p.joint_pub.publish(conv.joint_state(PROFILE.joint_names, p.joints(0), stamp=p.get_clock().now().to_msg()))
+    p.joint_pub.publish(
+        conv.joint_state(PROFILE.joint_names, p.joints(0), stamp=p.get_clock().now().to_msg())
+    )
     p.spin_for(period)  # like a robot whose joint_states stream is already running when the camera starts
     for k in range(a.count):
         n = len(p.events)
