@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -89,6 +90,8 @@ def call(ex, client, timeout=10.0) -> Trigger.Response:
 def guarded(request):
     """legged_sim_node in its own process + fall_guard_node and a probe in this one, over DDS."""
     protect = getattr(request, "param", False)
+    # not a pipe: nobody reads it, and a full pipe would stall the robot; closed in the finally below
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
     sim = subprocess.Popen(
         [
             sys.executable,
@@ -102,32 +105,40 @@ def guarded(request):
         ],
         env=dict(os.environ),
         cwd=ROOT,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
     ctx = Context()
     rclpy.init(context=ctx)
-    guard = FallGuardNode(
-        context=ctx,
-        parameter_overrides=[Parameter("model_path", value=str(MODEL)), Parameter("protect", value=protect)],
-    )
-    probe = Probe(context=ctx)
-    ex = make_executor(ctx)
-    ex.add_node(guard)
-    ex.add_node(probe)
-    try:
+    guard = probe = ex = None
+    try:  # everything after the Popen: a node that fails to start must not leave the robot process running
+        guard = FallGuardNode(
+            context=ctx,
+            parameter_overrides=[
+                Parameter("model_path", value=str(MODEL)),
+                Parameter("protect", value=protect),
+            ],
+        )
+        probe = Probe(context=ctx)
+        ex = make_executor(ctx)
+        ex.add_node(guard)
+        ex.add_node(probe)
         yield guard, probe, ex, sim
     finally:
-        ex.shutdown()
-        guard.destroy_node()
-        probe.destroy_node()
+        if ex is not None:
+            ex.shutdown()
+        for node in (guard, probe):
+            if node is not None:
+                node.destroy_node()
         rclpy.try_shutdown(context=ctx)
         sim.terminate()
         try:
             sim.wait(timeout=10)
         except subprocess.TimeoutExpired:
             sim.kill()
+            sim.wait(timeout=10)
+        log.close()
 
 
 def test_a_toppling_push_raises_the_alarm_before_the_fall_and_standing_raises_none(guarded):
