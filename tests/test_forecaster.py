@@ -27,7 +27,7 @@ from wam_ros.runtime.fall_forecaster import (
 )
 from wam_ros.sim.falls import FallConfig
 from wam_ros.train.campaign import CampaignSpec, run_campaign
-from wam_ros.train.forecaster_data import FallData, load_fall_data
+from wam_ros.train.forecaster_data import FallData, load_fall_data, mirror_map
 from wam_ros.train.forecaster_eval import alarm_metrics, auroc, tune_for_recall
 
 FALL = FallConfig(standing_fraction=0.2, standing_s=2.0)
@@ -91,6 +91,60 @@ def test_data_labels_windows_and_episode_split(campaigns):
         val.x[val.start[0] : val.start[0] + val.length[0]],
         data.x[data.start[data.index == val.index[0]][0] :][: val.length[0]],
     )
+
+
+def test_mirror_map_turns_a_pybullet_episode_into_its_mirrored_twin():
+    """The training augmentation's mirror is physics: laikago pushed towards yaw a on a slope falling towards b,
+    mirrored, reads as the same robot pushed towards pi - a on a slope falling towards pi - b (PyBullet, both run)."""
+    import dataclasses
+
+    from wam_ros.model.forecaster import input_columns
+    from wam_ros.sim.falls import EpisodeParams, FallSim
+
+    def readings(sim, p):
+        tr = sim.run_full(p, trace=True).trace
+        return np.concatenate(
+            [
+                tr.orientation,
+                tr.angular_velocity,
+                tr.linear_acceleration,
+                tr.joint_pos,
+                tr.joint_vel,
+                tr.joint_effort,
+            ],
+            axis=1,
+        )
+
+    a = EpisodeParams(0, 0, 250.0, 0.7, 0.3, 0.15, 5.0, 0.3, 0.8, 1.0, 1.0)
+    b = dataclasses.replace(a, push_yaw=math.pi - 0.7, slope_yaw=math.pi - 0.3)
+    with FallSim(FallConfig()) as sim:
+        names = [sim.client.getJointInfo(sim.robot, j)[1].decode() for j in sim.spec.motor_joints]
+        xa, xb = readings(sim, a), readings(sim, b)
+    assert xa.shape[1] == len(input_columns(12)) and len(xa) == len(xb)
+    perm, sign = mirror_map("laikago", names)
+    assert sorted(perm) == list(range(46))
+    err = np.abs(xa[:, perm] * sign - xb).max(0)
+    # per kind of reading (quaternion, gyro, accelerometer, joint positions, velocities, torques): the error against
+    # how far that reading moves in the episode (the model's asymmetries leave a few %)
+    for lo, hi, tol in (
+        (0, 4, 0.05),
+        (4, 7, 0.1),
+        (7, 10, 0.1),
+        (10, 22, 0.02),
+        (22, 34, 0.1),
+        (34, 46, 0.1),
+    ):
+        moved = np.abs(xa[:, lo:hi] - xa[:1, lo:hi]).max()
+        assert err[lo:hi].max() <= tol * moved, (lo, hi, err[lo:hi].max(), moved)
+    # the mirror without the joint swap (or with a flipped abduction) is far off: the check can fail
+    flipped = sign.copy()
+    flipped[10::3] *= -1  # abduction position, velocity and torque the other way round
+    unswapped = np.r_[perm[:10], np.arange(10, 46)]
+    for p, s in ((perm, flipped), (unswapped, sign)):
+        assert np.abs(xa[:, p] * s - xb)[:, 22:].max() > 10 * err[22:].max()
+    assert mirror_map("a1", names) is None  # not checked for the a1: no augmentation rather than a wrong one
+    with pytest.raises(ValueError, match="no mirrored partner"):
+        mirror_map("laikago", ["FR_a", "FL_a", "RR_a", "XX_a", "FR_b", "FL_b"])
 
 
 def _episodes(lengths, fell, fall_time, push_start, standing) -> FallData:
@@ -206,6 +260,40 @@ def test_trained_model_folder_runs_on_onnxruntime_without_torch(model, campaigns
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert 0.0 <= float(out.stdout.strip()) <= 1.0
+
+
+def test_training_options_mirror_early_weight_and_auxiliary_head(campaigns, tmp_path):
+    """The options tried for a longer lead: they train, the auxiliary head stays out of the exported graph (same
+    parameters and outputs as without it), and the weights single out the first early_s after each push."""
+    import onnx
+
+    from wam_ros.export.forecaster_onnx import export_forecaster
+    from wam_ros.train.forecaster import ForecasterTrainConfig, _aux_targets, _weights, train_forecaster
+
+    cfg = ForecasterTrainConfig(
+        campaigns[0], mirror=True, early_weight=2.0, aux_weight=0.3, max_epochs=1, threads=1, eval_every=20
+    )
+    result = train_forecaster(cfg, progress=False)
+    assert result.data["mirrored"] and result.net.cfg.n_aux == 5 and result.net.aux is not None
+    spec = export_forecaster(result.net, tmp_path / "m", result.rule, result.joint_names, "laikago", None, {})
+    graph = onnx.load(str(tmp_path / "m" / ONNX_FILE))
+    assert [o.name for o in graph.graph.output] == ["p_fall_0_5s", "p_fall_1s", "time_to_fall_s"]
+    plain = FallForecaster(ForecasterConfig())
+    assert (
+        spec["parameters"] == sum(p.numel() for p in plain.parameters())
+        and spec["onnx_parity_max_abs"] <= 1e-4
+    )
+    data = load_fall_data(campaigns[0])
+    w = _weights(data, cfg)
+    e = data.ep
+    since = data.t - data.push_start[e]
+    early = ~data.standing[e] & (since >= 0) & (since <= 0.3)
+    assert np.all(w[early] == 3.0) and np.all(w[~early & (np.abs(since - 0.3) > 1e-3)] == 1.0)
+    aux = _aux_targets(data)
+    assert aux.shape == (data.samples, 5) and np.all(aux[data.standing[e], 3:] == 0)
+    last = data.start + data.length - 1  # after the push: the whole impulse delivered
+    pushed = ~data.standing & (data.t[last] > data.push_end)
+    assert np.allclose(aux[last[pushed], 4], data.push_impulse[pushed], rtol=1e-4)
 
 
 def test_damaged_or_stale_model_folders_are_refused(model, tmp_path):

@@ -140,7 +140,7 @@ def export_forecaster(
         "onnx_sha256": sha256_file(out / ONNX_FILE),
         "onnx_parity_max_abs": worst,
         "fold_max_abs": fold,
-        "parameters": sum(p.numel() for p in net.parameters()),
+        "parameters": sum(p.numel() for n, p in net.named_parameters() if not n.startswith("aux.")),
         **(info or {}),
     }
     atomic_write_text(out / SPEC_FILE, json.dumps(spec, indent=1))

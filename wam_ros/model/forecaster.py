@@ -13,6 +13,9 @@ the gravity direction in the IMU frame (yaw does not matter to a fall and a real
 statistics stored in its buffers, so an exported graph takes the raw readings.
 
 Three conv layers (kernel 5; the first unpadded, two with stride 2) and an MLP head: about 42k parameters for J = 12.
+Optionally (`n_aux` > 0) an auxiliary linear head on the MLP's hidden layer, for training only: it predicts what the
+simulator knows and the robot does not (the episode's conditions, the push so far) so the features learn them;
+`forward` (and so the exported graph) never computes it.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class ForecasterConfig:
     hidden: int = 64
     horizon_s: float = 2.0
     dropout: float = 0.2
+    n_aux: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_joints <= 64:
@@ -75,6 +79,8 @@ class ForecasterConfig:
             raise ValueError(f"ForecasterConfig.rate_hz must be > 0, got {self.rate_hz}")
         if self.channels < 4 or self.hidden < 4:
             raise ValueError(f"channels and hidden must be >= 4, got {self.channels}, {self.hidden}")
+        if not 0 <= self.n_aux <= 64:
+            raise ValueError(f"ForecasterConfig.n_aux must be in [0, 64], got {self.n_aux}")
         if not self.horizon_s > 1.0:
             raise ValueError(f"ForecasterConfig.horizon_s must be > 1 s, got {self.horizon_s}")
 
@@ -136,6 +142,7 @@ class FallForecaster(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(c * length, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, 3)
         )
+        self.aux = nn.Linear(cfg.hidden, cfg.n_aux) if cfg.n_aux else None
 
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Feature statistics (of `features(window)`), from the training data."""
@@ -145,13 +152,22 @@ class FallForecaster(nn.Module):
     def logits(self, window: torch.Tensor, noise: float = 0.0) -> torch.Tensor:
         """(B, W, 10 + 3J) -> (B, 3): logit of P(fall <= 0.5 s), logit of P(fall <= 1 s), time-to-fall logit.
         `noise`: std of Gaussian noise added to the normalised features (training augmentation: sensor noise)."""
+        return self.head(self._trunk(window, noise))
+
+    def logits_aux(
+        self, window: torch.Tensor, noise: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits (B, 3), auxiliary outputs (B, n_aux) or None): training with the auxiliary head."""
+        hidden = self.head[:3](self._trunk(window, noise))
+        return self.head[3](hidden), (self.aux(hidden) if self.aux is not None else None)
+
+    def _trunk(self, window: torch.Tensor, noise: float) -> torch.Tensor:
         h = features(window)  # (B, W, F)
         if self.normalise:
             h = (h - self.feature_mean) / self.feature_std
         if noise > 0:
             h = h + noise * torch.randn_like(h)
-        h = self.conv(h.transpose(1, 2))  # (B, C, W/4)
-        return self.head(h.flatten(1))
+        return self.conv(h.transpose(1, 2)).flatten(1)  # (B, C * W/4)
 
     def folded(self) -> FallForecaster:
         """A copy with the normalisation folded into the first convolution (conv((x - m) / s) = conv'(x)): the
@@ -166,6 +182,7 @@ class FallForecaster(nn.Module):
             conv.weight.copy_(w)  # exact: this convolution has no padding
             conv.bias.sub_((w * self.feature_mean[None, :, None]).sum(dim=(1, 2)))
         net.normalise = False
+        net.aux = None  # training only: never in the exported graph
         return net
 
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -10,7 +10,11 @@ ones); the checkpoint with the lowest validation loss is kept. The alarm rule (s
 threshold) is then chosen on the held-out episodes: for each candidate signal and debounce, the threshold reaching
 `target_recall`; among them the one that meets the false-alarm goals with the longest median lead (else the one
 closest to the goals). Loss: binary cross-entropy on "fall within 0.5 s" and "within 1 s" + L1 on the time to fall
-(seconds, / horizon). CPU, `threads` intra-op threads.
+(seconds, / horizon). Augmentation: Gaussian input noise. Options tried for a longer lead (off by default: they did
+not lengthen it, see the model card's "Attempts"): windows weighted (1 + `early_weight`) in the first `early_s` after
+their episode's push starts; each training window mirrored left-right with probability 1/2 (`mirror`, robots in
+wam_ros.train.forecaster_data.MIRRORS); an auxiliary head predicting privileged simulator quantities (`aux_weight`).
+CPU, `threads` intra-op threads.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch.nn.functional as F
 
 from wam_ros.model.forecaster import FallForecaster, ForecasterConfig, features
 from wam_ros.runtime.fall_forecaster import SIGNALS, AlarmRule
-from wam_ros.train.forecaster_data import FallData, load_fall_data
+from wam_ros.train.forecaster_data import FallData, load_fall_data, mirror_map
 from wam_ros.train.forecaster_eval import BASELINES, alarm_metrics, baseline_scores, public, tune_for_recall
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,11 @@ class ForecasterTrainConfig:
     window, channels, hidden: the network (ForecasterConfig).
     batch, lr, weight_decay: AdamW on mini-batches of windows.
     noise: Gaussian noise (in feature standard deviations) added to training windows; dropout in the head.
+    mirror: mirror half the training windows left-right (robots in forecaster_data.MIRRORS; others: off).
+    early_weight, early_s: extra loss weight of windows ending in the first early_s seconds after a push starts.
+    aux_weight: weight of the auxiliary loss (0: no auxiliary head): from the hidden layer, predict what the simulator
+        knows and the robot does not (friction, mass scale, motor strength, the push force acting now and the
+        impulse delivered so far; standardised, squared error). Training only: not in the exported graph.
     max_epochs, max_minutes: stop at whichever comes first; the learning rate warms up, then follows a cosine
         to 5 % over whichever of the two budgets is nearer (so a time-limited run still anneals).
     eval_every: steps between held-out evaluations (the best checkpoint is kept).
@@ -62,6 +71,10 @@ class ForecasterTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-3
     noise: float = 0.05
+    mirror: bool = False
+    early_weight: float = 0.0
+    early_s: float = 0.3
+    aux_weight: float = 0.0
     max_epochs: int = 8
     max_minutes: float = 10.0
     val_fraction: float = 0.1
@@ -84,6 +97,12 @@ class ForecasterTrainConfig:
             )
         if self.batch < 8:
             raise ValueError(f"batch must be >= 8, got {self.batch}")
+        if self.aux_weight < 0:
+            raise ValueError(f"aux_weight must be >= 0, got {self.aux_weight}")
+        if self.early_weight < 0 or self.early_s < 0:
+            raise ValueError(
+                f"early_weight and early_s must be >= 0, got {self.early_weight}, {self.early_s}"
+            )
 
 
 @dataclass
@@ -104,22 +123,51 @@ def _positions(data: FallData, stride: int) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
+def _weights(data: FallData, cfg: ForecasterTrainConfig) -> np.ndarray:
+    """Per sample: the loss weight of the window ending there (see the module docstring)."""
+    e = data.ep
+    since = data.t - data.push_start[e]
+    early = ~data.standing[e] & (since >= -1e-6) & (since <= cfg.early_s + 1e-6)
+    return np.where(early, 1.0 + cfg.early_weight, 1.0).astype(np.float32)
+
+
+AUX_TARGETS = ("friction", "mass_scale", "motor_strength", "push_force_now", "push_impulse_so_far")
+
+
+def _aux_targets(data: FallData) -> np.ndarray:
+    """(N, 5) per sample, raw (see AUX_TARGETS); all mirror-invariant (magnitudes, episode conditions)."""
+    if data.conditions is None:
+        raise ValueError(f"{data.source}: no episode conditions for the auxiliary targets")
+    now, so_far = data.push_so_far()
+    return np.concatenate([data.conditions[data.ep], now[:, None], so_far[:, None]], axis=1).astype(
+        np.float32
+    )
+
+
 def _loss(
     net: FallForecaster,
     x: torch.Tensor,
     y05: torch.Tensor,
     y1: torch.Tensor,
     ttf: torch.Tensor,
+    w: torch.Tensor,
+    aux: torch.Tensor | None = None,
     noise: float = 0.0,
+    aux_weight: float = 0.0,
 ) -> torch.Tensor:
-    z = net.logits(x, noise)
+    """Weighted mean over the windows of BCE(0.5 s) + BCE(1 s) + L1(time to fall) / horizon, + aux_weight x the
+    auxiliary head's mean squared error on standardised targets."""
+    z, a = net.logits_aux(x, noise)
     h = net.cfg.horizon_s
-    reg = F.l1_loss(h * torch.sigmoid(z[:, 2]), ttf) / h
-    return (
-        F.binary_cross_entropy_with_logits(z[:, 0], y05)
-        + F.binary_cross_entropy_with_logits(z[:, 1], y1)
-        + reg
+    per = (
+        F.binary_cross_entropy_with_logits(z[:, 0], y05, reduction="none")
+        + F.binary_cross_entropy_with_logits(z[:, 1], y1, reduction="none")
+        + torch.abs(h * torch.sigmoid(z[:, 2]) - ttf) / h
     )
+    loss = (per * w).sum() / w.sum()
+    if a is not None and aux is not None and aux_weight > 0:
+        loss = loss + aux_weight * F.mse_loss(a, aux)
+    return loss
 
 
 @torch.inference_mode()
@@ -178,6 +226,7 @@ def train_forecaster(cfg: ForecasterTrainConfig, progress: bool = True) -> Forec
         rate_hz=data.rate_hz,
         channels=cfg.channels,
         hidden=cfg.hidden,
+        n_aux=len(AUX_TARGETS) if cfg.aux_weight > 0 else 0,
     )
     net = FallForecaster(net_cfg)
     pos = _positions(train, cfg.standing_stride)
@@ -186,8 +235,18 @@ def train_forecaster(cfg: ForecasterTrainConfig, progress: bool = True) -> Forec
     with torch.no_grad():
         f = features(torch.from_numpy(train.x[sample])[:, None, :])[:, 0]
     net.set_normalisation(f.mean(0), f.std(0))
-    y = [torch.from_numpy(a) for a in train.labels(net_cfg.horizon_s)]
-    vy = [torch.from_numpy(a) for a in val.labels(net_cfg.horizon_s)]
+    y = [torch.from_numpy(a) for a in (*train.labels(net_cfg.horizon_s), _weights(train, cfg))]
+    vy = [torch.from_numpy(a) for a in (*val.labels(net_cfg.horizon_s), _weights(val, cfg))]
+    if net_cfg.n_aux:
+        aux = _aux_targets(train)
+        mu, sd = aux.mean(0), np.maximum(aux.std(0), 1e-6)
+        y.append(torch.from_numpy((aux - mu) / sd))
+        vy.append(torch.from_numpy((_aux_targets(val) - mu) / sd))
+    flip = mirror_map(data.robot, data.joint_names) if cfg.mirror else None
+    if cfg.mirror and flip is None:
+        log.warning("forecaster: no known left-right mirror for robot %r: training without it", data.robot)
+    if flip is not None:
+        flip = (torch.from_numpy(flip[0]), torch.from_numpy(flip[1]))
     vcand = _positions(val, cfg.standing_stride)
     vpos = np.sort(rng.choice(vcand, size=min(len(vcand), 50_000), replace=False))
     vx = torch.from_numpy(val.windows(vpos, cfg.window))
@@ -222,8 +281,11 @@ def train_forecaster(cfg: ForecasterTrainConfig, progress: bool = True) -> Forec
         idx = order[b * cfg.batch : (b + 1) * cfg.batch]
         net.train()
         x = torch.from_numpy(train.windows(idx, cfg.window))
+        if flip is not None:
+            half = torch.from_numpy(rng.random(len(idx)) < 0.5)
+            x[half] = x[half][:, :, flip[0]] * flip[1]
         ti = torch.from_numpy(idx)
-        loss = _loss(net, x, y[0][ti], y[1][ti], y[2][ti], cfg.noise)
+        loss = _loss(net, x, *(v[ti] for v in y), noise=cfg.noise, aux_weight=cfg.aux_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -291,6 +353,7 @@ def train_forecaster(cfg: ForecasterTrainConfig, progress: bool = True) -> Forec
             "heldout_episodes": val.episodes,
             "train_windows_per_epoch": int(len(pos)),
             "samples": data.samples,
+            "mirrored": flip is not None,
             "split": f"seeded permutation of episodes (seed {cfg.seed}), {cfg.val_fraction:.0%} held out",
         },
         parity_windows=val.windows(np.sort(picks), cfg.window),

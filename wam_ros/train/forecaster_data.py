@@ -9,6 +9,11 @@ Labels of the sample at time t of an episode: a fall "within h" when the episode
 start, and fall_time - t <= h. Before the push starts nothing observable announces the fall (the push is not in the
 traces), so those samples are negatives: a quiet robot is not about to fall. time-to-fall = min(fall_time - t, H) with
 the same rule, else H.
+
+Mirror images (training augmentation): `mirror_map(robot, joint_names)` gives the column permutation and signs that
+turn a window of readings into the readings of the robot's left-right mirror image (the same episode pushed from the
+mirrored direction on the mirrored slope); `MIRRORS` holds the robots whose mirror was checked against PyBullet
+(tests/test_forecaster.py runs both episodes).
 """
 
 from __future__ import annotations
@@ -21,6 +26,56 @@ import numpy as np
 from wam_ros.model.forecaster import input_columns
 from wam_ros.train.campaign.storage import load_results
 from wam_ros.train.campaign.traces import iter_traces, trace_metadata
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A robot's left-right mirror in its IMU frame. lateral_axis: the IMU axis (0 x, 1 y) pointing to the robot's
+    side when it stands as loaded; leg_signs: per joint of a leg (in the legs' joint order), the sign a reading takes
+    in the mirrored leg (-1 where the joint's axis does not mirror onto the other leg's); legs pair by name (FR <->
+    FL, RR <-> RL)."""
+
+    lateral_axis: int
+    leg_signs: tuple[float, ...]
+
+
+# laikago_toes.urdf is loaded turned (Y-up URDF): the robot's side points along the IMU's x; its abduction joints are
+# "outward positive" on both sides, so every joint keeps its sign (checked against PyBullet, see the module docstring)
+MIRRORS: dict[str, Mirror] = {"laikago": Mirror(lateral_axis=0, leg_signs=(1.0, 1.0, 1.0))}
+_SIDES = {"FR": "FL", "FL": "FR", "RR": "RL", "RL": "RR"}
+
+
+def mirror_map(robot: str, joint_names: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(perm, sign) with x_mirrored = x[..., perm] * sign over the forecaster's input columns
+    (wam_ros.model.forecaster.input_columns); None for a robot whose mirror is not known."""
+    spec = MIRRORS.get(robot)
+    if spec is None:
+        return None
+    n = len(joint_names)
+    legs = len(spec.leg_signs)
+    if n % legs:
+        raise ValueError(f"{robot}: {n} joints are not legs of {legs}")
+    partner = []
+    for name in joint_names:
+        side = name[:2]
+        other = _SIDES.get(side, "") + name[2:]
+        if side not in _SIDES or other not in joint_names:
+            raise ValueError(f"{robot}: joint {name!r} has no mirrored partner (FR <-> FL, RR <-> RL)")
+        partner.append(joint_names.index(other))
+    imu_perm = list(range(10))
+    imu_sign = np.ones(10)
+    k = spec.lateral_axis
+    for a in range(3):
+        if a != k:
+            imu_sign[a] = -1.0  # quaternion vector part: a pseudovector
+            imu_sign[4 + a] = -1.0  # angular velocity: a pseudovector
+    imu_sign[7 + k] = -1.0  # specific force: a vector
+    joint_sign = np.array([spec.leg_signs[j % legs] for j in range(n)])
+    perm = list(imu_perm)
+    for block in range(3):
+        perm += [10 + block * n + partner[j] for j in range(n)]
+    sign = np.concatenate([imu_sign, joint_sign, joint_sign, joint_sign])
+    return np.asarray(perm, dtype=np.int64), sign.astype(np.float32)
 
 
 @dataclass
@@ -44,6 +99,10 @@ class FallData:
     joint_names: list[str] = field(default_factory=list)
     rate_hz: float = 100.0
     source: str = ""
+    robot: str = ""
+    conditions: np.ndarray | None = (
+        None  # (E, 3) friction, mass_scale, motor_strength (what the robot does not know)
+    )
 
     @property
     def episodes(self) -> int:
@@ -77,6 +136,8 @@ class FallData:
             joint_names=self.joint_names,
             rate_hz=self.rate_hz,
             source=self.source,
+            robot=self.robot,
+            conditions=None if self.conditions is None else self.conditions[rows],
         )
 
     def split(self, val_fraction: float = 0.1, seed: int = 0) -> tuple[FallData, FallData]:
@@ -96,6 +157,16 @@ class FallData:
             (left <= 1.0).astype(np.float32),
             np.minimum(left, horizon_s).astype(np.float32),
         )
+
+    def push_so_far(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per sample: the push force acting now (N) and the push impulse delivered so far (N s); what the
+        simulator applied, never observed by the robot (auxiliary training targets only)."""
+        e = self.ep
+        force = self.push_impulse[e] / np.maximum(self.push_end[e] - self.push_start[e], 1e-6)
+        force = np.where(self.standing[e], 0.0, force)
+        since = np.clip(self.t - self.push_start[e], 0.0, self.push_end[e] - self.push_start[e])
+        now = (self.t >= self.push_start[e] - 1e-6) & (self.t < self.push_end[e] - 1e-6)
+        return np.where(now, force, 0.0).astype(np.float32), (force * since).astype(np.float32)
 
     def windows(self, positions: np.ndarray, window: int) -> np.ndarray:
         """(B, window, C) readings ending at the given sample positions; before an episode's first sample the
@@ -155,4 +226,8 @@ def load_fall_data(campaign: str | Path, max_episodes: int | None = None) -> Fal
         joint_names=list(meta["joint_names"]),
         rate_hz=float(meta["trace_hz"]),
         source=str(campaign),
+        robot=str(meta.get("robot", "")),
+        conditions=np.stack(
+            [rows[k][r].astype(np.float32) for k in ("friction", "mass_scale", "motor_strength")], axis=1
+        ),
     )
