@@ -16,6 +16,22 @@ import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
+# What a legged robot's base IMU reports, named as the fall campaign's traces store it and the fall forecaster reads
+# it: orientation quaternion (x, y, z, w), angular velocity (rad/s), linear acceleration as an accelerometer sees it
+# (m/s^2, gravity included), all in the base frame (docs/falls_dataset.md).
+IMU_COLUMNS = (
+    "imu_qx",
+    "imu_qy",
+    "imu_qz",
+    "imu_qw",
+    "imu_wx",
+    "imu_wy",
+    "imu_wz",
+    "imu_ax",
+    "imu_ay",
+    "imu_az",
+)
+
 
 def config_dir() -> Path:
     """config/ of the source tree, or share/wam_ros/config of a colcon install."""

@@ -27,19 +27,9 @@ import torch
 from torch import nn
 
 from wam_ros.fileio import atomic_path
+from wam_ros.robot import IMU_COLUMNS
 
-IMU_INPUTS = (
-    "imu_qx",
-    "imu_qy",
-    "imu_qz",
-    "imu_qw",
-    "imu_wx",
-    "imu_wy",
-    "imu_wz",
-    "imu_ax",
-    "imu_ay",
-    "imu_az",
-)
+IMU_INPUTS = IMU_COLUMNS  # the forecaster reads the base IMU as the traces store it
 
 
 def input_columns(n_joints: int) -> list[str]:

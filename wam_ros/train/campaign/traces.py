@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wam_ros.fileio import atomic_path
+from wam_ros.robot import IMU_COLUMNS
 from wam_ros.sim.falls import FallSim, FallTrace
 
 if TYPE_CHECKING:
@@ -40,18 +41,6 @@ log = logging.getLogger(__name__)
 
 TRACE_VERSION = 1
 TRACES_DIR = "traces"
-IMU_COLUMNS = (
-    "imu_qx",
-    "imu_qy",
-    "imu_qz",
-    "imu_qw",
-    "imu_wx",
-    "imu_wy",
-    "imu_wz",
-    "imu_ax",
-    "imu_ay",
-    "imu_az",
-)
 PRIVILEGED_COLUMNS = ("tilt_deg", "height")
 SHARD_EPISODES = 5000  # episodes per compacted shard (about 50 MB at 1 s per episode)
 
