@@ -99,17 +99,7 @@ def test_stack_frames_bad_input(images, match):
         pp.stack_frames(images, k=2, size=(8, 8))
 
 
-def test_frame_stack_and_joint_checks():
-    stack = pp.FrameStack(3)
-    with pytest.raises(ValueError, match="empty"):
-        stack.frames()
-    f1, f2 = np.zeros((2, 2, 3), np.uint8), np.ones((2, 2, 3), np.uint8)
-    stack.push(f1)
-    stack.push(f2)
-    assert [int(f[0, 0, 0]) for f in stack.frames()] == [0, 0, 1]
-    for _ in range(5):
-        stack.push(f2)
-    assert len(stack) == 3
+def test_joint_checks():  # the frame history is ChunkPolicy's (tests/test_chunk_policy.py)
     assert pp.check_joint_pos([0.1] * 8, 8).shape == (1, 8)
     with pytest.raises(ValueError, match=r"shape \(8,\).*got \(7,\)"):
         pp.check_joint_pos(np.zeros(7), 8)

@@ -30,8 +30,8 @@ def area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     A large downscale (a 640x480 camera to 64x64) is done in two area steps: first by integer factors that divide the
     source (cv2's INTER_AREA fast path: exact k x k box means, e.g. 640x480 -> 64x80), then INTER_AREA for the small
     rest (80 -> 64). Both steps average areas, so the result stays within a few grey levels (mean < 1) of a single
-    INTER_AREA pass (tests/test_images.py) at about a third of its cost (0.26 vs 0.81 ms for 640x480 -> 64x64 on one
-    thread): the general INTER_AREA path with fractional windows was most of predict()'s time beyond the graph
+    INTER_AREA pass (tests/test_images.py) at about 40 % of its cost (0.32 vs 0.82 ms p50 for 640x480 -> 64x64,
+    benchmarks/resize_cost.py): the general INTER_AREA path with fractional windows was most of predict()'s time beyond the graph
     (benchmarks/RESULTS.md, issue 21)."""
     h, w = int(size[0]), int(size[1])
     if image.shape[0] == h and image.shape[1] == w:

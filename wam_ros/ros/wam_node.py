@@ -183,7 +183,6 @@ class WamNode(Node):
         self.commanded = False  # a motion command has been published (only then is a hold sent)
         self.last_step = -1.0
         self.last_step_stamp = 0.0  # camera stamp of the frame the last control step ran on
-        self.chunk = np.zeros((0, len(self.joint_names)))  # the last published (safe) chunk
         self.stats = {
             "cycles": 0,
             "steps": 0,
@@ -410,7 +409,6 @@ class WamNode(Node):
             publishing = time.time()
             self.cmd_pub.publish(msg)
             self.commanded = True
-            self.chunk = plan.chunk
             self.hold_level, self.hold_reason = None, ""
             self.stats["commands"] += 1
             self.stats["clamped"] += int(plan.safe.position_clamped or plan.safe.velocity_clamped)

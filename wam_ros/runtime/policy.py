@@ -271,15 +271,15 @@ def _self_sealed(checkpoint: Path) -> bool:
 
 
 def _one_opencv_thread() -> None:
-    """Resizing one camera frame is faster on one OpenCV thread here (0.26 vs 0.37 ms for 640x480 -> 64x64 with
-    two) and leaves the cores to the inference backend: a second OpenCV worker spinning after each resize competes
-    with onnxruntime's threads. Process-wide (cv2.setNumThreads); a host program may set it back after loading."""
+    """Resizing one 640x480 camera frame gains nothing from a second OpenCV thread (benchmarks/resize_cost.py: the
+    same p50 on 1 and 2), and a second OpenCV worker spinning after each resize would compete with onnxruntime's
+    threads. Process-wide (cv2.setNumThreads); a host program may set it back after loading."""
     import cv2
 
     cv2.setNumThreads(1)
 
 
-def _verify(file: Path, asked: Path) -> None:
+def _verify(file: Path) -> None:
     """Check `file` against the model directory's manifest (IntegrityError on a mismatch, never a fallback)."""
     try:
         verified = verify_file(file)
@@ -322,10 +322,10 @@ def load_policy(
     path = Path(path)
     _one_opencv_thread()
     kind, file = _resolve(path, backend, graph or "full", precision)
-    _verify(file, path)
+    _verify(file)
     if kind != "torch" and path.is_dir() and (path / CHECKPOINT).is_file():
         try:
-            _verify(path / CHECKPOINT, path)
+            _verify(path / CHECKPOINT)
         except (
             IntegrityError
         ) as exc:  # the graph is intact and verified; only the checkpoint beside it is damaged

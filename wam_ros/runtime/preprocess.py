@@ -3,7 +3,6 @@
     rgb = to_rgb(img, "bgr8")                               # rgb8 / bgr8 / mono8 / rgba8 / bgra8 -> (H, W, 3) RGB
     frames = stack_frames(images, k=2, size=(64, 64))       # -> uint8 (1, K, 3, H, W), the model's `frames` input
     joint_pos = check_joint_pos(q, n_joints=8)              # -> float32 (1, J)
-    stack = FrameStack(k=2); stack.push(rgb); stack.frames()  # rolling K-frame history for a control loop
 
 Every graph takes RAW inputs (frames 0..255, joint positions in radians/metres, int64 tokens) and returns absolute
 joint targets + a next frame in [0, 1] (normalisation lives inside the network, see docs/interfaces.md "Model"), so the
@@ -15,7 +14,6 @@ Core module: numpy + cv2 only, never imports rclpy or torch.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -146,29 +144,3 @@ def frame_to_image(next_frame: np.ndarray) -> np.ndarray:
     """Model output (3, H, W) float in [0, 1] -> uint8 (H, W, 3) RGB."""
     img = np.clip(np.asarray(next_frame, dtype=np.float32), 0.0, 1.0) * 255.0
     return np.ascontiguousarray(np.rint(img).astype(np.uint8).transpose(1, 2, 0))
-
-
-class FrameStack:
-    """Rolling history of the last K RGB frames for a control loop (the first frame repeats until K have arrived)."""
-
-    def __init__(self, k: int) -> None:
-        if k < 1:
-            raise ValueError(f"FrameStack k must be >= 1, got {k}")
-        self.k = k
-        self._frames: deque[np.ndarray] = deque(maxlen=k)
-
-    def push(self, rgb: np.ndarray) -> None:
-        self._frames.append(rgb)
-
-    def reset(self) -> None:
-        self._frames.clear()
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def frames(self) -> list[np.ndarray]:
-        """The last K frames, oldest first, left-padded with the oldest one."""
-        if not self._frames:
-            raise ValueError("FrameStack is empty: push at least one frame before predicting")
-        items = list(self._frames)
-        return [items[0]] * (self.k - len(items)) + items

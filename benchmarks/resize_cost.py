@@ -1,0 +1,50 @@
+"""Camera-frame resize cost: OpenCV's single-pass INTER_AREA against wam_ros.data.images.area_resize (two area steps),
+on 1 and 2 OpenCV threads, side by side in one run (issue 21).
+
+    .venv/bin/python benchmarks/resize_cost.py                    # 640x480 -> 64x64, 1000 calls each
+    .venv/bin/python benchmarks/resize_cost.py --camera 720x1280 --size 96 --calls 500
+
+Each call gets another frame of a pool of 16 (as a camera delivers them), so the frame is not in the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import cv2
+import numpy as np
+
+from wam_ros.data.images import area_resize
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--camera", default="480x640", help="HxW of the camera frames")
+    ap.add_argument("--size", type=int, default=64, help="model image size")
+    ap.add_argument("--calls", type=int, default=1000)
+    a = ap.parse_args()
+    h, w = (int(v) for v in a.camera.split("x"))
+    rng = np.random.default_rng(0)
+    pool = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(16)]
+    rows = {
+        "cv2 INTER_AREA, one pass": lambda f: cv2.resize(f, (a.size, a.size), interpolation=cv2.INTER_AREA),
+        "area_resize (two area steps)": lambda f: area_resize(f, (a.size, a.size)),
+    }
+    print(f"{h}x{w} -> {a.size}x{a.size}, {a.calls} calls per row (ms)")
+    for threads in (1, 2):
+        cv2.setNumThreads(threads)
+        for name, fn in rows.items():
+            times = []
+            for i in range(a.calls + 20):
+                t = time.perf_counter()
+                fn(pool[i % len(pool)])
+                times.append(time.perf_counter() - t)
+            t = np.asarray(times[20:]) * 1e3
+            print(
+                f"  {threads} OpenCV thread(s)  {name:<30s} p50 {np.percentile(t, 50):.3f}  p99 {np.percentile(t, 99):.3f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
