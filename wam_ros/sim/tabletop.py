@@ -212,6 +212,14 @@ class TabletopEnv(gym.Env):
             if self.spec_task.dynamic(name)
         }
 
+    def goal_distance(self) -> float:
+        """Privileged task progress (m): reach, fingertip to the named target; push, the cube's centre to the named
+        pad's, in the table plane. Recorded per row as extra["goal_distance"]; no model input reads it."""
+        goal = self.spec_task.goal_position(self, self.scene)
+        if self.task == "push":
+            return float(np.linalg.norm(self.object_positions()["cube"][:2] - goal[:2]))
+        return float(np.linalg.norm(self.fingertip_position() - goal))
+
     def is_success(self) -> bool:
         return self.spec_task.success(self, self.scene)
 
@@ -370,11 +378,13 @@ def rollout(
     rng = np.random.default_rng(seed if noise_seed is None else noise_seed)
     obs, info = env.reset(seed=seed, options=None if instruction is None else {"instruction": instruction})
     frames, joint_pos, joint_vel, actions, executed, wrist = [], [], [], [], [], []
+    goal_dist, tip = [], []  # privileged progress, per row (the critic's dense target; never a model input)
     terminated = truncated = False
     relabel = noise > 0 or driver is not None  # the executed targets differ from the labels
     while not (terminated or truncated):
         action = np.asarray(policy(obs), dtype=np.float64)
         frames.append(obs["image"]), joint_pos.append(obs["joint_pos"]), joint_vel.append(obs["joint_vel"])
+        goal_dist.append(env.goal_distance()), tip.append(env.fingertip_position())
         if env.wrist_camera:
             wrist.append(obs["wrist_image"])
         run = action.copy() if driver is None else np.array(driver(obs), dtype=np.float64)
@@ -388,6 +398,7 @@ def rollout(
         else:
             actions.append(info["applied_action"])
     frames.append(obs["image"]), joint_pos.append(obs["joint_pos"]), joint_vel.append(obs["joint_vel"])
+    goal_dist.append(env.goal_distance()), tip.append(env.fingertip_position())
     actions.append(env.last_action)
     executed.append(env.last_action)
     if env.wrist_camera:
@@ -424,5 +435,7 @@ def rollout(
         extra={
             **({"wrist_frames": np.stack(wrist)} if env.wrist_camera else {}),
             **({"executed_actions": np.stack(executed)} if relabel else {}),
+            "goal_distance": np.asarray(goal_dist, dtype=np.float32),
+            "fingertip": np.asarray(tip, dtype=np.float32),
         },
     )
