@@ -16,7 +16,7 @@ The batch keys are defined in wam_ros.model.batch (the loss reads them) and re-e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 
+AUGMENT_SEED = 17  # mixed into every batch's augmentation generator with the batch's window indices
+
+
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     """uint8 (T, h, w, 3) -> uint8 (T, size, size, 3)."""
     if frames.shape[1:3] == (size, size):
@@ -56,6 +59,11 @@ class WindowArrays:
     image_size: frames are resized to image_size x image_size; None keeps the recorded size (all episodes must
         then share one).
     tokenizer: encodes each episode's instruction into TOKENS; None leaves TOKENS out of the batches.
+    augment: (instruction, generator) -> instruction, e.g. wam_ros.model.paraphrase.augment_instruction (a
+        module-level function or functools.partial, so DataLoader workers can pickle it). When set (with a
+        tokenizer), batch(idx) encodes augment(instruction of each window) instead of the episode's cached tokens,
+        drawing from a generator seeded by `idx` (AUGMENT_SEED and every index), so one batch gives the same tokens
+        in a worker process and in the main process. None: the cached tokens, as before.
     """
 
     def __init__(
@@ -66,11 +74,14 @@ class WindowArrays:
         image_size: int | None,
         tokenizer: Tokenizer | None,
         frame_horizon: int = 1,
+        augment: Callable[[str, np.random.Generator], str] | None = None,
     ) -> None:
         if k_frames < 1 or chunk < 1 or frame_horizon < 1:
             raise ValueError(
                 f"k_frames, chunk and frame_horizon must be >= 1, got {k_frames}, {chunk}, {frame_horizon}"
             )
+        if augment is not None and not callable(augment):
+            raise ValueError(f"augment must be callable (instruction, generator) -> str, got {augment!r}")
         if not episodes:
             raise ValueError("WindowArrays needs at least one episode")
         joints = {ep.joint_pos.shape[1] for ep in episodes}
@@ -80,6 +91,8 @@ class WindowArrays:
             shapes = sorted({ep.frames.shape[1:] for ep in episodes})
             raise ValueError(f"all episodes must share one frame size, got {shapes}")
         self.k_frames, self.chunk, self.frame_horizon = k_frames, chunk, frame_horizon
+        self.tokenizer = tokenizer
+        self.augment = augment if tokenizer is not None else None
         frames, joint_pos, actions, tokens = [], [], [], []
         past, future, mask, nxt, ep_of, last = [], [], [], [], [], []
         offset = 0
@@ -125,9 +138,25 @@ class WindowArrays:
             ACTION_MASK: torch.from_numpy(self.mask[idx]),  # (B, N)
             NEXT_FRAME: torch.from_numpy(self.frames[self.next[idx]]),  # (B, 3, H, W)
         }
-        if self.tokens is not None:
+        if self.augment is not None:
+            out[TOKENS] = torch.from_numpy(self.augmented_tokens(idx))  # (B, L)
+        elif self.tokens is not None:
             out[TOKENS] = torch.from_numpy(self.tokens[self.episode[idx]])  # (B, L)
         return out
+
+    def augmented_tokens(self, idx: np.ndarray) -> np.ndarray:
+        """int64 (B, L): augment(instruction) of each window `idx`, encoded; the same `idx` gives the same tokens."""
+        idx = np.asarray(idx).reshape(-1)
+        rng = np.random.default_rng([AUGMENT_SEED, len(idx), *(int(i) % len(self) for i in idx)])
+        texts = []
+        for e in self.episode[idx]:
+            text = self.augment(self.instructions[e], rng)
+            if not isinstance(text, str):
+                raise ValueError(
+                    f"augment must return a str, got {type(text).__name__} for {self.instructions[e]!r}"
+                )
+            texts.append(text)
+        return self.tokenizer.encode_batch(texts)
 
     def normalizer_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(joint_mean (J,), joint_std (J,), delta_mean (N, J), delta_std (N, J)) over all windows."""
