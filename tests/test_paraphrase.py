@@ -147,6 +147,7 @@ def test_augment_hook_is_deterministic_per_batch_and_changes_only_tokens():
     assert all(torch.equal(a[k], b[k]) for k in a)  # same indices, same tokens
     assert all(torch.equal(a[k], c[k]) for k in a if k != TOKENS)
     assert not torch.equal(a[TOKENS], c[TOKENS])
+    assert all(torch.equal(aug.batch(idx, augment=False)[k], c[k]) for k in c)  # validation: the templates
     for row, e in zip(a[TOKENS].numpy(), aug.episode[idx], strict=True):  # each window keeps its own colour
         colour = task_of(eps[e].instruction)[1]
         assert tok.vocab.index(colour) in row

@@ -128,8 +128,9 @@ class WindowArrays:
     def __len__(self) -> int:
         return len(self.current)
 
-    def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        """The windows `idx` as one batch (keys and shapes: wam_ros.model.batch)."""
+    def batch(self, idx: np.ndarray, augment: bool = True) -> dict[str, torch.Tensor]:
+        """The windows `idx` as one batch (keys and shapes: wam_ros.model.batch); augment=False gives the cached
+        (template) tokens even when an augment function is set (validation batches)."""
         cur = self.current[idx]
         out = {
             FRAMES: torch.from_numpy(self.frames[self.past[idx]]),  # (B, K, 3, H, W)
@@ -138,7 +139,7 @@ class WindowArrays:
             ACTION_MASK: torch.from_numpy(self.mask[idx]),  # (B, N)
             NEXT_FRAME: torch.from_numpy(self.frames[self.next[idx]]),  # (B, 3, H, W)
         }
-        if self.augment is not None:
+        if self.augment is not None and augment:
             out[TOKENS] = torch.from_numpy(self.augmented_tokens(idx))  # (B, L)
         elif self.tokens is not None:
             out[TOKENS] = torch.from_numpy(self.tokens[self.episode[idx]])  # (B, L)

@@ -13,6 +13,11 @@ word (letters, never a word the lexicon knows or one close to a colour). The mod
 task words and learns to ignore the rest. An instruction of neither template (no colour word, or another task) gets
 only the second half (fillers, case, punctuation, typo, dropout, made-up word).
 
+Training wiring (wam_ros/train/train.py):
+    vocab=extend_vocab(base.vocab, sorted({e.instruction for e in episodes}) + lexicon())      # _model_config
+    WindowArrays(..., tokenizer, augment=functools.partial(augment_instruction, max_words=mcfg.max_tokens))
+    validate(): data.batch(idx, augment=False) keeps validation on the recorded instructions
+
 The colour word is always kept, and within the first `max_words` words (the model's max_tokens: a longer
 instruction is truncated by the tokenizer). Deterministic for a given generator state. The held-out phrasing set
 (config/phrasings/heldout.yaml) uses none of these verbs and nouns: that is how generalisation is measured.
