@@ -9,6 +9,7 @@ Writes into the output directory (layout in docs/export.md):
     wam_action.onnx        same inputs, output action only (no frame decoder)
     wam_full_fp16.onnx     fp16 weights/activations, fp32 inputs/outputs (also the TensorRT build source)
     wam_action_fp16.onnx
+    wam_plan_*.onnx        the planner's propose + imagine graphs, when the model imagines (export/planner_onnx.py)
     export.json            parity figures, sizes, opset/IR, source checkpoint sha256
     manifest.json          sha256 + size of every weight file, verified by the runtime before loading
 
@@ -262,6 +263,11 @@ def export_model(
                 fsync_file(tmp)
                 staged.append((tmp, out_dir / name))
                 report["files"][name] = info | {"bytes": len(data)}
+        # -- the planner's graphs of an imagining model (issue 16): wam_ros/export/planner_onnx.py
+        from wam_ros.export.planner_onnx import remove_stale_planner_graphs, stage_planner_graphs
+
+        staged += stage_planner_graphs(model, out_dir, cfg, source, report)
+        # --
         for tmp, final in staged:  # every graph passed its check: all are renamed in, then the folder synced
             os.replace(tmp, final)
         fsync_dir(out_dir)
@@ -271,6 +277,7 @@ def export_model(
                 if stale.exists():
                     stale.unlink()
                     report.setdefault("removed_stale", []).append(stale.name)
+        remove_stale_planner_graphs(out_dir, report)  # issue 16: planner graphs this export did not write
     finally:
         for tmp, _ in staged:
             if tmp.exists():

@@ -5,6 +5,8 @@ A model directory (`models/panda_tabletop/`) holds:
     model.pt                   the checkpoint -> the torch backend (CHECKPOINT)
     wam_{graph}[_fp16].onnx    exported graphs, graph "full" (action + next frame) or "action" (onnx_name())
     wam_{graph}_fp16.engine    TensorRT engines built on the target GPU (engine_name()), metadata in <engine>.json
+    wam_plan_{graph}[_fp16].onnx   the planner's graphs of an imagining model (cfg.imagine, issue 16), graph
+                               "propose" or "imagine" (planner_onnx_name()); written by `wam export` beside the others
     manifest.json              sha256 + size of every weight file above (MANIFEST), written by `wam export`;
                                verified before a file is loaded (verify_file)
     export.json                the export report (parity figures, opset)
@@ -12,10 +14,15 @@ A model directory (`models/panda_tabletop/`) holds:
 
 Graph I/O (every backend): INPUTS frames uint8 (B,K,3,H,W), joint_pos float32 (B,J), tokens int64 (B,L) ->
 OUTPUTS_FULL action float32 (B,N,J) absolute targets, next_frame float32 (B,3,H,W) in [0,1]; OUTPUTS_ACTION action only.
+Planner graphs (PLANNER_INPUTS / PLANNER_OUTPUTS): propose (frames, joint_pos, tokens) -> proposals float32 (B,M,N,J)
+absolute targets of every mode, probs float32 (B,M), context float32 (B,S,d); imagine (context (B,S,d), tokens (B,L),
+joint_pos (B,J), chunks float32 (B,N,J) absolute targets, horizon int64 (B,) in 0..N) -> critic float32 (B,3),
+joints float32 (B,J) imagined joint positions at the horizon.
 
 ONNX `metadata_props`, all strings, structured ones JSON. Keys (prefix `wam.`):
     wam.format       "1"                    layout version
     wam.graph        "full" | "action"      full: action + next_frame; action: action only
+                     | "propose" | "imagine"  the planner's graphs (spec.extra["planner"] holds their constants)
     wam.precision    "fp32" | "fp16"        fp16 graphs keep fp32 inputs/outputs (casts inside)
     wam.spec         JSON PolicySpec        joint names, image size, K, N, control rate, camera encoding, robot
     wam.config       JSON WamConfig         the full model config (includes the instruction vocabulary)
@@ -48,6 +55,10 @@ INPUTS = ("frames", "joint_pos", "tokens")
 OUTPUTS_FULL = ("action", "next_frame")
 OUTPUTS_ACTION = ("action",)
 INPUT_DTYPES = {"frames": "uint8", "joint_pos": "float32", "tokens": "int64"}
+# the imagining model's planner graphs (issue 16); names distinct from GRAPHS so no file or metadata can be mistaken
+PLANNER_GRAPHS = ("propose", "imagine")
+PLANNER_INPUTS = {"propose": INPUTS, "imagine": ("context", "tokens", "joint_pos", "chunks", "horizon")}
+PLANNER_OUTPUTS = {"propose": ("proposals", "probs", "context"), "imagine": ("critic", "joints")}
 
 
 def onnx_name(graph: str, precision: str = "fp32") -> str:
@@ -57,6 +68,16 @@ def onnx_name(graph: str, precision: str = "fp32") -> str:
             f"graph must be one of {GRAPHS} and precision one of {PRECISIONS}, got {graph!r}, {precision!r}"
         )
     return f"wam_{graph}{'_fp16' if precision == 'fp16' else ''}.onnx"
+
+
+def planner_onnx_name(graph: str, precision: str = "fp32") -> str:
+    """File name of one planner graph, e.g. wam_plan_propose.onnx, wam_plan_imagine_fp16.onnx."""
+    if graph not in PLANNER_GRAPHS or precision not in PRECISIONS:
+        raise ValueError(
+            f"planner graph must be one of {PLANNER_GRAPHS} and precision one of {PRECISIONS}, "
+            f"got {graph!r}, {precision!r}"
+        )
+    return f"wam_plan_{graph}{'_fp16' if precision == 'fp16' else ''}.onnx"
 
 
 def engine_name(graph: str) -> str:
@@ -81,6 +102,7 @@ def weight_files(model_dir: str | Path) -> list[Path]:
     names = (
         [CHECKPOINT]
         + [onnx_name(g, p) for g in GRAPHS for p in PRECISIONS]
+        + [planner_onnx_name(g, p) for g in PLANNER_GRAPHS for p in PRECISIONS]
         + [engine_name(g) for g in GRAPHS]
     )
     return [model_dir / n for n in names if (model_dir / n).is_file()]
@@ -164,7 +186,8 @@ class PolicySpec:
         camera_encoding: the colour order the network sees after preprocessing (always rgb8).
         max_tokens: L, the instruction length in tokens.
         robot: robot profile name (config/robots/<robot>.yaml).
-        graph: "full" (action + next frame) or "action" (action only).
+        graph: "full" (action + next frame) or "action" (action only); a planner graph's spec says "propose" or
+            "imagine" (PLANNER_GRAPHS).
     """
 
     joint_names: list[str]
@@ -190,8 +213,8 @@ class PolicySpec:
                 raise ValueError(f"PolicySpec.{name} must be >= 1, got {getattr(self, name)!r}")
         if not float(self.control_hz) > 0:
             raise ValueError(f"PolicySpec.control_hz must be > 0, got {self.control_hz!r}")
-        if self.graph not in ("full", "action"):
-            raise ValueError(f"PolicySpec.graph must be 'full' or 'action', got {self.graph!r}")
+        if self.graph not in GRAPHS + PLANNER_GRAPHS:
+            raise ValueError(f"PolicySpec.graph must be one of {GRAPHS + PLANNER_GRAPHS}, got {self.graph!r}")
 
     @property
     def num_joints(self) -> int:
