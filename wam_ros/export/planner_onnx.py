@@ -122,7 +122,7 @@ class ImagineGraph(nn.Module):
 
 
 def require_imagine(model: WorldActionModel) -> None:
-    if not model.cfg.imagine:
+    if not getattr(model.cfg, "imagine", False):  # configs from before issue 16 have no such field
         raise ValueError(
             "the planner graphs need a model built with cfg.imagine (presets small_imagine, tiny_imagine); "
             "this one has no imagination or progress critic"
@@ -270,7 +270,7 @@ def stage_planner_graphs(
     imagine); `cfg` is the policy export's ExportConfig (opset, fp16, tolerances, seed). Returns [(tmp, final)] for
     export_model to rename in with the policy's graphs; adds each file to report["files"]. ExportError on a parity
     failure (the caller removes the temporary files)."""
-    if not model.cfg.imagine:
+    if not getattr(model.cfg, "imagine", False):  # configs from before issue 16 have no such field
         return []
     config = model.cfg.to_dict()
     batches = tuple(sorted({*PLANNER_BATCHES, *cfg.check_batches}))
