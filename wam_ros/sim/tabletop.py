@@ -28,7 +28,7 @@ one, otherwise the seed does. Pure pybullet + numpy: never imports rclpy.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gymnasium as gym
@@ -222,6 +222,25 @@ class TabletopEnv(gym.Env):
 
     def is_success(self) -> bool:
         return self.spec_task.success(self, self.scene)
+
+    def retarget(self, index: int) -> str:
+        """Change the goal mid-episode to goal object `index` (reach: target_<index>, push: pad_<index>), as a user
+        naming another colour would; nothing moves. Returns the new instruction (the task's template with that
+        object's colour); success is judged against the new goal from the next step on."""
+        if self.scene is None:
+            raise RuntimeError("call reset() before retarget()")
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, int | np.integer)
+            or not 0 <= index < self.n_instructions
+        ):
+            raise ValueError(f"goal index must be an int in 0..{self.n_instructions - 1}, got {index!r}")
+        goal = f"{self.scene.goal.rsplit('_', 1)[0]}_{int(index)}"
+        old, new = self.scene.objects[self.scene.goal]["colour"], self.scene.objects[goal]["colour"]
+        instruction = self.scene.instruction.replace(f" {old} ", f" {new} ")
+        self.scene = replace(self.scene, goal=goal, instruction_index=int(index), instruction=instruction)
+        self.instruction = instruction
+        return instruction
 
     @property
     def last_action(self) -> np.ndarray:

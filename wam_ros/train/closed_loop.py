@@ -18,9 +18,14 @@ from wam_ros.runtime.chunk_policy import ChunkPolicy
 PolicyFactory = Callable[[Any], Callable[[dict], np.ndarray]]
 
 
-def wam_factory(policy: Any, replan: int) -> PolicyFactory:
-    """One ChunkPolicy per episode (the same runner as wam_node and DAgger collection)."""
-    return lambda env: ChunkPolicy(policy, replan=replan, instruction=env.instruction)
+def wam_factory(policy: Any, replan: int, instruction: Callable[[str], str] | None = None) -> PolicyFactory:
+    """One ChunkPolicy per episode (the same runner as wam_node and DAgger collection).
+
+    instruction: rewrites the scene's instruction before the policy reads it (e.g. a phrasing template,
+    wam_ros.train.phrasings); None gives the policy the scene's own instruction."""
+    if instruction is None:
+        return lambda env: ChunkPolicy(policy, replan=replan, instruction=env.instruction)
+    return lambda env: ChunkPolicy(policy, replan=replan, instruction=instruction(env.instruction))
 
 
 def expert_factory() -> PolicyFactory:
