@@ -37,6 +37,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/eval", help="directory for results.json + results.md")
+    p.add_argument(
+        "--planner",
+        default=None,
+        choices=["best_of_n", "none"],
+        help="also run the imagining planner (closed_loop.<task>.wam_plan; needs a model trained with imagination)",
+    )
+    p.add_argument("--candidates", type=int, default=16, help="planner: candidate chunks per decision (N)")
+    p.add_argument(
+        "--planner-score",
+        default="success",
+        choices=["success", "progress", "goal", "mix"],
+        help="planner: how the critic ranks imagined futures",
+    )
+    p.add_argument(
+        "--planner-noise", type=float, default=0.05, help="planner: perturbation (rad at chunk end)"
+    )
+    p.add_argument("--plan-backend", default="torch", help="planner graphs: torch | onnxruntime")
+    p.add_argument(
+        "--no-plan-baselines",
+        dest="plan_baselines",
+        action="store_false",
+        help="planner: skip the oracle and random-pick comparisons",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

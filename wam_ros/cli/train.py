@@ -65,6 +65,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.workers,
         help="DataLoader worker processes gathering batches (0: in the training process; pinned memory on cuda)",
     )
+    p.add_argument(
+        "--init",
+        default=None,
+        help="warm start from this checkpoint: every weight whose shape fits is copied (new heads start fresh)",
+    )
+    p.add_argument(
+        "--augment-instructions",
+        action="store_true",
+        help="paraphrase each batch's instructions (verbs, nouns, order, fillers, typos, dropped/unknown words)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

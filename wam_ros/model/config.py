@@ -96,6 +96,16 @@ class WamConfig:
             H/2 x W/2 and one 3x3 conv predicts 4 sub-pixels per output pixel (PixelShuffle / ONNX DepthToSpace):
             no convolution runs at full resolution, which was the costliest part of both a training step and an
             onnxruntime call. Checkpoints from before this field existed load as "deconv".
+        modes: M, components of the action head (issue 16: multimodal proposals). 1 is the single-chunk head of
+            the first models. With M > 1 the head returns M chunks and M mode logits, trained winner-take-all (the
+            component nearest the demonstration learns it, the logits learn which one won); the policy alone
+            follows the most probable component and a planner draws candidates from all of them.
+        imagine: the action-conditioned imagination (issue 16): a second small transformer that reads the trunk's
+            image, joint and word tokens plus any candidate chunk and predicts, for a horizon h in 0..N, the frame
+            and the joint positions after the first h actions, and a progress critic on that imagined state
+            (success probability, steps to go, distance to the goal). The next frame of forward() is then the
+            imagination of the proposed chunk at h=1: one pass gives the chunk and its imagined future together.
+        imag_layers: transformer blocks of the imagination.
         robot: robot profile name the joints belong to.
     """
 
@@ -121,6 +131,9 @@ class WamConfig:
     conv_norm: str = "group"
     film: bool = False
     frame_decoder: str = "deconv"
+    modes: int = 1
+    imagine: bool = False
+    imag_layers: int = 2
     robot: str = "panda"
 
     def __post_init__(self) -> None:
@@ -137,6 +150,8 @@ class WamConfig:
             "n_heads",
             "mlp_ratio",
             "max_tokens",
+            "modes",
+            "imag_layers",
         )
         for name in positive:
             value = getattr(self, name)
@@ -222,6 +237,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         frame_decoder="shuffle",
     ),
 }
+# The imagining planner's model (issue 16): the small network with a 4-component action head and the
+# action-conditioned imagination + progress critic.
+PRESETS["small_imagine"] = {**PRESETS["small"], "modes": 4, "imagine": True, "imag_layers": 2}
+PRESETS["tiny_imagine"] = {**PRESETS["tiny"], "modes": 3, "imagine": True, "imag_layers": 1}
 # Image-size presets (issue 19): the small network at 96x96 and 128x128 (`small` is 64x64). Measured side by side
 # (benchmarks/image_sizes.py, RESULTS.md "image size presets"): a training step costs ~1.6x / ~2.3x the 64 one and an
 # onnxruntime call ~2.1x / ~3.9x, for 2.25x / 4x the pixels.

@@ -30,6 +30,10 @@ from wam_ros.model.config import WamConfig
 from wam_ros.model.tokenizer import Tokenizer
 
 STD_FLOOR = 1e-3  # a joint that never moves in the data (e.g. the gripper in reach) must not divide by ~0
+# the progress critic's outputs, in order: success logit, steps to go / STEPS_SCALE, goal distance (m) / DIST_SCALE
+CRITIC_OUTPUTS = ("success_logit", "steps_to_go", "goal_distance")
+STEPS_SCALE = 50.0
+DIST_SCALE = 0.1
 
 
 def _norm(c: int, kind: str = "group") -> nn.Module:
@@ -143,7 +147,10 @@ class WorldActionModel(nn.Module):
         )
         self.ln_f = nn.LayerNorm(d)
         # -- heads
-        self.action_head = nn.Linear(d, J)
+        M = cfg.modes
+        self.action_head = nn.Linear(d, J * M)
+        if M > 1:
+            self.mode_head = nn.Linear(d, M)
         self.frame_proj = nn.Linear(d, c3)
         self.dec3 = UpBlock(c3, c2, c2, nk)
         self.dec2 = UpBlock(c2, c1, c1, nk)
@@ -155,6 +162,18 @@ class WorldActionModel(nn.Module):
             self.frame_out = nn.Conv2d(c0, 3, 3, 1, 1)
         nn.init.zeros_(self.frame_out.weight)  # start as copy-last-frame (residual) / mid-grey
         nn.init.zeros_(self.frame_out.bias)
+        if cfg.imagine:  # action-conditioned imagination + progress critic (issue 16)
+            self.act_emb = nn.Linear(J, d)
+            self.act_pos = nn.Parameter(torch.randn(N, d) * 0.02)
+            self.horizon_emb = nn.Embedding(N + 1, d)
+            self.imag_blocks = nn.ModuleList(
+                Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.imag_layers)
+            )
+            self.imag_ln = nn.LayerNorm(d)
+            self.joint_future_head = nn.Linear(d, J)
+            self.critic_head = nn.Sequential(
+                nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, len(CRITIC_OUTPUTS))
+            )
 
     # ---------------------------------------------------------------- normaliser
     def set_normalizer(
@@ -234,8 +253,21 @@ class WorldActionModel(nn.Module):
             x = block(x, mask, self.cfg.chunk if actions_only and i == n - 1 else None)
         return self.ln_f(x), (stacked, e1, e2, e3), last
 
+    def _modes_norm(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(normalised deltas of every mode (B, M, N, J), mode logits (B, M) or None with one mode)."""
+        c = self.cfg
+        qx = x[:, -c.chunk :]  # (B, N, d) the action-query rows
+        out = self.action_head(qx).reshape(-1, c.chunk, c.modes, c.num_joints).transpose(1, 2)
+        logits = self.mode_head(qx.mean(1)) if c.modes > 1 else None
+        return out, logits
+
     def _action_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return self.action_head(x[:, -self.cfg.chunk :])  # (B, N, J) normalised deltas
+        """The policy's chunk: the most probable mode's normalised deltas (B, N, J)."""
+        modes, logits = self._modes_norm(x)
+        if logits is None:
+            return modes[:, 0]
+        pick = F.one_hot(logits.argmax(-1), self.cfg.modes).to(modes.dtype)  # (B, M): gather without Gather
+        return (modes * pick[:, :, None, None]).sum(1)
 
     def _decode_frame(self, x: torch.Tensor, skips, last: torch.Tensor) -> torch.Tensor:
         stacked, e1, e2, e3 = skips
@@ -269,9 +301,117 @@ class WorldActionModel(nn.Module):
     def forward(
         self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw inputs -> (absolute action targets (B, N, J), next frame (B, 3, H, W) in [0, 1])."""
+        """Raw inputs -> (absolute action targets (B, N, J), next frame (B, 3, H, W) in [0, 1]).
+
+        With cfg.imagine the next frame is the imagination of the proposed chunk at h=1 (the frame after its first
+        action): one pass gives the chunk and its imagined future together."""
         x, skips, last = self._trunk(frames, joint_pos, tokens)
-        return self._absolute(self._action_norm(x), joint_pos), self._decode_frame(x, skips, last)
+        delta_n = self._action_norm(x)
+        if not self.cfg.imagine:
+            return self._absolute(delta_n, joint_pos), self._decode_frame(x, skips, last)
+        h = torch.ones(delta_n.shape[0], dtype=torch.int64, device=delta_n.device)
+        z = self._imagine_tokens(x, tokens, delta_n, h)
+        return self._absolute(delta_n, joint_pos), self._decode_frame(z, skips, last)
+
+    # ---------------------------------------------------------------- imagination (cfg.imagine)
+    def _imagine_tokens(
+        self, x: torch.Tensor, tokens: torch.Tensor, delta_n: torch.Tensor, horizon: torch.Tensor
+    ) -> torch.Tensor:
+        """The imagined state after the first `horizon` (B,) actions of the chunk `delta_n` (B, N, J) (normalised
+        deltas): (B, P + 1 + L, d) image, joint and word tokens (ln'd), from the trunk's context `x` (B, S, d).
+
+        The image and joint tokens carry a horizon embedding and attend to the action tokens 0..h-1 only (the
+        later ones are masked as keys), so one network answers every horizon 0..N."""
+        c = self.cfg
+        N, P, L = c.chunk, self.grid**2, c.max_tokens
+        ctx = x[:, : P + 1 + L]  # image, joint and word tokens of the trunk
+        hz = self.horizon_emb(horizon)[:, None, :]  # (B, 1, d)
+        state = torch.cat([ctx[:, : P + 1] + hz, ctx[:, P + 1 :]], dim=1)
+        acts = self.act_emb(delta_n) + self.act_pos  # (B, N, d)
+        seq = torch.cat([state, acts], dim=1)
+        step = torch.arange(N, device=delta_n.device)[None, :]
+        act_mask = (step >= horizon[:, None]).to(torch.float32) * -1e4  # (B, N) actions not yet executed
+        pad = (tokens == 0).to(torch.float32) * -1e4  # (B, L)
+        zeros = torch.zeros_like(pad[:, :1]).expand(-1, P + 1)
+        mask = torch.cat([zeros, pad, act_mask], dim=1)[:, None, None, :]
+        for block in self.imag_blocks:
+            seq = block(seq, mask)
+        return self.imag_ln(seq[:, : P + 1 + L])
+
+    def _critic(self, z: torch.Tensor) -> torch.Tensor:
+        """Critic outputs (B, 3) (CRITIC_OUTPUTS) of an imagined state's tokens z (B, P + 1 + L, d)."""
+        P = self.grid**2
+        return self.critic_head(torch.cat([z[:, :P].mean(1), z[:, P]], dim=-1))
+
+    def forward_world(
+        self,
+        frames: torch.Tensor,
+        joint_pos: torch.Tensor,
+        tokens: torch.Tensor,
+        chunk: torch.Tensor,
+        horizon: torch.Tensor,
+        with_frame: bool = True,
+    ) -> dict[str, torch.Tensor | None]:
+        """Training pass of an imagining model. `chunk` (B, N, J) absolute targets to imagine (e.g. the actions
+        executed in the data), `horizon` (B,) int in 0..N. Returns normalised proposal deltas `modes` (B, M, N, J),
+        `mode_logits` (B, M) or None, the imagined `frame` (B, 3, H, W) after h actions (None without with_frame),
+        `joints` (B, J) the imagined joint change q_{t+h} - q_t over delta_std[-1], and `critic` (B, 3)."""
+        if not self.cfg.imagine:
+            raise ValueError("forward_world needs a model built with cfg.imagine")
+        x, skips, last = self._trunk(frames, joint_pos, tokens)
+        modes, logits = self._modes_norm(x)
+        z = self._imagine_tokens(x, tokens, self.normalize_delta(chunk, joint_pos), horizon)
+        return {
+            "modes": modes,
+            "mode_logits": logits,
+            "frame": self._decode_frame(z, skips, last) if with_frame else None,
+            "joints": self.joint_future_head(z[:, self.grid**2]),
+            "critic": self._critic(z),
+        }
+
+    def context(
+        self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Planner step 1 (one call per decision): (proposals: absolute targets of every mode (B, M, N, J),
+        mode probabilities (B, M), the context tokens (B, P + 1 + L, d) that `imagine_score` reads)."""
+        x, _, _ = self._trunk(frames, joint_pos, tokens)
+        modes, logits = self._modes_norm(x)
+        B, M = modes.shape[0], self.cfg.modes
+        absolute = self._absolute(modes.reshape(B * M, self.cfg.chunk, -1), joint_pos.repeat_interleave(M, 0))
+        probs = torch.softmax(logits, -1) if logits is not None else torch.ones(B, 1, device=modes.device)
+        P, L = self.grid**2, self.cfg.max_tokens
+        return absolute.reshape(B, M, self.cfg.chunk, -1), probs, x[:, : P + 1 + L]
+
+    def imagine_score(
+        self,
+        context: torch.Tensor,
+        tokens: torch.Tensor,
+        joint_pos: torch.Tensor,
+        chunk: torch.Tensor,
+        horizon: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Planner step 2, batched over candidates: imagine each chunk (B, N, J) (absolute targets) from its context
+        (B, P + 1 + L, d) (`context`'s, repeated per candidate) to `horizon` (default N) and score it. Returns
+        (critic (B, 3): success logit, steps to go / STEPS_SCALE, goal distance / DIST_SCALE; imagined joint
+        positions (B, J) at the horizon, raw units)."""
+        h = self.cfg.chunk if horizon is None else int(horizon)
+        hz = torch.full((chunk.shape[0],), h, dtype=torch.int64, device=chunk.device)
+        z = self._imagine_tokens(context, tokens, self.normalize_delta(chunk, joint_pos), hz)
+        q = joint_pos.to(torch.float32) + self.joint_future_head(z[:, self.grid**2]) * self.delta_std[-1]
+        return self._critic(z), q
+
+    def imagine_frames(
+        self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor, chunk: torch.Tensor
+    ) -> torch.Tensor:
+        """imagine(frames, joint_pos, instruction, chunk): the imagined frames after 1..N actions of `chunk`
+        (B, N, J) absolute targets: (B, N, 3, H, W) in [0, 1]. One trunk pass; the imagination runs per horizon."""
+        x, skips, last = self._trunk(frames, joint_pos, tokens)
+        delta_n = self.normalize_delta(chunk, joint_pos)
+        out = []
+        for h in range(1, self.cfg.chunk + 1):
+            hz = torch.full((chunk.shape[0],), h, dtype=torch.int64, device=chunk.device)
+            out.append(self._decode_frame(self._imagine_tokens(x, tokens, delta_n, hz), skips, last))
+        return torch.stack(out, 1)
 
     def forward_action(
         self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor

@@ -220,6 +220,37 @@ class TabletopEnv(gym.Env):
             return float(np.linalg.norm(self.object_positions()["cube"][:2] - goal[:2]))
         return float(np.linalg.norm(self.fingertip_position() - goal))
 
+    def try_chunks(self, chunks: np.ndarray) -> list[dict[str, float | bool]]:
+        """Roll each candidate chunk (n, C, 8) out from the current state and come back (the planner's oracle,
+        issue 16): PyBullet saves the state once, executes a chunk (no rendering), records the outcome and restores.
+        Per chunk: `success` (reached during the chunk), `goal_distance` at its end (m), `steps` executed. The env
+        (state, step count, last action) is exactly as before the call."""
+        c = self.client
+        saved = p.saveState(physicsClientId=c)
+        steps, action = self.steps, self._action.copy()
+        out = []
+        try:
+            for chunk in np.asarray(chunks, dtype=np.float64):
+                p.restoreState(saved, physicsClientId=c)
+                success, k = False, 0
+                for a in chunk:
+                    if not np.all(np.isfinite(a)):
+                        break
+                    self._apply(np.clip(a, self._lo, self._hi))
+                    for _ in range(self.substeps):
+                        p.stepSimulation(physicsClientId=c)
+                    k += 1
+                    if self.is_success():
+                        success = True
+                        break
+                out.append({"success": success, "goal_distance": self.goal_distance(), "steps": k})
+        finally:
+            p.restoreState(saved, physicsClientId=c)
+            p.removeState(saved, physicsClientId=c)
+            self.steps, self._action = steps, action
+            self._apply(self._action)
+        return out
+
     def is_success(self) -> bool:
         return self.spec_task.success(self, self.scene)
 

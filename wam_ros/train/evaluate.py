@@ -67,12 +67,26 @@ class EvalConfig:
     threads: int = 2
     seed: int = 0
     out: str = "runs/eval"
+    planner: str | None = None  # "best_of_n": also run the imagining planner (closed_loop.<task>.wam_plan)
+    candidates: int = 16
+    planner_score: str = "success"
+    planner_noise: float = 0.05
+    plan_backend: str = "torch"
+    plan_baselines: bool = (
+        True  # beside the planner: the oracle pick and a random pick of the same candidates
+    )
 
     def __post_init__(self) -> None:
         for name in ("episodes", "replan", "horizon", "max_windows", "threads"):
             low = 0 if name == "episodes" else 1
             if getattr(self, name) < low:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
+        if self.planner not in (None, "none", "best_of_n"):
+            raise ValueError(f"--planner must be best_of_n (or none), got {self.planner!r}")
+        if self.planner == "none":
+            self.planner = None
+        if self.candidates < 1:
+            raise ValueError(f"--candidates must be >= 1, got {self.candidates}")
 
 
 def _mean(x: np.ndarray) -> float:
@@ -160,6 +174,60 @@ def action_error(
     return res
 
 
+@torch.no_grad()
+def imagination_metrics(
+    model: WorldActionModel, episodes: list, max_windows: int, seed: int, batch: int = 32
+) -> dict[str, Any]:
+    """Action-conditioned imagination on held-out episodes (issue 16): the frames imagined after 1..N of the
+    actions really executed, against the real frames, beside copy-last-frame; PSNR/SSIM at h=1 and h=N."""
+    from wam_ros.data.world_windows import WorldWindows
+
+    cfg = model.cfg
+    data = WorldWindows(
+        WindowArrays(episodes, cfg.k_frames, cfg.chunk, cfg.image_size, model.tokenizer), episodes
+    )
+    N = cfg.chunk
+    ok = np.flatnonzero(data.current + N <= data.last)
+    idx = np.sort(np.random.default_rng(seed).permutation(ok)[:max_windows])
+    keys = (
+        "psnr_h1",
+        "ssim_h1",
+        "psnr_hN",
+        "ssim_hN",
+        "copy_psnr_h1",
+        "copy_ssim_h1",
+        "copy_psnr_hN",
+        "copy_ssim_hN",
+    )
+    out: dict[str, list] = {k: [] for k in keys}
+    steps = np.arange(1, N + 1)
+    for s in range(0, len(idx), batch):
+        i = idx[s : s + batch]
+        cur = data.current[i]
+        frames = torch.from_numpy(data.frames[data.past[i]])
+        tok = torch.from_numpy(data.tokens[data.episode[i]])
+        q = torch.from_numpy(data.joint_pos[cur])
+        chunk = torch.from_numpy(data.executed[data.future[i]])
+        pred = model.imagine_frames(frames, q, tok, chunk)  # (B, N, 3, H, W)
+        real = torch.from_numpy(data.frames[cur[:, None] + steps]).float() / 255.0
+        last = torch.from_numpy(data.frames[cur]).float() / 255.0
+        for tag, j in (("h1", 0), ("hN", N - 1)):
+            out[f"psnr_{tag}"].append(psnr(pred[:, j], real[:, j]))
+            out[f"ssim_{tag}"].append(ssim(pred[:, j], real[:, j]))
+            out[f"copy_psnr_{tag}"].append(psnr(last, real[:, j]))
+            out[f"copy_ssim_{tag}"].append(ssim(last, real[:, j]))
+    arr = {k: torch.cat(v).numpy() for k, v in out.items()}
+    tasks = np.array([data.tasks[e] for e in data.episode[idx]])
+    res: dict[str, Any] = {
+        "windows": int(len(idx)),
+        "horizon": N,
+        "all": {k: _mean(v) for k, v in arr.items()},
+    }
+    for task in sorted(set(tasks)):
+        res[task] = {k: _mean(v[tasks == task]) for k, v in arr.items()}
+    return res
+
+
 def offline(
     model: WorldActionModel,
     ablation: WorldActionModel | None,
@@ -179,6 +247,8 @@ def offline(
         "action": {"wam": action_error(model, data, tokens, idx)},
         "action_windows": int(len(idx)),
     }
+    if cfg.imagine:
+        res["imagination"] = imagination_metrics(model, episodes, max_windows, seed)
     if ablation is not None:
         a = ablation.cfg
         if (a.k_frames, a.chunk, a.image_size) != (cfg.k_frames, cfg.chunk, cfg.image_size):
@@ -239,6 +309,8 @@ def render_markdown(res: dict[str, Any]) -> str:
         ]
         for task, pols in cl.items():
             for name, r in pols.items():
+                if not isinstance(r, dict):
+                    continue
                 ms = r["mean_steps_success"]
                 lines.append(
                     f"| {task} | {name} | {r['successes']}/{r['episodes']} | {r['success_rate']:.0%} | "
@@ -280,11 +352,26 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             factories["action_only"] = wam_factory(
                 load_policy(cfg.ablation, backend="torch", threads=cfg.threads), cfg.replan
             )
+        recorder = None
+        if cfg.planner:
+            from wam_ros.runtime.plan_backends import open_plan_backend
+            from wam_ros.runtime.planner import PlannerConfig
+            from wam_ros.train.planning_eval import planner_factories
+
+            pcfg = PlannerConfig(candidates=cfg.candidates, noise=cfg.planner_noise, score=cfg.planner_score)
+            backend = open_plan_backend(cfg.model, backend=cfg.plan_backend, threads=cfg.threads)
+            plan_f, recorder = planner_factories(
+                policy, backend, pcfg, cfg.replan, cfg.plan_baselines, model.cfg.robot, cfg.seed
+            )
+            factories.update(plan_f)
+            res["planner"] = {**vars(pcfg), "backend": backend.name}
         factories["expert"] = expert_factory()
         factories["random"] = random_factory(cfg.seed)
         res["closed_loop"] = {}
+        calib = {}
         for task in cfg.tasks:
             log.info("closed loop: %s, %d seeds, policies %s", task, len(seeds), list(factories))
+            n_before = len(recorder.episodes) if recorder else 0
             res["closed_loop"][task] = closed_loop(
                 factories,
                 task,
@@ -293,6 +380,19 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 control_hz=int(round(model.cfg.control_hz)),
                 progress=True,
             )
+            if recorder is not None:
+                from wam_ros.train.planning_eval import calibration
+
+                outcomes = [o["success"] for o in res["closed_loop"][task]["wam_plan"]["outcomes"]]
+                calib[task] = calibration(recorder.episodes[n_before:], outcomes)
+                r = res["closed_loop"][task]
+                r["planner_gain"] = r["wam_plan"]["success_rate"] - r["wam"]["success_rate"]
+                if "wam_plan_oracle" in r:
+                    r["planner_gap_to_oracle"] = (
+                        r["wam_plan_oracle"]["success_rate"] - r["wam_plan"]["success_rate"]
+                    )
+        if calib:
+            res["critic_calibration"] = calib
     res["wall_s"] = time.monotonic() - t0
     return res
 
@@ -302,5 +402,9 @@ def write_results(res: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=2))
+    if res.get("critic_calibration"):
+        from wam_ros.train.planning_eval import plot_reliability
+
+        plot_reliability(res["critic_calibration"], out / "reliability.png")
     (out / "results.md").write_text(render_markdown(res))
     return out / "results.json", out / "results.md"

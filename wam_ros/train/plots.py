@@ -10,6 +10,19 @@ import math
 from pathlib import Path
 
 FIELDS = ["step", "elapsed_s", "lr", "loss", "action", "frame", "val_action", "val_frame", "val_action_mae"]
+# an imagining model's extra terms (issue 16), after the first columns so older metrics files read the same
+FIELDS += [
+    "mode",
+    "joints",
+    "critic_bce",
+    "critic_steps",
+    "critic_goal",
+    "val_mode",
+    "val_joints",
+    "val_critic_bce",
+    "val_critic_steps",
+    "val_critic_goal",
+]
 
 
 class MetricsLog:

@@ -41,8 +41,9 @@ import torch.distributed as dist
 from torch import nn
 
 from wam_ros.data.windows import WindowArrays
+from wam_ros.data.world_windows import WorldWindows
 from wam_ros.fileio import atomic_path
-from wam_ros.model import WamConfig, WorldActionModel, save_checkpoint
+from wam_ros.model import WamConfig, WorldActionModel, load_checkpoint, save_checkpoint
 from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, JOINT_POS, TOKENS
 from wam_ros.model.losses import wam_loss
 from wam_ros.model.tokenizer import extend_vocab
@@ -81,6 +82,8 @@ class TrainConfig:
     device: str = "cpu"  # cpu | cuda | auto
     amp: str = "off"  # off | bf16 | fp16 (autocast; fp16 with a GradScaler)
     workers: int = 0  # DataLoader worker processes gathering batches (0: in the training process)
+    init: str | None = None  # warm start: copy every weight of this checkpoint whose shape fits (issue 16)
+    augment_instructions: bool = False  # paraphrase the instructions of the batches (issue 17)
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -172,8 +175,18 @@ class _TrainForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, frames, joint_pos, tokens, with_frame: bool):
-        return self.model.forward_train(frames, joint_pos, tokens, with_frame)
+    def forward(self, *args):
+        """forward_train(frames, joint_pos, tokens, with_frame), or an imagining model's forward_world(frames,
+        joint_pos, tokens, chunk, horizon, with_frame)."""
+        if self.model.cfg.imagine:
+            return self.model.forward_world(*args)
+        return self.model.forward_train(*args)
+
+
+def _augmenter():  # noqa: ANN202 - the paraphrase generator (issue 17), imported only when asked for
+    from wam_ros.model.paraphrase import augment_instruction
+
+    return augment_instruction
 
 
 def split_episodes(n: int, val_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +224,7 @@ def validate(
     model's device)."""
     model.eval()
     device = model.joint_mean.device
-    sums = {"val_action": 0.0, "val_frame": 0.0, "val_action_mae": 0.0}
+    sums: dict[str, float] = {}
     n = 0
     for s in range(0, len(idx), batch_size):
         b = to_device(data.batch(idx[s : s + batch_size]), device)
@@ -222,9 +235,10 @@ def validate(
         mask = b[ACTION_MASK][..., None].float()
         mae = ((action - b[ACTIONS]).abs() * mask).sum() / (mask.sum() * action.shape[-1])
         k = len(b[TOKENS])
-        sums["val_action"] += float(out["action"]) * k
-        sums["val_frame"] += float(out["frame"]) * k
-        sums["val_action_mae"] += float(mae) * k
+        for key, value in out.items():
+            if key != "loss":
+                sums[f"val_{key}"] = sums.get(f"val_{key}", 0.0) + float(value) * k
+        sums["val_action_mae"] = sums.get("val_action_mae", 0.0) + float(mae) * k
         n += k
     model.train()
     return {key: v / max(n, 1) for key, v in sums.items()}
@@ -269,12 +283,21 @@ class Trainer:
         self.model = WorldActionModel(self.mcfg)
         self.train_ep, self.val_ep = split_episodes(len(self.episodes), cfg.val_frac, cfg.seed)
         self.data = WindowArrays(
-            self.episodes, self.mcfg.k_frames, self.mcfg.chunk, self.mcfg.image_size, self.model.tokenizer
+            self.episodes,
+            self.mcfg.k_frames,
+            self.mcfg.chunk,
+            self.mcfg.image_size,
+            self.model.tokenizer,
+            **({"augment": _augmenter()} if cfg.augment_instructions else {}),
         )
+        if self.mcfg.imagine:
+            self.data = WorldWindows(self.data, self.episodes, seed=cfg.seed)
         self.train_idx = np.flatnonzero(np.isin(self.data.episode, self.train_ep))
         val_idx = np.flatnonzero(np.isin(self.data.episode, self.val_ep))
         self.val_idx = val_idx[np.random.default_rng(cfg.seed).permutation(len(val_idx))[:1024]]
-        if self.state is None:
+        if self.state is None and cfg.init:
+            self._warm_start(cfg.init)
+        elif self.state is None:
             self._fit_normalizer()
         self.model.to(self.device)  # initialised on the CPU: the same initial weights on every device
         self.opt = self._optimizer()
@@ -308,14 +331,53 @@ class Trainer:
             return WamConfig.from_dict(self.state["config"])
         cfg, first = self.cfg, self.episodes[0]
         base = WamConfig.preset(cfg.preset)
+        vocab = base.vocab
+        if cfg.init:  # the warm start's word ids stay where they were
+            vocab = load_checkpoint(cfg.init).cfg.vocab
+        texts = sorted({e.instruction for e in self.episodes})
+        if cfg.augment_instructions:
+            from wam_ros.model.paraphrase import lexicon
+
+            texts += [" ".join(lexicon())]
         return WamConfig.preset(
             cfg.preset,
-            vocab=extend_vocab(base.vocab, sorted({e.instruction for e in self.episodes})),
+            vocab=extend_vocab(vocab, texts),
             num_joints=first.joint_pos.shape[1],
             joint_names=list(first.meta["robot"].get("joint_names", base.joint_names)),
             control_hz=float(first.meta["control_hz"]),
             robot=str(first.meta["robot"].get("name", base.robot)),
         )
+
+    def _warm_start(self, path: str) -> None:
+        """Copy the weights and the normaliser of checkpoint `path` wherever a tensor of the same name fits: same
+        shape, or the first rows of a larger one (new vocabulary words); a single-chunk action head seeds every mode
+        of a mixture head (plus noise, so the modes can part). The rest (imagination, critic, mode logits) starts
+        fresh. The normaliser is the checkpoint's: its action head speaks those units."""
+        src = load_checkpoint(path).state_dict()
+        dst = self.model.state_dict()
+        copied, g = [], torch.Generator().manual_seed(self.cfg.seed)
+        for name, value in src.items():
+            if name not in dst:
+                continue
+            t = dst[name]
+            if t.shape == value.shape:
+                t.copy_(value)
+            elif (
+                name.startswith("action_head.")
+                and t.shape[0] % value.shape[0] == 0
+                and t.shape[1:] == value.shape[1:]
+            ):
+                M = t.shape[0] // value.shape[0]  # the head's rows are (M, J): row m * J + j
+                tiled = value.repeat(M, *([1] * (value.ndim - 1)))
+                t.copy_(tiled + 0.02 * tiled.std() * torch.randn(tiled.shape, generator=g))
+            elif t.ndim == value.ndim and t.shape[1:] == value.shape[1:] and t.shape[0] > value.shape[0]:
+                t[: value.shape[0]].copy_(value)
+            else:
+                continue
+            copied.append(name)
+        self.model.load_state_dict(dst)
+        if self.rank == 0:
+            log.info("warm start from %s: %d of %d tensors copied", path, len(copied), len(dst))
 
     def _fit_normalizer(self) -> None:
         """Joint and action-delta statistics of the training episodes only (never the held-out ones)."""

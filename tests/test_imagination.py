@@ -1,0 +1,273 @@
+"""Issue 16: the imagining WAM (mixture proposals, action-conditioned imagination, progress critic), its training
+batches, the warm start, the best-of-N planner and its oracle in the real PyBullet tabletop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wam_ros.data.episode import read_episode
+from wam_ros.data.windows import WindowArrays
+from wam_ros.data.world_windows import WorldWindows
+from wam_ros.model import WamConfig, WorldActionModel, load_checkpoint
+from wam_ros.model.batch import EXECUTED, FUTURE_FRAME, GOAL_DISTANCE, HORIZON, STEPS_TO_GO, SUCCESS
+from wam_ros.model.losses import wam_loss
+from wam_ros.robot import RobotProfile
+from wam_ros.runtime.planner import BestOfN, PlannerConfig, score_of
+from wam_ros.runtime.safety import SafetyLimits
+from wam_ros.train.synthetic import write_synthetic_episodes
+from wam_ros.train.train import TrainConfig, train
+
+torch.set_num_threads(1)
+
+
+def _model(seed: int = 0) -> WorldActionModel:
+    torch.manual_seed(seed)
+    m = WorldActionModel(WamConfig.preset("tiny_imagine"))
+    J, N = m.cfg.num_joints, m.cfg.chunk
+    m.set_normalizer(torch.zeros(J), torch.ones(J), torch.zeros(N, J), torch.full((N, J), 0.05))
+    torch.nn.init.normal_(m.frame_out.weight, std=0.05)  # zero-initialised (copy-last); a trained one is not
+    return m.eval()
+
+
+def _inputs(m: WorldActionModel, B: int = 2, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    c = m.cfg
+    frames = torch.randint(
+        0, 256, (B, c.k_frames, 3, c.image_size, c.image_size), generator=g, dtype=torch.uint8
+    )
+    q = torch.randn(B, c.num_joints, generator=g) * 0.3
+    tokens = torch.from_numpy(m.tokenizer.encode_batch(["reach the red target"] * B))
+    chunk = q[:, None, :] + torch.randn(B, c.chunk, c.num_joints, generator=g) * 0.05
+    return frames, q, tokens, chunk
+
+
+@torch.no_grad()
+def test_imagination_is_causal_in_the_chunk():
+    """The future after h actions depends on actions 0..h-1 only: changing action k leaves h <= k unchanged."""
+    m = _model()
+    frames, q, tokens, chunk = _inputs(m)
+    changed = chunk.clone()
+    changed[:, 5] += 0.3
+    a = m.imagine_frames(frames, q, tokens, chunk)
+    b = m.imagine_frames(frames, q, tokens, changed)
+    assert torch.allclose(a[:, :5], b[:, :5], atol=1e-6)  # horizons 1..5 saw actions 0..4 only
+    assert not torch.allclose(a[:, 5:], b[:, 5:], atol=1e-6)
+    ctx = m.context(frames, q, tokens)[2]
+    c4, q4 = m.imagine_score(ctx, tokens, q, chunk, horizon=4)
+    d4, r4 = m.imagine_score(ctx, tokens, q, changed, horizon=4)
+    assert torch.allclose(c4, d4, atol=1e-6) and torch.allclose(q4, r4, atol=1e-6)
+    c8, _ = m.imagine_score(ctx, tokens, q, chunk)
+    d8, _ = m.imagine_score(ctx, tokens, q, changed)
+    assert not torch.allclose(c8, d8, atol=1e-6)
+
+
+@torch.no_grad()
+def test_one_pass_gives_the_chunk_and_its_imagined_future():
+    """forward(): the most probable mode's chunk, and the frame imagined after its first action."""
+    m = _model(1)
+    frames, q, tokens, _ = _inputs(m, B=3)
+    action, frame = m(frames, q, tokens)
+    proposals, probs, ctx = m.context(frames, q, tokens)
+    best = probs.argmax(1)
+    assert torch.allclose(action, proposals[torch.arange(3), best], atol=1e-5)
+    assert torch.allclose(m.forward_action(frames, q, tokens), action, atol=1e-5)
+    imagined = m.imagine_frames(frames, q, tokens, action)
+    assert torch.allclose(frame, imagined[:, 0], atol=1e-5)
+    assert torch.allclose(probs.sum(1), torch.ones(3), atol=1e-5)
+
+
+def test_world_windows_targets(tmp_path):
+    """Executed actions (not the labels) condition the imagination; the future is t+h clamped to the episode end;
+    h covers 0..N; the same indices give the same batch."""
+    write_synthetic_episodes(tmp_path, n=3, steps=10, seed=3)
+    from wam_ros.data.episode import list_episodes
+
+    eps = [read_episode(p) for p in list_episodes(tmp_path)]
+    eps[1].extra["executed_actions"] = (eps[1].actions + 0.01).astype(np.float32)
+    eps[1].extra["goal_distance"] = np.linspace(0.3, 0.0, len(eps[1])).astype(np.float32)
+    m = _model()
+    base = WindowArrays(eps, 2, 8, 64, m.tokenizer)
+    w = WorldWindows(base, eps)
+    idx = np.arange(len(w))
+    b = w.batch(idx)
+    assert torch.equal(b[HORIZON], w.batch(idx)[HORIZON])
+    h = b[HORIZON].numpy()
+    assert h.min() >= 0 and h.max() <= 8 and len(set(h)) > 3
+    fut = np.minimum(base.current + h, base.last)
+    assert np.array_equal(b[FUTURE_FRAME].numpy(), base.frames[fut])
+    on1 = base.episode == 1
+    assert np.allclose(b[EXECUTED].numpy()[on1], base.actions[base.future[on1]] + 0.01, atol=1e-6)
+    assert np.allclose(b[EXECUTED].numpy()[~on1], base.actions[base.future[~on1]])
+    assert np.isnan(b[GOAL_DISTANCE].numpy()[~on1]).all() and np.isfinite(b[GOAL_DISTANCE].numpy()[on1]).all()
+    assert np.array_equal(b[STEPS_TO_GO].numpy(), (base.last - fut).astype(np.float32))
+    assert set(b[SUCCESS].numpy()) <= {0.0, 1.0}
+    out = wam_loss(m.train(), b, 0.5)
+    out["loss"].backward()
+    for name in ("act_emb.weight", "imag_blocks.0.qkv.weight", "critic_head.0.weight", "mode_head.weight"):
+        grad = dict(m.named_parameters())[name].grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_winner_take_all_trains_the_nearest_mode_only():
+    """The mode nearest the demonstration gets the full gradient; the others only the small spread share."""
+    m = _model(2).train()
+    frames, q, tokens, _ = _inputs(m, B=1)
+    from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, FUTURE_JOINTS, JOINT_POS, TOKENS
+
+    with torch.no_grad():
+        modes, _ = m._modes_norm(m._trunk(frames, q, tokens)[0])
+    target = m.delta_mean + modes[:, 1] * m.delta_std + q[:, None]  # exactly mode 1
+    batch = {
+        FRAMES: frames,
+        JOINT_POS: q,
+        TOKENS: tokens,
+        ACTIONS: target,
+        ACTION_MASK: torch.ones(1, 8, dtype=torch.bool),
+        EXECUTED: target,
+        HORIZON: torch.tensor([3]),
+        FUTURE_FRAME: frames[:, -1],
+        FUTURE_JOINTS: q,
+        SUCCESS: torch.tensor([1.0]),
+        STEPS_TO_GO: torch.tensor([5.0]),
+        GOAL_DISTANCE: torch.tensor([float("nan")]),
+    }
+    out = wam_loss(m, batch, 0.0)
+    assert float(out["action"]) < 0.05 * 1.0 + 1e-3  # the winner's error is 0; only the spread share remains
+    assert torch.isfinite(out["loss"])
+
+
+def test_warm_start_copies_the_policy_and_seeds_every_mode(tmp_path):
+    write_synthetic_episodes(tmp_path / "d", n=4, steps=10, seed=4)
+    common = dict(data=[str(tmp_path / "d")], steps=2, batch_size=8, warmup=1, threads=1, val_frac=0.0)
+    src = train(TrainConfig(out=str(tmp_path / "a"), preset="tiny", **common))
+    dst = train(TrainConfig(out=str(tmp_path / "b"), preset="tiny_imagine", init=str(src), lr=1e-9, **common))
+    a, b = load_checkpoint(src), load_checkpoint(dst)
+    assert b.cfg.imagine and b.cfg.modes == 3
+    assert torch.allclose(a.enc1.down[0].weight, b.enc1.down[0].weight, atol=1e-6)
+    assert torch.equal(a.joint_std, b.joint_std) and torch.equal(a.delta_std, b.delta_std)
+    J = a.cfg.num_joints
+    for k in range(3):  # every mode starts as the single head (+ a little noise)
+        w = b.action_head.weight[k * J : (k + 1) * J]
+        assert torch.allclose(w, a.action_head.weight, atol=0.12 * float(a.action_head.weight.detach().std()))
+        assert not torch.equal(w, a.action_head.weight)  # the modes can part
+
+
+class _TorchPB:
+    """The planner's backend protocol on the torch model (the ONNX one is tested in test_plan_backends.py)."""
+
+    name, precision = "torch", "fp32"
+
+    def __init__(self, m: WorldActionModel) -> None:
+        self.m = m.eval()
+
+    @torch.no_grad()
+    def propose(self, f, q, t):
+        a, p, c = self.m.context(torch.from_numpy(f), torch.from_numpy(q), torch.from_numpy(t))
+        return a.numpy(), p.numpy(), c.numpy()
+
+    @torch.no_grad()
+    def score(self, c, t, q, ch):
+        cr, qe = self.m.imagine_score(*map(torch.from_numpy, (c, t, q, ch)))
+        return cr.numpy(), qe.numpy()
+
+
+class _Runner:
+    """What the planner reads of a ChunkPolicy."""
+
+    def __init__(self, m: WorldActionModel) -> None:
+        from wam_ros.model.tokenizer import Tokenizer
+
+        self.frames = _inputs(m, B=1)[0].numpy()
+        self.frames_seen = 1
+        self.instruction = "reach the red target"
+        tok = Tokenizer(m.cfg.vocab, m.cfg.max_tokens)
+        self.policy = type("P", (), {"tokens": lambda self, s: tok.encode(s)[None]})()
+
+
+def _limits() -> SafetyLimits:
+    return SafetyLimits.from_profile(RobotProfile.load("panda"))
+
+
+def test_planner_proposes_scores_and_keeps_the_limits():
+    m = _model(3)
+    lim = _limits()
+    q = (lim.position_lower + lim.position_upper) / 2
+    planner = BestOfN(_TorchPB(m), PlannerConfig(candidates=9, noise=0.05, seed=1), limits=lim, dt=0.1)
+    runner = _Runner(m)
+    plan = planner(runner, q)
+    info = plan.info
+    assert info["candidates"].shape == (9, 8, 8) and len(info["score"]) == 9
+    proposals, probs, _ = _TorchPB(m).propose(
+        runner.frames, q.astype(np.float32)[None], runner.policy.tokens(runner.instruction)
+    )
+    assert np.allclose(
+        info["candidates"][0], proposals[0, probs[0].argmax()], atol=1e-5
+    )  # 0: the policy's own
+    ok = info["feasible"]
+    assert info["chosen"] == int(np.argmax(np.where(ok, info["score"], -np.inf)))
+    assert np.allclose(plan.chunk, info["candidates"][info["chosen"]])
+    again = BestOfN(_TorchPB(m), PlannerConfig(candidates=9, noise=0.05, seed=1), limits=lim, dt=0.1)
+    assert np.array_equal(again(runner, q).info["candidates"], info["candidates"])  # seeded
+    # a candidate beyond a position limit or faster than the velocity limit is never chosen
+    bad = info["candidates"].copy()
+    bad[1:, 3, 0] = lim.position_upper[0] + 0.1
+    bad[0, 1, 1] = q[1] + 10 * lim.velocity_limit[1] * 0.1
+    assert not planner.feasible(bad, q).any()
+    assert planner.feasible(np.repeat(q[None, None], 2, 0).repeat(8, 1), q).all()
+
+
+def test_planner_falls_back_to_the_policy_when_nothing_is_feasible():
+    m = _model(4)
+    lim = _limits()
+    q = (
+        lim.position_upper + 0.5
+    )  # every candidate starts far outside: each first step breaks the velocity limit
+    q[7] = lim.position_upper[7]
+    planner = BestOfN(_TorchPB(m), PlannerConfig(candidates=4, noise=0.0), limits=lim, dt=0.1)
+    plan = planner(_Runner(m), q)
+    assert plan.info["fallback"] and plan.info["chosen"] == 0
+
+
+def test_planner_config_and_scores_are_validated():
+    for bad in (dict(candidates=0), dict(noise=-1.0), dict(score="vibes"), dict(horizon=0)):
+        with pytest.raises(ValueError):
+            PlannerConfig(**bad)
+    critic = np.array([[3.0, 0.2, 0.5], [-3.0, 0.1, 0.1]])
+    assert np.argmax(score_of(critic, "success")) == 0 and np.argmax(score_of(critic, "goal")) == 1
+
+
+def test_oracle_rolls_candidates_out_and_restores_the_simulator():
+    """Real PyBullet: try_chunks leaves the env exactly as it was, and a chunk that reaches the target scores as
+    success where standing still does not."""
+    from wam_ros.sim.experts import make_expert
+    from wam_ros.sim.tabletop import TabletopEnv
+
+    env = TabletopEnv(task="reach")
+    try:
+        obs, _ = env.reset(seed=11)
+        expert = make_expert(env)
+        plan = []
+        probe = TabletopEnv(task="reach")
+        o, _ = probe.reset(seed=11)
+        ex2 = make_expert(probe)
+        for _ in range(40):  # the expert's path to the target, from a twin env
+            a = ex2(o)
+            plan.append(a)
+            o, _, done, trunc, _ = probe.step(a)
+            if done or trunc:
+                break
+        probe.close()
+        q0, img0, steps0 = obs["joint_pos"].copy(), obs["image"].copy(), env.steps
+        still = np.repeat(q0[None], 8, 0)
+        path = np.array(plan[:8])
+        results = env.try_chunks(np.stack([still, path]))
+        after = env._observe()
+        assert np.array_equal(after["joint_pos"], q0) and np.array_equal(after["image"], img0)
+        assert env.steps == steps0
+        assert results[1]["goal_distance"] < results[0]["goal_distance"]
+        obs2, *_ = env.step(expert(obs))  # the env still steps normally afterwards
+        assert np.all(np.isfinite(obs2["joint_pos"]))
+    finally:
+        env.close()

@@ -1,0 +1,185 @@
+"""Imagine before acting (issue 16): best-of-N planning with the imagining WAM, at control rate, without torch.
+
+    backend = open_plan_backend("models/panda_tabletop")           # wam_ros.runtime.plan_backends (onnxruntime)
+    planner = BestOfN(backend, PlannerConfig(candidates=16), limits=SafetyLimits.from_profile(profile), dt=0.1)
+    runner = ChunkPolicy(policy, replan=4, instruction="push the cube onto the red pad", planner=planner)
+    action = runner.select_action({"image": rgb, "joint_pos": q})   # each decision: propose, imagine, score, choose
+
+One decision:
+1. **Propose** (one network call, batch 1): the M chunks of the mixture action head and their probabilities, and the
+   context tokens of the observation. Candidate 0 is always the most probable mode (what the policy alone would do);
+   the other modes follow, and the rest of the N candidates are drawn from the modes by their probabilities with a
+   smooth perturbation (a random per-joint offset that grows linearly along the chunk to `noise` rad at its end).
+2. **Reject** every candidate that leaves the limits: a target outside the position limits, a step larger than the
+   velocity limit allows, or an imagined end position outside the limits.
+3. **Imagine and score** (one network call, batch N): the imagination of each chunk to the horizon and the progress
+   critic on the imagined state: success probability, steps to go, distance to the goal.
+4. **Choose** the best score (`score`: "success" = probability of success; "progress" = success probability minus
+   the normalised steps to go; "goal" = minus the imagined distance to the goal; "mix" = all three). A `chooser`
+   replaces step 4 (closed-loop evaluation: a random pick, or an oracle that rolls each candidate out in a copy of the
+   simulator); a chooser gets the candidates and the scores and returns an index.
+If every candidate is rejected, the policy's own chunk is returned (the safety filter clips it downstream) and
+`info["fallback"]` says so.
+
+Core module: numpy only (the backend may be torch or onnxruntime); never imports rclpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from wam_ros.runtime.chunk_policy import ChunkPolicy, Plan
+from wam_ros.runtime.safety import SafetyLimits
+
+SCORES = ("success", "progress", "goal", "mix")
+STEPS_SCALE = 50.0  # the critic's units (wam_ros.model.modeling): steps to go / 50, goal distance / 0.1 m
+DIST_SCALE = 0.1
+
+Chooser = Callable[[np.ndarray, dict[str, np.ndarray]], int]
+
+
+@dataclass
+class PlannerConfig:
+    """candidates: N chunks per decision (>= 1; 1 = the policy alone). noise: rad at the chunk's end of the
+    perturbed candidates' offsets. score: how the critic's outputs rank candidates (SCORES). horizon: imagination
+    horizon in actions (None: the whole chunk). seed: the perturbations' generator. want_frame: also run the policy's
+    full graph for the predicted next frame (the surprise monitor), one extra call per decision."""
+
+    candidates: int = 16
+    noise: float = 0.05
+    score: str = "success"
+    horizon: int | None = None
+    seed: int = 0
+    want_frame: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.candidates, int) or self.candidates < 1:
+            raise ValueError(f"candidates must be an int >= 1, got {self.candidates!r}")
+        if not (np.isfinite(self.noise) and self.noise >= 0):
+            raise ValueError(f"noise must be a finite number >= 0 (rad), got {self.noise!r}")
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
+        if self.horizon is not None and (not isinstance(self.horizon, int) or self.horizon < 1):
+            raise ValueError(f"horizon must be None or an int >= 1, got {self.horizon!r}")
+
+
+def score_of(critic: np.ndarray, kind: str) -> np.ndarray:
+    """Rank values (B,) (higher is better) from critic outputs (B, 3) (success logit, steps/50, goal/0.1 m)."""
+    p = 1.0 / (1.0 + np.exp(-critic[:, 0].astype(np.float64)))
+    steps, goal = critic[:, 1].astype(np.float64), critic[:, 2].astype(np.float64)
+    if kind == "success":
+        return p
+    if kind == "progress":
+        return p - 0.5 * steps
+    if kind == "goal":
+        return -goal
+    return p - 0.5 * steps - 0.5 * goal
+
+
+class BestOfN:
+    """The planner: a callable `planner(runner, joint_pos) -> Plan` for ChunkPolicy (see the module docstring)."""
+
+    def __init__(
+        self,
+        backend: Any,
+        cfg: PlannerConfig | None = None,
+        limits: SafetyLimits | None = None,
+        dt: float | None = None,
+        chooser: Chooser | None = None,
+    ) -> None:
+        self.backend = backend
+        self.cfg = cfg or PlannerConfig()
+        self.limits, self.dt = limits, dt
+        if limits is not None and not (dt and dt > 0):
+            raise ValueError("BestOfN with limits needs the control period dt > 0 (s)")
+        self.chooser = chooser
+        self.rng = np.random.default_rng(self.cfg.seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(self.cfg.seed if seed is None else seed)
+
+    # ---- the steps ----------------------------------------------------------------------------------------------
+    def candidates(self, proposals: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, C, J) candidate chunks and (N,) the mode each came from; candidate 0 is the most probable mode."""
+        M = len(proposals)
+        order = np.argsort(-probs, kind="stable")
+        n = self.cfg.candidates
+        base = list(order[: min(n, M)])
+        extra = self.rng.choice(M, size=max(0, n - M), p=probs / probs.sum()) if n > M else []
+        modes = np.array(base + list(extra), dtype=np.int64)
+        out = proposals[modes].astype(np.float64).copy()
+        k = len(base)
+        if n > k and self.cfg.noise > 0:
+            C, J = out.shape[1:]
+            offset = self.rng.normal(0.0, self.cfg.noise, (n - k, 1, J))
+            offset[..., J - 1 :] = 0.0  # the gripper (last joint) is not perturbed
+            ramp = (np.arange(1, C + 1) / C)[None, :, None]
+            out[k:] += offset * ramp
+        return out, modes
+
+    def feasible(self, chunks: np.ndarray, q: np.ndarray, q_end: np.ndarray | None = None) -> np.ndarray:
+        """(N,) bool: every target inside the position limits, every step within velocity_limit * dt (+1 %), and
+        the imagined end position (if given) inside the limits (+ the measurement tolerance)."""
+        if self.limits is None:
+            return np.ones(len(chunks), bool)
+        lo, hi = self.limits.position_lower, self.limits.position_upper
+        ok = np.all((chunks >= lo - 1e-9) & (chunks <= hi + 1e-9), axis=(1, 2))
+        path = np.concatenate([np.broadcast_to(q, (len(chunks), 1, len(q))), chunks], axis=1)
+        step = np.abs(np.diff(path, axis=1))
+        ok &= np.all(step <= self.limits.velocity_limit * self.dt * 1.01 + 1e-9, axis=(1, 2))
+        if q_end is not None:
+            tol = self.limits.measurement_tolerance + 1e-6
+            ok &= np.all((q_end >= lo - tol) & (q_end <= hi + tol), axis=1)
+        return ok
+
+    def __call__(self, runner: ChunkPolicy, joint_pos: np.ndarray) -> Plan:
+        if runner.frames_seen == 0:
+            raise ValueError("no camera frame observed yet: call observe() before planning")
+        q = np.asarray(joint_pos, dtype=np.float64)
+        tokens = runner.policy.tokens(runner.instruction)
+        q32 = q.astype(np.float32)[None]
+        proposals, probs, context = self.backend.propose(runner.frames, q32, tokens)
+        proposals, probs = np.asarray(proposals[0], np.float64), np.asarray(probs[0], np.float64)
+        if not (np.all(np.isfinite(proposals)) and np.all(np.isfinite(probs))):
+            raise ValueError("the model proposed non-finite chunks; nothing is commanded")
+        chunks, modes = self.candidates(proposals, probs)
+        n = len(chunks)
+        critic, q_end = self.backend.score(
+            np.repeat(context, n, 0),
+            np.repeat(tokens, n, 0),
+            np.repeat(q32, n, 0),
+            chunks.astype(np.float32),
+        )
+        critic, q_end = np.asarray(critic, np.float64), np.asarray(q_end, np.float64)
+        ok = self.feasible(chunks, q, q_end) & np.all(np.isfinite(critic), axis=1)
+        score = score_of(critic, self.cfg.score)
+        info: dict[str, Any] = {
+            "candidates": chunks,
+            "modes": modes,
+            "probs": probs,
+            "critic": critic,
+            "score": score,
+            "feasible": ok,
+            "imagined_end": q_end,
+            "fallback": False,
+        }
+        if not ok.any():
+            best = 0
+            info["fallback"] = True
+        elif self.chooser is not None:
+            masked = {k: v for k, v in info.items() if isinstance(v, np.ndarray)}
+            best = int(self.chooser(np.where(ok[:, None, None], chunks, np.nan), masked))
+            if not ok[best]:
+                raise ValueError(f"the chooser picked candidate {best}, which leaves the limits")
+        else:
+            best = int(np.argmax(np.where(ok, score, -np.inf)))
+        info["chosen"] = best
+        frame = None
+        if self.cfg.want_frame:
+            _, frame = runner.run_model(q)
+        chunk = chunks[best]
+        return Plan(chunk=chunk.copy(), action=chunk.copy(), next_frame=frame, info=info)
