@@ -273,6 +273,10 @@ def stage_planner_graphs(
     if not getattr(model.cfg, "imagine", False):  # configs from before issue 16 have no such field
         return []
     config = model.cfg.to_dict()
+    extra = getattr(
+        model, "extra", None
+    )  # the checkpoint's extra: the training data's camera, as the policy graphs
+    camera = {"camera": extra["camera"]} if isinstance(extra, dict) and extra.get("camera") else {}
     batches = tuple(sorted({*PLANNER_BATCHES, *cfg.check_batches}))
     fp32 = {g: planner_to_onnx(model, g, cfg.opset) for g in PLANNER_GRAPHS}
     variants = [("fp32", fp32, cfg.atol_fp32)]
@@ -290,7 +294,9 @@ def stage_planner_graphs(
                         f"{name}: onnxruntime differs from torch beyond {atol} ({bad}; rules {RULE}; "
                         f"checked at batch {list(batches)})"
                     )
-                spec = PolicySpec.from_config(config, graph=graph, planner=planner_constants(config))
+                spec = PolicySpec.from_config(
+                    config, graph=graph, planner=planner_constants(config), **camera
+                )
                 props = build_metadata(
                     spec, config, normaliser_of(model), graph, precision, source | {"parity": err[graph]}
                 )

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -54,6 +54,7 @@ log = logging.getLogger("wam_ros.runtime")
 PLAN_BACKENDS = ("auto", "torch", "onnxruntime")
 
 
+@runtime_checkable
 class PlanBackend(Protocol):
     """What the planner (wam_ros.runtime.planner.BestOfN) needs from a backend."""
 
