@@ -271,3 +271,45 @@ def test_oracle_rolls_candidates_out_and_restores_the_simulator():
         assert np.all(np.isfinite(obs2["joint_pos"]))
     finally:
         env.close()
+
+
+def test_dream_candidates_draws_the_imagined_futures_and_the_choice(tmp_path):
+    """`wam dream --candidates 4`: every candidate's imagined future beside the real one, scored, one chosen."""
+    from wam_ros.cli import main as wam_main
+    from wam_ros.data.episode import list_episodes
+    from wam_ros.model import save_checkpoint
+    from wam_ros.train.dream import dream_candidates
+
+    write_synthetic_episodes(tmp_path / "d", n=1, steps=12, seed=5)
+    ep_path = list_episodes(tmp_path / "d")[0]
+    m = _model(5)
+    res = dream_candidates(m, read_episode(ep_path), start=2, candidates=4)
+    assert res["imagined"].shape == (4, 8, 64, 64, 3) and res["real"].shape == (8, 64, 64, 3)
+    assert res["chosen"] == int(np.argmax(res["score"]))
+    assert not np.array_equal(res["imagined"][0], res["imagined"][-1])  # different chunks, different futures
+    ckpt = save_checkpoint(tmp_path / "m.pt", m)
+    out = tmp_path / "cand.gif"
+    assert (
+        wam_main(
+            [
+                "dream",
+                "--model",
+                str(ckpt),
+                "--episode",
+                str(ep_path),
+                "--start",
+                "2",
+                "--candidates",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert out.stat().st_size > 0 and out.with_suffix(".gif.png").stat().st_size > 0
+    plain = load_checkpoint(ckpt)
+    plain_cfg = WamConfig.preset("tiny")
+    with pytest.raises(ValueError, match="imagination"):
+        dream_candidates(WorldActionModel(plain_cfg), read_episode(ep_path), start=2)
+    assert plain.cfg.imagine

@@ -22,6 +22,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proprio", choices=PROPRIO_MODES, default="real")
     p.add_argument("--out", default="dream.gif", help="GIF path (a PNG strip goes beside it)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--candidates",
+        type=int,
+        default=0,
+        help="draw what the planner imagines: this many candidate chunks side by side with their scores and the one "
+        "chosen (needs an imagining model)",
+    )
+    p.add_argument("--score", default="success", help="with --candidates: the critic score (see wam eval)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = load_checkpoint(args.model, require_fitted=True)
         episode = read_episode(args.episode)
+        if args.candidates:
+            return _candidates(model, episode, args)
         real, imagined, scores = dream(model, episode, args.start, args.steps, args.proprio)
     except (ValueError, FileNotFoundError) as exc:
         print(f"wam dream: {exc}", file=sys.stderr)
@@ -44,5 +54,22 @@ def run(args: argparse.Namespace) -> int:
     print("step  psnr_model  psnr_copy_last")
     for h, (a, b) in enumerate(zip(scores["psnr"], scores["copy_last"], strict=True), start=1):
         print(f"{h:4d}  {a:10.2f}  {b:14.2f}")
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+def _candidates(model, episode, args: argparse.Namespace) -> int:  # noqa: ANN001 - model, Episode
+    import numpy as np
+
+    from wam_ros.train.dream import dream_candidates, write_candidates
+
+    res = dream_candidates(model, episode, args.start, args.candidates, score=args.score)
+    paths = write_candidates(res, args.out)
+    print(f"instruction: {episode.instruction!r}; start step {args.start}; {len(res['score'])} candidates")
+    print("cand  mode  p_success  steps_to_go  goal_dist_m  score")
+    for c, (crit, s, m) in enumerate(zip(res["critic"], res["score"], res["modes"], strict=True)):
+        mark = "  <- chosen" if c == res["chosen"] else ""
+        p = 1.0 / (1.0 + np.exp(-crit[0]))
+        print(f"{c:4d}  {m:4d}  {p:9.3f}  {crit[1] * 50:11.1f}  {crit[2] * 0.1:11.3f}  {s:5.3f}{mark}")
     print("wrote " + ", ".join(map(str, paths)))
     return 0

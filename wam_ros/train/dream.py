@@ -39,7 +39,15 @@ def dream(
     window = torch.from_numpy(frames[past][None])
     joints = torch.from_numpy(episode.joint_pos[start : start + steps][None])
     tokens = torch.from_numpy(model.tokenizer.encode(episode.instruction)[None])
-    pred = imagine(model, window, tokens, joints, steps, proprio)[0]  # (h, 3, H, W)
+    if cfg.imagine:  # action-conditioned: the frames imagined after the actions really executed from `start`
+        executed = episode.extra.get("executed_actions", episode.actions)
+        idx = np.minimum(np.arange(start, start + cfg.chunk), T - 1)
+        chunk = torch.from_numpy(np.asarray(executed, np.float32)[idx][None])
+        q = torch.from_numpy(episode.joint_pos[start][None])
+        with torch.no_grad():
+            pred = model.imagine_frames(window, q, tokens, chunk)[0, :steps]
+    else:
+        pred = imagine(model, window, tokens, joints, steps, proprio)[0]  # (h, 3, H, W)
     real = torch.from_numpy(frames[start + 1 : start + 1 + steps]).float() / 255.0
     last = torch.from_numpy(frames[start]).float()[None].expand_as(real) / 255.0
     scores = {"psnr": psnr(pred, real).tolist(), "copy_last": psnr(last, real).tolist()}
@@ -62,4 +70,100 @@ def write_side_by_side(real: np.ndarray, imagined: np.ndarray, out: str | Path, 
     )
     png = out.with_suffix(out.suffix + ".png")
     Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2), Image.NEAREST).save(png)
+    return [out, png]
+
+
+@torch.no_grad()
+def dream_candidates(
+    model: WorldActionModel,
+    episode: Episode,
+    start: int,
+    candidates: int = 4,
+    score: str = "success",
+    noise: float = 0.05,
+    seed: int = 0,
+) -> dict:
+    """What the planner imagines at step `start` of a real episode (issue 16): `candidates` chunks proposed the way
+    wam_ros.runtime.planner.BestOfN proposes them, each imagined 1..N steps ahead and scored by the critic.
+
+    Returns {"real": (N, H, W, 3) uint8 the real future, "imagined": (C, N, H, W, 3) uint8, "critic": (C, 3),
+    "score": (C,), "chosen": int, "modes": (C,)}."""
+    from wam_ros.runtime.planner import BestOfN, PlannerConfig, score_of
+
+    cfg = model.cfg
+    if not cfg.imagine:
+        raise ValueError("--candidates needs a model trained with imagination (cfg.imagine)")
+    T = len(episode)
+    if not 0 <= start < T - 1:
+        raise ValueError(f"--start must be in 0..{T - 2} for an episode of {T} steps, got {start}")
+    frames = resize_frames(episode.frames, cfg.image_size).transpose(0, 3, 1, 2)
+    past = np.clip(np.arange(start - cfg.k_frames + 1, start + 1), 0, None)
+    window = torch.from_numpy(frames[past][None])
+    q = torch.from_numpy(episode.joint_pos[start][None])
+    tokens = torch.from_numpy(model.tokenizer.encode(episode.instruction)[None])
+    proposals, probs, ctx = model.context(window, q, tokens)
+    planner = BestOfN(None, PlannerConfig(candidates=candidates, noise=noise, score=score, seed=seed))
+    chunks, modes = planner.candidates(proposals[0].double().numpy(), probs[0].double().numpy())
+    C = len(chunks)
+    ch = torch.from_numpy(chunks.astype(np.float32))
+    critic, _ = model.imagine_score(ctx.expand(C, -1, -1), tokens.expand(C, -1), q.expand(C, -1), ch)
+    imagined = model.imagine_frames(
+        window.expand(C, -1, -1, -1, -1), q.expand(C, -1), tokens.expand(C, -1), ch
+    )
+    values = score_of(critic.double().numpy(), score)
+    idx = np.minimum(np.arange(start + 1, start + 1 + cfg.chunk), T - 1)
+    to_u8 = lambda x: (x.clamp(0, 1) * 255).round().byte().permute(*range(x.ndim - 3), -2, -1, -3).numpy()  # noqa: E731
+    return {
+        "real": frames[idx].transpose(0, 2, 3, 1),
+        "imagined": to_u8(imagined),
+        "critic": critic.double().numpy(),
+        "score": values,
+        "chosen": int(np.argmax(values)),
+        "modes": modes,
+    }
+
+
+def write_candidates(res: dict, out: str | Path, scale: int = 3) -> list[Path]:
+    """A PNG grid (row 0: the real future; then one row per candidate, h = 1..N left to right, the chosen one framed
+    in green, each labelled with its success probability and score) at `out`.png, and a GIF at `out` stepping
+    through h with every candidate side by side."""
+    from PIL import Image, ImageDraw
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    real, imagined = res["real"], res["imagined"]
+    C, N, H, W, _ = imagined.shape
+    pad, label = 3, 46
+    p_success = 1.0 / (1.0 + np.exp(-res["critic"][:, 0]))
+
+    def framed(img: np.ndarray, chosen: bool) -> np.ndarray:
+        colour = (40, 200, 60) if chosen else (255, 255, 255)
+        canvas = np.empty((H + 2 * pad, W + 2 * pad, 3), np.uint8)
+        canvas[:] = colour
+        canvas[pad:-pad, pad:-pad] = img
+        return canvas
+
+    rows = [np.concatenate([framed(f, False) for f in real], axis=1)]
+    for c in range(C):
+        rows.append(np.concatenate([framed(f, c == res["chosen"]) for f in imagined[c]], axis=1))
+    grid = np.concatenate(rows, axis=0)
+    grid = np.concatenate([np.full((grid.shape[0], label, 3), 255, np.uint8), grid], axis=1)
+    img = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+    draw = ImageDraw.Draw(img)
+    step = (H + 2 * pad) * scale
+    draw.text((4, step // 2 - 6), "real", fill=(0, 0, 0))
+    for c in range(C):
+        tag = f"#{c}{' *' if c == res['chosen'] else ''}\np={p_success[c]:.2f}\ns={res['score'][c]:.2f}"
+        draw.text((4, (c + 1) * step + 4), tag, fill=(0, 0, 0))
+    png = out.with_suffix(out.suffix + ".png")
+    img.save(png)
+    frames = []
+    for h in range(N):
+        row = np.concatenate(
+            [framed(real[h], False)] + [framed(imagined[c, h], c == res["chosen"]) for c in range(C)], axis=1
+        )
+        frames.append(
+            Image.fromarray(row).resize((row.shape[1] * scale, row.shape[0] * scale), Image.NEAREST)
+        )
+    frames[0].save(out, save_all=True, append_images=frames[1:], duration=300, loop=0)
     return [out, png]
