@@ -114,33 +114,44 @@ def one_edit(a: str, b: str) -> bool:
     return short[i:] == long[i + 1 :]
 
 
-def _inflected(word: str, known: str) -> bool:
-    return len(known) >= 3 and word.startswith(known) and word[len(known) :] in INFLECTIONS
+@lru_cache(maxsize=64)
+def _candidates(
+    vocab: tuple[str, ...],
+) -> tuple[frozenset[str], tuple[tuple[int, str, int, frozenset[str], bool], ...]]:
+    """(the vocabulary as a set, (order, word, length, trigrams, is a colour) of every word a fallback may reach)."""
+    rows = tuple(
+        (order, known, len(known), trigrams(known), known in COLOUR_NAMES)
+        for order, known in enumerate(vocab)
+        if len(known) >= 3 and known not in (PAD, UNK)
+    )
+    return frozenset(vocab), rows
 
 
 def nearest_word(word: str, vocab: Sequence[str]) -> str | None:
     """The vocabulary word an unseen `word` stands for, or None (see the module docstring for the rule)."""
-    if word in vocab:
+    known_set, rows = _candidates(tuple(vocab))
+    if word in known_set:
         return word
-    if len(word) < MIN_FUZZY_LEN or word in COLOUR_NAMES:
+    n = len(word)
+    if n < MIN_FUZZY_LEN or word in COLOUR_NAMES:
         return None
+    tw = trigrams(word)
     best: tuple[int, float, int] | None = None
     choice = None
-    for order, known in enumerate(vocab):
-        if len(known) < 3 or known in (PAD, UNK) or abs(len(known) - len(word)) > 3:
+    for order, known, k, tk, colour in rows:
+        if not -3 <= k - n <= 3 or (colour and word[0] != known[0]):
             continue
-        inflected = _inflected(word, known)
-        dist = 1 if one_edit(word, known) else 9
-        if known in COLOUR_NAMES:
-            ok = word[0] == known[0] and (dist <= 1 or inflected)
-            sim = trigram_similarity(word, known) if ok else 0.0
-        else:
-            sim = trigram_similarity(word, known)
-            ok = dist <= 1 or inflected or sim >= TRIGRAM_THRESHOLD
-        if ok:
-            key = (min(dist, 1 if inflected else 9), -sim, order)
-            if best is None or key < best:
-                best, choice = key, known
+        shared = len(tw & tk)
+        sim = shared / (len(tw) + len(tk) - shared)
+        # one edit (or an inflection) of a word of >= 3 letters keeps its first or its last letter
+        near = word[0] == known[0] or word[-1] == known[-1]
+        inflected = near and k < n and word.startswith(known) and word[k:] in INFLECTIONS
+        edit = near and -1 <= k - n <= 1 and one_edit(word, known)
+        if not (edit or inflected or (not colour and sim >= TRIGRAM_THRESHOLD)):
+            continue
+        key = (1 if edit or inflected else 9, -sim, order)
+        if best is None or key < best:
+            best, choice = key, known
     return choice
 
 
