@@ -72,8 +72,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--augment-instructions",
-        action="store_true",
-        help="paraphrase each batch's instructions (verbs, nouns, order, fillers, typos, dropped/unknown words)",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="paraphrase each window's instruction with probability P (verbs, nouns, order, fillers, typos, "
+        "dropped/unknown words; wam_ros.model.paraphrase); 0: off",
     )
 
 

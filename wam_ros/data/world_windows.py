@@ -58,9 +58,10 @@ class WorldWindows:
             raise AttributeError(name)
         return getattr(self.base, name)
 
-    def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+    def batch(self, idx: np.ndarray, augment: bool = True) -> dict[str, torch.Tensor]:
+        """The base windows' batch (augment: as WindowArrays.batch) + the imagination and critic targets."""
         b = self.base
-        out = b.batch(idx)
+        out = b.batch(idx, augment=augment)
         idx = np.asarray(idx)
         rng = np.random.default_rng([self.seed, len(idx), int(idx.sum()) % (2**32), int(idx[:1].sum())])
         h = rng.integers(0, b.chunk + 1, len(idx))

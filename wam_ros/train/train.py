@@ -83,7 +83,9 @@ class TrainConfig:
     amp: str = "off"  # off | bf16 | fp16 (autocast; fp16 with a GradScaler)
     workers: int = 0  # DataLoader worker processes gathering batches (0: in the training process)
     init: str | None = None  # warm start: copy every weight of this checkpoint whose shape fits (issue 16)
-    augment_instructions: bool = False  # paraphrase the instructions of the batches (issue 17)
+    augment_instructions: float = (
+        0.0  # probability that a window's instruction is paraphrased (issue 17; 0: off)
+    )
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -105,6 +107,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.workers < 0:
             raise ValueError(f"TrainConfig.workers must be >= 0, got {self.workers!r}")
+        if not 0.0 <= self.augment_instructions <= 1.0:
+            raise ValueError(
+                f"TrainConfig.augment_instructions must be in [0, 1], got {self.augment_instructions!r}"
+            )
 
 
 class DeviceUnavailable(ValueError):
@@ -183,10 +189,12 @@ class _TrainForward(nn.Module):
         return self.model.forward_train(*args)
 
 
-def _augmenter():  # noqa: ANN202 - the paraphrase generator (issue 17), imported only when asked for
+def _augmenter(p: float, max_words: int):  # noqa: ANN202 - the paraphrase generator (issue 17), imported only when asked for
+    import functools
+
     from wam_ros.model.paraphrase import augment_instruction
 
-    return augment_instruction
+    return functools.partial(augment_instruction, p=p, max_words=max_words)
 
 
 def split_episodes(n: int, val_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +235,7 @@ def validate(
     sums: dict[str, float] = {}
     n = 0
     for s in range(0, len(idx), batch_size):
-        b = to_device(data.batch(idx[s : s + batch_size]), device)
+        b = to_device(data.batch(idx[s : s + batch_size], augment=False), device)  # the template phrasing
         out = wam_loss(
             model, b, frame_weight=1.0
         )  # always measure the frame loss, whatever the training weight
@@ -288,7 +296,11 @@ class Trainer:
             self.mcfg.chunk,
             self.mcfg.image_size,
             self.model.tokenizer,
-            **({"augment": _augmenter()} if cfg.augment_instructions else {}),
+            **(
+                {"augment": _augmenter(cfg.augment_instructions, self.mcfg.max_tokens)}
+                if cfg.augment_instructions
+                else {}
+            ),
         )
         if self.mcfg.imagine:
             self.data = WorldWindows(self.data, self.episodes, seed=cfg.seed)
