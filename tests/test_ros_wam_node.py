@@ -172,3 +172,48 @@ def test_bad_parameters_are_clear_errors(tiny_checkpoint):
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=ctx)
+
+
+def test_planner_imagines_before_acting_over_dds(tmp_path_factory, tmp_path):
+    """wam_node with planner:=best_of_n on the exported onnxruntime graphs (no torch in the planning path): it
+    chooses among the imagined candidates, every command stays inside the limits, and /diagnostics reports the
+    decision."""
+    import torch
+
+    from wam_ros.export.onnx_export import ExportConfig, export_model
+    from wam_ros.model.checkpoint import save_checkpoint
+    from wam_ros.model.config import WamConfig
+    from wam_ros.model.modeling import WorldActionModel
+
+    torch.manual_seed(0)
+    model = WorldActionModel(WamConfig.preset("tiny_imagine"))
+    J, N = model.cfg.num_joints, model.cfg.chunk
+    model.set_normalizer(
+        torch.from_numpy((LO + HI) / 2).float(), torch.ones(J), torch.zeros(N, J), torch.full((N, J), 0.02)
+    )
+    folder = tmp_path_factory.mktemp("tiny_imagine")
+    save_checkpoint(folder / "model.pt", model)
+    export_model(folder / "model.pt", folder, ExportConfig())
+    hz = 10.0
+    with wam_node_running(
+        folder,
+        backend="onnxruntime",
+        control_hz=hz,
+        planner="best_of_n",
+        candidates=6,
+        planner_backend="onnxruntime",
+    ) as (node, spinner):
+        res = run_probe(tmp_path, "stream", "--rate", "30", "--duration", "2.0", "--stop", "1.8")
+        plan = node.runner.last_plan
+        backend = node.planner.backend.name
+    assert spinner.error is None, spinner.error
+    assert backend == "onnxruntime"
+    assert plan is not None and plan.info["candidates"].shape == (6, N, J)
+    assert plan.info["feasible"][plan.info["chosen"]] or plan.info["fallback"]
+    cmds = [c for c in commands(res) if c["t"] <= res["stop_t"] and len(c["points"]) > 1]
+    assert len(cmds) >= 8, len(cmds)
+    for c in cmds:
+        assert_inside_limits(np.asarray(c["points"]), hz)
+    values = [d["values"] for d in diagnostics(res) if "plan_p_success" in d["values"]]
+    assert values and values[-1]["planner"] == "best_of_n x6"
+    assert 0.0 <= float(values[-1]["plan_p_success"]) <= 1.0

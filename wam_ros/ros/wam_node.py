@@ -48,6 +48,8 @@ from wam_ros.ros.executor import spin_node
 from wam_ros.ros.parameters import declare_params, param
 from wam_ros.runtime import load_policy
 from wam_ros.runtime.chunk_policy import ChunkPolicy
+from wam_ros.runtime.plan_backends import open_plan_backend
+from wam_ros.runtime.planner import BestOfN, PlannerConfig
 from wam_ros.runtime.safety import SafetyFilter, SafetyLimits, Stamped, StampGuard, UnsafeInput, Watchdog
 from wam_ros.runtime.surprise import SurpriseMonitor
 
@@ -99,6 +101,19 @@ class WamNodeParams:
     replan_steps: int = param(
         1, "control periods per prediction (the controller follows the published chunk in between)"
     )
+    planner: str = param(
+        "none",
+        "none: follow the policy's chunk | best_of_n: propose `candidates` chunks, imagine each, keep those inside "
+        "the limits, execute the one the progress critic scores best (needs an imagining model)",
+    )
+    candidates: int = param(16, "planner: candidate chunks per decision")
+    planner_score: str = param(
+        "success", "planner: success | progress | goal | mix (how imagined futures rank)"
+    )
+    planner_noise: float = param(
+        0.05, "planner: perturbation of the sampled candidates (rad at the chunk end)"
+    )
+    planner_backend: str = param("auto", "planner graphs: auto | onnxruntime | torch")
 
     def check(self) -> None:
         """ValueError naming the first parameter with a value the node cannot run with."""
@@ -108,6 +123,9 @@ class WamNodeParams:
             "trigger": ("timer", "camera"),
             "command_type": ("trajectory", "forward"),
             "unknown_words": ("warn", "hold"),
+            "planner": ("none", "best_of_n"),
+            "planner_score": ("success", "progress", "goal", "mix"),
+            "planner_backend": ("auto", "onnxruntime", "torch"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -116,7 +134,9 @@ class WamNodeParams:
         for name in ("control_hz", "diagnostics_period_s", "input_timeout_s", "max_skew_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("replan_steps", "threads", "max_instruction_chars", "max_image_pixels"):
+        if not (self.planner_noise >= 0 and self.planner_noise < 1.0):
+            raise ValueError(f"planner_noise must be in [0, 1) rad, got {self.planner_noise}")
+        for name in ("replan_steps", "threads", "max_instruction_chars", "max_image_pixels", "candidates"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
 
@@ -156,7 +176,24 @@ class WamNode(Node):
         profile = RobotProfile.load(p.robot)
         self.joint_reader = JointReader(profile, self.joint_names)
         self.safety = SafetyFilter(SafetyLimits.from_profile(profile, self.joint_names), self.dt)
-        self.runner = ChunkPolicy(self.policy, replan=p.replan_steps, safety=self.safety)
+        self.planner = None
+        if (
+            p.planner == "best_of_n"
+        ):  # imagine before acting (issue 16): the graphs run on onnxruntime, no torch
+            self.planner = BestOfN(
+                open_plan_backend(p.model_path, backend=p.planner_backend, threads=p.threads),
+                PlannerConfig(
+                    candidates=p.candidates,
+                    noise=p.planner_noise,
+                    score=p.planner_score,
+                    want_frame=p.publish_predicted_image or p.surprise_hold,
+                ),
+                limits=self.safety.limits,
+                dt=self.dt,
+            )
+        self.runner = ChunkPolicy(
+            self.policy, replan=p.replan_steps, safety=self.safety, planner=self.planner
+        )
         self.trajectory_writer = conv.TrajectoryWriter(self.joint_names, self.dt)
         try:  # commands go out pre-serialized (TrajectoryWriter.serialized); else as messages
             self.trajectory_writer.serialized(np.zeros((spec.chunk, len(self.joint_names))))
@@ -512,11 +549,27 @@ class WamNode(Node):
                 ("inference_ms", f"{infer[-1] * 1e3:.2f}" if infer else "nan"),
                 ("step_overhead_ms_p50", f"{np.median(overhead) * 1e3:.3f}" if overhead else "nan"),
                 ("surprise", f"{self._last_surprise:.5f}" if self._last_surprise is not None else "nan"),
+                *self._planner_values(),
             )
         ]
         msg = DiagnosticArray(status=[st])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(msg)
+
+    def _planner_values(self) -> list[tuple[str, str]]:
+        """The last decision of the planner (candidates kept, the chosen one's predicted success), if planning."""
+        plan = self.runner.last_plan
+        if self.planner is None or plan is None or not plan.info:
+            return []
+        info = plan.info
+        p = 1.0 / (1.0 + np.exp(-float(info["critic"][info["chosen"]][0])))
+        return [
+            ("planner", f"best_of_n x{len(info['score'])}"),
+            ("plan_feasible", str(int(info["feasible"].sum()))),
+            ("plan_chosen", str(info["chosen"])),
+            ("plan_p_success", f"{p:.3f}"),
+            ("plan_fallback", str(bool(info["fallback"]))),
+        ]
 
 
 NODE_CLASS = WamNode
