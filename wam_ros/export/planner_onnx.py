@@ -16,8 +16,8 @@ the policy's graphs (file names: wam_ros.runtime.model_dir.planner_onnx_name):
 
 The planner runs propose once per decision (batch 1) and imagine once on all N candidates (batch N), so both graphs have
 a dynamic batch, checked at batch 1 and 16 (and at ExportConfig.check_batches). The caller tiles the context per
-candidate: measured on the small_imagine preset, np.repeat of (1,S,d) -> (16,S,d) costs 0.1 ms of a ~25 ms decision,
-so a broadcasting graph would win nothing and have two batch dimensions to get wrong.
+candidate: measured on the small_imagine preset, np.repeat of (1,S,d) -> (16,S,d) costs under 0.1 ms of a 20-30 ms
+decision, so a broadcasting graph would win nothing and have two batch dimensions to get wrong.
 
 Parity (onnxruntime CPU vs torch, max over batches 1 and 16 and random horizons 0..N), atol = ExportConfig.atol_fp32
 (1e-4) or atol_fp16 (1e-2):
