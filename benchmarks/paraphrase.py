@@ -10,6 +10,11 @@ template of --phrasings (default config/phrasings/heldout.yaml: verbs and nouns 
 template's (goal: >= 0.90 on both tasks). Retarget: reach, the instruction switches to another target's colour after
 --switch-step steps through ChunkPolicy.set_instruction (what wam_node does on /wam/instruction); success = the arm
 reaches the NEW target (goal: >= 9/10). Prints a table; --json writes everything (per-seed outcomes included).
+
+    .venv/bin/python benchmarks/paraphrase.py --batch-cost       # training cost: a batch of 64 windows, augmented or not
+
+--batch-cost times WindowArrays.batch on 40 random 40-step episodes (64x64) with the cached template tokens and with
+augment_instruction (p50 / p99 over 500 batches; no model needed).
 """
 
 from __future__ import annotations
@@ -65,6 +70,38 @@ def run(a: argparse.Namespace) -> dict:
     return out
 
 
+def batch_cost(batches: int = 500, size: int = 64) -> None:
+    """p50 / p99 ms of WindowArrays.batch(64 windows) with the cached tokens and with augment_instruction."""
+    import numpy as np
+
+    from wam_ros.data.windows import WindowArrays
+    from wam_ros.model.config import WamConfig
+    from wam_ros.model.paraphrase import augment_instruction, lexicon
+    from wam_ros.model.tokenizer import Tokenizer, extend_vocab
+    from wam_ros.train.synthetic import synthetic_episode
+
+    colours = ["red", "green", "blue", "yellow"]
+    episodes = []
+    for s in range(40):
+        ep = synthetic_episode(s, steps=40, task="push" if s % 2 else "reach")
+        ep.meta["instruction"] = TEMPLATES[ep.task].format(colour=colours[s % 4])  # the tabletop's templates
+        episodes.append(ep)
+    texts = [t.format(colour=c) for t in TEMPLATES.values() for c in colours] + lexicon()
+    tok = Tokenizer(extend_vocab(WamConfig.preset("tiny").vocab, texts), 12)
+    rng = np.random.default_rng(0)
+    print(f"WindowArrays.batch, {size} windows of 40 episodes (64x64, K=2, N=8), {batches} batches (ms)")
+    for name, aug in (("cached template tokens", None), ("augment_instruction", augment_instruction)):
+        data = WindowArrays(episodes, 2, 8, 64, tok, augment=aug)
+        times = []
+        for _ in range(batches + 20):
+            idx = rng.choice(len(data), size, replace=False)
+            t = time.perf_counter()
+            data.batch(idx)
+            times.append(time.perf_counter() - t)
+        ms = np.asarray(times[20:]) * 1e3
+        print(f"  {name:<24} p50 {np.percentile(ms, 50):.2f}  p99 {np.percentile(ms, 99):.2f}")
+
+
 def table(res: dict) -> str:
     lines = [f"model {res['model']}; seeds {res['seed_start']}..+{res['seeds']}; replan {res['replan']}"]
     for task, r in res["tasks"].items():
@@ -92,7 +129,10 @@ def table(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="model directory or .pt checkpoint")
+    ap.add_argument("--model", help="model directory or .pt checkpoint (required unless --batch-cost)")
+    ap.add_argument(
+        "--batch-cost", action="store_true", help="only time augmented training batches (no model)"
+    )
     ap.add_argument("--phrasings", default=str(Path(__file__).parents[1] / "config/phrasings/heldout.yaml"))
     ap.add_argument("--tasks", nargs="+", default=["reach", "push"], choices=sorted(TEMPLATES))
     ap.add_argument("--seeds", type=int, default=50, help="scenes per task and phrasing")
@@ -105,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--progress", action="store_true", help="a progress bar per phrasing on stderr")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args(argv)
+    if a.batch_cost:
+        batch_cost()
+        return 0
+    if not a.model:
+        ap.error("--model is required (or --batch-cost)")
     res = run(a)
     print(table(res))
     if a.json:

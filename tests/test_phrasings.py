@@ -187,3 +187,19 @@ def test_benchmark_at_a_tiny_scale(policy, tmp_path):
     reach = res["tasks"]["reach"]
     assert list(reach["phrasings"]) == ["reach the {colour} target", "tap the {colour} dot"]
     assert all(r["episodes"] == 2 for r in reach["phrasings"].values()) and res["retarget"]["episodes"] == 2
+
+
+def test_benchmark_batch_cost_needs_no_model():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/paraphrase.py"), "--batch-cost"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "cached template tokens" in proc.stdout and "augment_instruction" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/paraphrase.py")], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "--model is required" in bad.stderr
