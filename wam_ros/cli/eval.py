@@ -43,6 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["best_of_n", "none"],
         help="also run the imagining planner (closed_loop.<task>.wam_plan; needs a model trained with imagination)",
     )
+    p.add_argument(
+        "--phrasings",
+        default=None,
+        help="YAML of instruction templates per task with a {colour} slot; every scene is also run with each template "
+        "(closed_loop.<task>.phrasings.<template>.success_rate)",
+    )
     p.add_argument("--candidates", type=int, default=16, help="planner: candidate chunks per decision (N)")
     p.add_argument(
         "--planner-score",

@@ -318,28 +318,30 @@ class WorldActionModel(nn.Module):
         self, x: torch.Tensor, tokens: torch.Tensor, delta_n: torch.Tensor, horizon: torch.Tensor
     ) -> torch.Tensor:
         """The imagined state after the first `horizon` (B,) actions of the chunk `delta_n` (B, N, J) (normalised
-        deltas): (B, P + 1 + L, d) image, joint and word tokens (ln'd), from the trunk's context `x` (B, S, d).
+        deltas): (B, P + 1, d) image and joint tokens (ln'd), from the trunk's context `x` (B, S, d).
 
         The image and joint tokens carry a horizon embedding and attend to the action tokens 0..h-1 only (the
-        later ones are masked as keys), so one network answers every horizon 0..N."""
+        later ones are masked as keys), so one network answers every horizon 0..N. The word and action tokens come
+        first in the sequence, so the last block computes only the P + 1 state rows that are read (queries, MLP)."""
         c = self.cfg
         N, P, L = c.chunk, self.grid**2, c.max_tokens
-        ctx = x[:, : P + 1 + L]  # image, joint and word tokens of the trunk
         hz = self.horizon_emb(horizon)[:, None, :]  # (B, 1, d)
-        state = torch.cat([ctx[:, : P + 1] + hz, ctx[:, P + 1 :]], dim=1)
+        state = x[:, : P + 1] + hz  # image + joint tokens of the trunk
+        words = x[:, P + 1 : P + 1 + L]
         acts = self.act_emb(delta_n) + self.act_pos  # (B, N, d)
-        seq = torch.cat([state, acts], dim=1)
+        seq = torch.cat([words, acts, state], dim=1)
         step = torch.arange(N, device=delta_n.device)[None, :]
         act_mask = (step >= horizon[:, None]).to(torch.float32) * -1e4  # (B, N) actions not yet executed
         pad = (tokens == 0).to(torch.float32) * -1e4  # (B, L)
         zeros = torch.zeros_like(pad[:, :1]).expand(-1, P + 1)
-        mask = torch.cat([zeros, pad, act_mask], dim=1)[:, None, None, :]
-        for block in self.imag_blocks:
-            seq = block(seq, mask)
-        return self.imag_ln(seq[:, : P + 1 + L])
+        mask = torch.cat([pad, act_mask, zeros], dim=1)[:, None, None, :]
+        n = len(self.imag_blocks)
+        for i, block in enumerate(self.imag_blocks):
+            seq = block(seq, mask, P + 1 if i == n - 1 else None)
+        return self.imag_ln(seq[:, -(P + 1) :])
 
     def _critic(self, z: torch.Tensor) -> torch.Tensor:
-        """Critic outputs (B, 3) (CRITIC_OUTPUTS) of an imagined state's tokens z (B, P + 1 + L, d)."""
+        """Critic outputs (B, 3) (CRITIC_OUTPUTS) of an imagined state's tokens z (B, P + 1, d)."""
         P = self.grid**2
         return self.critic_head(torch.cat([z[:, :P].mean(1), z[:, P]], dim=-1))
 
@@ -388,14 +390,17 @@ class WorldActionModel(nn.Module):
         tokens: torch.Tensor,
         joint_pos: torch.Tensor,
         chunk: torch.Tensor,
-        horizon: int | None = None,
+        horizon: int | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Planner step 2, batched over candidates: imagine each chunk (B, N, J) (absolute targets) from its context
         (B, P + 1 + L, d) (`context`'s, repeated per candidate) to `horizon` (default N) and score it. Returns
         (critic (B, 3): success logit, steps to go / STEPS_SCALE, goal distance / DIST_SCALE; imagined joint
         positions (B, J) at the horizon, raw units)."""
-        h = self.cfg.chunk if horizon is None else int(horizon)
-        hz = torch.full((chunk.shape[0],), h, dtype=torch.int64, device=chunk.device)
+        if isinstance(horizon, torch.Tensor):  # (B,) a horizon per candidate
+            hz = horizon.to(torch.int64)
+        else:
+            h = self.cfg.chunk if horizon is None else int(horizon)
+            hz = torch.full((chunk.shape[0],), h, dtype=torch.int64, device=chunk.device)
         z = self._imagine_tokens(context, tokens, self.normalize_delta(chunk, joint_pos), hz)
         q = joint_pos.to(torch.float32) + self.joint_future_head(z[:, self.grid**2]) * self.delta_std[-1]
         return self._critic(z), q

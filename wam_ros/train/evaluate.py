@@ -72,8 +72,10 @@ class EvalConfig:
     planner_score: str = "success"
     planner_noise: float = 0.05
     plan_backend: str = "torch"
-    plan_baselines: bool = (
-        True  # beside the planner: the oracle pick and a random pick of the same candidates
+    # beside the planner: the oracle pick and a random pick of the same candidates
+    plan_baselines: bool = True
+    phrasings: str | None = (
+        None  # YAML of templates per task ({colour} slot): closed_loop.<task>.phrasings (issue 17)
     )
 
     def __post_init__(self) -> None:
@@ -309,7 +311,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         ]
         for task, pols in cl.items():
             for name, r in pols.items():
-                if not isinstance(r, dict):
+                if not isinstance(r, dict) or name == "phrasings":
                     continue
                 ms = r["mean_steps_success"]
                 lines.append(
@@ -345,7 +347,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                     f"evaluation seeds {clash[:5]} also appear in the training data; pick --seed-start"
                 )
         from wam_ros.runtime import load_policy
+        from wam_ros.train.phrasings import load_phrasings, phrasing_closed_loop
 
+        templates = load_phrasings(cfg.phrasings) if cfg.phrasings else {}
         policy = load_policy(cfg.model, backend=cfg.backend, threads=cfg.threads)
         factories = {"wam": wam_factory(policy, cfg.replan)}
         if cfg.ablation and cfg.ablation_closed_loop:
@@ -380,6 +384,17 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 control_hz=int(round(model.cfg.control_hz)),
                 progress=True,
             )
+            if task in templates:
+                res["closed_loop"][task]["phrasings"] = phrasing_closed_loop(
+                    policy,
+                    task,
+                    templates[task],
+                    seeds,
+                    cfg.replan,
+                    image_size=model.cfg.image_size,
+                    control_hz=int(round(model.cfg.control_hz)),
+                    progress=True,
+                )
             if recorder is not None:
                 from wam_ros.train.planning_eval import calibration
 
