@@ -405,6 +405,21 @@ class WorldActionModel(nn.Module):
         q = joint_pos.to(torch.float32) + self.joint_future_head(z[:, self.grid**2]) * self.delta_std[-1]
         return self._critic(z), q
 
+    def imagine_frame(
+        self,
+        frames: torch.Tensor,
+        joint_pos: torch.Tensor,
+        tokens: torch.Tensor,
+        chunk: torch.Tensor,
+        horizon: torch.Tensor,
+    ) -> torch.Tensor:
+        """The frame imagined after the first `horizon` (B,) actions of `chunk` (B, N, J) absolute targets:
+        (B, 3, H, W) in [0, 1] (the planner's picture of the chunk it chose; h=1 is what the surprise monitor
+        compares the next camera frame with)."""
+        x, skips, last = self._trunk(frames, joint_pos, tokens)
+        z = self._imagine_tokens(x, tokens, self.normalize_delta(chunk, joint_pos), horizon.to(torch.int64))
+        return self._decode_frame(z, skips, last)
+
     def imagine_frames(
         self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor, chunk: torch.Tensor
     ) -> torch.Tensor:

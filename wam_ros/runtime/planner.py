@@ -148,11 +148,13 @@ class BestOfN:
             raise ValueError("the model proposed non-finite chunks; nothing is commanded")
         chunks, modes = self.candidates(proposals, probs)
         n = len(chunks)
+        kwargs = {} if self.cfg.horizon is None else {"horizon": self.cfg.horizon}
         critic, q_end = self.backend.score(
             np.repeat(context, n, 0),
             np.repeat(tokens, n, 0),
             np.repeat(q32, n, 0),
             chunks.astype(np.float32),
+            **kwargs,
         )
         critic, q_end = np.asarray(critic, np.float64), np.asarray(q_end, np.float64)
         ok = self.feasible(chunks, q, q_end) & np.all(np.isfinite(critic), axis=1)

@@ -54,6 +54,8 @@ from wam_ros.train.plots import MetricsLog, plot_losses
 
 log = logging.getLogger("wam.train")
 STATE = "train_state.pt"
+# warm start into a mixture head: the extra modes start as the single head + this much noise (x the weights' std)
+WARM_MODE_NOISE = 0.5
 DEVICES = ("cpu", "cuda", "auto")
 AMP_MODES = ("off", "bf16", "fp16")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -362,8 +364,8 @@ class Trainer:
 
     def _warm_start(self, path: str) -> None:
         """Copy the weights and the normaliser of checkpoint `path` wherever a tensor of the same name fits: same
-        shape, or the first rows of a larger one (new vocabulary words); a single-chunk action head seeds every mode
-        of a mixture head (plus noise, so the modes can part). The rest (imagination, critic, mode logits) starts
+        shape, or the first rows of a larger one (new vocabulary words); a single-chunk action head becomes mode 0 of
+        a mixture head and seeds the others (plus WARM_MODE_NOISE, so the modes can part). The rest (imagination, critic, mode logits) starts
         fresh. The normaliser is the checkpoint's: its action head speaks those units."""
         src = load_checkpoint(path).state_dict()
         dst = self.model.state_dict()
@@ -381,7 +383,11 @@ class Trainer:
             ):
                 M = t.shape[0] // value.shape[0]  # the head's rows are (M, J): row m * J + j
                 tiled = value.repeat(M, *([1] * (value.ndim - 1)))
-                t.copy_(tiled + 0.02 * tiled.std() * torch.randn(tiled.shape, generator=g))
+                # mode 0 is the checkpoint's head exactly (the policy does not get worse at step 0); the others
+                # start as clearly different chunks, so winner-take-all can tell them apart and they specialise
+                noise = WARM_MODE_NOISE * value.std() * torch.randn(tiled.shape, generator=g)
+                noise[: value.shape[0]] = 0.0
+                t.copy_(tiled + noise)
             elif t.ndim == value.ndim and t.shape[1:] == value.shape[1:] and t.shape[0] > value.shape[0]:
                 t[: value.shape[0]].copy_(value)
             else:
