@@ -29,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=30.0, help="seconds before an unfinished episode fails"
     )
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (0-232)")
+    parser.add_argument(
+        "--planner",
+        default="none",
+        choices=["none", "best_of_n"],
+        help="best_of_n: wam_node imagines --candidates chunks per decision and executes the best (an imagining "
+        "model; the GIF then shows the chosen chunk's imagined next frame beside the camera)",
+    )
+    parser.add_argument("--candidates", type=int, default=16, help="planner candidates per decision")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +51,15 @@ def run(args: argparse.Namespace) -> int:
     from wam_ros.ros.demo import run_demo
 
     s = run_demo(
-        args.model, args.backend, args.episodes, args.seed, Path(args.out), args.timeout, args.domain_id
+        args.model,
+        args.backend,
+        args.episodes,
+        args.seed,
+        Path(args.out),
+        args.timeout,
+        args.domain_id,
+        planner=args.planner,
+        candidates=args.candidates,
     )
     print(
         f"wam demo: {s['successes']}/{s['episodes']} episodes succeeded (success rate {s['success_rate']:.0%}), "

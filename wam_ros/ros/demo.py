@@ -87,9 +87,18 @@ def run_demo(
     out: Path | None,
     timeout_s: float = 30.0,
     domain_id: int | None = None,
+    planner: str = "none",
+    candidates: int = 16,
 ) -> dict:
-    """Run the closed-loop demo; returns the summary dict (also written to out/summary.json when out is given)."""
-    args = {"model": model, "backend": backend, "seed": str(seed)}
+    """Run the closed-loop demo; returns the summary dict (also written to out/summary.json when out is given).
+    planner "best_of_n": wam_node imagines `candidates` chunks per decision and executes the best (issue 16)."""
+    args = {
+        "model": model,
+        "backend": backend,
+        "seed": str(seed),
+        "planner": planner,
+        "candidates": str(candidates),
+    }
     with Bringup("sim_demo", args, domain_id=domain_id) as b:
         sim, wam = b.nodes["sim"], b.nodes["wam"]
         driver = DemoDriver(context=b.context)
@@ -125,6 +134,8 @@ def run_demo(
             "inference_ms_p99": pct(infer * 1e3, 99),
             "ros_overhead_ms_p50": pct(overhead * 1e3, 50),
             "ros_overhead_ms_p99": pct(overhead * 1e3, 99),
+            "planner": planner,
+            "candidates": candidates if planner != "none" else None,
             "missed_cycles": stats["missed"],
             "ticks": stats["ticks"],
             "holds": stats["holds"],

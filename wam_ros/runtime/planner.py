@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from wam_ros.runtime import preprocess
 from wam_ros.runtime.chunk_policy import ChunkPolicy, Plan
 from wam_ros.runtime.safety import SafetyLimits
 
@@ -46,8 +47,9 @@ Chooser = Callable[[np.ndarray, dict[str, np.ndarray]], int]
 class PlannerConfig:
     """candidates: N chunks per decision (>= 1; 1 = the policy alone). noise: rad at the chunk's end of the
     perturbed candidates' offsets. score: how the critic's outputs rank candidates (SCORES). horizon: imagination
-    horizon in actions (None: the whole chunk). seed: the perturbations' generator. want_frame: also run the policy's
-    full graph for the predicted next frame (the surprise monitor), one extra call per decision."""
+    horizon in actions (None: the whole chunk). seed: the perturbations' generator. want_frame: also imagine the
+    chosen chunk's next frame (the surprise monitor and wam/predicted_image compare the camera with it; the policy's
+    own next frame where the export has no frame graph), one extra call per decision."""
 
     candidates: int = 16
     noise: float = 0.05
@@ -180,8 +182,14 @@ class BestOfN:
         else:
             best = int(np.argmax(np.where(ok, score, -np.inf)))
         info["chosen"] = best
-        frame = None
-        if self.cfg.want_frame:
-            _, frame = runner.run_model(q)
         chunk = chunks[best]
+        frame = None
+        if self.cfg.want_frame:  # the chosen chunk's imagined next frame (what the surprise monitor checks)
+            if getattr(self.backend, "has_frame_graph", False):
+                f = self.backend.imagine_frame(
+                    runner.frames, q32, tokens, chunk[None].astype(np.float32), np.ones(1, np.int64)
+                )
+                frame = preprocess.frame_to_image(np.asarray(f)[0])
+            else:  # an export without the frame graph: the policy's own next frame
+                _, frame = runner.run_model(q)
         return Plan(chunk=chunk.copy(), action=chunk.copy(), next_frame=frame, info=info)
