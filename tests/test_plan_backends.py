@@ -1,5 +1,6 @@
-"""The planner's backends (wam_ros.runtime.plan_backends): torch and onnxruntime agree on real PyBullet observations,
-files are verified before loading, and a model that cannot plan or a bad input is refused with a clear error.
+"""The planner's backends (wam_ros.runtime.plan_backends): torch and onnxruntime agree on real PyBullet observations
+(propose, score and imagine_frame), files are verified before loading, a directory exported before the frame graph
+still opens (has_frame_graph False), and a model that cannot plan or a bad input is refused with a clear error.
 
 Run: .venv/bin/pytest tests/test_plan_backends.py
 """
@@ -18,7 +19,14 @@ from test_planner_export import make_imagine_checkpoint
 from wam_ros.export.onnx_export import ExportConfig, export_model
 from wam_ros.model import WamConfig, WorldActionModel
 from wam_ros.runtime import load_policy
-from wam_ros.runtime.model_dir import CHECKPOINT, IntegrityError, planner_onnx_name
+from wam_ros.runtime.model_dir import (
+    CHECKPOINT,
+    IntegrityError,
+    add_to_manifest,
+    planner_onnx_name,
+    read_manifest,
+    write_manifest,
+)
 from wam_ros.runtime.plan_backends import (
     NotImaginingError,
     OrtPlanBackend,
@@ -105,6 +113,105 @@ def test_onnxruntime_matches_torch_on_a_sim_observation(exported, observation, p
         ref_crit, ref_joints = torch_be.score(want[2], tokens, q, chunks, horizon=h)
         assert _rel(crit, ref_crit) <= atol and np.abs(joints - ref_joints).max() <= atol
     assert np.ptp(ref_crit[:, 0]) > 1e-3, "candidates must be told apart by the critic"
+
+
+@pytest.mark.parametrize("precision,atol", [("fp32", 1e-4), ("fp16", 1e-2)])
+def test_imagine_frame_onnxruntime_matches_torch_on_a_sim_observation(exported, observation, precision, atol):
+    """The chosen chunk's picture from the frame graph against the checkpoint's imagine_frame, at batch 1 (what the
+    planner asks) and 4, horizons 0, 1 and N; pixels in [0, 1] within the policy's next_frame bar."""
+    frames, q, tokens = observation
+    ort_be = open_plan_backend(exported, "onnxruntime", precision)
+    torch_be = open_plan_backend(exported, "torch")
+    assert ort_be.has_frame_graph and torch_be.has_frame_graph
+    proposals, _, _ = torch_be.propose(frames, q, tokens)
+    chunks = _candidates(proposals, n=4, seed=3)
+    N, (H, W) = torch_be.horizon_max, torch_be.spec.image_size
+    pictures = {}
+    for batch in (1, 4):
+        obs = [np.repeat(a, batch, 0) for a in (frames, q, tokens)]
+        for h in (0, 1, N):
+            hz = np.full(batch, h, np.int64)
+            got = ort_be.imagine_frame(*obs, chunks[:batch], hz)
+            want = torch_be.imagine_frame(*obs, chunks[:batch], hz)
+            assert got.shape == want.shape == (batch, 3, H, W) and got.dtype == want.dtype == np.float32
+            assert got.min() >= 0.0 and got.max() <= 1.0
+            assert np.abs(got - want).max() <= atol, (precision, batch, h)
+            # an int horizon means that horizon for every row
+            assert np.array_equal(ort_be.imagine_frame(*obs, chunks[:batch], h), got)
+            pictures[batch, h] = want
+    # different chunks and horizons are imagined apart (torch's pictures: float noise is ~1e-6; this small random model
+    # moves pixels by ~5e-4 between modes); at h=0 nothing is executed yet, so every chunk draws the same picture
+    assert np.abs(pictures[4, N][0] - pictures[4, N][1:]).max() > 1e-4
+    assert np.abs(pictures[1, 0] - pictures[1, N]).max() > 1e-3
+    assert np.abs(pictures[4, 0][0] - pictures[4, 0][1:]).max() <= 1e-5
+
+
+def test_an_export_from_before_the_frame_graph_still_opens(exported, tmp_path):
+    """A directory as `wam export` wrote it before the frame graph existed (propose + imagine, manifest without the
+    frame files): it opens, plans, and says it has no frame graph; imagine_frame names the missing file."""
+    d = shutil.copytree(exported, tmp_path / "old")
+    for precision in ("fp32", "fp16"):
+        (d / planner_onnx_name("frame", precision)).unlink()
+    write_manifest(
+        d
+    )  # the manifest the old export wrote: every weight file present, none of the frame graphs
+    assert not any("frame" in name for name in read_manifest(d))
+    frames = np.zeros((1, 2, 3, 64, 64), np.uint8)
+    q, tokens = np.zeros((1, 8), np.float32), np.zeros((1, 12), np.int64)
+    for precision in ("fp32", "fp16"):
+        be = open_plan_backend(d, "auto", precision)
+        assert isinstance(be, OrtPlanBackend) and be.precision == precision and be.has_frame_graph is False
+        proposals, _, context = be.propose(frames, q, tokens)
+        critic, _ = be.score(context, tokens, q, proposals[0])
+        assert critic.shape == (be.modes, 3)
+        with pytest.raises(
+            FileNotFoundError, match=rf"no {planner_onnx_name('frame', precision)}.*wam export"
+        ):
+            be.imagine_frame(frames, q, tokens, proposals[:, 0], 1)
+    # only the fp16 frame graph missing: fp32 has it, fp16 not
+    d2 = shutil.copytree(exported, tmp_path / "half")
+    (d2 / planner_onnx_name("frame", "fp16")).unlink()
+    assert open_plan_backend(d2, precision="fp32").has_frame_graph
+    assert not open_plan_backend(d2, precision="fp16").has_frame_graph
+    # and the torch backend always draws it
+    assert open_plan_backend(d, "torch").has_frame_graph
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_damaged_frame_graph_is_refused(exported, tmp_path, precision):
+    """Damaged, the frame graph stops the whole planner from opening (never a silent backend without it)."""
+    d = shutil.copytree(exported, tmp_path / "m")
+    _flip_inside_weights(d / planner_onnx_name("frame", precision))
+    for backend in ("auto", "onnxruntime"):
+        with pytest.raises(IntegrityError, match=rf"{planner_onnx_name('frame', precision)} does not match"):
+            open_plan_backend(d, backend, precision)
+    other = "fp16" if precision == "fp32" else "fp32"
+    assert open_plan_backend(d, precision=other).has_frame_graph  # the intact precision still opens
+
+
+def test_a_frame_graph_of_another_checkpoint_is_stale(exported, tmp_path):
+    """A frame graph copied in from another export (listed in the manifest, so intact) would draw another model's
+    picture: refused on onnxruntime, the checkpoint on auto, and OrtPlanBackend refuses the mix directly."""
+    other = tmp_path / "other"
+    export_model(make_imagine_checkpoint(tmp_path / "other.pt", seed=8), other, ExportConfig(fp16=False))
+    d = shutil.copytree(exported, tmp_path / "m")
+    shutil.copy(other / planner_onnx_name("frame"), d / planner_onnx_name("frame"))
+    add_to_manifest(d, [d / planner_onnx_name("frame")])
+    with pytest.raises(ValueError, match=r"wam_plan_frame\.onnx was exported from another checkpoint"):
+        open_plan_backend(d, "onnxruntime")
+    assert open_plan_backend(d).name == "torch", "auto runs the checkpoint rather than a stale frame graph"
+    with pytest.raises(ValueError, match="exported from different checkpoints"):
+        OrtPlanBackend(
+            d / planner_onnx_name("propose"),
+            d / planner_onnx_name("imagine"),
+            frame_path=d / planner_onnx_name("frame"),
+        )
+    with pytest.raises(ValueError, match="expected the planner's 'frame' graph"):
+        OrtPlanBackend(
+            exported / planner_onnx_name("propose"),
+            exported / planner_onnx_name("imagine"),
+            frame_path=exported / planner_onnx_name("imagine"),
+        )
 
 
 def test_open_picks_onnxruntime_then_torch_and_satisfies_the_protocol(exported, tmp_path):
@@ -224,3 +331,24 @@ def test_bad_inputs_are_refused_with_what_was_expected(exported, observation, ba
             be.score(context, tokens, q, chunks, horizon=horizon)
     critic, joints = be.score(context, tokens, q, chunks, horizon=0)  # still fine after all that
     assert np.all(np.isfinite(critic)) and joints.shape == (4, 8)
+    chunk = chunks[:1]
+    one = np.ones(1, np.int64)
+    bad_frame = [
+        ((frames, q, tokens, chunk[:, :5], one), r"chunk must be float32 \(1, 8, 8\)"),
+        ((frames, q, tokens, chunks, one), r"chunk must be float32 \(1, 8, 8\), got batch 4"),
+        ((frames, q, tokens, chunk.astype(np.float64), one), r"chunk must be float32"),
+        ((frames, q, tokens, chunk * np.nan, one), "chunk contains NaN or Inf"),
+        ((frames.astype(np.float32), q, tokens, chunk, one), r"frames must be uint8"),
+        ((frames, q, tokens + 10_000, chunk, one), r"token ids must be in \[0, "),
+        ((frames, q, tokens, chunk, np.ones(2, np.int64)), r"horizon must be an int64 array \(B=1,\)"),
+        ((frames, q, tokens, chunk, np.ones(1, np.int32)), r"horizon must be .*got int32 \(1,\)"),
+        ((frames, q, tokens, chunk, np.full(1, 9, np.int64)), r"in 0\.\.8 .*got values \[9\]"),
+        ((frames, q, tokens, chunk, -1), r"in 0\.\.8 .*got -1"),
+        ((frames, q, tokens, chunk, True), r"horizon must be"),
+        ((frames, q, tokens, chunk, 1.0), r"horizon must be"),
+    ]
+    for args, match in bad_frame:
+        with pytest.raises(ValueError, match=match):
+            be.imagine_frame(*args)
+    frame = be.imagine_frame(frames, q, tokens, chunk, one)  # what the planner calls
+    assert frame.shape == (1, 3, 64, 64) and np.all(np.isfinite(frame))

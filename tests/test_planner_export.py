@@ -1,5 +1,6 @@
-"""The planner graphs (issue 16): `wam export` of an imagining model writes propose + imagine, fp32 + fp16, checked
-against torch with real onnxruntime at batch 1 and 16, with the wam.* metadata and manifest entries.
+"""The planner graphs (issue 16): `wam export` of an imagining model writes propose, imagine and frame, fp32 + fp16,
+checked against torch with real onnxruntime (batch 1 and 16; the frame graph at batch 1 and 4 and horizons 0, 1, N),
+with the wam.* metadata and manifest entries.
 
 Run: .venv/bin/pytest tests/test_planner_export.py
 """
@@ -22,6 +23,7 @@ from wam_ros.export.planner_onnx import sample_plan_inputs, stage_planner_graphs
 from wam_ros.fileio import sha256_file
 from wam_ros.model import WamConfig, WorldActionModel, load_checkpoint, save_checkpoint
 from wam_ros.runtime.model_dir import (
+    PLANNER_GRAPHS,
     PLANNER_INPUTS,
     PLANNER_OUTPUTS,
     PolicySpec,
@@ -31,7 +33,7 @@ from wam_ros.runtime.model_dir import (
     read_metadata,
 )
 
-PLANNER_FILES = [planner_onnx_name(g, p) for g in ("propose", "imagine") for p in ("fp32", "fp16")]
+PLANNER_FILES = [planner_onnx_name(g, p) for g in ("propose", "imagine", "frame") for p in ("fp32", "fp16")]
 PANDA_HOME = [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.04]  # the Panda's ready pose (rad; gripper m)
 
 
@@ -62,22 +64,28 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+def _graph_of(name: str) -> str:
+    return next(g for g in ("propose", "imagine", "frame") if f"_{g}" in name)
+
+
 def test_export_writes_the_planner_graphs_with_named_io_and_dynamic_batch(exported):
     for name in PLANNER_FILES:
         assert (exported / name).is_file(), name
         m = onnx.load(str(exported / name))
         onnx.checker.check_model(m)
         assert m.ir_version <= 10, f"{name}: IR {m.ir_version} too new for onnxruntime"
-        graph = "propose" if "propose" in name else "imagine"
+        graph = _graph_of(name)
         assert tuple(i.name for i in m.graph.input) == PLANNER_INPUTS[graph]
         assert tuple(o.name for o in m.graph.output) == PLANNER_OUTPUTS[graph]
         types = {v.name: v.type.tensor_type.elem_type for v in [*m.graph.input, *m.graph.output]}
         assert all(types[o] == onnx.TensorProto.FLOAT for o in PLANNER_OUTPUTS[graph]), (
             "fp32 outputs in fp16 too"
         )
-        if graph == "propose":
+        if graph in ("propose", "frame"):
             assert types["frames"] == onnx.TensorProto.UINT8 and types["tokens"] == onnx.TensorProto.INT64
-        else:
+        if graph == "frame":
+            assert types["horizon"] == onnx.TensorProto.INT64 and types["chunks"] == onnx.TensorProto.FLOAT
+        if graph == "imagine":
             assert types["horizon"] == types["tokens"] == onnx.TensorProto.INT64
             assert types["context"] == types["chunks"] == onnx.TensorProto.FLOAT
         for vi in [*m.graph.input, *m.graph.output]:
@@ -90,7 +98,7 @@ def test_export_writes_the_planner_graphs_with_named_io_and_dynamic_batch(export
     # fp16 is really fp16 inside: no float32 initializer left and a smaller file
     m16 = onnx.load(str(exported / planner_onnx_name("imagine", "fp16")))
     assert all(i.data_type != onnx.TensorProto.FLOAT for i in m16.graph.initializer)
-    for graph in ("propose", "imagine"):
+    for graph in ("propose", "imagine", "frame"):
         small, big = (exported / planner_onnx_name(graph, p) for p in ("fp16", "fp32"))
         assert small.stat().st_size < 0.8 * big.stat().st_size
 
@@ -100,7 +108,7 @@ def test_metadata_and_manifest(exported):
     files = read_manifest(exported)
     for name in PLANNER_FILES:
         spec, meta = read_metadata(exported / name)
-        graph = "propose" if "propose" in name else "imagine"
+        graph = _graph_of(name)
         assert meta["graph"] == spec.graph == graph
         assert meta["precision"] == ("fp16" if "fp16" in name else "fp32")
         assert meta["config"]["imagine"] is True and meta["config"]["vocab"] == model.cfg.vocab
@@ -110,9 +118,8 @@ def test_metadata_and_manifest(exported):
         assert planner["context_tokens"] == model.grid**2 + 1 + model.cfg.max_tokens
         assert planner["critic_outputs"] == ["success_logit", "steps_to_go", "goal_distance"]
         assert meta["source"]["sha256"] == sha256_file(exported / "model.pt")
-        assert set(meta["source"]["parity"]["max_err"]) == set(
-            PLANNER_OUTPUTS[graph] + (("critic_chained", "joints_chained") if graph == "imagine" else ())
-        )
+        also = {"imagine": ("critic_chained", "joints_chained"), "frame": ("frame_h1",)}.get(graph, ())
+        assert set(meta["source"]["parity"]["max_err"]) == set(PLANNER_OUTPUTS[graph] + also)
         # the manifest records each file's real hash and size
         assert files[name] == {
             "sha256": sha256_file(exported / name),
@@ -187,6 +194,49 @@ def test_parity_torch_vs_onnxruntime(exported, batch, precision, atol):
     assert np.abs(far[0] - near[0]).max() > 1e-4
 
 
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("precision,atol", [("fp32", 1e-4), ("fp16", 1e-2)])
+def test_frame_graph_parity_at_horizons_0_1_n(exported, batch, precision, atol):
+    """The frame graph against WorldActionModel.imagine_frame, pixel for pixel (the policy's next_frame bar: max
+    |ort - torch| <= atol on [0, 1])."""
+    model = load_checkpoint(exported / "model.pt")
+    x = sample_plan_inputs(model, batch, seed=654)  # other inputs than the export-time check
+    feeds = {k: x[k].numpy() for k in PLANNER_INPUTS["frame"] if k != "horizon"}
+    sess = _session(exported / planner_onnx_name("frame", precision))
+    N, S = model.cfg.chunk, model.cfg.image_size
+    frames = {}
+    mixed = np.arange(batch, dtype=np.int64) % (N + 1)  # one horizon per row, 0, 1, 2, ...
+    for key, hz in [(h, np.full(batch, h, np.int64)) for h in (0, 1, N)] + [("mixed", mixed)]:
+        (got,) = sess.run(None, feeds | {"horizon": hz})
+        with torch.inference_mode():
+            want = model.imagine_frame(
+                x["frames"], x["joint_pos"], x["tokens"], x["chunks"], torch.from_numpy(hz)
+            ).numpy()
+        assert got.shape == (batch, 3, S, S) and got.dtype == np.float32
+        assert got.min() >= 0.0 and got.max() <= 1.0
+        err = float(np.abs(got.astype(np.float64) - want).max())
+        assert err <= atol, (precision, batch, key, err)
+        frames[key] = got
+    # the horizon is an input, not a constant frozen at export: each one imagines another picture
+    assert np.abs(frames[0] - frames[N]).max() > 1e-3 and np.abs(frames[0] - frames[1]).max() > 1e-3
+    # rows do not mix: in the mixed batch, row 0 is at horizon 0 and row 1 at 1, as in the uniform batches
+    for i in range(min(batch, 2)):
+        assert np.abs(frames["mixed"][i] - frames[i][i]).max() <= 1e-3
+
+
+def test_frame_graph_at_h1_of_the_policy_chunk_is_the_policy_next_frame(exported):
+    """Two graphs exported separately meet: the policy's full graph imagines its own chunk at h=1 (forward of an
+    imagining model); the frame graph fed that chunk at h=1 must draw the same picture."""
+    model = load_checkpoint(exported / "model.pt")
+    x = sample_plan_inputs(model, 3, seed=77)
+    obs = {k: x[k].numpy() for k in ("frames", "joint_pos", "tokens")}
+    action, next_frame = _session(exported / onnx_name("full")).run(None, obs)
+    (frame,) = _session(exported / planner_onnx_name("frame")).run(
+        None, obs | {"chunks": action, "horizon": np.ones(3, np.int64)}
+    )
+    assert np.abs(frame - next_frame).max() <= 1e-4
+
+
 def test_parity_failure_writes_no_graph(tmp_path):
     """The planner graphs are checked after the policy's (which pass here): nothing is left behind."""
     model = load_checkpoint(make_imagine_checkpoint(tmp_path / "model.pt", seed=1))
@@ -206,7 +256,8 @@ def test_a_model_that_does_not_imagine_gets_no_planner_graphs_and_loses_stale_on
     export_model(make_imagine_checkpoint(tmp_path / "imagine.pt", seed=2), out, ExportConfig(fp16=False))
     assert (out / planner_onnx_name("propose")).is_file()
     report = export_model(make_checkpoint(tmp_path / "plain.pt", seed=2), out, ExportConfig(fp16=False))
-    assert sorted(report["removed_stale"]) == sorted(planner_onnx_name(g) for g in ("propose", "imagine"))
+    assert sorted(report["removed_stale"]) == sorted(planner_onnx_name(g) for g in PLANNER_GRAPHS)
+    assert len(report["removed_stale"]) == 3, "propose, imagine and frame"
     assert not list(out.glob("wam_plan_*")) and not any(n.startswith("wam_plan_") for n in read_manifest(out))
 
 

@@ -1,4 +1,4 @@
-"""Export the imagining WAM's planner graphs (issue 16) to ONNX: "propose" and "imagine", fp32 + fp16, parity-checked.
+"""Export the imagining WAM's planner graphs (issue 16) to ONNX: propose, imagine and frame, fp32 + fp16, checked.
 
     staged = stage_planner_graphs(model, out_dir, export_cfg, source, report)   # called by onnx_export.export_model
 
@@ -12,16 +12,25 @@ the policy's graphs (file names: wam_ros.runtime.model_dir.planner_onnx_name):
                                  -> critic float32 (B,3) (success logit, steps to go / 50, goal distance / 0.1 m),
                                     joints float32 (B,J) imagined joint positions at the horizon
                                  (WorldActionModel.imagine_score, with the horizon an input instead of a constant)
-    wam_plan_propose_fp16.onnx, wam_plan_imagine_fp16.onnx   fp16 inside, the same fp32/int64 interface
+    wam_plan_frame.onnx          frames (B,K,3,H,W), joint_pos (B,J), tokens (B,L), chunks float32 (B,N,J) absolute
+                                 targets, horizon int64 (B,) in 0..N
+                                 -> frame float32 (B,3,H,W) in [0,1], imagined after the first `horizon` actions
+                                 (WorldActionModel.imagine_frame: the planner's picture of the chunk it chose)
+    wam_plan_*_fp16.onnx         fp16 inside, the same fp32/uint8/int64 interface
 
-The planner runs propose once per decision (batch 1) and imagine once on all N candidates (batch N), so both graphs have
-a dynamic batch, checked at batch 1 and 16 (and at ExportConfig.check_batches). The caller tiles the context per
+The planner runs propose once per decision (batch 1), imagine once on all N candidates (batch N) and, when it wants the
+chosen chunk's picture, frame once (batch 1), so every graph has a dynamic batch, checked at batch 1 and 16 (and at
+ExportConfig.check_batches). The frame graph runs the trunk again rather than reading the context: the decoder needs
+the encoder's skip features, which the context does not carry. The caller tiles the context per
 candidate: measured on the small_imagine preset, np.repeat of (1,S,d) -> (16,S,d) costs under 0.1 ms of a 20-30 ms
 decision, so a broadcasting graph would win nothing and have two batch dimensions to get wrong.
 
 Parity (onnxruntime CPU vs torch, max over batches 1 and 16 and random horizons 0..N), atol = ExportConfig.atol_fp32
 (1e-4) or atol_fp16 (1e-2):
     proposals, joints   |ort - torch| <= atol             joint positions (rad / m): the policy graphs' `action` bar
+    frame, frame_h1     |ort - torch| <= atol             pixels in [0, 1]: the policy graph's `next_frame` bar; at
+                                                          the sampled horizons (row 0 at N, row 1 at 0) and at h=1
+                                                          for every row (frame_h1: what the planner asks for)
     probs               |ort - torch| <= atol             probabilities in [0, 1]
     critic, context     |ort - torch| <= atol * max(1, |torch|)
                         the critic's success logit is unbounded and is read through a sigmoid (at a logit of 8, fp16
@@ -75,11 +84,12 @@ ABSOLUTE = (
     "proposals",
     "probs",
     "joints",
+    "frame",
 )  # outputs checked with a plain absolute bar; the others relative to 1
 # rule per output, written into export.json beside the figures
 RULE = {
     name: "|ort - torch| <= atol" if name in ABSOLUTE else "|ort - torch| <= atol * max(1, |torch|)"
-    for name in ("proposals", "probs", "context", "critic", "joints")
+    for name in ("proposals", "probs", "context", "critic", "joints", "frame")
 }
 
 
@@ -121,6 +131,28 @@ class ImagineGraph(nn.Module):
         return m._critic(z), q
 
 
+class FrameGraph(nn.Module):
+    """(frames, joint_pos, tokens, chunks, horizon) -> frame: WorldActionModel.imagine_frame, wrapped for export
+    (its horizon is already a (B,) tensor, so it traces as an input)."""
+
+    def __init__(self, model: WorldActionModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        joint_pos: torch.Tensor,
+        tokens: torch.Tensor,
+        chunks: torch.Tensor,
+        horizon: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.model.imagine_frame(frames, joint_pos, tokens, chunks, horizon)
+
+
+WRAPPERS = {"propose": ProposeGraph, "imagine": ImagineGraph, "frame": FrameGraph}
+
+
 def require_imagine(model: WorldActionModel) -> None:
     if not getattr(model.cfg, "imagine", False):  # configs from before issue 16 have no such field
         raise ValueError(
@@ -130,8 +162,9 @@ def require_imagine(model: WorldActionModel) -> None:
 
 
 def sample_plan_inputs(model: WorldActionModel, batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Inputs of both graphs in the model's data range: the policy export's random observations, the torch context
-    of each, and candidate chunks = a mode's proposal + a smooth perturbation, with random horizons 0..N."""
+    """Inputs of every planner graph in the model's data range: the policy export's random observations, the torch
+    context of each, and candidate chunks = a mode's proposal + a smooth perturbation, with random horizons 0..N (row 0
+    at N, row 1 at 0)."""
     c = model.cfg
     frames, joint_pos, tokens = sample_inputs(model, batch, seed)
     g = torch.Generator().manual_seed(seed + 1000 + batch)
@@ -144,6 +177,8 @@ def sample_plan_inputs(model: WorldActionModel, batch: int, seed: int = 0) -> di
     )
     horizon = torch.randint(0, c.chunk + 1, (batch,), generator=g)
     horizon[0] = c.chunk  # the planner's default horizon is always among the checked ones
+    if batch > 1:
+        horizon[1] = 0  # and nothing executed yet (the frame graph's picture of the present)
     return {
         "frames": frames,
         "joint_pos": joint_pos,
@@ -164,7 +199,7 @@ def planner_to_onnx(model: WorldActionModel, graph: str, opset: int = 17) -> onn
     ex = sample_plan_inputs(
         model, 2
     )  # batch 2: a batch-1 example lets the exporter specialise the batch to 1
-    wrapper = (ProposeGraph if graph == "propose" else ImagineGraph)(model).eval()
+    wrapper = WRAPPERS[graph](model).eval()
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation + tracer warnings
@@ -201,8 +236,9 @@ def planner_parity(
     batches: tuple[int, ...] = PLANNER_BATCHES,
     seed: int = 0,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """{graph: {"max_abs_diff": {output: float}, "max_err": {output: float}}} for the propose and imagine graphs of one
-    precision (onnxruntime CPU vs torch; the imagine graph also chained on the propose graph's context)."""
+    """{graph: {"max_abs_diff": {output: float}, "max_err": {output: float}}} for each graph in `graphs` of one
+    precision (onnxruntime CPU vs torch; the imagine graph also chained on the propose graph's context, the frame graph
+    also at h=1 for every row). `graphs` holds propose and imagine, and frame when it is exported."""
     import onnxruntime as ort
 
     def session(m: onnx.ModelProto) -> Any:
@@ -211,9 +247,8 @@ def planner_parity(
         )
 
     sp, si = session(graphs["propose"]), session(graphs["imagine"])
-    out: dict[str, dict[str, dict[str, float]]] = {
-        g: {"max_abs_diff": {}, "max_err": {}} for g in PLANNER_GRAPHS
-    }
+    sf = session(graphs["frame"]) if "frame" in graphs else None
+    out: dict[str, dict[str, dict[str, float]]] = {g: {"max_abs_diff": {}, "max_err": {}} for g in graphs}
 
     def record(graph: str, name: str, got: np.ndarray, ref: torch.Tensor, b: int) -> None:
         ref_np = ref.detach().numpy()
@@ -222,7 +257,7 @@ def planner_parity(
                 f"planner graph {graph}: {name} is {got.dtype} {got.shape} at batch {b}, torch gives float32 "
                 f"{ref_np.shape} (the batch dimension is not dynamic?)"
             )
-        raw, checked = _err(got, ref_np, name.removesuffix("_chained"))
+        raw, checked = _err(got, ref_np, name.removesuffix("_chained").removesuffix("_h1"))
         d = out[graph]
         d["max_abs_diff"][name] = max(d["max_abs_diff"].get(name, 0.0), raw)
         d["max_err"][name] = max(d["max_err"].get(name, 0.0), checked)
@@ -256,6 +291,15 @@ def planner_parity(
         )
         for name, got, ref in zip(PLANNER_OUTPUTS["imagine"], chained, ref_img, strict=True):
             record("imagine", f"{name}_chained", got, ref, b)
+        if sf is None:
+            continue
+        feeds_f = {k: feeds[k] for k in PLANNER_INPUTS["frame"]}
+        ones = torch.ones(b, dtype=torch.int64)
+        for suffix, horizon in (("", x["horizon"]), ("_h1", ones)):
+            with torch.inference_mode():
+                ref_f = model.imagine_frame(x["frames"], x["joint_pos"], x["tokens"], x["chunks"], horizon)
+            (got_f,) = sf.run(["frame"], feeds_f | {"horizon": horizon.numpy()})
+            record("frame", f"frame{suffix}", got_f, ref_f, b)
     return out
 
 

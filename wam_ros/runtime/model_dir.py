@@ -6,7 +6,9 @@ A model directory (`models/panda_tabletop/`) holds:
     wam_{graph}[_fp16].onnx    exported graphs, graph "full" (action + next frame) or "action" (onnx_name())
     wam_{graph}_fp16.engine    TensorRT engines built on the target GPU (engine_name()), metadata in <engine>.json
     wam_plan_{graph}[_fp16].onnx   the planner's graphs of an imagining model (cfg.imagine, issue 16), graph
-                               "propose" or "imagine" (planner_onnx_name()); written by `wam export` beside the others
+                               "propose", "imagine" or "frame" (planner_onnx_name()); written by `wam export` beside
+                               the others ("frame" since the planner's picture of its chosen chunk: directories
+                               exported before it hold only the other two, and still open)
     manifest.json              sha256 + size of every weight file above (MANIFEST), written by `wam export`;
                                verified before a file is loaded (verify_file)
     export.json                the export report (parity figures, opset)
@@ -17,12 +19,14 @@ OUTPUTS_FULL action float32 (B,N,J) absolute targets, next_frame float32 (B,3,H,
 Planner graphs (PLANNER_INPUTS / PLANNER_OUTPUTS): propose (frames, joint_pos, tokens) -> proposals float32 (B,M,N,J)
 absolute targets of every mode, probs float32 (B,M), context float32 (B,S,d); imagine (context (B,S,d), tokens (B,L),
 joint_pos (B,J), chunks float32 (B,N,J) absolute targets, horizon int64 (B,) in 0..N) -> critic float32 (B,3),
-joints float32 (B,J) imagined joint positions at the horizon.
+joints float32 (B,J) imagined joint positions at the horizon; frame (frames, joint_pos, tokens, chunks, horizon) ->
+frame float32 (B,3,H,W) in [0,1], imagined after the first `horizon` actions of each chunk (optional: REQUIRED_PLANNER
+names the two a planner cannot run without).
 
 ONNX `metadata_props`, all strings, structured ones JSON. Keys (prefix `wam.`):
     wam.format       "1"                    layout version
     wam.graph        "full" | "action"      full: action + next_frame; action: action only
-                     | "propose" | "imagine"  the planner's graphs (spec.extra["planner"] holds their constants)
+                     | "propose" | "imagine" | "frame"  the planner's graphs (spec.extra["planner"] holds their constants)
     wam.precision    "fp32" | "fp16"        fp16 graphs keep fp32 inputs/outputs (casts inside)
     wam.spec         JSON PolicySpec        joint names, image size, K, N, control rate, camera encoding, robot
     wam.config       JSON WamConfig         the full model config (includes the instruction vocabulary)
@@ -56,9 +60,18 @@ OUTPUTS_FULL = ("action", "next_frame")
 OUTPUTS_ACTION = ("action",)
 INPUT_DTYPES = {"frames": "uint8", "joint_pos": "float32", "tokens": "int64"}
 # the imagining model's planner graphs (issue 16); names distinct from GRAPHS so no file or metadata can be mistaken
-PLANNER_GRAPHS = ("propose", "imagine")
-PLANNER_INPUTS = {"propose": INPUTS, "imagine": ("context", "tokens", "joint_pos", "chunks", "horizon")}
-PLANNER_OUTPUTS = {"propose": ("proposals", "probs", "context"), "imagine": ("critic", "joints")}
+PLANNER_GRAPHS = ("propose", "imagine", "frame")
+REQUIRED_PLANNER = ("propose", "imagine")  # "frame" came later: a directory without it still plans
+PLANNER_INPUTS = {
+    "propose": INPUTS,
+    "imagine": ("context", "tokens", "joint_pos", "chunks", "horizon"),
+    "frame": (*INPUTS, "chunks", "horizon"),
+}
+PLANNER_OUTPUTS = {
+    "propose": ("proposals", "probs", "context"),
+    "imagine": ("critic", "joints"),
+    "frame": ("frame",),
+}
 
 
 def onnx_name(graph: str, precision: str = "fp32") -> str:
@@ -71,7 +84,7 @@ def onnx_name(graph: str, precision: str = "fp32") -> str:
 
 
 def planner_onnx_name(graph: str, precision: str = "fp32") -> str:
-    """File name of one planner graph, e.g. wam_plan_propose.onnx, wam_plan_imagine_fp16.onnx."""
+    """File name of one planner graph, e.g. wam_plan_propose.onnx, wam_plan_imagine_fp16.onnx, wam_plan_frame.onnx."""
     if graph not in PLANNER_GRAPHS or precision not in PRECISIONS:
         raise ValueError(
             f"planner graph must be one of {PLANNER_GRAPHS} and precision one of {PRECISIONS}, "
@@ -186,8 +199,8 @@ class PolicySpec:
         camera_encoding: the colour order the network sees after preprocessing (always rgb8).
         max_tokens: L, the instruction length in tokens.
         robot: robot profile name (config/robots/<robot>.yaml).
-        graph: "full" (action + next frame) or "action" (action only); a planner graph's spec says "propose" or
-            "imagine" (PLANNER_GRAPHS).
+        graph: "full" (action + next frame) or "action" (action only); a planner graph's spec says "propose",
+            "imagine" or "frame" (PLANNER_GRAPHS).
     """
 
     joint_names: list[str]

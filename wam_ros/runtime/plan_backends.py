@@ -9,16 +9,30 @@
     #   -> critic float32 (B,3) [success logit, steps to go / steps_scale, goal distance / dist_scale],
     #      joints float32 (B,J) imagined joint positions after `horizon` actions
     #   context, tokens and joint_pos may also be batch 1: they are then repeated for the B candidates.
+    if backend.has_frame_graph:
+        frame = backend.imagine_frame(frames, joint_pos, tokens, chunk, horizon)
+    #   frames uint8 (B,K,3,H,W), joint_pos float32 (B,J), tokens int64 (B,L), chunk float32 (B,N,J) absolute targets,
+    #   horizon int64 (B,) in 0..N (or an int for every row) -> frame float32 (B,3,H,W) in [0,1]: the picture imagined
+    #   after the first `horizon` actions of the chunk (the planner asks at B=1, h=1 for its chosen chunk)
 
-Backends: TorchPlanBackend (the checkpoint's WorldActionModel.context / imagine_score) and OrtPlanBackend (the graphs
-wam_plan_propose[_fp16].onnx and wam_plan_imagine[_fp16].onnx that `wam export` writes for a model built with
-cfg.imagine; see wam_ros/export/planner_onnx.py). `open_plan_backend` opens a model directory or a `.pt` checkpoint:
-"auto" takes the onnxruntime graphs when both are there (else the checkpoint on torch). Every file is checked against
-the directory's manifest before it is loaded (IntegrityError for a damaged file, never a fallback to another file), and
-graphs exported from another checkpoint than the model.pt beside them are refused (or, with "auto", replaced by the
-checkpoint, with a warning) exactly as load_policy does. A model that does not imagine is refused with a ValueError
-that says so. Each backend also carries `spec` (PolicySpec), `config` (the WamConfig dict: vocabulary, joints) and
-`planner` (modes, horizon_max, context_tokens, d_model, critic_outputs, steps_scale, dist_scale).
+Backends: TorchPlanBackend (the checkpoint's WorldActionModel.context / imagine_score / imagine_frame) and
+OrtPlanBackend (the graphs wam_plan_propose[_fp16].onnx, wam_plan_imagine[_fp16].onnx and, optionally,
+wam_plan_frame[_fp16].onnx that `wam export` writes for a model built with cfg.imagine; see
+wam_ros/export/planner_onnx.py). `open_plan_backend` opens a model directory or a `.pt` checkpoint: "auto" takes the
+onnxruntime graphs when propose and imagine are there (else the checkpoint on torch).
+
+The frame graph is optional: a directory exported before it existed holds only propose + imagine and still opens;
+its backend then has `has_frame_graph` False and `imagine_frame` raises FileNotFoundError naming the file and the
+`wam export` command that writes it (never a silent substitute: the caller decides, e.g. the planner shows the
+policy's own next frame instead). The torch backend always has it (True). When the frame graph is there it is
+verified and checked for staleness like the other two.
+
+Every file is checked against the directory's manifest before it is loaded (IntegrityError for a damaged file, never a
+fallback to another file), and graphs exported from another checkpoint than the model.pt beside them are refused (or,
+with "auto", replaced by the checkpoint, with a warning) exactly as load_policy does. A model that does not imagine is
+refused with a ValueError that says so. Each backend also carries `spec` (PolicySpec), `config` (the WamConfig dict:
+vocabulary, joints) and `planner` (modes, horizon_max, context_tokens, d_model, critic_outputs, steps_scale,
+dist_scale).
 
 The graphs take one context row per candidate; tiling it (np.repeat of context, tokens and joints to 16 candidates
 of the small_imagine preset, here or by the caller) costs under 0.1 ms of a ~20-30 ms decision, so a broadcasting
@@ -43,6 +57,7 @@ from wam_ros.runtime.model_dir import (
     PLANNER_INPUTS,
     PLANNER_OUTPUTS,
     PRECISIONS,
+    REQUIRED_PLANNER,
     IntegrityError,
     PolicySpec,
     onnx_name,
@@ -62,6 +77,8 @@ class PlanBackend(Protocol):
 
     name: str  # "torch" | "onnxruntime"
     precision: str  # "fp32" | "fp16"
+    # backends here also have has_frame_graph (bool) and imagine_frame(frames, joint_pos, tokens, chunk, horizon);
+    # they are not part of the protocol, so a planner must ask getattr(backend, "has_frame_graph", False) first
 
     def propose(
         self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
@@ -125,6 +142,8 @@ class _PlanBase:
     spec: PolicySpec
     config: dict[str, Any]
     planner: dict[str, Any]
+    has_frame_graph: bool = False  # whether imagine_frame can run (set by the subclass)
+    _frame_missing = "this planner backend has no frame graph"
 
     def _setup(self, config: dict[str, Any], planner: dict[str, Any]) -> None:
         if not config.get("imagine"):
@@ -172,6 +191,38 @@ class _PlanBase:
             raise ValueError(f"horizon must be an int in 0..{self.horizon_max} (actions), got {horizon!r}")
         return self._score(args["context"], args["tokens"], args["joint_pos"], chunks, int(h))
 
+    def imagine_frame(
+        self,
+        frames: np.ndarray,
+        joint_pos: np.ndarray,
+        tokens: np.ndarray,
+        chunk: np.ndarray,
+        horizon: np.ndarray | int,
+    ) -> np.ndarray:
+        """The frame float32 (B,3,H,W) in [0,1] imagined after the first `horizon` actions of `chunk` (see the module
+        docstring). Every array has the same batch B; horizon is int64 (B,) or one int for every row, in 0..N.
+        FileNotFoundError when this backend has no frame graph (has_frame_graph False)."""
+        if not self.has_frame_graph:
+            raise FileNotFoundError(self._frame_missing)
+        s = self.spec
+        H, W = s.image_size
+        B = _check("frames", frames, np.uint8, (s.k_frames, 3, H, W))
+        _check("joint_pos", joint_pos, np.float32, (s.num_joints,), B)
+        _check("tokens", tokens, np.int64, (s.max_tokens,), B)
+        _check("chunk", chunk, np.float32, (s.chunk, s.num_joints), B)
+        self._check_tokens(tokens)
+        want = f"an int64 array (B={B},) or an int, in 0..{self.horizon_max} (actions)"
+        if isinstance(horizon, (int, np.integer)) and not isinstance(horizon, bool):
+            if not 0 <= horizon <= self.horizon_max:
+                raise ValueError(f"horizon must be {want}, got {horizon!r}")
+            horizon = np.full(B, horizon, dtype=np.int64)
+        elif not isinstance(horizon, np.ndarray) or horizon.dtype != np.int64 or horizon.shape != (B,):
+            got = f"{horizon.dtype} {horizon.shape}" if isinstance(horizon, np.ndarray) else repr(horizon)
+            raise ValueError(f"horizon must be {want}, got {got}")
+        elif int(horizon.min()) < 0 or int(horizon.max()) > self.horizon_max:
+            raise ValueError(f"horizon must be {want}, got values {horizon.tolist()}")
+        return self._imagine_frame(frames, joint_pos, tokens, chunk, horizon)
+
     def _check_tokens(self, tokens: np.ndarray) -> None:
         vocab = len(self.config["vocab"])
         if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab):
@@ -183,6 +234,9 @@ class _PlanBase:
         raise NotImplementedError
 
     def _score(self, context, tokens, joint_pos, chunks, horizon):  # noqa: ANN001, ANN202
+        raise NotImplementedError
+
+    def _imagine_frame(self, frames, joint_pos, tokens, chunk, horizon):  # noqa: ANN001, ANN202
         raise NotImplementedError
 
 
@@ -203,6 +257,7 @@ class TorchPlanBackend(_PlanBase):
         self._setup(config, planner_constants(config))
         self.model = model.eval()
         self.name, self.precision = "torch", "fp32"
+        self.has_frame_graph = True  # WorldActionModel.imagine_frame itself
         self._torch = torch
 
     def _propose(
@@ -225,12 +280,28 @@ class TorchPlanBackend(_PlanBase):
             )
         return critic.float().numpy(), joints.float().numpy()
 
+    def _imagine_frame(
+        self,
+        frames: np.ndarray,
+        joint_pos: np.ndarray,
+        tokens: np.ndarray,
+        chunk: np.ndarray,
+        horizon: np.ndarray,
+    ) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            frame = self.model.imagine_frame(
+                *(torch.from_numpy(a) for a in (frames, joint_pos, tokens, chunk, horizon))
+            )
+        return np.ascontiguousarray(frame.float().numpy())
+
     def __repr__(self) -> str:
         return f"TorchPlanBackend({self.source}, M={self.modes}, N={self.horizon_max})"
 
 
 class OrtPlanBackend(_PlanBase):
-    """The exported planner graphs in onnxruntime (paths of the propose and the imagine graph, one precision)."""
+    """The exported planner graphs in onnxruntime (paths of the propose and the imagine graph, one precision, and
+    optionally of the frame graph: without it has_frame_graph is False and imagine_frame raises FileNotFoundError)."""
 
     def __init__(
         self,
@@ -238,8 +309,11 @@ class OrtPlanBackend(_PlanBase):
         imagine_path: str | Path,
         threads: int = 2,
         providers: list[Any] | None = None,
+        frame_path: str | Path | None = None,
     ) -> None:
         self.paths = {"propose": Path(propose_path), "imagine": Path(imagine_path)}
+        if frame_path is not None:
+            self.paths["frame"] = Path(frame_path)
         self.source = self.paths["propose"].parent
         metas = {}
         for graph, path in self.paths.items():
@@ -251,18 +325,20 @@ class OrtPlanBackend(_PlanBase):
             if not meta["config"].get("imagine"):
                 raise not_imagining(path)
             metas[graph] = (spec, meta)
-        (sp, mp), (_, mi) = metas["propose"], metas["imagine"]
-        if mp["precision"] != mi["precision"] or mp["config"] != mi["config"]:
-            raise ValueError(
-                f"{self.paths['propose']} and {self.paths['imagine']} do not belong together (precision "
-                f"{mp['precision']} / {mi['precision']}, or another model config): re-export with `wam export`"
-            )
-        src = (mp.get("source", {}).get("sha256"), mi.get("source", {}).get("sha256"))
-        if src[0] and src[1] and src[0] != src[1]:
-            raise ValueError(
-                f"{self.paths['propose']} and {self.paths['imagine']} were exported from different checkpoints "
-                "(sha256 differ): re-export both with `wam export`"
-            )
+        sp, mp = metas["propose"]
+        for graph in self.paths.keys() - {"propose"}:
+            mi = metas[graph][1]
+            if mp["precision"] != mi["precision"] or mp["config"] != mi["config"]:
+                raise ValueError(
+                    f"{self.paths['propose']} and {self.paths[graph]} do not belong together (precision "
+                    f"{mp['precision']} / {mi['precision']}, or another model config): re-export with `wam export`"
+                )
+            src = (mp.get("source", {}).get("sha256"), mi.get("source", {}).get("sha256"))
+            if src[0] and src[1] and src[0] != src[1]:
+                raise ValueError(
+                    f"{self.paths['propose']} and {self.paths[graph]} were exported from different checkpoints "
+                    "(sha256 differ): re-export them all with `wam export`"
+                )
         planner = sp.extra.get("planner")
         need = {"modes", "horizon_max", "context_tokens", "d_model", "critic_outputs"}
         if not isinstance(planner, dict) or not need <= set(planner):
@@ -283,6 +359,13 @@ class OrtPlanBackend(_PlanBase):
                 )
         self.providers: list[str] = self.sessions["propose"].get_providers()
         self.name = "onnxruntime"
+        self.has_frame_graph = "frame" in self.sessions
+        frame_name = planner_onnx_name("frame", self.precision)
+        self._frame_missing = (
+            f"{self.source} has no {frame_name} (exported before the planner's frame graph existed): "
+            f"imagine_frame needs it; re-export with `wam export {self.source / CHECKPOINT} --out {self.source}`, "
+            "or check has_frame_graph first"
+        )
 
     def _propose(
         self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
@@ -303,10 +386,27 @@ class OrtPlanBackend(_PlanBase):
         critic, joints = self.sessions["imagine"].run(None, feeds)
         return critic, joints
 
+    def _imagine_frame(
+        self,
+        frames: np.ndarray,
+        joint_pos: np.ndarray,
+        tokens: np.ndarray,
+        chunk: np.ndarray,
+        horizon: np.ndarray,
+    ) -> np.ndarray:
+        feeds = {
+            "frames": frames,
+            "joint_pos": joint_pos,
+            "tokens": tokens,
+            "chunks": chunk,
+            "horizon": horizon,
+        }
+        return self.sessions["frame"].run(None, feeds)[0]
+
     def __repr__(self) -> str:
         return (
             f"OrtPlanBackend({self.source}, {self.precision}, {self.providers[0]}, M={self.modes}, "
-            f"N={self.horizon_max})"
+            f"N={self.horizon_max}, frame graph: {'yes' if self.has_frame_graph else 'no'})"
         )
 
 
@@ -372,8 +472,11 @@ def open_plan_backend(
     if not path.is_dir():
         raise FileNotFoundError(f"model path not found: {path}")
     ckpt = path / CHECKPOINT
-    files = {g: path / planner_onnx_name(g, precision) for g in PLANNER_GRAPHS}
+    files = {g: path / planner_onnx_name(g, precision) for g in REQUIRED_PLANNER}
     have_graphs = all(f.is_file() for f in files.values())
+    frame = path / planner_onnx_name("frame", precision)
+    if have_graphs and frame.is_file():  # optional (exports before it have none), checked like the others
+        files["frame"] = frame
     if not have_graphs:
         config, where = _config_in(path)
         if config is not None and not config.get("imagine"):
@@ -410,6 +513,6 @@ def open_plan_backend(
             return _open_torch(ckpt, threads)
         if stale:
             raise ValueError(stale)
-    be = OrtPlanBackend(files["propose"], files["imagine"], threads, providers)
+    be = OrtPlanBackend(files["propose"], files["imagine"], threads, providers, files.get("frame"))
     log.info("loaded %r", be)
     return be
