@@ -13,6 +13,9 @@ Rows (all on onnxruntime, CPU, --threads intra-op threads each, the same model d
   and the argmax of the success probability. Through wam_ros.runtime.plan_backends.open_plan_backend, as the node
   loads it; no safety limits (their check is a few numpy comparisons).
 - "propose fp32" / "score fp32" (and fp16): the two graph calls of a decision alone, where the time goes.
+- "frame fp32" / "frame fp16" (only when the directory has wam_plan_frame[_fp16].onnx; --no-frame leaves them out):
+  imagine_frame at batch 1 and h=1 on one candidate, the chosen chunk's picture the planner draws after a decision
+  (for the surprise monitor); not part of "plan".
 - "predict": wam_ros.runtime.load_policy(model, "onnxruntime", graph="full").predict() on a 64x64 stream (each call
   one new camera frame of the model's size plus the previous K-1; wam_ros.runtime.bench's stream), the policy alone.
 Calls are interleaved round-robin and paced: each call after an untimed --pause-ms sleep (default 20 ms), as a node calls
@@ -131,6 +134,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             fns[f"plan {precision}"] = decision
             fns[f"propose {precision}"] = lambda be=be: be.propose(frames, q32, tokens)
             fns[f"score {precision}"] = lambda be=be, t=tiled, c=chunks: be.score(*t, c)
+            if args.frame and be.has_frame_graph:
+                one = np.ones(1, np.int64)
+                fns[f"frame {precision}"] = lambda be=be, c=chunks[:1], h=one: be.imagine_frame(
+                    frames, q32, tokens, c, h
+                )
         fns["predict"] = _Stream(policy, (H, W), spec.k_frames, args.seed)
         times = interleaved_latency(
             fns, args.iters, args.warmup, wall_and_cpu, args.block, args.pause_ms / 1e3, args.turn_warmup
@@ -154,6 +162,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "model": what,
         "candidates": args.candidates,
         "horizon": be.horizon_max,
+        "frame_graph": be.has_frame_graph,
         "modes": be.modes,
         "image_size": [H, W],
         "threads": args.threads,
@@ -218,6 +227,12 @@ def main() -> int:
     )
     ap.add_argument(
         "--turn-warmup", type=int, default=0, help="untimed calls at the start of a turn (default 0)"
+    )
+    ap.add_argument(
+        "--no-frame",
+        dest="frame",
+        action="store_false",
+        help="leave out the imagine_frame rows (timed by default when the frame graph is there)",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
