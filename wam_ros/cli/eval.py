@@ -59,6 +59,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--planner-noise", type=float, default=0.05, help="planner: perturbation (rad at chunk end)"
     )
+    p.add_argument(
+        "--planner-margin",
+        type=float,
+        default=0.0,
+        help="planner: another candidate replaces the policy's own chunk only when it scores this much higher",
+    )
     p.add_argument("--plan-backend", default="torch", help="planner graphs: torch | onnxruntime")
     p.add_argument(
         "--no-plan-baselines",

@@ -114,6 +114,9 @@ class WamNodeParams:
         0.05, "planner: perturbation of the sampled candidates (rad at the chunk end)"
     )
     planner_backend: str = param("auto", "planner graphs: auto | onnxruntime | torch")
+    planner_margin: float = param(
+        0.0, "planner: another candidate replaces the policy's own chunk only when it scores this much higher"
+    )
 
     def check(self) -> None:
         """ValueError naming the first parameter with a value the node cannot run with."""
@@ -134,6 +137,8 @@ class WamNodeParams:
         for name in ("control_hz", "diagnostics_period_s", "input_timeout_s", "max_skew_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not (self.planner_margin >= 0 and self.planner_margin < 1e6):
+            raise ValueError(f"planner_margin must be >= 0, got {self.planner_margin}")
         if not (self.planner_noise >= 0 and self.planner_noise < 1.0):
             raise ValueError(f"planner_noise must be in [0, 1) rad, got {self.planner_noise}")
         for name in ("replan_steps", "threads", "max_instruction_chars", "max_image_pixels", "candidates"):
@@ -186,6 +191,7 @@ class WamNode(Node):
                     candidates=p.candidates,
                     noise=p.planner_noise,
                     score=p.planner_score,
+                    margin=p.planner_margin,
                     want_frame=p.publish_predicted_image or p.surprise_hold,
                 ),
                 limits=self.safety.limits,

@@ -14,7 +14,8 @@ One decision:
    velocity limit allows, or an imagined end position outside the limits.
 3. **Imagine and score** (one network call, batch N): the imagination of each chunk to the horizon and the progress
    critic on the imagined state: success probability, steps to go, distance to the goal.
-4. **Choose** the best score (`score`: "success" = probability of success; "progress" = success probability minus
+4. **Choose** the best score; another candidate replaces the policy's own chunk only when it scores at least
+   `margin` higher (a trust region: the critic's small differences are mostly its own noise) (`score`: "success" = probability of success; "progress" = success probability minus
    the normalised steps to go; "goal" = minus the imagined distance to the goal; "mix" = all three). A `chooser`
    replaces step 4 (closed-loop evaluation: a random pick, or an oracle that rolls each candidate out in a copy of the
    simulator); a chooser gets the candidates and the scores and returns an index.
@@ -46,7 +47,8 @@ Chooser = Callable[[np.ndarray, dict[str, np.ndarray]], int]
 @dataclass
 class PlannerConfig:
     """candidates: N chunks per decision (>= 1; 1 = the policy alone). noise: rad at the chunk's end of the
-    perturbed candidates' offsets. score: how the critic's outputs rank candidates (SCORES). horizon: imagination
+    perturbed candidates' offsets. score: how the critic's outputs rank candidates (SCORES). margin: how much higher
+    another candidate must score to replace the policy's own (candidate 0). horizon: imagination
     horizon in actions (None: the whole chunk). seed: the perturbations' generator. want_frame: also imagine the
     chosen chunk's next frame (the surprise monitor and wam/predicted_image compare the camera with it; the policy's
     own next frame where the export has no frame graph), one extra call per decision."""
@@ -57,6 +59,7 @@ class PlannerConfig:
     horizon: int | None = None
     seed: int = 0
     want_frame: bool = False
+    margin: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.candidates, int) or self.candidates < 1:
@@ -65,6 +68,8 @@ class PlannerConfig:
             raise ValueError(f"noise must be a finite number >= 0 (rad), got {self.noise!r}")
         if self.score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
+        if not (np.isfinite(self.margin) and self.margin >= 0):
+            raise ValueError(f"margin must be a finite number >= 0, got {self.margin!r}")
         if self.horizon is not None and (not isinstance(self.horizon, int) or self.horizon < 1):
             raise ValueError(f"horizon must be None or an int >= 1, got {self.horizon!r}")
 
@@ -181,6 +186,8 @@ class BestOfN:
                 raise ValueError(f"the chooser picked candidate {best}, which leaves the limits")
         else:
             best = int(np.argmax(np.where(ok, score, -np.inf)))
+            if ok[0] and best != 0 and score[best] - score[0] < self.cfg.margin:
+                best = 0  # not clearly better than the policy's own chunk: keep it (trust region)
         info["chosen"] = best
         chunk = chunks[best]
         frame = None

@@ -71,6 +71,7 @@ class EvalConfig:
     candidates: int = 16
     planner_score: str = "success"
     planner_noise: float = 0.05
+    planner_margin: float = 0.0
     plan_backend: str = "torch"
     # beside the planner: the oracle pick and a random pick of the same candidates
     plan_baselines: bool = True
@@ -362,7 +363,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             from wam_ros.runtime.planner import PlannerConfig
             from wam_ros.train.planning_eval import planner_factories
 
-            pcfg = PlannerConfig(candidates=cfg.candidates, noise=cfg.planner_noise, score=cfg.planner_score)
+            pcfg = PlannerConfig(
+                candidates=cfg.candidates,
+                noise=cfg.planner_noise,
+                score=cfg.planner_score,
+                margin=cfg.planner_margin,
+            )
             backend = open_plan_backend(cfg.model, backend=cfg.plan_backend, threads=cfg.threads)
             plan_f, recorder = planner_factories(
                 policy, backend, pcfg, cfg.replan, cfg.plan_baselines, model.cfg.robot, cfg.seed
