@@ -153,7 +153,10 @@ def test_warm_start_copies_the_policy_and_seeds_every_mode(tmp_path):
     for k in (1, 2):  # the others: seeded by it, but apart, so winner-take-all can tell them apart
         other = w[k * J : (k + 1) * J]
         assert not torch.allclose(other, a.action_head.weight, atol=1e-3)
-        assert torch.corrcoef(torch.stack([other.flatten(), a.action_head.weight.detach().flatten()]))[0, 1] > 0.5
+        assert (
+            torch.corrcoef(torch.stack([other.flatten(), a.action_head.weight.detach().flatten()]))[0, 1]
+            > 0.5
+        )
 
 
 def _TorchPB(m: WorldActionModel):  # noqa: N802 - the planner's torch backend (onnxruntime: test_plan_backends)
@@ -364,3 +367,77 @@ def test_eval_runs_the_planner_beside_the_policy_and_its_baselines(tmp_path):
     assert (tmp_path / "e" / "reliability.png").stat().st_size > 0
     assert res["planner"]["candidates"] == 4
     assert "| reach | wam_plan |" in (tmp_path / "e" / "results.md").read_text()
+
+
+def test_counterfactual_critic_data_and_refit(tmp_path):
+    """`wam critic collect` labels every candidate of every decision by rolling it out in real PyBullet (the
+    candidate that reaches further gets the smaller distance); `finetune` refits only the goal-distance output and
+    keeps the other two (distillation)."""
+    from wam_ros.cli import main as wam_main
+    from wam_ros.model import save_checkpoint
+
+    m = _model(7)
+    ckpt = save_checkpoint(tmp_path / "m.pt", m)
+    args = [
+        "critic",
+        "collect",
+        "--model",
+        str(ckpt),
+        "--task",
+        "reach",
+        "--episodes",
+        "1",
+        "--seed-start",
+        "3000000",
+        "--candidates",
+        "4",
+        "--out",
+        str(tmp_path / "c"),
+    ]
+    assert wam_main(args) == 0
+    files = sorted((tmp_path / "c").glob("critic_*.npz"))
+    assert len(files) == 1
+    with np.load(files[0]) as z:
+        D = len(z["frames"])
+        assert D >= 2 and z["candidates"].shape == (D, 4, 8, 8) and z["goal"].shape == (D, 4)
+        assert np.all(np.isfinite(z["goal"])) and np.all(z["goal"] >= 0)
+        assert z["frames"].dtype == np.uint8 and z["joint_pos"].shape == (D, 8)
+        # the labels are real outcomes: candidates of one decision end at different distances
+        assert np.ptp(z["goal"], axis=1).max() > 1e-4
+    assert (
+        wam_main(
+            [
+                "critic",
+                "finetune",
+                "--model",
+                str(ckpt),
+                "--data",
+                str(tmp_path / "c"),
+                "--out",
+                str(tmp_path / "f"),
+                "--steps",
+                "200",
+            ]
+        )
+        == 0
+    )
+    refit = load_checkpoint(tmp_path / "f" / "model.pt")
+    assert not torch.equal(refit.critic_head[2].weight, m.critic_head[2].weight)
+    for name, p in m.named_parameters():  # only the critic head changed
+        if not name.startswith("critic_head"):
+            assert torch.equal(p, dict(refit.named_parameters())[name]), name
+    assert (
+        wam_main(
+            [
+                "critic",
+                "finetune",
+                "--model",
+                str(ckpt),
+                "--data",
+                str(tmp_path / "nothing"),
+                "--out",
+                str(tmp_path / "g"),
+            ]
+        )
+        == 2
+    )

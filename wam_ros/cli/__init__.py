@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("wam_ros.cli.train", "train the WAM on episodes (checkpoints, resume, DDP via torchrun)"),
     "dream": ("wam_ros.cli.dream", "imagination rollout: real vs imagined frames side by side"),
+    "critic": (
+        "wam_ros.cli.critic",
+        "counterfactual data for the planner's critic (sim-labelled candidates) and its refit",
+    ),
     "instruct": ("wam_ros.cli.instruct", "what a model understands of an instruction, word by word"),
     "eval": ("wam_ros.cli.eval", "offline + closed-loop evaluation beside baselines"),
     "export": (

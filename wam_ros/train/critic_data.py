@@ -1,0 +1,249 @@
+"""Counterfactual critic data (issue 16): what each of the planner's candidate chunks really does, from the simulator.
+
+    wam critic collect --model runs/wam6/model.pt --task push --episodes 150 --seed-start 3000000 --out data/critic_push
+    wam critic finetune --model runs/wam6/model.pt --data data/critic_push data/critic_reach --out runs/wam6_critic
+
+The critic trained on demonstrations learns from the chunks that were executed: the expert's, its noisy (DART)
+versions and the learner's (DAgger). The planner asks it about chunks nobody executed, and there it ranks poorly
+(see docs/planning.md). Here the learner drives the tabletop; at every decision the planner's own N candidates are
+rolled out in a copy of the simulator (TabletopEnv.try_chunks) and each one's true outcome is recorded: the distance
+to the goal at the chunk's end and whether the goal was reached. The episode then follows the oracle's pick or the
+policy's own chunk (half and half), so the states are the ones a planner visits.
+
+`finetune` computes each candidate's imagined state once (the network is frozen) and refits only the critic head:
+its goal-distance output learns the counterfactual outcome, while its success and steps-to-go outputs are held to
+what they were (distillation), so their meaning does not change. Seconds of CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from wam_ros.fileio import atomic_path
+from wam_ros.model import WorldActionModel, load_checkpoint, save_checkpoint
+from wam_ros.model.modeling import DIST_SCALE
+from wam_ros.robot import RobotProfile
+from wam_ros.runtime.chunk_policy import ChunkPolicy
+from wam_ros.runtime.planner import BestOfN, PlannerConfig
+from wam_ros.runtime.safety import SafetyLimits
+
+log = logging.getLogger("wam.critic")
+
+
+@dataclass
+class CriticDataConfig:
+    model: str
+    task: str = "push"
+    episodes: int = 100
+    seed_start: int = 3_000_000
+    candidates: int = 16
+    noise: float = 0.05
+    replan: int = 4
+    follow_oracle: float = 0.5
+    threads: int = 1
+    out: str = "data/critic"
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1 or self.candidates < 2 or self.replan < 1:
+            raise ValueError("need episodes >= 1, candidates >= 2, replan >= 1")
+        if not 0.0 <= self.follow_oracle <= 1.0:
+            raise ValueError(f"follow_oracle must be in [0, 1], got {self.follow_oracle}")
+
+
+class _Labeller:
+    """The planner's chooser during collection: labels every candidate by rolling it out (env.try_chunks), records
+    the decision, and follows the oracle's pick with probability `follow` (else the policy's own chunk)."""
+
+    def __init__(self, env: Any, rng: np.random.Generator, follow: float) -> None:
+        self.env, self.rng, self.follow = env, rng, follow
+        self.runner: ChunkPolicy | None = None
+        self.q: np.ndarray | None = None
+        self.records: dict[str, list] = {
+            k: [] for k in ("frames", "joint_pos", "candidates", "goal", "reached", "ok")
+        }
+
+    def wrap(self, planner: BestOfN):  # noqa: ANN201 - a planner callable
+        def plan(runner: ChunkPolicy, q: np.ndarray):  # noqa: ANN202 - a Plan
+            self.q = np.asarray(q, np.float32)
+            return planner(runner, q)
+
+        return plan
+
+    def choose(self, chunks: np.ndarray, info: dict) -> int:
+        ok = np.all(np.isfinite(chunks), axis=(1, 2))
+        res = self.env.try_chunks(info["candidates"])
+        goal = np.array([r["goal_distance"] for r in res], np.float32)
+        reached = np.array([r["success"] for r in res], bool)
+        r = self.records
+        r["frames"].append(self.runner.frames[0].copy())
+        r["joint_pos"].append(self.q)
+        r["candidates"].append(info["candidates"].astype(np.float32))
+        r["goal"].append(goal)
+        r["reached"].append(reached)
+        r["ok"].append(ok)
+        value = np.where(ok, np.where(reached, 10.0, -goal), -np.inf)
+        if self.rng.random() < self.follow:
+            return int(np.flatnonzero(value >= value.max() - 1e-6)[0])
+        return 0 if ok[0] else int(np.flatnonzero(ok)[0])
+
+
+def collect(cfg: CriticDataConfig) -> Path:
+    """Roll the learner out with the planner's candidates labelled by the simulator; writes one .npz per episode."""
+    from wam_ros.runtime import load_policy
+    from wam_ros.runtime.plan_backends import open_plan_backend
+    from wam_ros.sim.tabletop import TabletopEnv
+
+    torch.set_num_threads(cfg.threads)
+    policy = load_policy(cfg.model, backend="torch", threads=cfg.threads)
+    backend = open_plan_backend(cfg.model, backend="torch", threads=cfg.threads)
+    limits = SafetyLimits.from_profile(
+        RobotProfile.load(policy.config["robot"]), list(policy.spec.joint_names)
+    )
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = TabletopEnv(task=cfg.task, image_size=policy.spec.image_size[0])
+    rng = np.random.default_rng(cfg.seed_start)
+    try:
+        for e in range(cfg.episodes):
+            seed = cfg.seed_start + e
+            path = out / f"critic_{seed}.npz"
+            if path.exists():
+                continue
+            obs, _ = env.reset(seed=seed)
+            labeller = _Labeller(env, rng, cfg.follow_oracle)
+            planner = BestOfN(
+                backend,
+                PlannerConfig(candidates=cfg.candidates, noise=cfg.noise, seed=seed),
+                limits=limits,
+                dt=1.0 / float(policy.spec.control_hz),
+                chooser=labeller.choose,
+            )
+            runner = ChunkPolicy(
+                policy, replan=cfg.replan, instruction=env.instruction, planner=labeller.wrap(planner)
+            )
+            labeller.runner = runner
+            terminated = truncated = False
+            while not (terminated or truncated):
+                obs, _, terminated, truncated, _ = env.step(runner.select_action(obs))
+            records = labeller.records
+            if not records["frames"]:
+                continue
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.savez_compressed(
+                    f,
+                    **{k: np.stack(v) for k, v in records.items()},
+                    instruction=np.array(env.instruction),
+                    task=np.array(cfg.task),
+                    success=np.array(bool(terminated)),
+                )
+            log.info("seed %d: %d decisions, success %s", seed, len(records["frames"]), terminated)
+    finally:
+        env.close()
+    (out / "critic_data.json").write_text(json.dumps(vars(cfg), indent=2))
+    return out
+
+
+@torch.no_grad()
+def imagined_features(model: WorldActionModel, files: list[Path]) -> dict[str, torch.Tensor]:
+    """Per candidate: the critic head's input (the imagined state at h=N), its current outputs, and the labels."""
+    feats, old, goal, reached, ok = [], [], [], [], []
+    P = model.grid**2
+    for path in files:
+        with np.load(path) as z:
+            frames = torch.from_numpy(z["frames"])  # (D, K, 3, H, W)
+            q = torch.from_numpy(z["joint_pos"])  # (D, J)
+            chunks = torch.from_numpy(z["candidates"])  # (D, N, C, J)
+            tokens = torch.from_numpy(model.tokenizer.encode(str(z["instruction"]))[None])
+            D, Nc = chunks.shape[:2]
+            x, _, _ = model._trunk(frames, q, tokens.expand(D, -1))
+            xr = x.repeat_interleave(Nc, 0)
+            qr = q.repeat_interleave(Nc, 0)
+            flat = chunks.reshape(D * Nc, *chunks.shape[2:])
+            h = torch.full((D * Nc,), model.cfg.chunk, dtype=torch.int64)
+            zt = model._imagine_tokens(xr, tokens.expand(D * Nc, -1), model.normalize_delta(flat, qr), h)
+            f = torch.cat([zt[:, :P].mean(1), zt[:, P]], dim=-1)
+            feats.append(f)
+            old.append(model.critic_head(f))
+            goal.append(torch.from_numpy(z["goal"]).reshape(-1))
+            reached.append(torch.from_numpy(z["reached"]).reshape(-1))
+            ok.append(torch.from_numpy(z["ok"]).reshape(-1))
+    return {
+        "features": torch.cat(feats),
+        "old": torch.cat(old),
+        "goal": torch.cat(goal),
+        "reached": torch.cat(reached),
+        "ok": torch.cat(ok),
+    }
+
+
+def finetune(
+    model_path: str, data: list[str], out: str, steps: int = 3000, seed: int = 0, val_frac: float = 0.1
+) -> dict[str, Any]:
+    """Refit the critic head on counterfactual outcomes (module docstring); writes <out>/model.pt and returns the
+    held-out ranking figures before and after (by episode file)."""
+    torch.manual_seed(seed)
+    model = load_checkpoint(model_path, require_fitted=True)
+    files = sorted(p for d in data for p in Path(d).glob("critic_*.npz"))
+    if not files:
+        raise ValueError(f"no critic_*.npz files under {data}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(files))
+    n_val = int(len(files) * val_frac)
+    val_files = [files[i] for i in order[:n_val]]
+    train_files = [files[i] for i in order[n_val:]]
+    if not val_files:  # too few episodes to hold any out: the figures are then on the training episodes
+        log.warning(
+            "only %d episode file(s): the ranking figures are measured on the training data", len(files)
+        )
+        val_files = train_files
+    tr, va = imagined_features(model, train_files), imagined_features(model, val_files)
+    head = model.critic_head
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-4)
+    target = tr["goal"] / DIST_SCALE
+    n = len(target)
+    before = _ranking(head, va)
+    head.train()
+    for _ in range(steps):
+        idx = torch.from_numpy(rng.integers(0, n, 256))
+        out_ = head(tr["features"][idx])
+        loss = F.smooth_l1_loss(out_[:, 2], target[idx]) + F.mse_loss(out_[:, :2], tr["old"][idx, :2])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    head.eval()
+    after = _ranking(head, va)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {
+        "train_files": len(train_files),
+        "val_files": len(val_files),
+        "train_candidates": int(n),
+        "steps": steps,
+        "before": before,
+        "after": after,
+    }
+    save_checkpoint(out_dir / "model.pt", model, extra={"critic_finetune": report})
+    (out_dir / "critic_finetune.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+@torch.no_grad()
+def _ranking(head: torch.nn.Module, d: dict[str, torch.Tensor], n: int = 16) -> dict[str, float]:
+    """Held-out: goal-distance error (m), and how often the critic's best candidate (lowest predicted distance) is
+    the true best (within 5 mm) per decision."""
+    pred = head(d["features"])[:, 2] * DIST_SCALE
+    err = float((pred - d["goal"]).abs().mean())
+    P, G = pred.reshape(-1, n), d["goal"].reshape(-1, n)
+    pick = P.argmin(1)
+    true_best = G.min(1).values
+    hit = (G[torch.arange(len(G)), pick] <= true_best + 0.005).float().mean()
+    gain = (G[:, 0] - G[torch.arange(len(G)), pick]).mean()  # vs the policy's own chunk, m (positive: better)
+    return {"goal_mae_m": err, "best_pick_rate": float(hit), "mean_gain_vs_policy_m": float(gain)}
