@@ -154,7 +154,7 @@ def collect(cfg: CriticDataConfig) -> Path:
 @torch.no_grad()
 def imagined_features(model: WorldActionModel, files: list[Path]) -> dict[str, torch.Tensor]:
     """Per candidate: the critic head's input (the imagined state at h=N), its current outputs, and the labels."""
-    feats, old, goal, reached, ok = [], [], [], [], []
+    feats, old, goal, reached, ok, per = [], [], [], [], [], set()
     P = model.grid**2
     for path in files:
         with np.load(path) as z:
@@ -163,6 +163,7 @@ def imagined_features(model: WorldActionModel, files: list[Path]) -> dict[str, t
             chunks = torch.from_numpy(z["candidates"])  # (D, N, C, J)
             tokens = torch.from_numpy(model.tokenizer.encode(str(z["instruction"]))[None])
             D, Nc = chunks.shape[:2]
+            per.add(int(Nc))
             x, _, _ = model._trunk(frames, q, tokens.expand(D, -1))
             xr = x.repeat_interleave(Nc, 0)
             qr = q.repeat_interleave(Nc, 0)
@@ -181,7 +182,14 @@ def imagined_features(model: WorldActionModel, files: list[Path]) -> dict[str, t
         "goal": torch.cat(goal),
         "reached": torch.cat(reached),
         "ok": torch.cat(ok),
+        "candidates": _one(per),
     }
+
+
+def _one(per: set[int]) -> int:
+    if len(per) != 1:
+        raise ValueError(f"critic data files disagree on the candidates per decision: {sorted(per)}")
+    return per.pop()
 
 
 def finetune(
@@ -236,9 +244,10 @@ def finetune(
 
 
 @torch.no_grad()
-def _ranking(head: torch.nn.Module, d: dict[str, torch.Tensor], n: int = 16) -> dict[str, float]:
+def _ranking(head: torch.nn.Module, d: dict[str, Any]) -> dict[str, float]:
     """Held-out: goal-distance error (m), and how often the critic's best candidate (lowest predicted distance) is
     the true best (within 5 mm) per decision."""
+    n = d["candidates"]
     pred = head(d["features"])[:, 2] * DIST_SCALE
     err = float((pred - d["goal"]).abs().mean())
     P, G = pred.reshape(-1, n), d["goal"].reshape(-1, n)
