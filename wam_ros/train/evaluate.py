@@ -96,6 +96,29 @@ def _mean(x: np.ndarray) -> float:
     return float(np.mean(x)) if len(x) else float("nan")
 
 
+def _frame_scores(out: dict[str, list], pred: torch.Tensor, real: torch.Tensor, last: torch.Tensor) -> None:
+    """Append PSNR/SSIM at h1 and hN of `pred` and of copy-last-frame against `real` (B, h, 3, H, W) to `out`."""
+    for tag, j in (("h1", 0), ("hN", -1)):
+        out.setdefault(f"psnr_{tag}", []).append(psnr(pred[:, j], real[:, j]))
+        out.setdefault(f"ssim_{tag}", []).append(ssim(pred[:, j], real[:, j]))
+        out.setdefault(f"copy_psnr_{tag}", []).append(psnr(last, real[:, j]))
+        out.setdefault(f"copy_ssim_{tag}", []).append(ssim(last, real[:, j]))
+
+
+def _per_task(out: dict[str, list], data: Any, idx: np.ndarray, horizon: int) -> dict[str, Any]:
+    """Means over all windows `idx` and per task of the per-window metric lists in `out`."""
+    arr = {k: torch.cat(v).numpy() for k, v in out.items()}
+    tasks = np.array([data.tasks[e] for e in data.episode[idx]])
+    res: dict[str, Any] = {
+        "windows": int(len(idx)),
+        "horizon": horizon,
+        "all": {k: _mean(v) for k, v in arr.items()},
+    }
+    for task in sorted(set(tasks)):
+        res[task] = {k: _mean(v[tasks == task]) for k, v in arr.items()}
+    return res
+
+
 @torch.no_grad()
 def frame_metrics(
     model: WorldActionModel,
@@ -111,18 +134,7 @@ def frame_metrics(
     if not len(ok):
         raise ValueError(f"no held-out window has {horizon} future frames (episodes too short for --horizon)")
     idx = np.sort(np.random.default_rng(seed).permutation(ok)[:max_windows])
-    keys = (
-        "psnr_h1",
-        "ssim_h1",
-        "psnr_hN",
-        "ssim_hN",
-        "psnr_hN_imagined_proprio",
-        "copy_psnr_h1",
-        "copy_ssim_h1",
-        "copy_psnr_hN",
-        "copy_ssim_hN",
-    )
-    out: dict[str, list] = {k: [] for k in keys}
+    out: dict[str, list] = {}
     steps = np.arange(1, horizon + 1)
     for s in range(0, len(idx), batch):
         i = idx[s : s + batch]
@@ -134,25 +146,9 @@ def frame_metrics(
         last = torch.from_numpy(data.frames[cur]).float() / 255.0
         pred = imagine(model, frames, tok, joints, horizon, "real")
         pred_im = imagine(model, frames, tok, joints, horizon, "imagined")
-        out["psnr_h1"].append(psnr(pred[:, 0], real[:, 0]))
-        out["ssim_h1"].append(ssim(pred[:, 0], real[:, 0]))
-        out["psnr_hN"].append(psnr(pred[:, -1], real[:, -1]))
-        out["ssim_hN"].append(ssim(pred[:, -1], real[:, -1]))
-        out["psnr_hN_imagined_proprio"].append(psnr(pred_im[:, -1], real[:, -1]))
-        out["copy_psnr_h1"].append(psnr(last, real[:, 0]))
-        out["copy_ssim_h1"].append(ssim(last, real[:, 0]))
-        out["copy_psnr_hN"].append(psnr(last, real[:, -1]))
-        out["copy_ssim_hN"].append(ssim(last, real[:, -1]))
-    arr = {k: torch.cat(v).numpy() for k, v in out.items()}
-    tasks = np.array([data.tasks[e] for e in data.episode[idx]])
-    res: dict[str, Any] = {
-        "windows": int(len(idx)),
-        "horizon": horizon,
-        "all": {k: _mean(v) for k, v in arr.items()},
-    }
-    for task in sorted(set(tasks)):
-        res[task] = {k: _mean(v[tasks == task]) for k, v in arr.items()}
-    return res
+        _frame_scores(out, pred, real, last)
+        out.setdefault("psnr_hN_imagined_proprio", []).append(psnr(pred_im[:, -1], real[:, -1]))
+    return _per_task(out, data, idx, horizon)
 
 
 @torch.no_grad()
@@ -192,17 +188,7 @@ def imagination_metrics(
     N = cfg.chunk
     ok = np.flatnonzero(data.current + N <= data.last)
     idx = np.sort(np.random.default_rng(seed).permutation(ok)[:max_windows])
-    keys = (
-        "psnr_h1",
-        "ssim_h1",
-        "psnr_hN",
-        "ssim_hN",
-        "copy_psnr_h1",
-        "copy_ssim_h1",
-        "copy_psnr_hN",
-        "copy_ssim_hN",
-    )
-    out: dict[str, list] = {k: [] for k in keys}
+    out: dict[str, list] = {}
     steps = np.arange(1, N + 1)
     for s in range(0, len(idx), batch):
         i = idx[s : s + batch]
@@ -214,21 +200,8 @@ def imagination_metrics(
         pred = model.imagine_frames(frames, q, tok, chunk)  # (B, N, 3, H, W)
         real = torch.from_numpy(data.frames[cur[:, None] + steps]).float() / 255.0
         last = torch.from_numpy(data.frames[cur]).float() / 255.0
-        for tag, j in (("h1", 0), ("hN", N - 1)):
-            out[f"psnr_{tag}"].append(psnr(pred[:, j], real[:, j]))
-            out[f"ssim_{tag}"].append(ssim(pred[:, j], real[:, j]))
-            out[f"copy_psnr_{tag}"].append(psnr(last, real[:, j]))
-            out[f"copy_ssim_{tag}"].append(ssim(last, real[:, j]))
-    arr = {k: torch.cat(v).numpy() for k, v in out.items()}
-    tasks = np.array([data.tasks[e] for e in data.episode[idx]])
-    res: dict[str, Any] = {
-        "windows": int(len(idx)),
-        "horizon": N,
-        "all": {k: _mean(v) for k, v in arr.items()},
-    }
-    for task in sorted(set(tasks)):
-        res[task] = {k: _mean(v[tasks == task]) for k, v in arr.items()}
-    return res
+        _frame_scores(out, pred, real, last)
+    return _per_task(out, data, idx, N)
 
 
 def offline(
