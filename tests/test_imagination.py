@@ -404,40 +404,14 @@ def test_counterfactual_critic_data_and_refit(tmp_path):
         assert z["frames"].dtype == np.uint8 and z["joint_pos"].shape == (D, 8)
         # the labels are real outcomes: candidates of one decision end at different distances
         assert np.ptp(z["goal"], axis=1).max() > 1e-4
-    assert (
-        wam_main(
-            [
-                "critic",
-                "finetune",
-                "--model",
-                str(ckpt),
-                "--data",
-                str(tmp_path / "c"),
-                "--out",
-                str(tmp_path / "f"),
-                "--steps",
-                "200",
-            ]
-        )
-        == 0
-    )
+
+    def finetune(data: str, out: str, *extra: str) -> int:
+        return wam_main(["critic", "finetune", "--model", str(ckpt), "--data", data, "--out", out, *extra])
+
+    assert finetune(str(tmp_path / "c"), str(tmp_path / "f"), "--steps", "200") == 0
     refit = load_checkpoint(tmp_path / "f" / "model.pt")
     assert not torch.equal(refit.critic_head[2].weight, m.critic_head[2].weight)
     for name, p in m.named_parameters():  # only the critic head changed
         if not name.startswith("critic_head"):
             assert torch.equal(p, dict(refit.named_parameters())[name]), name
-    assert (
-        wam_main(
-            [
-                "critic",
-                "finetune",
-                "--model",
-                str(ckpt),
-                "--data",
-                str(tmp_path / "nothing"),
-                "--out",
-                str(tmp_path / "g"),
-            ]
-        )
-        == 2
-    )
+    assert finetune(str(tmp_path / "nothing"), str(tmp_path / "g")) == 2
