@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
 def _candidates(model, episode, args: argparse.Namespace) -> int:  # noqa: ANN001 - model, Episode
     import numpy as np
 
+    from wam_ros.model.modeling import DIST_SCALE, STEPS_SCALE
     from wam_ros.train.dream import dream_candidates, write_candidates
 
     res = dream_candidates(model, episode, args.start, args.candidates, score=args.score)
@@ -70,6 +71,8 @@ def _candidates(model, episode, args: argparse.Namespace) -> int:  # noqa: ANN00
     for c, (crit, s, m) in enumerate(zip(res["critic"], res["score"], res["modes"], strict=True)):
         mark = "  <- chosen" if c == res["chosen"] else ""
         p = 1.0 / (1.0 + np.exp(-crit[0]))
-        print(f"{c:4d}  {m:4d}  {p:9.3f}  {crit[1] * 50:11.1f}  {crit[2] * 0.1:11.3f}  {s:5.3f}{mark}")
+        print(
+            f"{c:4d}  {m:4d}  {p:9.3f}  {crit[1] * STEPS_SCALE:11.1f}  {crit[2] * DIST_SCALE:11.3f}  {s:5.3f}{mark}"
+        )
     print("wrote " + ", ".join(map(str, paths)))
     return 0

@@ -143,12 +143,17 @@ def _ir_version(model: onnx.ModelProto) -> int:
     return min(onnx.helper.find_min_ir_version_for(opsets, ignore_unknown=True), MAX_IR_VERSION)
 
 
-def to_onnx(model: WorldActionModel, graph: str, opset: int = 17) -> onnx.ModelProto:
-    """Trace one graph to an in-memory ONNX model (legacy TorchScript exporter: fast, constant-folded, opset 17)."""
-    wrapper = (FullGraph if graph == "full" else ActionGraph)(model).eval()
-    outputs = output_names(graph)
-    # batch 2, not 1: a batch-1 example lets an exporter specialise the batch dimension to 1
-    example = sample_inputs(model, 2)
+def trace_onnx(
+    wrapper: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    input_names: tuple[str, ...] | list[str],
+    output_names: tuple[str, ...] | list[str],
+    graph_name: str,
+    opset: int = 17,
+) -> onnx.ModelProto:
+    """Trace `wrapper` on `example` to an in-memory ONNX model: the legacy TorchScript exporter (fast,
+    constant-folded), every input and output batch-dynamic, IR version set to the lowest the opset needs. Pass an
+    example of batch 2, not 1: a batch-1 example lets the exporter specialise the batch dimension to 1."""
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation + tracer warnings
@@ -159,15 +164,21 @@ def to_onnx(model: WorldActionModel, graph: str, opset: int = 17) -> onnx.ModelP
             dynamo=False,
             opset_version=opset,
             do_constant_folding=True,
-            input_names=list(INPUTS),
-            output_names=list(outputs),
-            dynamic_axes={name: {0: "batch"} for name in (*INPUTS, *outputs)},
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes={name: {0: "batch"} for name in (*input_names, *output_names)},
         )
     m = onnx.load_from_string(buf.getvalue())
     m.ir_version = _ir_version(m)
     m.producer_name, m.producer_version = "wam_ros", "1"
-    m.graph.name = f"wam_{graph}"
+    m.graph.name = graph_name
     return m
+
+
+def to_onnx(model: WorldActionModel, graph: str, opset: int = 17) -> onnx.ModelProto:
+    """Trace one graph to an in-memory ONNX model (legacy TorchScript exporter: fast, constant-folded, opset 17)."""
+    wrapper = (FullGraph if graph == "full" else ActionGraph)(model).eval()
+    return trace_onnx(wrapper, sample_inputs(model, 2), INPUTS, output_names(graph), f"wam_{graph}", opset)
 
 
 def parity(

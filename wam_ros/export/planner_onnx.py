@@ -43,9 +43,7 @@ A graph that fails is not written (ExportError), like the policy's graphs. Core 
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +56,9 @@ from wam_ros.export.fp16 import to_fp16
 from wam_ros.export.onnx_export import (
     MAX_SINGLE_FILE,
     ExportError,
-    _ir_version,
     normaliser_of,
     sample_inputs,
+    trace_onnx,
 )
 from wam_ros.fileio import fsync_file
 from wam_ros.model.modeling import WorldActionModel
@@ -196,29 +194,11 @@ def planner_to_onnx(model: WorldActionModel, graph: str, opset: int = 17) -> onn
         raise ValueError(f"planner graph must be one of {PLANNER_GRAPHS}, got {graph!r}")
     model = model.eval()
     names_in, names_out = PLANNER_INPUTS[graph], PLANNER_OUTPUTS[graph]
-    ex = sample_plan_inputs(
-        model, 2
-    )  # batch 2: a batch-1 example lets the exporter specialise the batch to 1
+    ex = sample_plan_inputs(model, 2)
     wrapper = WRAPPERS[graph](model).eval()
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation + tracer warnings
-        torch.onnx.export(
-            wrapper,
-            tuple(ex[n] for n in names_in),
-            buf,
-            dynamo=False,
-            opset_version=opset,
-            do_constant_folding=True,
-            input_names=list(names_in),
-            output_names=list(names_out),
-            dynamic_axes={name: {0: "batch"} for name in (*names_in, *names_out)},
-        )
-    m = onnx.load_from_string(buf.getvalue())
-    m.ir_version = _ir_version(m)
-    m.producer_name, m.producer_version = "wam_ros", "1"
-    m.graph.name = f"wam_plan_{graph}"
-    return m
+    return trace_onnx(
+        wrapper, tuple(ex[n] for n in names_in), names_in, names_out, f"wam_plan_{graph}", opset
+    )
 
 
 def _err(out: np.ndarray, ref: np.ndarray, name: str) -> tuple[float, float]:

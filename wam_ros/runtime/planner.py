@@ -38,8 +38,6 @@ from wam_ros.runtime.chunk_policy import ChunkPolicy, Plan
 from wam_ros.runtime.safety import SafetyLimits
 
 SCORES = ("success", "progress", "goal", "mix")
-STEPS_SCALE = 50.0  # the critic's units (wam_ros.model.modeling): steps to go / 50, goal distance / 0.1 m
-DIST_SCALE = 0.1
 
 Chooser = Callable[[np.ndarray, dict[str, np.ndarray]], int]
 
