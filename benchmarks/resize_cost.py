@@ -1,5 +1,6 @@
-"""Camera-frame resize cost: OpenCV's single-pass INTER_AREA against wam_ros.data.images.area_resize (two area steps),
-on 1 and 2 OpenCV threads, side by side in one run (issue 21).
+"""Camera-frame resize cost: OpenCV's single-pass INTER_AREA against wam_ros.data.images.area_resize (two area steps)
+and the runtime's preprocess.resize (the same, as two row bands on two threads, bit-identical), on 1 and 2 OpenCV
+threads, side by side in one run (issue 21).
 
     .venv/bin/python benchmarks/resize_cost.py                    # 640x480 -> 64x64, 1000 calls each
     .venv/bin/python benchmarks/resize_cost.py --camera 720x1280 --size 96 --calls 500
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 from wam_ros.data.images import area_resize
+from wam_ros.runtime import preprocess
 
 
 def main() -> None:
@@ -30,6 +32,7 @@ def main() -> None:
     rows = {
         "cv2 INTER_AREA, one pass": lambda f: cv2.resize(f, (a.size, a.size), interpolation=cv2.INTER_AREA),
         "area_resize (two area steps)": lambda f: area_resize(f, (a.size, a.size)),
+        "preprocess.resize (2 row bands)": lambda f: preprocess.resize(f, (a.size, a.size)),
     }
     print(f"{h}x{w} -> {a.size}x{a.size}, {a.calls} calls per row (ms)")
     for threads in (1, 2):
@@ -42,7 +45,7 @@ def main() -> None:
                 times.append(time.perf_counter() - t)
             t = np.asarray(times[20:]) * 1e3
             print(
-                f"  {threads} OpenCV thread(s)  {name:<30s} p50 {np.percentile(t, 50):.3f}  p99 {np.percentile(t, 99):.3f}"
+                f"  {threads} OpenCV thread(s)  {name:<34s} p50 {np.percentile(t, 50):.3f}  p99 {np.percentile(t, 99):.3f}"
             )
 
 

@@ -59,3 +59,47 @@ def test_training_data_and_the_runtime_resize_with_the_same_function():
     img = _camera_like(480, 640, 3, 9)
     assert np.array_equal(preprocess.resize(img, (64, 64)), area_resize(img, (64, 64)))
     assert np.array_equal(preprocess.prepare_image(img, "rgb8", (64, 64)), area_resize(img, (64, 64)))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (480, 640, 3),
+        (720, 1280, 3),
+        (1080, 1920, 4),
+        (400, 640, 1),
+        (480, 640),
+        (240, 320, 3),
+        (479, 641, 3),
+        (600, 800, 3),
+    ],
+)
+@pytest.mark.parametrize("size", [(64, 64), (96, 96), (48, 64), (128, 128)])
+def test_two_band_parallel_resize_is_bit_identical(shape, size):
+    """The runtime resizes a camera frame as two row bands on two threads; the split rows are chosen so no area window
+    straddles them, and the result must equal the one-thread resize of the training data exactly."""
+    from wam_ros.data.images import row_split
+    from wam_ros.runtime import preprocess
+
+    img = _camera_like(shape[0], shape[1], shape[2] if len(shape) == 3 else 1, seed=sum(shape)).reshape(shape)
+    split = row_split(img.shape, size)
+    out = preprocess.resize(img, size)
+    assert np.array_equal(out, area_resize(img, size)), (shape, size, split)
+    assert np.array_equal(out, preprocess.resize(img, size, parallel=False))
+    if shape[:2] in ((480, 640), (720, 1280)):
+        assert split is not None and shape[0] // 4 <= split[0] <= 3 * shape[0] // 4  # camera sizes do split
+    if shape[0] == 479:
+        assert split is None  # a prime-ish height: no whole output row boundary, one band
+
+
+def test_parallel_resize_from_many_threads_keeps_each_callers_frame():
+    """wam_node's camera callbacks and a predict() loop may resize at once: the shared worker never mixes frames."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wam_ros.runtime import preprocess
+
+    frames = [_camera_like(480, 640, 3, seed=s) for s in range(6)]
+    want = [area_resize(f, (64, 64)) for f in frames]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda f: preprocess.resize(f, (64, 64)), frames * 5))
+    assert all(np.array_equal(g, want[i % 6]) for i, g in enumerate(got))

@@ -7,6 +7,8 @@ Pure numpy + cv2 (the data layer: below the runtime, which uses it too).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -24,6 +26,24 @@ def _box_factor(src: int, dst: int) -> int:
     return 1
 
 
+def _first_step(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int]:
+    """Integer box factors (kh, kw) of area_resize's first step for an image of `shape` (1, 1: one pass)."""
+    h, w = int(size[0]), int(size[1])
+    kh, kw = _box_factor(shape[0], h), _box_factor(shape[1], w)
+    if max(shape[0] / h, shape[1] / w) >= TWO_STEP_MIN_FACTOR and (kh > 1 or kw > 1):
+        return kh, kw
+    return 1, 1
+
+
+def _resize_steps(image: np.ndarray, size: tuple[int, int], kh: int, kw: int) -> np.ndarray:
+    h, w = int(size[0]), int(size[1])
+    if kh > 1 or kw > 1:
+        image = cv2.resize(image, (image.shape[1] // kw, image.shape[0] // kh), interpolation=cv2.INTER_AREA)
+        if image.shape[0] == h and image.shape[1] == w:
+            return image
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
 def area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize an (h, w, C) uint8 image to size = (H, W) by area averaging (a no-op when it already fits).
 
@@ -33,12 +53,41 @@ def area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     INTER_AREA pass (tests/test_images.py) at about 40 % of its cost (0.32 vs 0.82 ms p50 for 640x480 -> 64x64,
     benchmarks/resize_cost.py): the general INTER_AREA path with fractional windows was most of predict()'s time beyond the graph
     (benchmarks/RESULTS.md, issue 21)."""
-    h, w = int(size[0]), int(size[1])
-    if image.shape[0] == h and image.shape[1] == w:
+    if image.shape[0] == int(size[0]) and image.shape[1] == int(size[1]):
         return image
-    kh, kw = _box_factor(image.shape[0], h), _box_factor(image.shape[1], w)
-    if max(image.shape[0] / h, image.shape[1] / w) >= TWO_STEP_MIN_FACTOR and (kh > 1 or kw > 1):
-        image = cv2.resize(image, (image.shape[1] // kw, image.shape[0] // kh), interpolation=cv2.INTER_AREA)
-        if image.shape[0] == h and image.shape[1] == w:
-            return image
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return _resize_steps(image, size, *_first_step(image.shape, size))
+
+
+def row_split(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int] | None:
+    """(source row, output row) where area_resize(image, size) splits into two bands resized independently with a
+    bit-identical result, or None when there is none near the middle (or the image is not a >= 2x downscale).
+
+    A boundary r works when it is a multiple of the first step's row factor kh and r * H / h is a whole output row:
+    then every output row above it averages only source rows above it (area windows never straddle it)."""
+    src, dst = int(shape[0]), int(size[0])
+    if src < 2 * dst or shape[1] < 2 * int(size[1]):
+        return None
+    kh, _ = _first_step(shape, size)
+    best = None
+    for out_row in range(1, dst):
+        r, rem = divmod(out_row * src, dst)
+        if rem == 0 and r % kh == 0 and (best is None or abs(2 * r - src) < abs(2 * best[0] - src)):
+            best = (r, out_row)
+    if best is None or not src // 4 <= best[0] <= 3 * src // 4:
+        return None
+    return best
+
+
+def area_resize_split(
+    image: np.ndarray, size: tuple[int, int], split: tuple[int, int]
+) -> tuple[Callable[[], np.ndarray], Callable[[], np.ndarray]]:
+    """The two bands of area_resize(image, size) at `split` (from row_split) as two callables (top, bottom), each
+    returning its output rows; np.concatenate([top(), bottom()]) equals area_resize(image, size) bit for bit. cv2
+    releases the GIL, so a caller can run the two on two cores (wam_ros.runtime.preprocess.resize)."""
+    kh, kw = _first_step(image.shape, size)
+    r, out_row = split
+    h, w = int(size[0]), int(size[1])
+    return (
+        lambda: _resize_steps(image[:r], (out_row, w), kh, kw),
+        lambda: _resize_steps(image[r:], (h - out_row, w), kh, kw),
+    )
