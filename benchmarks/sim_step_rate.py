@@ -19,7 +19,13 @@ import time
 import numpy as np
 import pybullet as p
 
-from wam_ros.sim.tabletop import ARM_FORCES, ARM_JOINTS, FINGER_FORCE, FINGER_JOINTS, TabletopEnv
+from wam_ros.sim.tabletop import TabletopEnv
+
+# the Panda's PyBullet joints (franka_panda/panda.urdf), written out: the bare loop does no profile lookups
+ARM_JOINTS = list(range(7))  # panda_joint1..7
+FINGER_JOINTS = [9, 10]  # panda_finger_joint1/2, each 0..0.04 m
+ARM_FORCES = [87.0] * 4 + [12.0] * 3  # the URDF's effort limits, which the env's motors use
+FINGER_FORCE = 20.0
 
 
 def _clock() -> float:

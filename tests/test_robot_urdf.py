@@ -21,7 +21,6 @@ from wam_ros.robot_urdf import (
     UrdfProfileConfig,
     parse_urdf,
     profile_from_urdf,
-    profile_yaml,
     write_profile,
 )
 from wam_ros.runtime.safety import SafetyFilter, SafetyLimits, UnsafeInput
@@ -115,6 +114,10 @@ def test_xarm6_with_gripper_mimic_joints_and_transmissions():
     assert profile.position_upper[2] == 0.19198 and profile.velocity_limit == [3.14] * 6 + [2.0]
     assert any("mimic it" in n and "left_finger_joint" in n for n in notes)
     assert profile.home == [0.0] * 7
+    # the tool: the hand where the gripper branches, the drive joint open at 0 (noted: the URDF cannot say)
+    assert profile.ee_link == profile.wrist_link == "xarm_gripper_base_link"
+    assert profile.gripper == {"joint": "drive_joint", "open": 0.0, "closed": 0.85}
+    assert any("assumed open at its lower limit" in n for n in notes)
     parsed = parse_urdf(
         "xarm/xarm6_with_gripper.urdf"
     )  # the same joints, in the same order, as PyBullet's parser
@@ -129,15 +132,22 @@ def test_kuka_iiwa_has_no_gripper_and_its_velocity_is_flagged():
     assert any("unusually high" in n for n in notes)  # pybullet_data's 10 rad/s is no real iiwa's
 
 
+# config/robots/xarm6.yaml: the home pose the tabletop sim starts from (the tool above the table, pointing down) and
+# the xArm gripper's tool centre point, 172 mm along the flange's z axis (UFactory's TCP offset for its gripper)
+XARM6_FLAGS = ["--home", "0,-0.3,-1.1,0,1.4,0,0", "--ee-offset", "0,0,0.172"]
+
+
 @pytest.mark.parametrize(
-    ("name", "urdf"), [("xarm6", "xarm/xarm6_with_gripper.urdf"), ("kuka_iiwa", "kuka_iiwa/model.urdf")]
+    ("name", "urdf", "flags"),
+    [("xarm6", "xarm/xarm6_with_gripper.urdf", XARM6_FLAGS), ("kuka_iiwa", "kuka_iiwa/model.urdf", [])],
 )
-def test_committed_profiles_are_the_tools_output(name, urdf):
+def test_committed_profiles_are_the_tools_output(name, urdf, flags, tmp_path):
     """config/robots/xarm6.yaml and kuka_iiwa.yaml are exactly what `wam robot add` writes (kept in sync), and the
     stack reads them: the safety filter refuses a measurement far outside their limits."""
     path = config_dir() / "robots" / f"{name}.yaml"
-    profile, notes = profile_from_urdf(UrdfProfileConfig(urdf=urdf, name=name))
-    assert path.read_text() == profile_yaml(profile, notes, f"wam robot add --urdf {urdf} --name {name}")
+    assert wam(["robot", "add", "--urdf", urdf, "--name", name, *flags, "--out", str(tmp_path)]) == 0
+    assert path.read_text() == (tmp_path / f"{name}.yaml").read_text()
+    profile = RobotProfile.load(tmp_path / f"{name}.yaml")
     loaded = RobotProfile.load(name)
     assert loaded == profile
     safety = SafetyFilter(SafetyLimits.from_profile(loaded), 0.1)

@@ -136,30 +136,15 @@ def test_push_expert_slides_back_onto_the_line_instead_of_lifting():
                 break
         assert expert.phase == "push"
         # push the arm 3 cm sideways (perpendicular to the pad direction) with the fingertip kept low
-        import pybullet as p
-
-        from wam_ros.sim.experts import _LOWER, _RANGES, _REST, _UPPER, DOWN
-        from wam_ros.sim.tabletop import FINGERTIP_LINK
+        from wam_ros.sim.experts import DOWN
 
         cube = env.object_positions()["cube"][:2]
         pad = np.asarray(env.scene.objects[env.scene.goal]["position"][:2])
         u = (pad - cube) / np.linalg.norm(pad - cube)
         perp = np.array([-u[1], u[0]])
-        goal = [*(cube - u * 0.06 + perp * 0.03), 0.022]
-        q = p.calculateInverseKinematics(
-            env.robot_id,
-            FINGERTIP_LINK,
-            goal,
-            DOWN,
-            lowerLimits=_LOWER,
-            upperLimits=_UPPER,
-            jointRanges=_RANGES,
-            restPoses=_REST,
-            maxNumIterations=100,
-            physicsClientId=env.client,
-        )
+        goal = np.array([*(cube - u * 0.06 + perp * 0.03), 0.022])
         for _ in range(5):
-            obs, _, _, _, _ = env.step(np.array([*q[:7], 0.0]))
+            obs, _, _, _, _ = env.step(np.array([*env.arm.ik(goal, DOWN), 0.0]))
         phases = []
         for _ in range(80):
             obs, _, done, _, _ = env.step(expert(obs))

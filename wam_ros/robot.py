@@ -1,4 +1,5 @@
-"""Robot profiles: joint names, position/velocity limits, home pose and camera, loaded from config/robots/<name>.yaml.
+"""Robot profiles: joint names, position/velocity limits, home pose, camera, tool link and gripper, loaded from
+config/robots/<name>.yaml (docs/robots.md).
 
     >>> profile = RobotProfile.load("panda")
     >>> profile.clamp_position(q)
@@ -59,6 +60,15 @@ class RobotProfile:
     camera: dict = field(default_factory=dict)
     joint_mapping: dict = field(default_factory=dict)
     measurement_tolerance: float = 0.05
+    # The tool, for the simulator, its scripted experts and Cartesian jogging: the fingertip point is the origin of
+    # `ee_link` plus `ee_offset` (m, in that link's frame, whose z axis points along the tool); a wrist camera sits on
+    # `wrist_link` ("" = ee_link). "" = not given: the tabletop sim refuses such a profile, naming the key.
+    ee_link: str = ""
+    ee_offset: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    wrist_link: str = ""
+    # {joint: NAME, open: V, closed: V}: the model joint that opens and closes the gripper and its two end values
+    # (a Panda's width 0.08 m is open; an xArm's drive_joint 0 rad is open); {} = no gripper (every joint is arm).
+    gripper: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
@@ -81,10 +91,58 @@ class RobotProfile:
                 f"got {self.measurement_tolerance!r}"
             )
         JointReader(self, self.joint_names)  # validates joint_mapping
+        self._check_tool()
+
+    def _check_tool(self) -> None:
+        where = f"robot profile {self.name!r}"
+        for key in ("ee_link", "wrist_link"):
+            if not isinstance(getattr(self, key), str):
+                raise ValueError(f"{where}: {key} must be a link name (a string), got {getattr(self, key)!r}")
+        off = self.ee_offset
+        if (
+            not isinstance(off, list | tuple)
+            or len(off) != 3
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in off)
+        ):
+            raise ValueError(
+                f"{where}: ee_offset must be 3 finite numbers (m, in ee_link's frame), got {off!r}"
+            )
+        g = self.gripper
+        if not isinstance(g, dict):
+            raise ValueError(f"{where}: gripper must be a mapping {{joint, open, closed}} or {{}}, got {g!r}")
+        if not g:
+            return
+        if set(g) != {"joint", "open", "closed"}:
+            raise ValueError(f"{where}: gripper needs exactly the keys joint, open, closed; got {sorted(g)}")
+        if g["joint"] not in self.joint_names:
+            raise ValueError(
+                f"{where}: gripper.joint {g['joint']!r} is not one of joint_names {self.joint_names}"
+            )
+        j = self.joint_names.index(g["joint"])
+        for key in ("open", "closed"):
+            v = g[key]
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+            if not ok or not self.position_lower[j] <= v <= self.position_upper[j]:
+                raise ValueError(
+                    f"{where}: gripper.{key} must be a number inside {g['joint']}'s limits "
+                    f"[{self.position_lower[j]:g}, {self.position_upper[j]:g}], got {v!r}"
+                )
+        if g["open"] == g["closed"]:
+            raise ValueError(f"{where}: gripper.open and gripper.closed are equal ({g['open']!r})")
 
     @property
     def dof(self) -> int:
         return len(self.joint_names)
+
+    @property
+    def gripper_index(self) -> int | None:
+        """Index of the gripper joint in joint_names, None without a gripper."""
+        return self.joint_names.index(self.gripper["joint"]) if self.gripper else None
+
+    @property
+    def arm_indices(self) -> list[int]:
+        """Indices of the arm joints (every joint but the gripper) in joint_names."""
+        return [i for i in range(self.dof) if i != self.gripper_index]
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> RobotProfile:

@@ -21,6 +21,10 @@ How the URDF becomes a profile:
   given (then it is used and noted). margin shrinks every revolute range at both ends (rad): a Panda's datasheet
   limits are its URDF limits less 0.0698 rad (4 degrees).
 - home: "zero" (every joint at 0 clipped into its limits; a width gripper open), "mid" (mid-range) or J numbers.
+- The tool (for the simulator, its experts and jogging): ee_link is the link where the gripper branches (the hand),
+  else the child link of the last arm joint, or the link named; ee_offset (default 0, 0, 0) the fingertip point in
+  that link's frame, which the URDF cannot tell (noted); wrist_link = ee_link. The gripper's open/closed values: a
+  width is open at its upper limit; a single gripper joint is assumed open at its lower limit (noted).
 
 Parsed with the standard library (xml.etree.ElementTree on expat >= 2.4, which refuses entity-expansion bombs and
 never fetches external entities). Core module: imports only wam_ros.robot and wam_ros.fileio, never rclpy.
@@ -66,6 +70,8 @@ class UrdfJoint:
     velocity: float | None = None
     has_limit: bool = False
     mimic: str | None = None
+    mimic_multiplier: float = 1.0  # a mimic joint's position = multiplier * the mimicked joint's + offset
+    mimic_offset: float = 0.0
 
     @property
     def movable(self) -> bool:
@@ -109,6 +115,11 @@ def _number(joint: str, attr: str, text: str | None, where: Path) -> float | Non
     if not math.isfinite(value):
         raise UrdfError(f"{where}: joint {joint!r}: {attr}={text!r} is not finite")
     return value
+
+
+def _mimic_number(joint: str, mimic: ET.Element | None, attr: str, default: float, where: Path) -> float:
+    value = None if mimic is None else _number(joint, f"mimic {attr}", mimic.get(attr), where)
+    return default if value is None else value
 
 
 def resolve_urdf(urdf: str | Path) -> Path:
@@ -168,6 +179,8 @@ def parse_urdf(urdf: str | Path) -> Urdf:
                 velocity=_number(name, "velocity", lim.get("velocity"), path),
                 has_limit=limit is not None,
                 mimic=None if mimic is None else mimic.get("joint"),
+                mimic_multiplier=_mimic_number(name, mimic, "multiplier", 1.0, path),
+                mimic_offset=_mimic_number(name, mimic, "offset", 0.0, path),
             )
         )
     if not joints:
@@ -213,6 +226,8 @@ class UrdfProfileConfig:
         continuous_range: a continuous joint gets [-continuous_range, +continuous_range] (rad).
         default_velocity: used (and noted) for joints whose <limit> has no positive velocity; None: an error.
         measurement_tolerance: the profile's tolerance for measured positions outside the limits (rad or m).
+        ee_link: the tool link ("" -> the hand, or the last arm link). ee_offset: the fingertip point in ee_link's
+            frame (m).
     """
 
     urdf: str
@@ -229,6 +244,8 @@ class UrdfProfileConfig:
     continuous_range: float = 2 * math.pi
     default_velocity: float | None = None
     measurement_tolerance: float = 0.05
+    ee_link: str = ""
+    ee_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
         if not NAME_RE.match(self.name or ""):
@@ -248,6 +265,8 @@ class UrdfProfileConfig:
                 raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
         if not (math.isfinite(self.continuous_range) and self.continuous_range > 0):
             raise ValueError(f"continuous_range must be a finite number > 0, got {self.continuous_range!r}")
+        if len(self.ee_offset) != 3 or not all(math.isfinite(v) for v in self.ee_offset):
+            raise ValueError(f"ee_offset must be 3 finite numbers (m), got {self.ee_offset!r}")
         if self.default_velocity is not None and not (
             math.isfinite(self.default_velocity) and self.default_velocity > 0
         ):
@@ -436,6 +455,35 @@ def _urdf_field(path: Path) -> str:
     return str(path)
 
 
+def _tool(urdf: Urdf, cfg: UrdfProfileConfig, branch: str | None, arm: list[UrdfJoint], notes: list) -> str:
+    """The ee_link: the one named, else the hand (where the gripper branches), else the last arm joint's child."""
+    links = {urdf.root} | {j.child for j in urdf.joints}
+    if cfg.ee_link:
+        if cfg.ee_link not in links:
+            raise UrdfError(f"{urdf.path}: ee_link {cfg.ee_link!r} is not a link; links: {sorted(links)}")
+        return cfg.ee_link
+    link = branch if branch is not None else arm[-1].child
+    where = "where the gripper branches" if branch is not None else "the last arm joint's child"
+    if not any(cfg.ee_offset):
+        notes.append(
+            f"ee_link {link!r} ({where}) with ee_offset 0: the fingertip point is that link's origin; give the "
+            "tool centre point with --ee-link / --ee-offset"
+        )
+    return link
+
+
+def _gripper_ends(gripper: list[_Joint], notes: list) -> dict:
+    if not gripper:
+        return {}
+    g = gripper[0]
+    if g.kind == "width":
+        return {"joint": g.name, "open": g.upper, "closed": g.lower}
+    notes.append(
+        f"{g.name}: assumed open at its lower limit ({g.lower:g}) and closed at its upper ({g.upper:g})"
+    )
+    return {"joint": g.name, "open": g.lower, "closed": g.upper}
+
+
 def profile_from_urdf(cfg: UrdfProfileConfig) -> tuple[RobotProfile, list[str]]:
     """The robot profile `cfg` describes, and notes on everything assumed (see the module docstring)."""
     urdf = parse_urdf(cfg.urdf)
@@ -482,6 +530,7 @@ def profile_from_urdf(cfg: UrdfProfileConfig) -> tuple[RobotProfile, list[str]]:
         )
     if cfg.margin:
         notes.append(f"revolute ranges shrunk by --margin {cfg.margin:g} rad at both ends")
+    ee_link = _tool(urdf, cfg, branch, arm_joints, notes)
     profile = RobotProfile(
         name=cfg.name,
         urdf=_urdf_field(urdf.path),
@@ -498,6 +547,10 @@ def profile_from_urdf(cfg: UrdfProfileConfig) -> tuple[RobotProfile, list[str]]:
         },
         joint_mapping={j.name: j.mapping for j in joints if j.mapping},
         measurement_tolerance=cfg.measurement_tolerance,
+        ee_link=ee_link,
+        ee_offset=[_tidy(float(v)) for v in cfg.ee_offset],
+        wrist_link=ee_link,
+        gripper=_gripper_ends(gripper, notes),
     )
     return profile, notes
 
@@ -549,6 +602,11 @@ def profile_yaml(profile: RobotProfile, notes: list[str] = (), source: str = "")
     lines.append(f"home: {_flow(profile.home)}")
     lines.append("camera:")
     lines += [f"  {k}: {_flow(v)}" for k, v in profile.camera.items()]
+    lines.append(
+        "# The tool (sim, scripted experts, jogging): fingertip point = ee_link's origin + ee_offset (m, in its frame)."
+    )
+    for key in ("ee_link", "ee_offset", "wrist_link", "gripper"):
+        lines.append(f"{key}: {_flow(getattr(profile, key))}")
     return "\n".join(lines) + "\n"
 
 

@@ -32,6 +32,8 @@ DEFAULTS = {
     "continuous_range": 2 * math.pi,
     "default_velocity": None,
     "tolerance": 0.05,
+    "ee_link": "",
+    "ee_offset": "0,0,0",
 }
 
 
@@ -78,6 +80,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tolerance", type=float, default=0.05, help="measurement_tolerance (rad or m; default 0.05)"
     )
+    p.add_argument(
+        "--ee-link",
+        default="",
+        help="the tool link (default: the hand where the gripper branches, or the last link)",
+    )
+    p.add_argument(
+        "--ee-offset",
+        default=DEFAULTS["ee_offset"],
+        help="the fingertip point in ee_link's frame, X,Y,Z in m (default 0,0,0)",
+    )
     p.add_argument("--out", type=Path, default=None, help="directory to write into (default config/robots)")
     p.add_argument("--force", action="store_true", help="replace an existing profile")
     p.add_argument("--dry-run", action="store_true", help="print the YAML, write nothing")
@@ -122,7 +134,13 @@ def _add(args: argparse.Namespace) -> int:
 
     width, height = _size(args.camera_size)
     joints = tuple(j.strip() for j in args.joints.split(",") if j.strip())
-    converted = dict(urdf=str(args.urdf), joints=joints, camera_width=width, camera_height=height)
+    try:
+        offset = tuple(float(v) for v in args.ee_offset.split(","))
+    except ValueError:
+        raise ValueError(f"--ee-offset must be X,Y,Z in m like 0,0,0.172, got {args.ee_offset!r}") from None
+    converted = dict(
+        urdf=str(args.urdf), joints=joints, camera_width=width, camera_height=height, ee_offset=offset
+    )
     cfg = config_from_args(UrdfProfileConfig, args, measurement_tolerance=args.tolerance, **converted)
     path = profile_path(cfg.name, args.out)
     if path.exists() and not (args.force or args.dry_run):  # before any work: the answer comes at once
@@ -159,5 +177,9 @@ def _show(args: argparse.Namespace) -> int:
     profile = RobotProfile.load(args.name)
     print(f"{profile.name}: {profile.dof} joints, urdf {profile.urdf or '-'}, camera {profile.camera or '-'}")
     print(f"  measurement_tolerance {profile.measurement_tolerance:g}")
+    print(
+        f"  tool: ee_link {profile.ee_link or '-'} + offset {profile.ee_offset}, wrist camera on "
+        f"{profile.wrist_link or profile.ee_link or '-'}, gripper {profile.gripper or 'none'}"
+    )
     _print_joints(profile)
     return 0

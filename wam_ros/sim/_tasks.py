@@ -4,7 +4,8 @@ and the geometric success tests of `reach` and `push`.
 Every random knob is drawn from `RANDOMISATION_BOUNDS` by a numpy Generator seeded with the episode seed, in a fixed
 order, and recorded in `Scene.randomisation`; the instruction index is drawn too (and may be overridden), so the
 same seed gives the same scene whatever instruction is chosen. With `randomize=False` lighting, colours, camera,
-friction and the start pose take their nominal values; object placement still follows the seed.
+friction and the start pose take their nominal values; object placement still follows the seed. The start pose is the
+robot profile's `home` with each arm joint jittered and the gripper open (reach) or closed (push).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import numpy as np
 import pybullet as p
 
 if TYPE_CHECKING:  # pragma: no cover
+    from wam_ros.robot import RobotProfile
     from wam_ros.sim.tabletop import TabletopEnv
 
-HOME = [0.0, -0.4, 0.0, -2.4, 0.0, 2.0, 0.785]
 COLOURS = {  # named colours the instructions use; jittered by at most RANDOMISATION_BOUNDS["colour_jitter"]
     "red": (0.85, 0.12, 0.12),
     "green": (0.12, 0.70, 0.18),
@@ -30,7 +31,7 @@ DEFAULT_LIGHT = {"direction": [0.5, 0.3, 2.0], "color": [1.0, 1.0, 1.0], "ambien
 
 # Every randomised quantity and its bound (uniform draws). Recorded in each episode's meta["randomisation"]["bounds"].
 RANDOMISATION_BOUNDS: dict[str, Any] = {
-    "start_jitter_rad": 0.15,  # each arm joint of the start pose: home +- this
+    "start_jitter_rad": 0.15,  # each arm joint of the start pose: the profile's home +- this
     "colour_jitter": 0.08,  # each RGB channel of every object: nominal +- this
     "table_rgb": [[0.54, 0.46, 0.36], [0.62, 0.52, 0.42]],  # low, high per channel
     "table_friction": [0.6, 1.0],
@@ -65,7 +66,7 @@ class Scene:
     instruction_index: int
     goal: str  # name of the object the instruction refers to (a target / a pad)
     objects: dict[str, dict]  # name -> {"position": [x, y, z], "rgb": [r, g, b], "colour": name, ...}
-    start_q: list[float]  # 8 values: arm + gripper width
+    start_q: list[float]  # one value per profile joint: arm + gripper
     camera: dict
     randomisation: dict = field(default_factory=dict)
 
@@ -77,10 +78,14 @@ def _u(rng: np.random.Generator, lo: Any, hi: Any) -> Any:
     return rng.uniform(lo, hi).tolist() if np.ndim(lo) else float(rng.uniform(lo, hi))
 
 
-def _common(rng: np.random.Generator, randomize: bool, gripper: float) -> tuple[list[float], dict, dict]:
-    """Start pose, camera and lighting/table knobs, drawn in a fixed order (always drawn, so the stream is stable)."""
+def _common(
+    rng: np.random.Generator, randomize: bool, robot: RobotProfile, gripper: str
+) -> tuple[list[float], dict, dict]:
+    """Start pose (`robot.home`, arm joints jittered, the gripper `gripper` = "open" | "closed"), camera and
+    lighting/table knobs, drawn in a fixed order (always drawn, so the stream is stable)."""
     b = RANDOMISATION_BOUNDS
-    jitter = rng.uniform(-b["start_jitter_rad"], b["start_jitter_rad"], 7)
+    arm = robot.arm_indices
+    jitter = rng.uniform(-b["start_jitter_rad"], b["start_jitter_rad"], len(arm))
     eye_j = rng.uniform(-b["camera_eye_jitter_m"], b["camera_eye_jitter_m"], 3)
     tgt_j = rng.uniform(-b["camera_target_jitter_m"], b["camera_target_jitter_m"], 3)
     fov = _u(rng, *b["camera_fov_deg"])
@@ -95,9 +100,13 @@ def _common(rng: np.random.Generator, randomize: bool, gripper: float) -> tuple[
         },
     }
     if not randomize:
-        jitter, eye_j, tgt_j, fov = np.zeros(7), np.zeros(3), np.zeros(3), DEFAULT_CAMERA["fov"]
+        jitter, eye_j, tgt_j, fov = np.zeros(len(arm)), np.zeros(3), np.zeros(3), DEFAULT_CAMERA["fov"]
         rnd = {"table_rgb": [0.58, 0.49, 0.39], "table_friction": 0.8, "light": dict(DEFAULT_LIGHT)}
-    start_q = [*(np.asarray(HOME) + jitter).tolist(), gripper]
+    start = np.asarray(robot.home, dtype=np.float64)
+    start[arm] = start[arm] + jitter
+    if robot.gripper:
+        start[robot.gripper_index] = robot.gripper[gripper]
+    start_q = start.tolist()
     camera = {
         "eye": (np.asarray(DEFAULT_CAMERA["eye"]) + eye_j).tolist(),
         "target": (np.asarray(DEFAULT_CAMERA["target"]) + tgt_j).tolist(),
@@ -138,9 +147,11 @@ class ReachTask:
             bodies[f"target_{k}"] = p.createMultiBody(0, -1, vis, basePosition=[0, 0, -1], physicsClientId=c)
         return bodies
 
-    def sample(self, rng: np.random.Generator, randomize: bool, choice: int | None) -> Scene:
+    def sample(
+        self, rng: np.random.Generator, randomize: bool, choice: int | None, robot: RobotProfile
+    ) -> Scene:
         b = RANDOMISATION_BOUNDS
-        start_q, camera, rnd = _common(rng, randomize, gripper=0.08)
+        start_q, camera, rnd = _common(rng, randomize, robot, gripper="open")
         names = [str(n) for n in rng.choice(list(COLOURS), self.n_instructions, replace=False)]
         xy: list[np.ndarray] = []
         while len(xy) < self.n_instructions:  # rejection sampling: targets at least min_separation apart
@@ -217,9 +228,11 @@ class PushTask:
         )
         return bodies
 
-    def sample(self, rng: np.random.Generator, randomize: bool, choice: int | None) -> Scene:
+    def sample(
+        self, rng: np.random.Generator, randomize: bool, choice: int | None, robot: RobotProfile
+    ) -> Scene:
         b = RANDOMISATION_BOUNDS
-        start_q, camera, rnd = _common(rng, randomize, gripper=0.0)
+        start_q, camera, rnd = _common(rng, randomize, robot, gripper="closed")
         names = [str(n) for n in rng.choice(list(COLOURS), self.n_instructions, replace=False)]
         cube = np.array([rng.uniform(*b["push_cube_x"]), rng.uniform(*b["push_cube_y"])])
         while True:  # two pads in directions >= 70 degrees apart, inside the reachable area, not overlapping

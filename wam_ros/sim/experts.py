@@ -6,8 +6,10 @@
 
 An expert reads the env's privileged scene (target / cube / pad poses), moves the fingertip along Cartesian waypoints
 (at most `cart_step` metres per control step), turns each waypoint into joint targets with pybullet's
-calculateInverseKinematics (null-space rest pose = home, gripper pointing down), and caps the joint change per step at
-`joint_step` rad so the motion is smooth. Actions are absolute joint targets (7 arm + gripper width), like the env's.
+calculateInverseKinematics (null-space rest pose = home, the tool's z axis pointing down), and caps the joint change
+per step at `joint_step` rad so the motion is smooth. Actions are absolute joint targets (arm + gripper), like the
+env's. Any robot profile the env can build works: the IK, the fingertip point and the gripper's open/closed values
+come from the profile (wam_ros/sim/_arm.py).
 """
 
 from __future__ import annotations
@@ -18,25 +20,24 @@ import numpy as np
 import pybullet as p
 
 from wam_ros.sim import _tasks
-from wam_ros.sim.tabletop import FINGERTIP_LINK, TabletopEnv
+from wam_ros.sim.tabletop import TabletopEnv
 
-DOWN = p.getQuaternionFromEuler(
-    [np.pi, 0.0, 0.0]
-)  # gripper pointing at the table, fingers along y (as at home)
-# IK null space over pybullet's 9 movable joints (7 arm + 2 fingers); finger limits 0..0.04 m each
-_LOWER = [-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973, 0.0, 0.0]
-_UPPER = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973, 0.04, 0.04]
-_RANGES = [u - lo for lo, u in zip(_LOWER, _UPPER, strict=True)]
-_REST = [*_tasks.HOME, 0.04, 0.04]
+# the tool link's z axis pointing at the table, its x axis along the world's x (a Panda's fingers along y, as at home)
+DOWN = p.getQuaternionFromEuler([np.pi, 0.0, 0.0])
 
 Policy = Callable[[dict], np.ndarray]
 
 
 class _IKExpert:
-    def __init__(self, env: TabletopEnv, cart_step: float, joint_step: float, gripper: float) -> None:
+    def __init__(self, env: TabletopEnv, cart_step: float, joint_step: float, gripper: str) -> None:
         if cart_step <= 0 or joint_step <= 0:
             raise ValueError(f"cart_step and joint_step must be > 0, got {cart_step}, {joint_step}")
-        self.env, self.cart_step, self.joint_step, self.gripper = env, cart_step, joint_step, gripper
+        self.env, self.cart_step, self.joint_step = env, cart_step, joint_step
+        profile = env.profile
+        self.arm, self.grip = profile.arm_indices, profile.gripper_index
+        self.gripper = (
+            profile.gripper[gripper] if profile.gripper else None
+        )  # "open" | "closed" -> joint value
         self.phase = "start"
 
     def move_towards(self, goal: np.ndarray, step: float | None = None) -> np.ndarray:
@@ -48,23 +49,14 @@ class _IKExpert:
         norm = float(np.linalg.norm(delta))
         if norm > step:
             delta *= step / norm
-        q = p.calculateInverseKinematics(
-            env.robot_id,
-            FINGERTIP_LINK,
-            (tip + delta).tolist(),
-            DOWN,
-            lowerLimits=_LOWER,
-            upperLimits=_UPPER,
-            jointRanges=_RANGES,
-            restPoses=_REST,
-            maxNumIterations=60,
-            residualThreshold=1e-5,
-            physicsClientId=env.client,
-        )
-        target = np.asarray(q[:7], dtype=np.float64)
+        target = env.arm.ik(tip + delta, DOWN)
         prev = env.last_action
-        arm = prev[:7] + np.clip(target - prev[:7], -self.joint_step, self.joint_step)
-        action = np.concatenate([arm, [self.gripper]])
+        action = prev.copy()
+        action[self.arm] = prev[self.arm] + np.clip(
+            target - prev[self.arm], -self.joint_step, self.joint_step
+        )
+        if self.grip is not None:
+            action[self.grip] = self.gripper
         return np.clip(action, env.profile.position_lower, env.profile.position_upper)
 
 
@@ -72,7 +64,7 @@ class ReachExpert(_IKExpert):
     """Straight to the named target's centre, gripper open."""
 
     def __init__(self, env: TabletopEnv, cart_step: float = 0.025, joint_step: float = 0.15) -> None:
-        super().__init__(env, cart_step, joint_step, gripper=0.08)
+        super().__init__(env, cart_step, joint_step, gripper="open")
 
     def __call__(self, obs: dict) -> np.ndarray:
         scene = self.env.scene
@@ -93,7 +85,7 @@ class PushExpert(_IKExpert):
     def __init__(
         self, env: TabletopEnv, cart_step: float = 0.035, joint_step: float = 0.15, push_step: float = 0.015
     ) -> None:
-        super().__init__(env, cart_step, joint_step, gripper=0.0)
+        super().__init__(env, cart_step, joint_step, gripper="closed")
         self.push_step = push_step
 
     def __call__(self, obs: dict) -> np.ndarray:

@@ -1,22 +1,28 @@
-"""Tabletop tasks for the Franka Panda in PyBullet, as a Gymnasium environment with a camera.
+"""Tabletop tasks for a robot arm in PyBullet (the Franka Panda by default), as a Gymnasium environment with a camera.
 
-    env = TabletopEnv(task="reach", image_size=64)       # or task="push"
+    env = TabletopEnv(task="reach", image_size=64)       # or task="push"; robot="xarm6" for another profile
     obs, info = env.reset(seed=3)                         # same seed -> same scene, instruction and frames
-    obs, reward, terminated, truncated, info = env.step(action)   # action: (8,) absolute joint targets
+    obs, reward, terminated, truncated, info = env.step(action)   # action: (J,) absolute joint targets
 
     run = rollout(env, make_expert(env), seed=3)         # a whole episode as plain arrays (TabletopRollout)
 
 Run `wam sim --task reach --seed 0 --gif out.gif` to watch the scripted expert (wam_ros/cli/sim.py). The sim knows no
 file format: the train layer turns a rollout into an episode (wam_ros.train.rollout.record_episode).
 
-Observation: {"image": uint8 (H, W, 3) RGB from a fixed third-person camera, "joint_pos": float32 (8,),
-"joint_vel": float32 (8,)} (+ "wrist_image" with `wrist_camera=True`). The 8 "joints" follow the robot profile:
-panda_joint1..7 + the gripper opening width in metres (sum of both fingers). Targets and object poses are NOT in the
-observation: they are in reset()'s `info["scene"]` and in `env.scene` (privileged, for experts and evaluation) and in
-the episode metadata. step()'s info: task, instruction, success, step, applied_action.
+The robot is whatever the robot profile (config/robots/<robot>.yaml) names, with no code per robot: its URDF, its
+joints, the tool link (`ee_link` + `ee_offset`: the fingertip point), the wrist camera's link, the gripper's joint and
+open/closed values and the home pose (wam_ros/sim/_arm.py maps it onto PyBullet). The Panda: panda_joint1..7 + the
+gripper opening width in metres (sum of both fingers); the xArm6: joint1..6 + drive_joint (0 rad open).
 
-Action: absolute joint position targets (arm + gripper width), clamped to the profile's limits, applied with position
-control for `240 / control_hz` physics steps (240 Hz physics). The clamped action is `info["applied_action"]`.
+Observation: {"image": uint8 (H, W, 3) RGB from a fixed third-person camera, "joint_pos": float32 (J,),
+"joint_vel": float32 (J,)} (+ "wrist_image" with `wrist_camera=True`), the J joints of the profile in its order.
+Targets and object poses are NOT in the observation: they are in reset()'s `info["scene"]` and in `env.scene`
+(privileged, for experts and evaluation) and in the episode metadata. step()'s info: task, instruction, success, step,
+applied_action.
+
+Action: absolute joint position targets (arm + gripper), clamped to the profile's limits, applied with position
+control (the URDF's effort limits) for `240 / control_hz` physics steps (240 Hz physics). The clamped action is
+`info["applied_action"]`.
 
 Tasks (geometry and randomisation in wam_ros/sim/_tasks.py):
     reach  3 coloured targets on the table; "reach the red target"; success: fingertip within 5 cm of that target.
@@ -38,20 +44,16 @@ import pybullet_data
 
 from wam_ros.robot import RobotProfile
 from wam_ros.sim import _tasks
+from wam_ros.sim._arm import ArmRig
 from wam_ros.sim._tasks import Scene
 
 PHYSICS_HZ = 240
-ARM_JOINTS = list(range(7))  # pybullet joint indices of panda_joint1..7
-FINGER_JOINTS = [9, 10]  # panda_finger_joint1/2, each opens 0..0.04 m
-FINGERTIP_LINK = 11  # panda_grasptarget: between the fingertips
-HAND_LINK = 8
-ARM_FORCES = [87.0] * 4 + [12.0] * 3
-FINGER_FORCE = 20.0
 TASKS = tuple(_tasks.TASKS)
 
 
 class TabletopEnv(gym.Env):
-    """Panda tabletop task (reach / push) with a camera. See the module docstring for spaces and tasks."""
+    """Tabletop task (reach / push) for the profile's arm, with a camera. See the module docstring for spaces and
+    tasks."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
@@ -81,10 +83,9 @@ class TabletopEnv(gym.Env):
         self.max_steps = max_steps if max_steps is not None else self.spec_task.max_steps(control_hz)
         self.randomize, self.wrist_camera, self.render_images = randomize, wrist_camera, render
         self.profile = RobotProfile.load(robot)
-        if self.profile.dof != 8:
+        if not self.profile.urdf:
             raise ValueError(
-                f"TabletopEnv drives a Panda (8 joints incl. gripper), profile {robot!r} has "
-                f"{self.profile.dof}"
+                f"robot profile {self.profile.name!r} names no urdf: the simulator has no body to load"
             )
         self.n_instructions = self.spec_task.n_instructions
         self._lo = np.asarray(self.profile.position_lower)
@@ -97,7 +98,7 @@ class TabletopEnv(gym.Env):
             "joint_pos": gym.spaces.Box(
                 (self._lo - 0.1).astype(np.float32), (self._hi + 0.1).astype(np.float32), dtype=np.float32
             ),
-            "joint_vel": gym.spaces.Box(-100.0, 100.0, (8,), np.float32),
+            "joint_vel": gym.spaces.Box(-100.0, 100.0, (self.profile.dof,), np.float32),
         }
         if wrist_camera:
             spaces["wrist_image"] = gym.spaces.Box(0, 255, (n, n, 3), np.uint8)
@@ -107,7 +108,11 @@ class TabletopEnv(gym.Env):
         )
 
         self.client = p.connect(p.DIRECT)  # one physics client per env: envs never share state
-        self._build_world()
+        try:
+            self._build_world()
+        except Exception:  # a profile the sim cannot build: no physics client left behind
+            self.close()
+            raise
         self.scene: Scene | None = None
         self.instruction = ""
         self.steps = 0
@@ -126,9 +131,13 @@ class TabletopEnv(gym.Env):
         )
         self.table_id = p.createMultiBody(0, col, vis, basePosition=[0, 0, -0.01], physicsClientId=c)
         # no self-collision (as in pybullet's own Panda examples): the closed fingers would rest in contact
-        self.robot_id = p.loadURDF(
-            self.profile.urdf or "franka_panda/panda.urdf", useFixedBase=True, physicsClientId=c
-        )
+        try:
+            self.robot_id = p.loadURDF(self.profile.urdf, useFixedBase=True, physicsClientId=c)
+        except p.error as exc:
+            raise ValueError(
+                f"robot profile {self.profile.name!r}: PyBullet cannot load {self.profile.urdf}: {exc}"
+            ) from None
+        self.arm = ArmRig(self.profile, self.robot_id, c)
         self.bodies = self.spec_task.build(c)  # task objects, placed at reset
         self._initial_state = p.saveState(physicsClientId=c)
 
@@ -155,14 +164,13 @@ class TabletopEnv(gym.Env):
             )
         c = self.client
         p.restoreState(self._initial_state, physicsClientId=c)
-        self.scene = self.spec_task.sample(rng, self.randomize, None if choice is None else int(choice))
+        self.scene = self.spec_task.sample(
+            rng, self.randomize, None if choice is None else int(choice), self.profile
+        )
         self.spec_task.place(c, self.bodies, self.scene)
         self._set_lighting_and_friction(self.scene)
         q0 = np.asarray(self.scene.start_q, dtype=np.float64)
-        for j, q in zip(ARM_JOINTS, q0[:7], strict=True):
-            p.resetJointState(self.robot_id, j, q, 0.0, physicsClientId=c)
-        for j in FINGER_JOINTS:
-            p.resetJointState(self.robot_id, j, q0[7] / 2, 0.0, physicsClientId=c)
+        self.arm.reset(q0)
         self._action = q0.astype(np.float32).astype(np.float64)
         self._apply(self._action)
         self.instruction = self.scene.instruction
@@ -174,9 +182,11 @@ class TabletopEnv(gym.Env):
         if self.scene is None:
             raise RuntimeError("call reset() before step()")
         a = np.asarray(action, dtype=np.float64)
-        if a.shape != (8,):
+        if a.shape != (self.profile.dof,):
+            grip = f" + gripper {self.profile.gripper['joint']}" if self.profile.gripper else ""
             raise ValueError(
-                f"action must be 8 absolute joint targets (7 arm + gripper width), got shape {a.shape}"
+                f"action must be {self.profile.dof} absolute joint targets ({len(self.profile.arm_indices)} arm"
+                f"{grip}, robot {self.profile.name!r}), got shape {a.shape}"
             )
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action contains NaN or Inf: {a}")
@@ -200,10 +210,8 @@ class TabletopEnv(gym.Env):
 
     # ----------------------------------------------------------------------------------------------- privileged
     def fingertip_position(self) -> np.ndarray:
-        state = p.getLinkState(
-            self.robot_id, FINGERTIP_LINK, computeForwardKinematics=True, physicsClientId=self.client
-        )
-        return np.asarray(state[4])
+        """World position of the fingertip point (the profile's ee_link origin + ee_offset)."""
+        return self.arm.fingertip()
 
     def object_positions(self) -> dict[str, np.ndarray]:
         return {
@@ -221,7 +229,7 @@ class TabletopEnv(gym.Env):
         return float(np.linalg.norm(self.fingertip_position() - goal))
 
     def try_chunks(self, chunks: np.ndarray) -> list[dict[str, float | bool]]:
-        """Roll each candidate chunk (n, C, 8) out from the current state and come back (the planner's oracle,
+        """Roll each candidate chunk (n, C, J) out from the current state and come back (the planner's oracle,
         issue 16): PyBullet saves the state once, executes a chunk (no rendering), records the outcome and restores.
         Per chunk: `success` (reached during the chunk), `goal_distance` at its end (m), `steps` executed. The env
         (state, step count, last action) is exactly as before the call."""
@@ -279,32 +287,12 @@ class TabletopEnv(gym.Env):
 
     # ----------------------------------------------------------------------------------------------- internals
     def _apply(self, q: np.ndarray) -> None:
-        c, r = self.client, self.robot_id
-        p.setJointMotorControlArray(
-            r,
-            ARM_JOINTS,
-            p.POSITION_CONTROL,
-            targetPositions=list(q[:7]),
-            forces=ARM_FORCES,
-            physicsClientId=c,
-        )
-        p.setJointMotorControlArray(
-            r,
-            FINGER_JOINTS,
-            p.POSITION_CONTROL,
-            targetPositions=[q[7] / 2] * 2,
-            forces=[FINGER_FORCE] * 2,
-            physicsClientId=c,
-        )
+        self.arm.apply(q)
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
-        states = p.getJointStates(self.robot_id, ARM_JOINTS + FINGER_JOINTS, physicsClientId=self.client)
-        pos = np.array([s[0] for s in states], dtype=np.float64)
-        vel = np.array([s[1] for s in states], dtype=np.float64)
-        return (
-            np.concatenate([pos[:7], [pos[7] + pos[8]]]).astype(np.float32),
-            np.concatenate([vel[:7], [vel[7] + vel[8]]]).astype(np.float32),
-        )
+        """Measured (positions, velocities), float32 (J,) in the profile's joint order."""
+        pos, vel = self.arm.read()
+        return pos.astype(np.float32), vel.astype(np.float32)
 
     def _observe(self) -> dict:
         pos, vel = self.joint_state()
@@ -364,9 +352,7 @@ class TabletopEnv(gym.Env):
         return np.asarray(rgba, dtype=np.uint8).reshape(n, n, 4)[:, :, :3].copy()
 
     def _wrist(self) -> np.ndarray:
-        pos, orn = p.getLinkState(
-            self.robot_id, HAND_LINK, computeForwardKinematics=True, physicsClientId=self.client
-        )[4:6]
+        pos, orn = self.arm.link_pose(self.arm.wrist_link)
         rot = np.asarray(p.getMatrixFromQuaternion(orn)).reshape(3, 3)
         eye = np.asarray(pos) + rot @ np.array(
             [0.05, 0.0, 0.02]
@@ -383,9 +369,9 @@ class TabletopRollout:
     `extra` the optional arrays (`wrist_frames`, `executed_actions`)."""
 
     frames: np.ndarray  # uint8 (T, H, W, 3)
-    joint_pos: np.ndarray  # float32 (T, 8)
-    joint_vel: np.ndarray  # float32 (T, 8)
-    actions: np.ndarray  # float64 (T, 8): the labels (float32-exact)
+    joint_pos: np.ndarray  # float32 (T, J)
+    joint_vel: np.ndarray  # float32 (T, J)
+    actions: np.ndarray  # float64 (T, J): the labels (float32-exact)
     timestamps: np.ndarray  # float64 (T,) seconds from the reset
     meta: dict[str, Any]
     extra: dict[str, np.ndarray] = field(default_factory=dict)
@@ -413,7 +399,7 @@ def rollout(
     "final_action": "hold"). `instruction` picks the scene's instruction index (None: the seed picks).
 
     noise > 0 records with DART-style noise injection (Laskey et al. 2017): the env executes the policy's action plus
-    Gaussian noise of std `noise` rad on each arm joint, while the row's action is the policy's clean action (clamped
+    Gaussian noise of std `noise` rad on each arm joint (not the gripper), while the row's action is the policy's clean action (clamped
     like the env clamps), i.e. the label of what the expert does from the perturbed state it is really in. The
     executed targets are kept in extra["executed_actions"]. A learner trained on such data has seen, and learned to
     correct, the small drifts its own errors cause in closed loop — the covariate shift that plain behaviour cloning
@@ -431,6 +417,7 @@ def rollout(
     goal_dist, tip = [], []  # privileged progress, per row (the critic's dense target; never a model input)
     terminated = truncated = False
     relabel = noise > 0 or driver is not None  # the executed targets differ from the labels
+    arm = env.profile.arm_indices
     while not (terminated or truncated):
         action = np.asarray(policy(obs), dtype=np.float64)
         frames.append(obs["image"]), joint_pos.append(obs["joint_pos"]), joint_vel.append(obs["joint_vel"])
@@ -439,7 +426,7 @@ def rollout(
             wrist.append(obs["wrist_image"])
         run = action.copy() if driver is None else np.array(driver(obs), dtype=np.float64)
         if noise > 0:
-            run[:7] += rng.normal(0.0, noise, 7)
+            run[arm] += rng.normal(0.0, noise, len(arm))
         obs, _, terminated, truncated, info = env.step(run)
         executed.append(info["applied_action"])
         if relabel:  # the clean label, clamped and rounded as the env does with what it applies
