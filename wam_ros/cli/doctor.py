@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True, help="model directory, .pt or .onnx (wam_node's model_path)"
     )
-    parser.add_argument("--robot", help="robot profile name or .yaml path (default: wam_node's, panda)")
+    parser.add_argument(
+        "--robot", help="robot profile name or .yaml path (default: wam_node's: the model's own)"
+    )
     parser.add_argument("--backend", help="backend wam_node will use (default: wam_node's, onnxruntime)")
     parser.add_argument(
         "--camera-topic", help="wam_node's camera topic after remapping (default camera/image_raw)"
@@ -73,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(report.to_json())
     else:
-        print(f"wam doctor: model {cfg.model}, robot {cfg.robot}, measured {cfg.timeout_s:g} s")
+        print(
+            f"wam doctor: model {cfg.model}, robot {cfg.robot or '(the model)'}, measured {cfg.timeout_s:g} s"
+        )
         print(report.table())
     return 0 if report.ok else 1

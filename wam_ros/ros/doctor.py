@@ -74,7 +74,7 @@ class DoctorConfig:
 
     Args:
         model: model directory, .pt or .onnx (as wam_node's model_path).
-        robot: robot profile name or path (as wam_node's robot).
+        robot: robot profile name or path (as wam_node's robot; "" = the one the model was trained for).
         backend: the backend wam_node will load the model with.
         camera_topic / joint_states_topic: wam_node's inputs after remapping; relative names resolve in `namespace`.
         controller / command_type: wam_node's command topic is <controller>/joint_trajectory or <controller>/commands.
@@ -546,7 +546,9 @@ def _model_checks(cfg: DoctorConfig) -> tuple[list[Check], list[str] | None, flo
         )
         spec = None
     try:
-        profile = RobotProfile.load(cfg.robot)
+        if not (cfg.robot or spec):
+            raise ValueError("no robot profile: the model did not load, so pass --robot")
+        profile = RobotProfile.load(cfg.robot or spec.robot)
     except (OSError, ValueError, TypeError) as exc:
         checks.append(
             Check(

@@ -73,7 +73,10 @@ class WamNodeParams:
     threads: int = param(
         1, "intra-op threads for the backend (1: on a shared 2-core machine more threads spin-wait)"
     )
-    robot: str = param("panda", "robot profile name or path (joints, joint mapping, limits)")
+    robot: str = param(
+        "",
+        'robot profile name or path (joints, joint mapping, limits); "" = the robot the model was trained for',
+    )
     control_hz: float = param(10.0, "control rate (Hz); trajectory points are 1/rate apart")
     trigger: str = param("timer", "timer: predict every period | camera: on each new frame")
     instruction: str = param("reach the red target", "task instruction")
@@ -178,7 +181,7 @@ class WamNode(Node):
         self.policy = load_policy(p.model_path, backend=p.backend, threads=p.threads, graph=p.graph)
         spec = self.policy.spec
         self.joint_names = list(spec.joint_names)
-        profile = RobotProfile.load(p.robot)
+        profile = RobotProfile.load(p.robot or spec.robot)
         self.joint_reader = JointReader(profile, self.joint_names)
         self.safety = SafetyFilter(SafetyLimits.from_profile(profile, self.joint_names), self.dt)
         self.planner = None
