@@ -1,6 +1,7 @@
 """`wam collect`: record scripted-expert demonstrations in sim into episode files (parallel, resumable).
 
     wam collect --task reach --episodes 200 --workers 2 --out data/reach
+    wam collect --task reach --robot xarm6 --episodes 300 --out data/xarm6_reach
     wam collect --task push --episodes 300 --seed 4 --dagger models/panda_tabletop --beta 0.2 --out data/push_dagger
     wam collect --task reach --episodes 1000 --workers 8 --backend ray --ray-address HEAD:6379 --out data/reach
 
@@ -19,6 +20,11 @@ from wam_ros.cli import config_from_args
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="reach", help="reach | push")
+    parser.add_argument(
+        "--robot",
+        default="panda",
+        help="robot profile the sim builds: a name in config/robots or a .yaml path",
+    )
     parser.add_argument("--episodes", type=int, default=200, help="episode indices 0..N-1 to fill in")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--seed", type=int, default=0, help="collection seed (scene seeds derive from it)")
@@ -80,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or f"data/{args.task}"
         cfg = config_from_args(CollectConfig, args, out=out, randomize=not args.no_randomize)
         summary = collect(cfg, progress=not args.quiet)
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         print(f"wam collect: error: {exc}", file=sys.stderr)
         return 2
     except CollectError as exc:

@@ -27,6 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--train-data", nargs="*", default=[], help="training episode dirs: eval seeds must not occur"
     )
     p.add_argument("--tasks", nargs="+", default=["reach", "push"])
+    p.add_argument(
+        "--robot",
+        default=None,
+        help="robot profile the closed loop simulates (default: the one the model was trained for)",
+    )
     p.add_argument("--episodes", type=int, default=50, help="closed-loop episodes per task (0: offline only)")
     p.add_argument("--seed-start", type=int, default=1_000_000, help="first closed-loop scene seed")
     p.add_argument("--replan", type=int, default=4, help="actions executed per predicted chunk")

@@ -25,15 +25,27 @@ def load_episodes(dirs: Sequence[str | Path], only_success: bool = True) -> list
     """Every complete episode under the given directories (successful ones only, by default).
 
     DAgger episodes (meta "dagger", `wam collect --dagger`) are kept whatever their outcome: the model drove them and
-    the expert labelled every step, so a failure is exactly the state whose correction is to be learned."""
+    the expert labelled every step, so a failure is exactly the state whose correction is to be learned.
+
+    Every episode must have the same joints (meta.robot.joint_names, in order): one model drives one robot, and a
+    column of another robot's episode would be learned as the wrong joint (ValueError naming both)."""
     eps: list[Episode] = []
+    first: tuple[list[str], str] | None = None
     for d in dirs:
         paths = list_episodes(d)
         if not paths:
             raise ValueError(f"no episode_*.npz files under {d}")
-        eps.extend(
-            ep for ep in map(read_episode, paths) if ep.success or not only_success or ep.meta.get("dagger")
-        )
+        for path, ep in zip(paths, map(read_episode, paths), strict=True):
+            joints = list(ep.meta["robot"].get("joint_names", []))
+            if first is None:
+                first = (joints, str(path))
+            elif joints != first[0]:
+                raise ValueError(
+                    f"{path} has joints {joints} (robot {ep.meta['robot'].get('name')!r}), {first[1]} has "
+                    f"{first[0]}: train one robot's episodes at a time"
+                )
+            if ep.success or not only_success or ep.meta.get("dagger"):
+                eps.append(ep)
     if not eps:
         raise ValueError(f"no {'successful ' if only_success else ''}episodes in {list(map(str, dirs))}")
     return eps

@@ -3,7 +3,8 @@ policy, on the same seeded scenes, side by side.
 
     res = closed_loop(policies={"wam": make_wam_policy(policy, replan=4), ...}, task="reach", seeds=range(10**6, ...))
 
-A policy factory is called once per episode with the env (after reset) and returns `obs -> action (8,)`.
+A policy factory is called once per episode with the env (after reset) and returns `obs -> action (J,)`, J the
+robot profile's joints (`robot`: the Panda by default; any profile the tabletop sim can build).
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ def expert_factory() -> PolicyFactory:
 
 
 def random_factory(seed: int, scale: float = 0.2) -> PolicyFactory:
-    """Uniform random joint-target steps of at most `scale` rad (gripper: scale/10 m) around the current joints."""
+    """Uniform random joint-target steps of at most `scale` rad (the gripper joint: scale/10) around the current
+    joints."""
     rng = np.random.default_rng(seed)
 
     def make(env: Any) -> Callable[[dict], np.ndarray]:
-        step = np.full(8, scale)
-        step[7] = scale / 10
+        step = np.full(env.profile.dof, scale)
+        if env.profile.gripper:
+            step[env.profile.gripper_index] = scale / 10
         return lambda obs: obs["joint_pos"].astype(np.float64) + rng.uniform(-step, step)
 
     return make
@@ -53,16 +56,17 @@ def closed_loop(
     image_size: int = 64,
     control_hz: int = 10,
     progress: bool = False,
+    robot: str = "panda",
 ) -> dict[str, dict[str, Any]]:
     """Per policy: success rate, mean steps (all episodes and successful ones), per-seed outcomes.
 
-    progress: a tqdm bar per policy (episodes done, successes so far) on stderr."""
+    progress: a tqdm bar per policy (episodes done, successes so far) on stderr. robot: the profile the sim builds."""
     from tqdm import tqdm
 
     from wam_ros.sim.tabletop import TabletopEnv
 
     seeds = [int(s) for s in seeds]
-    env = TabletopEnv(task=task, image_size=image_size, control_hz=control_hz)
+    env = TabletopEnv(task=task, image_size=image_size, control_hz=control_hz, robot=robot)
     results: dict[str, dict[str, Any]] = {}
     try:
         for name, factory in policies.items():

@@ -4,6 +4,7 @@
 
     wam collect --task reach --episodes 200 --workers 2 --out data/reach
     wam collect --task push --episodes 400 --workers 2 --seed 1 --out data/push --image-size 64
+    wam collect --task reach --robot xarm6 --episodes 300 --out data/xarm6_reach    # any profile the sim can build
 
 Episode index i -> scene seed derived from (--seed, i // n_instructions) and instruction i % n_instructions, so every
 scene is recorded once per instruction (reach: 3 targets, push: 2 pads) — what makes a small model use the image and
@@ -45,6 +46,7 @@ MANIFEST = "collect.json"
 # settings that must match for a re-run to resume into the same directory
 _RESUME_KEYS = (
     "task",
+    "robot",
     "seed",
     "image_size",
     "control_hz",
@@ -67,6 +69,7 @@ class CollectError(RuntimeError):
 class CollectConfig:
     """Args:
     task: "reach" or "push".
+    robot: robot profile name or path (config/robots/<robot>.yaml) the sim builds and the episodes record.
     episodes: total number of episode indices 0..episodes-1 the directory should hold.
     out: output directory (created).
     workers: worker processes (1 = in this process).
@@ -106,10 +109,14 @@ class CollectConfig:
     replan: int = 4
     backend: str = "local"
     ray_address: str | None = None
+    robot: str = "panda"
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
             raise ValueError(f"unknown task {self.task!r}; expected one of {', '.join(TASK_NAMES)}")
+        from wam_ros.robot import RobotProfile
+
+        RobotProfile.load(self.robot)  # a missing or malformed profile fails here, not in every worker
         for key in ("episodes", "workers", "image_size", "control_hz"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < (0 if key == "episodes" else 1):
@@ -185,6 +192,7 @@ def _build(cfg: CollectConfig) -> tuple[Any, Any]:
         # predict() resizes the frames it is given
         learner = load_policy(cfg.dagger, backend="torch", threads=1)
     env = TabletopEnv(
+        robot=cfg.robot,
         task=cfg.task,
         image_size=cfg.image_size,
         control_hz=cfg.control_hz,
@@ -304,6 +312,7 @@ def _prepare_out(cfg: CollectConfig) -> None:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{manifest} is not valid JSON ({exc}); remove it or use another --out") from exc
         defaults = {
+            "robot": "panda",
             "noise": 0.0,
             "dagger": None,
             "beta": 0.0,
@@ -328,6 +337,18 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectSummary:
     """Fill `cfg.out` with episodes 0..episodes-1 (skipping those already complete)."""
     from tqdm import tqdm
 
+    # the learner must drive this robot's joints: checked once, before any worker starts
+    if cfg.dagger is not None:
+        from wam_ros.robot import RobotProfile
+        from wam_ros.runtime.policy import load_policy
+
+        joints = list(load_policy(cfg.dagger, backend="torch", threads=1).spec.joint_names)
+        robot = RobotProfile.load(cfg.robot)
+        if joints != robot.joint_names:
+            raise ValueError(
+                f"--dagger model {cfg.dagger} drives joints {joints}, robot {robot.name!r} has {robot.joint_names}: "
+                "pass the --robot the model was trained for"
+            )
     _prepare_out(cfg)
     todo = [i for i in range(cfg.episodes) if not episode_path(cfg.out, i).is_file()]
     present = cfg.episodes - len(todo)

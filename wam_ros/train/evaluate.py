@@ -50,6 +50,8 @@ class EvalConfig:
     max_windows: held-out windows for the frame metrics. backend: runtime backend of the closed loop.
     ablation_closed_loop: also run the ablation in closed loop. threads: torch threads. seed: window sampling.
     out: where `write_results` puts results.json and results.md.
+    robot: the robot profile the closed loop simulates; None: the one the model was trained for (its config). A
+        profile whose joint names are not the model's is refused.
     """
 
     model: str
@@ -78,6 +80,7 @@ class EvalConfig:
     phrasings: str | None = (
         None  # YAML of templates per task ({colour} slot): closed_loop.<task>.phrasings (issue 17)
     )
+    robot: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("episodes", "replan", "horizon", "max_windows", "threads"):
@@ -297,6 +300,21 @@ def render_markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sim_robot(robot: str | None, model_cfg: Any) -> str:
+    """The profile the closed loop simulates: `robot`, else the model's own; ValueError when its joints are not the
+    model's (the model's actions would drive other joints)."""
+    from wam_ros.robot import RobotProfile
+
+    name = robot or str(model_cfg.robot)
+    profile = RobotProfile.load(name)
+    if list(profile.joint_names) != list(model_cfg.joint_names):
+        raise ValueError(
+            f"robot {profile.name!r} has joints {profile.joint_names}, the model was trained for robot "
+            f"{model_cfg.robot!r} with {list(model_cfg.joint_names)}: pass --robot {model_cfg.robot}"
+        )
+    return name
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Run the offline part (with `data`) and the closed loop (with `episodes` > 0); returns the results dict."""
     t0 = time.monotonic()
@@ -313,6 +331,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.data:
         res["offline"] = offline(model, ablation, cfg.data, cfg.horizon, cfg.max_windows, cfg.seed)
     if cfg.episodes > 0:
+        robot = sim_robot(cfg.robot, model.cfg)
+        res["robot"] = robot
         seeds = list(range(cfg.seed_start, cfg.seed_start + cfg.episodes))
         if cfg.train_data:
             clash = sorted(training_seeds(cfg.train_data) & set(seeds))
@@ -362,6 +382,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 image_size=model.cfg.image_size,
                 control_hz=int(round(model.cfg.control_hz)),
                 progress=True,
+                robot=robot,
             )
             if task in templates:
                 res["closed_loop"][task]["phrasings"] = phrasing_closed_loop(
