@@ -2,6 +2,7 @@
 
     wam demo                                  # 5 seeded episodes, models/panda_tabletop on onnxruntime CPU
     wam demo --episodes 10 --seed 20000 --backend torch --out runs/demo
+    wam demo --robot xarm6                    # the xArm6 in the sim, driven by models/xarm6_tabletop
 
 Runs wam_ros.ros.demo.run_demo and prints the success rate, the achieved control rate, inference p50/p99, the node's
 ROS overhead and missed cycles; writes demo.gif and summary.json into --out. Exit status 0, or 2 on bad arguments.
@@ -14,12 +15,15 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from wam_ros.ros.launch_util import package_root
-
+    parser.add_argument(
+        "--robot",
+        default="panda",
+        help="robot profile the sim builds (config/robots/NAME.yaml; default panda)",
+    )
     parser.add_argument(
         "--model",
-        default=str(package_root() / "models" / "panda_tabletop"),
-        help="model directory, .pt or .onnx (default: the shipped models/panda_tabletop)",
+        default=None,
+        help="model directory, .pt or .onnx (default: the shipped models/ROBOT_tabletop)",
     )
     parser.add_argument("--backend", default="onnxruntime", help="auto | torch | onnxruntime | tensorrt")
     parser.add_argument("--episodes", type=int, default=5, help="seeded episodes to run")
@@ -43,24 +47,32 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         print(f"wam demo: --episodes must be >= 1, got {args.episodes}")
         return 2
-    if not Path(args.model).exists():
+    from wam_ros.ros.launch_util import package_root
+
+    model = args.model or str(package_root() / "models" / f"{args.robot}_tabletop")
+    if not Path(model).exists():
         print(
-            f"wam demo: model not found: {args.model} (expected the shipped models/panda_tabletop, or pass --model)"
+            f"wam demo: model not found: {model} (the shipped models/{args.robot}_tabletop, or pass --model)"
         )
         return 2
     from wam_ros.ros.demo import run_demo
 
-    s = run_demo(
-        args.model,
-        args.backend,
-        args.episodes,
-        args.seed,
-        Path(args.out),
-        args.timeout,
-        args.domain_id,
-        planner=args.planner,
-        candidates=args.candidates,
-    )
+    try:
+        s = run_demo(
+            model,
+            args.backend,
+            args.episodes,
+            args.seed,
+            Path(args.out),
+            args.timeout,
+            args.domain_id,
+            planner=args.planner,
+            candidates=args.candidates,
+            robot=args.robot,
+        )
+    except (ValueError, FileNotFoundError) as exc:  # a robot the model was not trained for, a missing profile
+        print(f"wam demo: {exc}")
+        return 2
     print(
         f"wam demo: {s['successes']}/{s['episodes']} episodes succeeded (success rate {s['success_rate']:.0%}), "
         f"seeds {s['seeds'][0]}..{s['seeds'][-1]}"

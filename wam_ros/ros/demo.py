@@ -89,11 +89,15 @@ def run_demo(
     domain_id: int | None = None,
     planner: str = "none",
     candidates: int = 16,
+    robot: str = "panda",
 ) -> dict:
     """Run the closed-loop demo; returns the summary dict (also written to out/summary.json when out is given).
-    planner "best_of_n": wam_node imagines `candidates` chunks per decision and executes the best (issue 16)."""
+    planner "best_of_n": wam_node imagines `candidates` chunks per decision and executes the best (issue 16).
+    robot: the profile sim_node builds; wam_node drives the robot its model was trained for, and a model whose joints
+    are not the sim robot's is refused (ValueError) before any episode runs."""
     args = {
         "model": model,
+        "robot": robot,
         "backend": backend,
         "seed": str(seed),
         "planner": planner,
@@ -101,6 +105,11 @@ def run_demo(
     }
     with Bringup("sim_demo", args, domain_id=domain_id) as b:
         sim, wam = b.nodes["sim"], b.nodes["wam"]
+        if list(wam.joint_names) != list(sim.joint_names):
+            raise ValueError(
+                f"model {model} drives joints {wam.joint_names}, the simulated robot {robot!r} has "
+                f"{sim.joint_names}: pass the --robot the model was trained for"
+            )
         driver = DemoDriver(context=b.context)
         b.add_node(driver)
         t0, cycles0 = time.monotonic(), wam.stats["cycles"]
@@ -122,6 +131,7 @@ def run_demo(
         infer, overhead = np.asarray(stats["infer_s"]), np.asarray(stats["overhead_s"])
         summary = {
             "model": model,
+            "robot": robot,
             "backend": backend,
             "episodes": episodes,
             "seeds": [seed + i for i in range(episodes)],

@@ -35,7 +35,9 @@ class SimNodeParams:
     """sim_node's parameters: the one set of defaults (config/sim_node.yaml sets a deployment's choices)."""
 
     task: str = param("reach", "tabletop task: reach | push")
-    robot: str = param("panda", "robot profile name or path (a Panda: 7 arm joints + gripper width)")
+    robot: str = param(
+        "panda", "robot profile name or path: any profile the tabletop sim can build (e.g. xarm6)"
+    )
     image_size: int = param(64, "camera image size (square)")
     control_hz: float = param(10.0, "physics steps per second of wall time (control rate)")
     seed: int = param(10_000, "seed of episode 0; episode i uses seed + i")
@@ -91,7 +93,7 @@ class SimNode(Node):
         self.reset_episode()
         self.timer = self.create_timer(self.dt, self.on_timer)
         self.get_logger().info(
-            f"sim_node: {task}, {image_size}x{image_size} {self.encoding}, {self.control_hz:g} Hz, "
+            f"sim_node: {self.env.profile.name} {task}, {image_size}x{image_size} {self.encoding}, {self.control_hz:g} Hz, "
             f"commands on {controller}/joint_trajectory and {controller}/commands"
         )
 
