@@ -37,11 +37,12 @@ def run(args: argparse.Namespace) -> int:
 
     from wam_ros.data.episode import read_episode
     from wam_ros.model import load_checkpoint
+    from wam_ros.runtime.text_encoder import attach_text_encoder
     from wam_ros.train.dream import dream, write_side_by_side
 
     torch.set_num_threads(args.threads)
     try:
-        model = load_checkpoint(args.model, require_fitted=True)
+        model = attach_text_encoder(load_checkpoint(args.model, require_fitted=True), args.model)
         episode = read_episode(args.episode)
         if args.candidates:
             return _candidates(model, episode, args)

@@ -78,6 +78,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="paraphrase each window's instruction with probability P (verbs, nouns, order, fillers, typos, "
         "dropped/unknown words; wam_ros.model.paraphrase); 0: off",
     )
+    p.add_argument(
+        "--instruction-encoder",
+        default=d.instruction_encoder,
+        metavar="SPEC",
+        help="words (default: the learned vocabulary) | hf:<name or local dir> (a frozen transformers encoder, "
+        "local files only) | onnx:<dir> (text_encoder.onnx + tokenizer.json); docs/language.md",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=d.max_tokens,
+        help="instruction length in tokens (0: the preset's 12 words, or 24 subword tokens with a pretrained encoder)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

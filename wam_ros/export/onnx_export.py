@@ -10,6 +10,9 @@ Writes into the output directory (layout in docs/export.md):
     wam_full_fp16.onnx     fp16 weights/activations, fp32 inputs/outputs (also the TensorRT build source)
     wam_action_fp16.onnx
     wam_plan_*.onnx        the planner's propose + imagine graphs, when the model imagines (export/planner_onnx.py)
+    text_encoder.onnx      a model with a pretrained instruction encoder (cfg.instruction_encoder "hf:..." / "onnx:..."):
+    tokenizer.json         the frozen encoder and its tokenizer (export/text_encoder_onnx.py); the policy and planner
+                           graphs of such a model take its embedding `text_emb` float32 (B,L,E) instead of `tokens`
     export.json            parity figures, sizes, opset/IR, source checkpoint sha256
     manifest.json          sha256 + size of every weight file, verified by the runtime before loading
 
@@ -46,12 +49,12 @@ from wam_ros.runtime.backends import session_options
 from wam_ros.runtime.model_dir import (
     CHECKPOINT,
     EXPORT_REPORT,
-    INPUTS,
     PolicySpec,
     build_metadata,
     engine_name,
     onnx_name,
     output_names,
+    policy_inputs,
     sidecar_path,
     write_manifest,
 )
@@ -125,7 +128,8 @@ class ActionGraph(FullGraph):
 
 
 def sample_inputs(model: WorldActionModel, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Random raw inputs in the model's data range: uint8 frames, joints around the normaliser mean, real words."""
+    """Random raw inputs in the model's data range: uint8 frames, joints around the normaliser mean, real words (or,
+    with a pretrained text encoder, a random embedding float32 (B, L, E) with zero padding rows after n tokens)."""
     cfg = model.cfg
     g = torch.Generator().manual_seed(seed + batch)
     frames = torch.randint(
@@ -133,8 +137,12 @@ def sample_inputs(model: WorldActionModel, batch: int, seed: int = 0) -> tuple[t
     )
     joint_pos = model.joint_mean + model.joint_std * torch.randn(batch, cfg.num_joints, generator=g)
     n_words = torch.randint(1, cfg.max_tokens + 1, (batch,), generator=g)
+    real = torch.arange(cfg.max_tokens)[None] < n_words[:, None]  # pad after n words
+    if cfg.uses_text_encoder:
+        emb = torch.randn(batch, cfg.max_tokens, cfg.text_dim, generator=g) * real[..., None]
+        return frames, joint_pos.to(torch.float32), emb.to(torch.float32)
     tokens = torch.randint(2, len(cfg.vocab), (batch, cfg.max_tokens), generator=g)
-    tokens = tokens * (torch.arange(cfg.max_tokens)[None] < n_words[:, None])  # pad after n words
+    tokens = tokens * real
     return frames, joint_pos.to(torch.float32), tokens.to(torch.int64)
 
 
@@ -178,7 +186,8 @@ def trace_onnx(
 def to_onnx(model: WorldActionModel, graph: str, opset: int = 17) -> onnx.ModelProto:
     """Trace one graph to an in-memory ONNX model (legacy TorchScript exporter: fast, constant-folded, opset 17)."""
     wrapper = (FullGraph if graph == "full" else ActionGraph)(model).eval()
-    return trace_onnx(wrapper, sample_inputs(model, 2), INPUTS, output_names(graph), f"wam_{graph}", opset)
+    names = policy_inputs(model.cfg.to_dict())
+    return trace_onnx(wrapper, sample_inputs(model, 2), names, output_names(graph), f"wam_{graph}", opset)
 
 
 def parity(
@@ -195,7 +204,8 @@ def parity(
         inputs = sample_inputs(model, b, seed)
         with torch.inference_mode():
             ref = model(*inputs) if graph == "full" else (model.forward_action(*inputs),)
-        outs = sess.run(list(worst), {k: v.numpy() for k, v in zip(INPUTS, inputs, strict=True)})
+        names = policy_inputs(model.cfg.to_dict())
+        outs = sess.run(list(worst), {k: v.numpy() for k, v in zip(names, inputs, strict=True)})
         for name, r, o in zip(worst, ref, outs, strict=True):
             if o.shape != tuple(r.shape):
                 raise ExportError(
@@ -278,6 +288,10 @@ def export_model(
         from wam_ros.export.planner_onnx import remove_stale_planner_graphs, stage_planner_graphs
 
         staged += stage_planner_graphs(model, out_dir, cfg, source, report)
+        # -- a pretrained instruction encoder (issue 17): text_encoder.onnx + tokenizer.json, checked against its source
+        from wam_ros.export.text_encoder_onnx import remove_stale_text_encoder, stage_text_encoder
+
+        staged += stage_text_encoder(model, checkpoint, out_dir, cfg, report)
         # --
         for tmp, final in staged:  # every graph passed its check: all are renamed in, then the folder synced
             os.replace(tmp, final)
@@ -289,6 +303,7 @@ def export_model(
                     stale.unlink()
                     report.setdefault("removed_stale", []).append(stale.name)
         remove_stale_planner_graphs(out_dir, report)  # issue 16: planner graphs this export did not write
+        remove_stale_text_encoder(out_dir, report)  # an encoder left by an export of another (words) model
     finally:
         for tmp, _ in staged:
             if tmp.exists():

@@ -65,11 +65,12 @@ from wam_ros.model.modeling import WorldActionModel
 from wam_ros.runtime.backends import session_options
 from wam_ros.runtime.model_dir import (
     PLANNER_GRAPHS,
-    PLANNER_INPUTS,
     PLANNER_OUTPUTS,
     PRECISIONS,
+    TEXT_INPUT,
     PolicySpec,
     build_metadata,
+    planner_inputs,
     planner_onnx_name,
 )
 from wam_ros.runtime.plan_backends import planner_constants
@@ -181,6 +182,7 @@ def sample_plan_inputs(model: WorldActionModel, batch: int, seed: int = 0) -> di
         "frames": frames,
         "joint_pos": joint_pos,
         "tokens": tokens,
+        TEXT_INPUT: tokens,  # the same input under the name a model with a pretrained text encoder gives it
         "context": context.clone(),
         "chunks": chunks.to(torch.float32),
         "horizon": horizon.to(torch.int64),
@@ -193,7 +195,7 @@ def planner_to_onnx(model: WorldActionModel, graph: str, opset: int = 17) -> onn
     if graph not in PLANNER_GRAPHS:
         raise ValueError(f"planner graph must be one of {PLANNER_GRAPHS}, got {graph!r}")
     model = model.eval()
-    names_in, names_out = PLANNER_INPUTS[graph], PLANNER_OUTPUTS[graph]
+    names_in, names_out = planner_inputs(graph, model.cfg.to_dict()), PLANNER_OUTPUTS[graph]
     ex = sample_plan_inputs(model, 2)
     wrapper = WRAPPERS[graph](model).eval()
     return trace_onnx(
@@ -226,6 +228,8 @@ def planner_parity(
             m.SerializeToString(), sess_options=session_options(2), providers=["CPUExecutionProvider"]
         )
 
+    config = model.cfg.to_dict()
+    names = {g: planner_inputs(g, config) for g in PLANNER_GRAPHS}
     sp, si = session(graphs["propose"]), session(graphs["imagine"])
     sf = session(graphs["frame"]) if "frame" in graphs else None
     out: dict[str, dict[str, dict[str, float]]] = {g: {"max_abs_diff": {}, "max_err": {}} for g in graphs}
@@ -259,21 +263,21 @@ def planner_parity(
                 for i in range(b)
             ]
             ref_img = tuple(torch.cat([r[k] for r in rows]) for k in range(2))
-        got_prop = sp.run(list(PLANNER_OUTPUTS["propose"]), {k: feeds[k] for k in PLANNER_INPUTS["propose"]})
+        got_prop = sp.run(list(PLANNER_OUTPUTS["propose"]), {k: feeds[k] for k in names["propose"]})
         for name, got, ref in zip(PLANNER_OUTPUTS["propose"], got_prop, ref_prop, strict=True):
             record("propose", name, got, ref, b)
-        got_img = si.run(list(PLANNER_OUTPUTS["imagine"]), {k: feeds[k] for k in PLANNER_INPUTS["imagine"]})
+        got_img = si.run(list(PLANNER_OUTPUTS["imagine"]), {k: feeds[k] for k in names["imagine"]})
         for name, got, ref in zip(PLANNER_OUTPUTS["imagine"], got_img, ref_img, strict=True):
             record("imagine", name, got, ref, b)
         chained = si.run(
             list(PLANNER_OUTPUTS["imagine"]),
-            {**{k: feeds[k] for k in PLANNER_INPUTS["imagine"]}, "context": got_prop[2]},
+            {**{k: feeds[k] for k in names["imagine"]}, "context": got_prop[2]},
         )
         for name, got, ref in zip(PLANNER_OUTPUTS["imagine"], chained, ref_img, strict=True):
             record("imagine", f"{name}_chained", got, ref, b)
         if sf is None:
             continue
-        feeds_f = {k: feeds[k] for k in PLANNER_INPUTS["frame"]}
+        feeds_f = {k: feeds[k] for k in names["frame"]}
         ones = torch.ones(b, dtype=torch.int64)
         for suffix, horizon in (("", x["horizon"]), ("_h1", ones)):
             with torch.inference_mode():

@@ -62,6 +62,8 @@ BASE_VOCAB = [
     "on",
 ]
 PAD, UNK = "<pad>", "<unk>"
+WORDS = "words"  # the instruction encoder of every model before issue 17 item 2: the learned word vocabulary
+TEXT_ENCODER_KINDS = ("hf", "onnx")  # a frozen pretrained text encoder: "hf:<name or dir>" | "onnx:<dir>"
 CONV_NORMS = ("group", "batch", "none")
 FRAME_DECODERS = ("deconv", "shuffle")
 
@@ -84,7 +86,14 @@ class WamConfig:
         enc_channels: channels of the three stride-2 conv stages (image_size -> image_size / 8).
         dropout: dropout in the transformer (0 for the small data sets we train on).
         max_tokens: L, instruction length in tokens (padded / truncated).
-        vocab: instruction words; index 0 is padding, 1 is unknown.
+        vocab: instruction words; index 0 is padding, 1 is unknown (read only with instruction_encoder "words").
+        instruction_encoder: how the instruction becomes the L instruction tokens. "words" (the default, and every
+            checkpoint from before the field): word ids over `vocab`, a learned embedding. "hf:<name or local dir>"
+            (transformers, local files only: nothing is downloaded) or "onnx:<dir>" (text_encoder.onnx +
+            tokenizer.json): a FROZEN pretrained encoder gives a per-token embedding (L, text_dim), computed once
+            per instruction outside the network (wam_ros.model.text_encoder); the network normalises it and
+            projects it into d_model with a learned Linear. Padding rows of the embedding are all zeros.
+        text_dim: the pretrained encoder's hidden size (0 with "words"); set by training from the encoder.
         frame_residual: predict the next frame as a residual over the last input frame.
         conv_norm: normalisation in the conv encoder/decoder: "group" (GroupNorm), "batch" (BatchNorm: at inference
             it is a per-channel affine that onnxruntime/TensorRT fold into the preceding conv, so each conv stage
@@ -126,6 +135,10 @@ class WamConfig:
     # -- instruction encoder (learned vocabulary embedding; nothing downloaded at run time)
     max_tokens: int = 12
     vocab: list[str] = field(default_factory=lambda: [PAD, UNK, *BASE_VOCAB])
+    instruction_encoder: str = (
+        WORDS  # or "hf:<name or dir>" | "onnx:<dir>" (a frozen pretrained text encoder)
+    )
+    text_dim: int = 0
     # -- heads
     frame_residual: bool = True
     conv_norm: str = "group"
@@ -183,6 +196,24 @@ class WamConfig:
             )
         if len(set(self.vocab)) != len(self.vocab):
             raise ValueError("WamConfig.vocab has duplicate words")
+        kind, _ = parse_instruction_encoder(self.instruction_encoder)
+        if isinstance(self.text_dim, bool) or not isinstance(self.text_dim, int) or self.text_dim < 0:
+            raise ValueError(f"WamConfig.text_dim must be an int >= 0, got {self.text_dim!r}")
+        if kind == WORDS and self.text_dim:
+            raise ValueError(
+                f"WamConfig.text_dim is {self.text_dim} but instruction_encoder is {WORDS!r} (word ids have no "
+                "embedding size); set text_dim only with a pretrained encoder (hf:... / onnx:...)"
+            )
+        if kind != WORDS and not self.text_dim:
+            raise ValueError(
+                f"WamConfig.instruction_encoder {self.instruction_encoder!r} needs text_dim, the encoder's hidden "
+                "size (training sets it from the encoder)"
+            )
+
+    @property
+    def uses_text_encoder(self) -> bool:
+        """True when the instruction input is a pretrained encoder's embedding (not word ids)."""
+        return self.instruction_encoder != WORDS
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> WamConfig:
@@ -207,6 +238,19 @@ class WamConfig:
         out = asdict(self)
         out["enc_channels"] = list(self.enc_channels)
         return out
+
+
+def parse_instruction_encoder(spec: str) -> tuple[str, str]:
+    """("words", "") | ("hf", name or dir) | ("onnx", dir) for a WamConfig.instruction_encoder string; ValueError
+    naming the accepted forms otherwise."""
+    if spec == WORDS:
+        return WORDS, ""
+    kind, sep, arg = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if not sep or kind not in TEXT_ENCODER_KINDS or not arg.strip():
+        raise ValueError(
+            f"instruction_encoder must be {WORDS!r}, 'hf:<name or local dir>' or 'onnx:<dir>', got {spec!r}"
+        )
+    return kind, arg
 
 
 PRESETS: dict[str, dict[str, Any]] = {

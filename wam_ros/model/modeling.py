@@ -6,7 +6,9 @@
 Inputs are RAW (see docs/interfaces.md "Model"):
     frames     uint8/float (B, K, 3, H, W)  RGB 0..255, oldest first
     joint_pos  float32     (B, J)           radians / metres
-    tokens     int64       (B, L)           model.tokenizer.encode(instruction)
+    tokens     int64       (B, L)           model.tokenizer.encode(instruction): word ids (cfg.instruction_encoder
+                                            "words"), or with a pretrained text encoder ("hf:..." / "onnx:...")
+               float32     (B, L, E)        its per-token embedding, padding rows all zeros (E = cfg.text_dim)
 Outputs:
     action     float32 (B, N, J)  ABSOLUTE joint position targets for steps t .. t+N-1
     next_frame float32 (B, 3, H, W) in [0, 1], the predicted frame at t+1
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wam_ros.model.config import WamConfig
+from wam_ros.model.text_encoder import UnattachedEncoder
 from wam_ros.model.tokenizer import Tokenizer
 
 STD_FLOOR = 1e-3  # a joint that never moves in the data (e.g. the gripper in reach) must not divide by ~0
@@ -117,7 +120,13 @@ class WorldActionModel(nn.Module):
     def __init__(self, cfg: WamConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.tokenizer = Tokenizer(cfg.vocab, cfg.max_tokens)
+        # the instruction encoder (its `encode` gives the `tokens` input): the word tokenizer, or with a pretrained
+        # text encoder a placeholder until wam_ros.runtime.text_encoder.attach_text_encoder(model) opens it
+        self.tokenizer = (
+            UnattachedEncoder(cfg.instruction_encoder)
+            if cfg.uses_text_encoder
+            else Tokenizer(cfg.vocab, cfg.max_tokens)
+        )
         c1, c2, c3 = cfg.enc_channels
         d, J, N = cfg.d_model, cfg.num_joints, cfg.chunk
         self.grid = cfg.image_size // 8
@@ -135,7 +144,13 @@ class WorldActionModel(nn.Module):
         self.enc3 = ConvBlock(c2, c3, nk)
         self.img_proj = nn.Linear(c3, d)
         self.joint_proj = nn.Sequential(nn.Linear(J, d), nn.GELU(), nn.Linear(d, d))
-        self.word_emb = nn.Embedding(len(cfg.vocab), d)
+        if (
+            cfg.uses_text_encoder
+        ):  # a frozen encoder's per-token embedding (B, L, text_dim), normalised + projected
+            self.text_norm = nn.LayerNorm(cfg.text_dim)
+            self.text_proj = nn.Linear(cfg.text_dim, d)
+        else:
+            self.word_emb = nn.Embedding(len(cfg.vocab), d)
         if cfg.film:  # zero-initialised: training starts from the unconditioned encoder
             self.film = nn.Linear(d, 2 * (c1 + c2 + c3))
             nn.init.zeros_(self.film.weight)
@@ -210,6 +225,23 @@ class WorldActionModel(nn.Module):
         return (actions - joint_pos[:, None, :] - self.delta_mean) / self.delta_std
 
     # ---------------------------------------------------------------- network
+    def _instruction(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(instruction tokens (B, L, d), real-token mask float (B, L): 1 for a word / subword, 0 for padding).
+
+        Word ids: padding is id 0. A pretrained encoder's embedding (B, L, E): padding rows are all zeros."""
+        if not self.cfg.uses_text_encoder:
+            return self.word_emb(tokens), (tokens != 0).to(torch.float32)
+        text = tokens.to(torch.float32)
+        real = (text.abs().amax(-1) > 0).to(torch.float32)  # (B, L)
+        return self.text_proj(self.text_norm(text)), real
+
+    def instruction_pad(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The additive attention mask of the instruction tokens (B, L): -1e4 on padding (never attended to; -1e4
+        keeps an all-padding instruction finite), 0 on real tokens."""
+        if not self.cfg.uses_text_encoder:
+            return (tokens == 0).to(torch.float32) * -1e4
+        return (tokens.to(torch.float32).abs().amax(-1) == 0).to(torch.float32) * -1e4
+
     def _trunk(
         self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor, actions_only: bool = False
     ):
@@ -222,10 +254,10 @@ class WorldActionModel(nn.Module):
         H = self.cfg.image_size
         last = x_img[:, -1]
         stacked = (x_img.reshape(-1, 3 * self.cfg.k_frames, H, H) - 0.5) / 0.25
-        word_tok = self.word_emb(tokens)  # (B, L, d)
+        word_tok, real = self._instruction(tokens)  # (B, L, d), (B, L)
         e1 = self.enc1(stacked)  # (B, c1, H/2, W/2)
         if self.cfg.film:
-            keep = (tokens != 0).to(torch.float32)[..., None]  # (B, L, 1)
+            keep = real[..., None]  # (B, L, 1)
             sentence = (word_tok * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, d) mean word embedding
             c1, c2, c3 = self.cfg.enc_channels
             g1, b1, g2, b2, g3, b3 = self.film(sentence)[:, :, None, None].split(
@@ -244,8 +276,7 @@ class WorldActionModel(nn.Module):
         joint_tok = self.joint_proj(q)[:, None, :]  # (B, 1, d)
         queries = self.action_queries[None].expand(B, -1, -1)  # (B, N, d)
         x = torch.cat([img_tok, joint_tok, word_tok, queries], dim=1) + self.pos_emb
-        # padding words are never attended to (additive mask; -1e4 keeps an all-padding instruction finite)
-        pad = (tokens == 0).to(torch.float32) * -1e4  # (B, L)
+        pad = self.instruction_pad(tokens)  # (B, L) padding words are never attended to
         n_img = self.grid**2 + 1
         mask = F.pad(pad, (n_img, self.cfg.chunk))[:, None, None, :]  # zeros for image/joint/query keys
         n = len(self.blocks)
@@ -332,7 +363,7 @@ class WorldActionModel(nn.Module):
         seq = torch.cat([words, acts, state], dim=1)
         step = torch.arange(N, device=delta_n.device)[None, :]
         act_mask = (step >= horizon[:, None]).to(torch.float32) * -1e4  # (B, N) actions not yet executed
-        pad = (tokens == 0).to(torch.float32) * -1e4  # (B, L)
+        pad = self.instruction_pad(tokens)  # (B, L)
         zeros = torch.zeros_like(pad[:, :1]).expand(-1, P + 1)
         mask = torch.cat([pad, act_mask, zeros], dim=1)[:, None, None, :]
         n = len(self.imag_blocks)
@@ -452,11 +483,20 @@ class WorldActionModel(nn.Module):
         B = frames.shape[0]
         if tuple(joint_pos.shape) != (B, c.num_joints):
             raise ValueError(f"joint_pos must be (B={B}, J={c.num_joints}), got {tuple(joint_pos.shape)}")
-        if tokens.dtype != torch.int64 or tuple(tokens.shape) != (B, c.max_tokens):
+        if c.uses_text_encoder:
+            if tokens.dtype != torch.float32 or tuple(tokens.shape) != (B, c.max_tokens, c.text_dim):
+                raise ValueError(
+                    f"tokens must be the text encoder's embedding float32 (B={B}, L={c.max_tokens}, "
+                    f"E={c.text_dim}) (cfg.instruction_encoder {c.instruction_encoder!r}), got {tokens.dtype} "
+                    f"{tuple(tokens.shape)}"
+                )
+            if not torch.isfinite(tokens).all():
+                raise ValueError("the instruction embedding contains NaN or Inf")
+        elif tokens.dtype != torch.int64 or tuple(tokens.shape) != (B, c.max_tokens):
             raise ValueError(
                 f"tokens must be int64 (B={B}, L={c.max_tokens}), got {tokens.dtype} {tuple(tokens.shape)}"
             )
-        if int(tokens.min()) < 0 or int(tokens.max()) >= len(c.vocab):
+        elif int(tokens.min()) < 0 or int(tokens.max()) >= len(c.vocab):
             raise ValueError(
                 f"token ids must be in [0, {len(c.vocab)}), got [{int(tokens.min())}, {int(tokens.max())}]"
             )

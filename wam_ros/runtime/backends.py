@@ -2,7 +2,8 @@
 
     backend = OrtBackend("models/panda_tabletop/wam_full.onnx", threads=2)
     action, next_frame = backend.run(frames, joint_pos, tokens)
-    #   frames uint8 (B, K, 3, H, W), joint_pos float32 (B, J), tokens int64 (B, L)
+    #   frames uint8 (B, K, 3, H, W), joint_pos float32 (B, J), tokens int64 (B, L) (or, for a model with a
+    #   pretrained text encoder, its embedding float32 (B, L, E): the graph's input `text_emb`)
     #   -> action float32 (B, N, J) absolute targets, next_frame float32 (B, 3, H, W) in [0, 1] or None (action graph)
 
 onnxruntime execution providers are chosen by what actually works on this machine: TensorRT EP (with an engine cache)
@@ -25,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from wam_ros.runtime import model_dir
-from wam_ros.runtime.model_dir import INPUTS, OUTPUTS_ACTION, OUTPUTS_FULL
+from wam_ros.runtime.model_dir import INPUTS, INPUTS_TEXT, OUTPUTS_ACTION, OUTPUTS_FULL
 
 log = logging.getLogger("wam_ros.runtime")
 
@@ -199,11 +200,15 @@ class OrtBackend:
         self.providers: list[str] = self.sess.get_providers()
         names_in = [i.name for i in self.sess.get_inputs()]
         names_out = [o.name for o in self.sess.get_outputs()]
-        if names_in != list(INPUTS) or names_out not in (list(OUTPUTS_FULL), list(OUTPUTS_ACTION)):
+        if names_in not in (list(INPUTS), list(INPUTS_TEXT)) or names_out not in (
+            list(OUTPUTS_FULL),
+            list(OUTPUTS_ACTION),
+        ):
             raise ValueError(
-                f"{self.path} is not a WAM graph: expected inputs {list(INPUTS)} and outputs "
-                f"{list(OUTPUTS_FULL)} or {list(OUTPUTS_ACTION)}, got {names_in} -> {names_out}"
+                f"{self.path} is not a WAM graph: expected inputs {list(INPUTS)} (or {list(INPUTS_TEXT)}) and "
+                f"outputs {list(OUTPUTS_FULL)} or {list(OUTPUTS_ACTION)}, got {names_in} -> {names_out}"
             )
+        self.text_input = names_in[2]  # "tokens", or "text_emb" with a pretrained text encoder
         self.graph = "full" if names_out == list(OUTPUTS_FULL) else "action"
         self.output_names = names_out
         self.name = "onnxruntime-" + self.providers[0].replace("ExecutionProvider", "").lower()
@@ -214,7 +219,7 @@ class OrtBackend:
     def run(
         self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        feeds = {"frames": frames, "joint_pos": joint_pos, "tokens": tokens}
+        feeds = {"frames": frames, "joint_pos": joint_pos, self.text_input: tokens}
         if self._binding is None:
             outs = self.sess.run(self.output_names, feeds)
         else:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from wam_ros.runtime.backends import TensorRTUnavailable, require_tensorrt
-from wam_ros.runtime.model_dir import INPUTS, OUTPUTS_FULL, PolicySpec
+from wam_ros.runtime.model_dir import INPUTS, INPUTS_TEXT, OUTPUTS_FULL, PolicySpec
 
 
 class TensorRTBackend:
@@ -49,11 +49,14 @@ class TensorRTBackend:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if sorted(self.inputs) != sorted(INPUTS) or not set(self.outputs) <= set(OUTPUTS_FULL):
+        if sorted(self.inputs) not in (sorted(INPUTS), sorted(INPUTS_TEXT)) or not set(self.outputs) <= set(
+            OUTPUTS_FULL
+        ):
             raise ValueError(
-                f"{self.path} is not a WAM engine: expected inputs {list(INPUTS)} and outputs within "
-                f"{list(OUTPUTS_FULL)}, got {self.inputs} -> {self.outputs}"
+                f"{self.path} is not a WAM engine: expected inputs {list(INPUTS)} (or {list(INPUTS_TEXT)}) and "
+                f"outputs within {list(OUTPUTS_FULL)}, got {self.inputs} -> {self.outputs}"
             )
+        self.text_input = INPUTS_TEXT[2] if INPUTS_TEXT[2] in self.inputs else "tokens"
         self.outputs = [n for n in OUTPUTS_FULL if n in self.outputs]
         self.graph = "full" if len(self.outputs) == 2 else "action"
         self.name = "tensorrt"
@@ -87,7 +90,7 @@ class TensorRTBackend:
         self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray | None]:
         torch = self._torch
-        feeds = {"frames": frames, "joint_pos": joint_pos, "tokens": tokens}
+        feeds = {"frames": frames, "joint_pos": joint_pos, self.text_input: tokens}
         batch = frames.shape[0]
         if batch != self._batch:
             self._allocate({k: tuple(v.shape) for k, v in feeds.items()})

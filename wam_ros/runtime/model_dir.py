@@ -9,6 +9,10 @@ A model directory (`models/panda_tabletop/`) holds:
                                "propose", "imagine" or "frame" (planner_onnx_name()); written by `wam export` beside
                                the others ("frame" since the planner's picture of its chosen chunk: directories
                                exported before it hold only the other two, and still open)
+    text_encoder.onnx          a model with a pretrained instruction encoder (cfg.instruction_encoder "hf:..." /
+    tokenizer.json             "onnx:...", issue 17): the frozen encoder (input_ids, attention_mask int64 (B,L) ->
+                               hidden float32 (B,L,E)) and its tokenizer (`tokenizers`, fixed length L), run by
+                               wam_ros.runtime.text_encoder once per instruction (TEXT_ENCODER_FILES)
     manifest.json              sha256 + size of every weight file above (MANIFEST), written by `wam export`;
                                verified before a file is loaded (verify_file)
     export.json                the export report (parity figures, opset)
@@ -22,6 +26,8 @@ joint_pos (B,J), chunks float32 (B,N,J) absolute targets, horizon int64 (B,) in 
 joints float32 (B,J) imagined joint positions at the horizon; frame (frames, joint_pos, tokens, chunks, horizon) ->
 frame float32 (B,3,H,W) in [0,1], imagined after the first `horizon` actions of each chunk (optional: REQUIRED_PLANNER
 names the two a planner cannot run without).
+A model with a pretrained instruction encoder takes `text_emb` float32 (B,L,E) (the encoder's per-token embedding,
+padding rows zero; E = PolicySpec.text_dim) wherever the others take `tokens` (INPUTS_TEXT, planner_inputs()).
 
 ONNX `metadata_props`, all strings, structured ones JSON. Keys (prefix `wam.`):
     wam.format       "1"                    layout version
@@ -58,7 +64,14 @@ PRECISIONS = ("fp32", "fp16")
 INPUTS = ("frames", "joint_pos", "tokens")
 OUTPUTS_FULL = ("action", "next_frame")
 OUTPUTS_ACTION = ("action",)
-INPUT_DTYPES = {"frames": "uint8", "joint_pos": "float32", "tokens": "int64"}
+TEXT_INPUT = (
+    "text_emb"  # the instruction input of a model with a pretrained text encoder, instead of "tokens"
+)
+INPUTS_TEXT = ("frames", "joint_pos", TEXT_INPUT)
+INPUT_DTYPES = {"frames": "uint8", "joint_pos": "float32", "tokens": "int64", TEXT_INPUT: "float32"}
+TEXT_ENCODER = "text_encoder.onnx"  # the frozen pretrained instruction encoder of such a model
+TEXT_TOKENIZER = "tokenizer.json"  # its tokenizer (the `tokenizers` library's file)
+TEXT_ENCODER_FILES = (TEXT_ENCODER, TEXT_TOKENIZER)
 # the imagining model's planner graphs (issue 16); names distinct from GRAPHS so no file or metadata can be mistaken
 PLANNER_GRAPHS = ("propose", "imagine", "frame")
 REQUIRED_PLANNER = ("propose", "imagine")  # "frame" came later: a directory without it still plans
@@ -72,6 +85,22 @@ PLANNER_OUTPUTS = {
     "imagine": ("critic", "joints"),
     "frame": ("frame",),
 }
+
+
+def uses_text_encoder(config: dict[str, Any]) -> bool:
+    """Whether a model config (WamConfig fields) reads instructions through a pretrained text encoder."""
+    return str(config.get("instruction_encoder", "words")) != "words"
+
+
+def policy_inputs(config: dict[str, Any]) -> tuple[str, ...]:
+    """The policy graphs' input names for a model config: INPUTS, or INPUTS_TEXT with a pretrained text encoder."""
+    return INPUTS_TEXT if uses_text_encoder(config) else INPUTS
+
+
+def planner_inputs(graph: str, config: dict[str, Any]) -> tuple[str, ...]:
+    """A planner graph's input names for a model config (PLANNER_INPUTS, `tokens` -> `text_emb` with a text encoder)."""
+    names = PLANNER_INPUTS[graph]
+    return tuple(TEXT_INPUT if n == "tokens" else n for n in names) if uses_text_encoder(config) else names
 
 
 def onnx_name(graph: str, precision: str = "fp32") -> str:
@@ -117,6 +146,7 @@ def weight_files(model_dir: str | Path) -> list[Path]:
         + [onnx_name(g, p) for g in GRAPHS for p in PRECISIONS]
         + [planner_onnx_name(g, p) for g in PLANNER_GRAPHS for p in PRECISIONS]
         + [engine_name(g) for g in GRAPHS]
+        + list(TEXT_ENCODER_FILES)
     )
     return [model_dir / n for n in names if (model_dir / n).is_file()]
 
@@ -201,6 +231,8 @@ class PolicySpec:
         robot: robot profile name (config/robots/<robot>.yaml).
         graph: "full" (action + next frame) or "action" (action only); a planner graph's spec says "propose",
             "imagine" or "frame" (PLANNER_GRAPHS).
+        text_dim: 0 when the instruction input is word ids `tokens` int64 (B, L); E when it is a pretrained text
+            encoder's embedding `text_emb` float32 (B, L, E) (see instruction_input).
     """
 
     joint_names: list[str]
@@ -212,6 +244,7 @@ class PolicySpec:
     max_tokens: int = 12
     robot: str = "panda"
     graph: str = "full"
+    text_dim: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -228,6 +261,15 @@ class PolicySpec:
             raise ValueError(f"PolicySpec.control_hz must be > 0, got {self.control_hz!r}")
         if self.graph not in GRAPHS + PLANNER_GRAPHS:
             raise ValueError(f"PolicySpec.graph must be one of {GRAPHS + PLANNER_GRAPHS}, got {self.graph!r}")
+        if isinstance(self.text_dim, bool) or not isinstance(self.text_dim, int) or self.text_dim < 0:
+            raise ValueError(f"PolicySpec.text_dim must be an int >= 0, got {self.text_dim!r}")
+
+    def instruction_input(self) -> tuple[str, str, tuple[int, ...]]:
+        """(input name, dtype name, shape without the batch) of the instruction input: ("tokens", "int64", (L,))
+        or, with a pretrained text encoder, ("text_emb", "float32", (L, E))."""
+        if self.text_dim:
+            return TEXT_INPUT, "float32", (self.max_tokens, self.text_dim)
+        return "tokens", "int64", (self.max_tokens,)
 
     @property
     def num_joints(self) -> int:
@@ -247,6 +289,7 @@ class PolicySpec:
                 max_tokens=int(cfg.get("max_tokens", 12)),
                 robot=str(cfg.get("robot", "panda")),
                 graph=graph,
+                text_dim=int(cfg.get("text_dim", 0)) if uses_text_encoder(cfg) else 0,
                 extra=dict(extra),
             )
         except KeyError as exc:
@@ -258,6 +301,8 @@ class PolicySpec:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["image_size"] = list(self.image_size)
+        if not self.text_dim:  # word ids: the spec of every model before text encoders, unchanged
+            del out["text_dim"]
         return out
 
     @classmethod

@@ -9,6 +9,8 @@
     #   -> critic float32 (B,3) [success logit, steps to go / steps_scale, goal distance / dist_scale],
     #      joints float32 (B,J) imagined joint positions after `horizon` actions
     #   context, tokens and joint_pos may also be batch 1: they are then repeated for the B candidates.
+    #   (a model with a pretrained text encoder takes its embedding float32 (B,L,E) wherever `tokens` stands here;
+    #   its graphs name that input `text_emb`: wam_ros.runtime.model_dir.planner_inputs)
     if backend.has_frame_graph:
         frame = backend.imagine_frame(frames, joint_pos, tokens, chunk, horizon)
     #   frames uint8 (B,K,3,H,W), joint_pos float32 (B,J), tokens int64 (B,L), chunk float32 (B,N,J) absolute targets,
@@ -54,13 +56,13 @@ from wam_ros.runtime.backends import open_session
 from wam_ros.runtime.model_dir import (
     CHECKPOINT,
     PLANNER_GRAPHS,
-    PLANNER_INPUTS,
     PLANNER_OUTPUTS,
     PRECISIONS,
     REQUIRED_PLANNER,
     IntegrityError,
     PolicySpec,
     onnx_name,
+    planner_inputs,
     planner_onnx_name,
     read_metadata,
 )
@@ -160,8 +162,7 @@ class _PlanBase:
         H, W = s.image_size
         B = _check("frames", frames, np.uint8, (s.k_frames, 3, H, W))
         _check("joint_pos", joint_pos, np.float32, (s.num_joints,), B)
-        _check("tokens", tokens, np.int64, (s.max_tokens,), B)
-        self._check_tokens(tokens)
+        self._check_tokens(tokens, B)
         return self._propose(frames, joint_pos, tokens)
 
     def score(
@@ -178,14 +179,14 @@ class _PlanBase:
         args = {}
         for name, arr, dtype, tail in (
             ("context", context, np.float32, (p["context_tokens"], p["d_model"])),
-            ("tokens", tokens, np.int64, (s.max_tokens,)),
+            ("tokens", tokens, *self._text_input()),
             ("joint_pos", joint_pos, np.float32, (s.num_joints,)),
         ):
             n = _check(name, arr, dtype, tail)
             if n not in (1, B):
                 raise ValueError(f"{name} has batch {n}: expected 1 (shared) or {B} (one per chunk)")
             args[name] = np.repeat(arr, B, 0) if n != B else arr
-        self._check_tokens(args["tokens"])
+        self._check_tokens(args["tokens"], B)
         h = self.horizon_max if horizon is None else horizon
         if not isinstance(h, (int, np.integer)) or isinstance(h, bool) or not 0 <= h <= self.horizon_max:
             raise ValueError(f"horizon must be an int in 0..{self.horizon_max} (actions), got {horizon!r}")
@@ -208,9 +209,8 @@ class _PlanBase:
         H, W = s.image_size
         B = _check("frames", frames, np.uint8, (s.k_frames, 3, H, W))
         _check("joint_pos", joint_pos, np.float32, (s.num_joints,), B)
-        _check("tokens", tokens, np.int64, (s.max_tokens,), B)
         _check("chunk", chunk, np.float32, (s.chunk, s.num_joints), B)
-        self._check_tokens(tokens)
+        self._check_tokens(tokens, B)
         want = f"an int64 array (B={B},) or an int, in 0..{self.horizon_max} (actions)"
         if isinstance(horizon, (int, np.integer)) and not isinstance(horizon, bool):
             if not 0 <= horizon <= self.horizon_max:
@@ -223,7 +223,16 @@ class _PlanBase:
             raise ValueError(f"horizon must be {want}, got values {horizon.tolist()}")
         return self._imagine_frame(frames, joint_pos, tokens, chunk, horizon)
 
-    def _check_tokens(self, tokens: np.ndarray) -> None:
+    def _text_input(self) -> tuple[type, tuple[int, ...]]:
+        """(dtype, shape without the batch) of the instruction input: word ids int64 (L,), or a pretrained text
+        encoder's embedding float32 (L, E)."""
+        _, dtype, tail = self.spec.instruction_input()
+        return np.dtype(dtype).type, tail
+
+    def _check_tokens(self, tokens: np.ndarray, batch: int) -> None:
+        _check("tokens", tokens, *self._text_input(), batch)
+        if self.spec.text_dim:
+            return  # an embedding: _check refused NaN/Inf
         vocab = len(self.config["vocab"])
         if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab):
             raise ValueError(
@@ -351,12 +360,14 @@ class OrtPlanBackend(_PlanBase):
         for graph, sess in self.sessions.items():
             names_in = tuple(i.name for i in sess.get_inputs())
             names_out = tuple(o.name for o in sess.get_outputs())
-            if names_in != PLANNER_INPUTS[graph] or names_out != PLANNER_OUTPUTS[graph]:
+            want_in = planner_inputs(graph, self.config)
+            if names_in != want_in or names_out != PLANNER_OUTPUTS[graph]:
                 raise ValueError(
                     f"{self.paths[graph]} is not the planner's {graph!r} graph: expected inputs "
-                    f"{list(PLANNER_INPUTS[graph])} -> {list(PLANNER_OUTPUTS[graph])}, got {list(names_in)} -> "
+                    f"{list(want_in)} -> {list(PLANNER_OUTPUTS[graph])}, got {list(names_in)} -> "
                     f"{list(names_out)}"
                 )
+        self.text_input = planner_inputs("propose", self.config)[2]  # "tokens" or "text_emb"
         self.providers: list[str] = self.sessions["propose"].get_providers()
         self.name = "onnxruntime"
         self.has_frame_graph = "frame" in self.sessions
@@ -370,7 +381,9 @@ class OrtPlanBackend(_PlanBase):
     def _propose(
         self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out = self.sessions["propose"].run(None, {"frames": frames, "joint_pos": joint_pos, "tokens": tokens})
+        out = self.sessions["propose"].run(
+            None, {"frames": frames, "joint_pos": joint_pos, self.text_input: tokens}
+        )
         return out[0], out[1], out[2]
 
     def _score(
@@ -378,7 +391,7 @@ class OrtPlanBackend(_PlanBase):
     ) -> tuple[np.ndarray, np.ndarray]:
         feeds = {
             "context": context,
-            "tokens": tokens,
+            self.text_input: tokens,
             "joint_pos": joint_pos,
             "chunks": chunks,
             "horizon": np.full(len(chunks), horizon, dtype=np.int64),
@@ -397,7 +410,7 @@ class OrtPlanBackend(_PlanBase):
         feeds = {
             "frames": frames,
             "joint_pos": joint_pos,
-            "tokens": tokens,
+            self.text_input: tokens,
             "chunks": chunk,
             "horizon": horizon,
         }

@@ -7,6 +7,9 @@
                           "instruction": "reach the red target"})
     out["action"]        # float64 (N, J) absolute joint position targets
     out["next_frame"]    # uint8 (H, W, 3) RGB, or None for the action-only graph
+    policy.tokens("reach the red target")   # the instruction input, computed once per instruction and cached: word
+                                            # ids int64 (1, L), or a pretrained text encoder's embedding float32
+                                            # (1, L, E) (the folder's text_encoder.onnx; runtime/text_encoder.py)
 
 `path` is a model directory (see docs/export.md for its files), a `.pt` checkpoint, an `.onnx` file or a TensorRT
 `.engine` (with its `.engine.json` metadata). `backend="auto"` on a directory picks the best one that works here:
@@ -28,6 +31,7 @@ import numpy as np
 
 from wam_ros.fileio import sha256_file
 from wam_ros.model.config import WamConfig
+from wam_ros.model.text_encoder import CachedTextEncoder
 from wam_ros.model.tokenizer import Tokenizer
 from wam_ros.runtime import preprocess
 from wam_ros.runtime.backends import Backend, OrtBackend, TorchBackend, cuda_device_count
@@ -43,6 +47,7 @@ from wam_ros.runtime.model_dir import (
     read_metadata,
     verify_file,
 )
+from wam_ros.runtime.text_encoder import open_instruction_encoder
 
 log = logging.getLogger("wam_ros.runtime")
 
@@ -52,12 +57,20 @@ BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 class Policy:
     """A loaded WAM policy: validation + preprocessing around one backend."""
 
-    def __init__(self, backend: Backend, spec: PolicySpec, config: dict[str, Any], source: Path) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        spec: PolicySpec,
+        config: dict[str, Any],
+        source: Path,
+        tokenizer: Tokenizer | CachedTextEncoder | None = None,
+    ) -> None:
         self.backend = backend
         self.spec = spec
         self.config = config
         self.source = source
-        self.tokenizer = Tokenizer(config["vocab"], config["max_tokens"])
+        # the instruction encoder: the word Tokenizer, or a pretrained text encoder (load_policy opens the folder's)
+        self.tokenizer = tokenizer or Tokenizer(config["vocab"], config["max_tokens"])
         self._tokens: dict[str, np.ndarray] = {}
         # frames already resized, by identity (+ a pixel sample, so a buffer refilled in place is not reused):
         # in a stream K-1 of the K frames of a call were in the previous call (see `prepare`)
@@ -72,7 +85,8 @@ class Policy:
         return self.backend.graph
 
     def tokens(self, instruction: str) -> np.ndarray:
-        """Token ids int64 (1, L) for an instruction (cached; unknown words are logged once)."""
+        """The instruction input for an instruction (cached; unknown words are logged once): token ids int64 (1, L),
+        or with a pretrained text encoder its embedding float32 (1, L, E) (the encoder runs once per instruction)."""
         if not isinstance(instruction, str):
             raise ValueError(f"instruction must be a str, got {type(instruction).__name__}")
         tok = self._tokens.get(instruction)
@@ -175,10 +189,11 @@ class Policy:
 def check_batch(spec: PolicySpec, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray) -> int:
     """Validate raw batched inputs against the spec; return the batch size B."""
     H, W = spec.image_size
+    _, text_dtype, text_tail = spec.instruction_input()
     want = {
         "frames": (np.uint8, (spec.k_frames, 3, H, W)),
         "joint_pos": (np.float32, (spec.num_joints,)),
-        "tokens": (np.int64, (spec.max_tokens,)),
+        "tokens": (np.dtype(text_dtype).type, text_tail),
     }
     B = None
     for name, arr in (("frames", frames), ("joint_pos", joint_pos), ("tokens", tokens)):
@@ -344,7 +359,10 @@ def load_policy(
         model = load_checkpoint(file)
         config = model.cfg.to_dict()
         spec = PolicySpec.from_config(config, graph=graph or "full")
-        policy = Policy(TorchBackend(model, graph or "full", threads), spec, config, file)
+        encoder = open_instruction_encoder(
+            config, file
+        )  # the folder's exported encoder, else the config's source
+        policy = Policy(TorchBackend(model, graph or "full", threads), spec, config, file, encoder)
     else:
         spec, meta = read_engine_sidecar(file) if kind == "tensorrt" else read_metadata(file)
         if graph is not None and graph != spec.graph:
@@ -361,6 +379,8 @@ def load_policy(
             be: Backend = TensorRTBackend(file, spec)
         else:
             be = OrtBackend(file, threads, providers, io_binding)
-        policy = Policy(be, spec, meta["config"], file)
+        # a pretrained instruction encoder runs from the folder's text_encoder.onnx only (no torch, no transformers)
+        encoder = open_instruction_encoder(meta["config"], file, local_only=True)
+        policy = Policy(be, spec, meta["config"], file, encoder)
     log.info("loaded %r", policy)
     return policy

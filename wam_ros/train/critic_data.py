@@ -34,6 +34,7 @@ from wam_ros.robot import RobotProfile
 from wam_ros.runtime.chunk_policy import ChunkPolicy
 from wam_ros.runtime.planner import BestOfN, PlannerConfig
 from wam_ros.runtime.safety import SafetyLimits
+from wam_ros.runtime.text_encoder import attach_text_encoder
 
 log = logging.getLogger("wam.critic")
 
@@ -164,12 +165,14 @@ def imagined_features(model: WorldActionModel, files: list[Path]) -> dict[str, t
             tokens = torch.from_numpy(model.tokenizer.encode(str(z["instruction"]))[None])
             D, Nc = chunks.shape[:2]
             per.add(int(Nc))
-            x, _, _ = model._trunk(frames, q, tokens.expand(D, -1))
+            x, _, _ = model._trunk(frames, q, tokens.expand(D, *tokens.shape[1:]))
             xr = x.repeat_interleave(Nc, 0)
             qr = q.repeat_interleave(Nc, 0)
             flat = chunks.reshape(D * Nc, *chunks.shape[2:])
             h = torch.full((D * Nc,), model.cfg.chunk, dtype=torch.int64)
-            zt = model._imagine_tokens(xr, tokens.expand(D * Nc, -1), model.normalize_delta(flat, qr), h)
+            zt = model._imagine_tokens(
+                xr, tokens.expand(D * Nc, *tokens.shape[1:]), model.normalize_delta(flat, qr), h
+            )
             f = torch.cat([zt[:, :P].mean(1), zt[:, P]], dim=-1)
             feats.append(f)
             old.append(model.critic_head(f))
@@ -198,7 +201,7 @@ def finetune(
     """Refit the critic head on counterfactual outcomes (module docstring); writes <out>/model.pt and returns the
     held-out ranking figures before and after (by episode file)."""
     torch.manual_seed(seed)
-    model = load_checkpoint(model_path, require_fitted=True)
+    model = attach_text_encoder(load_checkpoint(model_path, require_fitted=True), model_path)
     files = sorted(p for d in data for p in Path(d).glob("critic_*.npz"))
     if not files:
         raise ValueError(f"no critic_*.npz files under {data}")

@@ -106,9 +106,11 @@ def dream_candidates(
     chunks, modes = planner.candidates(proposals[0].double().numpy(), probs[0].double().numpy())
     C = len(chunks)
     ch = torch.from_numpy(chunks.astype(np.float32))
-    critic, _ = model.imagine_score(ctx.expand(C, -1, -1), tokens.expand(C, -1), q.expand(C, -1), ch)
+    critic, _ = model.imagine_score(
+        ctx.expand(C, -1, -1), tokens.expand(C, *tokens.shape[1:]), q.expand(C, -1), ch
+    )
     imagined = model.imagine_frames(
-        window.expand(C, -1, -1, -1, -1), q.expand(C, -1), tokens.expand(C, -1), ch
+        window.expand(C, -1, -1, -1, -1), q.expand(C, -1), tokens.expand(C, *tokens.shape[1:]), ch
     )
     values = score_of(critic.double().numpy(), score)
     idx = np.minimum(np.arange(start + 1, start + 1 + cfg.chunk), T - 1)

@@ -31,6 +31,7 @@ from wam_ros.data.episode import list_episodes
 from wam_ros.data.windows import WindowArrays
 from wam_ros.model import WorldActionModel, load_checkpoint
 from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, JOINT_POS
+from wam_ros.runtime.text_encoder import attach_text_encoder
 from wam_ros.train.batches import load_episodes
 from wam_ros.train.closed_loop import closed_loop, expert_factory, random_factory, wam_factory
 from wam_ros.train.metrics import imagine, psnr, ssim
@@ -319,8 +320,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Run the offline part (with `data`) and the closed loop (with `episodes` > 0); returns the results dict."""
     t0 = time.monotonic()
     torch.set_num_threads(cfg.threads)
-    model = load_checkpoint(cfg.model, require_fitted=True)
-    ablation = load_checkpoint(cfg.ablation, require_fitted=True) if cfg.ablation else None
+    model = attach_text_encoder(load_checkpoint(cfg.model, require_fitted=True), cfg.model)
+    ablation = (
+        attach_text_encoder(load_checkpoint(cfg.ablation, require_fitted=True), cfg.ablation)
+        if cfg.ablation
+        else None
+    )
     res: dict[str, Any] = {
         "model": str(cfg.model),
         "ablation": cfg.ablation,

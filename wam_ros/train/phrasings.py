@@ -234,7 +234,7 @@ def word_attention(
     x, mask = seen["x"][:1], seen["mask"][:1]
     S, D = int(x.shape[1]), int(x.shape[2])
     first_word = S - L - N
-    pad = (tokens[:1] == 0).to(torch.float32) * -1e4
+    pad = model.instruction_pad(tokens[:1])
     if first_word < 0 or not torch.equal(mask.reshape(1, -1)[:, first_word : S - N], pad):
         raise ValueError(
             "the model's last block does not have the [image][joint][words][queries] token layout"
@@ -286,6 +286,9 @@ def explain_instruction(
         torch.from_numpy(ids)[None],
     )
     explained = tok.explain(text)
+    # word ids, or with a pretrained text encoder (ids is then its embedding (L, E)) the encoder's subword ids: its
+    # explain() rows are the subword tokens the model reads, special tokens included, one per instruction position
+    token_ids = ids if ids.ndim == 1 else tok.token_ids([text])[0][0]
     rows = []
     for i, (w, known) in enumerate(explained):
         status = "unknown" if known is None else "known" if known == w else "mapped"
@@ -295,7 +298,7 @@ def explain_instruction(
                 "word": w,
                 "maps_to": known,
                 "status": status if used else "truncated",
-                "token": int(ids[i]) if used else None,
+                "token": int(token_ids[i]) if used else None,
                 "attention": float(att["words"][i]) if used else None,
             }
         )
@@ -350,9 +353,10 @@ def _scene_observation(model: torch.nn.Module, task: str, colour: str | None, se
 def instruct(cfg: InstructConfig) -> dict[str, Any]:
     """explain_instruction for `wam instruct` (loads the checkpoint; see InstructConfig)."""
     from wam_ros.model import load_checkpoint
+    from wam_ros.runtime.text_encoder import attach_text_encoder
 
     torch.set_num_threads(cfg.threads)
-    model = load_checkpoint(cfg.model, require_fitted=True)
+    model = attach_text_encoder(load_checkpoint(cfg.model, require_fitted=True), cfg.model)
     report = explain_instruction(model, cfg.text)
     panda = int(model.cfg.num_joints) == 8  # the tabletop scenes are rendered with the Panda
     if cfg.scene_seed is not None and report["task"] is not None and panda:

@@ -45,10 +45,12 @@ from wam_ros.data.world_windows import WorldWindows
 from wam_ros.fileio import atomic_path
 from wam_ros.model import WamConfig, WorldActionModel, load_checkpoint, save_checkpoint
 from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, JOINT_POS, TOKENS
+from wam_ros.model.config import parse_instruction_encoder
 from wam_ros.model.losses import wam_loss
 from wam_ros.model.tokenizer import extend_vocab
 from wam_ros.runtime.backends import cuda_device_count
 from wam_ros.runtime.model_dir import CHECKPOINT, add_to_manifest
+from wam_ros.runtime.text_encoder import open_instruction_encoder
 from wam_ros.train.batches import BatchStream, load_episodes
 from wam_ros.train.plots import MetricsLog, plot_losses
 
@@ -59,6 +61,8 @@ WARM_MODE_NOISE = 0.5
 DEVICES = ("cpu", "cuda", "auto")
 AMP_MODES = ("off", "bf16", "fp16")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# instruction length with a pretrained encoder: subword tokens plus [CLS]/[SEP] outnumber the words (12 by default)
+TEXT_MAX_TOKENS = 24
 
 
 @dataclass
@@ -88,6 +92,12 @@ class TrainConfig:
     augment_instructions: float = (
         0.0  # probability that a window's instruction is paraphrased (issue 17; 0: off)
     )
+    # the instruction encoder (issue 17 item 2): "words" (the learned vocabulary) or a frozen pretrained encoder
+    # "hf:<name or local dir>" | "onnx:<dir>" whose per-token embedding is computed once per distinct instruction
+    instruction_encoder: str = "words"
+    max_tokens: int = (
+        0  # instruction length L; 0: the preset's (words) or TEXT_MAX_TOKENS (a pretrained encoder)
+    )
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -113,6 +123,9 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.augment_instructions must be in [0, 1], got {self.augment_instructions!r}"
             )
+        parse_instruction_encoder(self.instruction_encoder)  # ValueError naming the accepted forms
+        if self.max_tokens < 0:
+            raise ValueError(f"TrainConfig.max_tokens must be >= 0 (0: the default), got {self.max_tokens!r}")
 
 
 class DeviceUnavailable(ValueError):
@@ -291,6 +304,8 @@ class Trainer:
         self.mcfg = self._model_config()
         torch.manual_seed(cfg.seed)
         self.model = WorldActionModel(self.mcfg)
+        if self.mcfg.uses_text_encoder:  # one cached encoder: each distinct instruction is encoded once
+            self.model.tokenizer = self.text_encoder
         self.train_ep, self.val_ep = split_episodes(len(self.episodes), cfg.val_frac, cfg.seed)
         self.data = WindowArrays(
             self.episodes,
@@ -342,8 +357,13 @@ class Trainer:
 
     def _model_config(self) -> WamConfig:
         if self.state is not None:
-            return WamConfig.from_dict(self.state["config"])
+            mcfg = WamConfig.from_dict(self.state["config"])
+            if mcfg.uses_text_encoder:
+                self.text_encoder = open_instruction_encoder(mcfg.to_dict())
+            return mcfg
         cfg, first = self.cfg, self.episodes[0]
+        if cfg.instruction_encoder != "words":
+            return self._text_encoder_config()
         base = WamConfig.preset(cfg.preset)
         vocab = base.vocab
         if cfg.init:  # the warm start's word ids stay where they were
@@ -355,7 +375,29 @@ class Trainer:
             texts += [" ".join(lexicon())]
         return WamConfig.preset(
             cfg.preset,
+            **({"max_tokens": cfg.max_tokens} if cfg.max_tokens else {}),
             vocab=extend_vocab(vocab, texts),
+            num_joints=first.joint_pos.shape[1],
+            joint_names=list(first.meta["robot"].get("joint_names", base.joint_names)),
+            control_hz=float(first.meta["control_hz"]),
+            robot=str(first.meta["robot"].get("name", base.robot)),
+        )
+
+    def _text_encoder_config(self) -> WamConfig:
+        """The preset with a frozen pretrained instruction encoder: opened here (a clear error when it is not local)
+        to learn its embedding size; the word vocabulary stays the preset's (unused)."""
+        cfg, first = self.cfg, self.episodes[0]
+        base = WamConfig.preset(cfg.preset)
+        spec = {
+            "instruction_encoder": cfg.instruction_encoder,
+            "max_tokens": cfg.max_tokens or TEXT_MAX_TOKENS,
+            "vocab": base.vocab,
+        }
+        self.text_encoder = open_instruction_encoder(spec)
+        return WamConfig.preset(
+            cfg.preset,
+            **spec,
+            text_dim=self.text_encoder.dim,
             num_joints=first.joint_pos.shape[1],
             joint_names=list(first.meta["robot"].get("joint_names", base.joint_names)),
             control_hz=float(first.meta["control_hz"]),
