@@ -8,6 +8,7 @@ The config travels inside every checkpoint (`dataclasses.asdict`), so a checkpoi
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -66,6 +67,8 @@ WORDS = "words"  # the instruction encoder of every model before issue 17 item 2
 TEXT_ENCODER_KINDS = ("hf", "onnx")  # a frozen pretrained text encoder: "hf:<name or dir>" | "onnx:<dir>"
 CONV_NORMS = ("group", "batch", "none")
 FRAME_DECODERS = ("deconv", "shuffle")
+FRONT = "front"  # the camera of every single-camera model (an episode's `frames`)
+CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # a camera name: used in graph input and parameter names
 
 
 @dataclass
@@ -116,6 +119,11 @@ class WamConfig:
             imagination of the proposed chunk at h=1: one pass gives the chunk and its imagined future together.
         imag_layers: transformer blocks of the imagination.
         robot: robot profile name the joints belong to.
+        cameras: the M named cameras the model sees (issue 19), each through the shared conv encoder plus a
+            learned camera embedding (image tokens per camera). The first is the one the frame decoder and the
+            imagination predict (an episode's `frames`, e.g. "front"); the others are read from the episodes'
+            `<name>_frames` arrays and come as extra graph inputs `frames_<name>`. ["front"] (the default, and every
+            checkpoint from before the field) is the single-camera model, unchanged.
     """
 
     # -- observation / action spaces
@@ -148,11 +156,14 @@ class WamConfig:
     imagine: bool = False
     imag_layers: int = 2
     robot: str = "panda"
+    # -- cameras (issue 19): the first is predicted; the others are extra inputs
+    cameras: list[str] = field(default_factory=lambda: [FRONT])
 
     def __post_init__(self) -> None:
         self.enc_channels = tuple(int(c) for c in self.enc_channels)  # JSON round trips give lists
         self.joint_names = list(self.joint_names)
         self.vocab = list(self.vocab)
+        self.cameras = check_cameras(self.cameras, "WamConfig.cameras")
         positive = (
             "image_size",
             "k_frames",
@@ -238,6 +249,20 @@ class WamConfig:
         out = asdict(self)
         out["enc_channels"] = list(self.enc_channels)
         return out
+
+
+def check_cameras(cameras: object, where: str = "cameras") -> list[str]:
+    """A validated list of camera names (non-empty, unique, each matching CAMERA_NAME); ValueError naming `where`."""
+    if isinstance(cameras, str) or not isinstance(cameras, list | tuple) or not cameras:
+        raise ValueError(f"{where} must be a non-empty list of camera names, got {cameras!r}")
+    bad = [c for c in cameras if not isinstance(c, str) or not CAMERA_NAME.fullmatch(c)]
+    if bad:
+        raise ValueError(
+            f"{where}: camera names must be lower-case identifiers (a-z, 0-9, _; up to 32 characters), got {bad!r}"
+        )
+    if len(set(cameras)) != len(cameras):
+        raise ValueError(f"{where} names a camera twice: {list(cameras)}")
+    return list(cameras)
 
 
 def parse_instruction_encoder(spec: str) -> tuple[str, str]:

@@ -5,13 +5,14 @@
 
 Inputs are RAW (see docs/interfaces.md "Model"):
     frames     uint8/float (B, K, 3, H, W)  RGB 0..255, oldest first
+                           (B, M, K, 3, H, W)  with M = len(cfg.cameras) > 1: camera m in cfg.cameras order
     joint_pos  float32     (B, J)           radians / metres
     tokens     int64       (B, L)           model.tokenizer.encode(instruction): word ids (cfg.instruction_encoder
                                             "words"), or with a pretrained text encoder ("hf:..." / "onnx:...")
                float32     (B, L, E)        its per-token embedding, padding rows all zeros (E = cfg.text_dim)
 Outputs:
     action     float32 (B, N, J)  ABSOLUTE joint position targets for steps t .. t+N-1
-    next_frame float32 (B, 3, H, W) in [0, 1], the predicted frame at t+1
+    next_frame float32 (B, 3, H, W) in [0, 1], the predicted frame at t+1 (of cfg.cameras[0])
 
 Architecture: a conv encoder over the K stacked frames gives (H/8)^2 image tokens; one proprioception token, L
 instruction tokens and N action-query tokens join them in a pre-norm transformer; the action head reads the query
@@ -20,6 +21,12 @@ tokens (normalised deltas relative to the current joints), the frame decoder rea
 H/2 with cfg.frame_decoder == "shuffle", or a full-resolution stage with "deconv"). The normaliser lives in buffers,
 so the network (and every exported graph) takes raw inputs and returns absolute targets. No Python control flow on
 data, no in-place ops on inputs: ONNX opset-17 friendly and batch-dynamic.
+
+Several cameras (cfg.cameras, issue 19): every camera's K frames go through the same conv encoder (FiLM included),
+each camera's (H/8)^2 image tokens get the image position embedding plus a learned camera embedding, and the tokens
+of the cameras after the first sit between the instruction and the action queries, so the first camera's tokens, the
+joint token and the words keep the positions the frame decoder and the imagination read: both predict the first
+camera, with the decoder's skips from its encoder features; the other cameras reach them through attention.
 """
 
 from __future__ import annotations
@@ -130,6 +137,7 @@ class WorldActionModel(nn.Module):
         c1, c2, c3 = cfg.enc_channels
         d, J, N = cfg.d_model, cfg.num_joints, cfg.chunk
         self.grid = cfg.image_size // 8
+        self.n_cameras = len(cfg.cameras)
         n_tokens = self.grid**2 + 1 + cfg.max_tokens + N
         # -- normaliser (raw inputs in, absolute targets out); filled by set_normalizer() from the training data
         self.register_buffer("joint_mean", torch.zeros(J))
@@ -157,6 +165,10 @@ class WorldActionModel(nn.Module):
             nn.init.zeros_(self.film.bias)
         self.action_queries = nn.Parameter(torch.randn(N, d) * 0.02)
         self.pos_emb = nn.Parameter(torch.randn(n_tokens, d) * 0.02)
+        if (
+            self.n_cameras > 1
+        ):  # which camera an image token comes from (added to the image position embedding)
+            self.cam_emb = nn.Parameter(torch.randn(self.n_cameras, d) * 0.02)
         self.blocks = nn.ModuleList(
             Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.n_layers)
         )
@@ -245,24 +257,27 @@ class WorldActionModel(nn.Module):
     def _trunk(
         self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor, actions_only: bool = False
     ):
-        """Shared encoder + transformer. Returns (x (B, S, d), skips, last frame in [0,1] (B,3,H,W)).
+        """Shared encoder + transformer. Returns (x (B, S, d), skips, last frame in [0,1] (B,3,H,W)); with several
+        cameras the skips and the last frame are the first camera's.
 
         actions_only: the last block computes only the N action-query rows (x is then (B, N, d)); nothing else reads
         the other rows when no frame is decoded, and they are most of the last block's cost."""
-        x_img = frames.to(torch.float32) / 255.0  # (B, K, 3, H, W)
+        M = self.n_cameras
+        x_img = frames.to(torch.float32) / 255.0  # (B, K, 3, H, W), or (B, M, K, 3, H, W)
         B = x_img.shape[0]
         H = self.cfg.image_size
-        last = x_img[:, -1]
-        stacked = (x_img.reshape(-1, 3 * self.cfg.k_frames, H, H) - 0.5) / 0.25
+        last = x_img[:, -1] if M == 1 else x_img[:, 0, -1]
+        stacked = (x_img.reshape(-1, 3 * self.cfg.k_frames, H, H) - 0.5) / 0.25  # (B * M, 3K, H, W)
         word_tok, real = self._instruction(tokens)  # (B, L, d), (B, L)
-        e1 = self.enc1(stacked)  # (B, c1, H/2, W/2)
+        e1 = self.enc1(stacked)  # (B * M, c1, H/2, W/2)
         if self.cfg.film:
             keep = real[..., None]  # (B, L, 1)
             sentence = (word_tok * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, d) mean word embedding
             c1, c2, c3 = self.cfg.enc_channels
-            g1, b1, g2, b2, g3, b3 = self.film(sentence)[:, :, None, None].split(
-                [c1, c1, c2, c2, c3, c3], dim=1
-            )
+            film = self.film(sentence)  # (B, 2 (c1 + c2 + c3))
+            if M > 1:  # the same conditioning for every camera of a sample: rows b * M + m
+                film = film[:, None].expand(-1, M, -1).reshape(-1, 2 * (c1 + c2 + c3))
+            g1, b1, g2, b2, g3, b3 = film[:, :, None, None].split([c1, c1, c2, c2, c3, c3], dim=1)
             e1 = e1 * (1 + g1) + b1
             e2 = self.enc2(e1)  # (B, c2, H/4, W/4)
             e2 = e2 * (1 + g2) + b2
@@ -271,18 +286,50 @@ class WorldActionModel(nn.Module):
         else:
             e2 = self.enc2(e1)
             e3 = self.enc3(e2)
-        img_tok = self.img_proj(e3.flatten(2).transpose(1, 2))  # (B, P, d)
+        img_tok = self.img_proj(e3.flatten(2).transpose(1, 2))  # (B * M, P, d)
         q = (joint_pos.to(torch.float32) - self.joint_mean) / self.joint_std
         joint_tok = self.joint_proj(q)[:, None, :]  # (B, 1, d)
         queries = self.action_queries[None].expand(B, -1, -1)  # (B, N, d)
-        x = torch.cat([img_tok, joint_tok, word_tok, queries], dim=1) + self.pos_emb
         pad = self.instruction_pad(tokens)  # (B, L) padding words are never attended to
         n_img = self.grid**2 + 1
-        mask = F.pad(pad, (n_img, self.cfg.chunk))[:, None, None, :]  # zeros for image/joint/query keys
+        skips = (stacked, e1, e2, e3)
+        if M == 1:
+            x = torch.cat([img_tok, joint_tok, word_tok, queries], dim=1) + self.pos_emb
+            mask = F.pad(pad, (n_img, self.cfg.chunk))[:, None, None, :]  # zeros for image/joint/query keys
+        else:
+            x, mask = self._camera_sequence(img_tok, joint_tok, word_tok, queries, pad)
+            skips = tuple(t.reshape(-1, M, *t.shape[1:])[:, 0] for t in skips)  # the first camera's
         n = len(self.blocks)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, self.cfg.chunk if actions_only and i == n - 1 else None)
-        return self.ln_f(x), (stacked, e1, e2, e3), last
+        return self.ln_f(x), skips, last
+
+    def _camera_sequence(
+        self,
+        img_tok: torch.Tensor,
+        joint_tok: torch.Tensor,
+        word_tok: torch.Tensor,
+        queries: torch.Tensor,
+        pad: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token sequence of a several-camera model (B, M P + 1 + L + N, d) and its key mask (B, 1, 1, S):
+        [first camera's P image tokens, joint, L words, the other cameras' (M - 1) P image tokens, N queries]. Every
+        camera's image tokens carry the image position embedding plus its camera embedding."""
+        M, P, L, d = self.n_cameras, self.grid**2, self.cfg.max_tokens, self.cfg.d_model
+        img = img_tok.reshape(-1, M, P, d) + self.pos_emb[:P] + self.cam_emb[:, None, :]  # (B, M, P, d)
+        rest = self.pos_emb[P:]  # joint, words, queries
+        x = torch.cat(
+            [
+                img[:, 0],
+                joint_tok + rest[:1],
+                word_tok + rest[1 : 1 + L],
+                img[:, 1:].reshape(-1, (M - 1) * P, d),
+                queries + rest[1 + L :],
+            ],
+            dim=1,
+        )
+        mask = F.pad(pad, (P + 1, (M - 1) * P + self.cfg.chunk))[:, None, None, :]
+        return x, mask
 
     def _modes_norm(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(normalised deltas of every mode (B, M, N, J), mode logits (B, M) or None with one mode)."""
@@ -476,9 +523,12 @@ class WorldActionModel(nn.Module):
         """Raise ValueError naming the expected and received shapes/dtypes (call before forward on untrusted input)."""
         c = self.cfg
         exp = (c.k_frames, 3, c.image_size, c.image_size)
-        if frames.ndim != 5 or tuple(frames.shape[1:]) != exp:
+        if self.n_cameras > 1:
+            exp = (self.n_cameras, *exp)
+        if frames.ndim != len(exp) + 1 or tuple(frames.shape[1:]) != exp:
+            cams = f" (cameras {c.cameras})" if self.n_cameras > 1 else ""
             raise ValueError(
-                f"frames must be (B, {', '.join(map(str, exp))}) RGB 0..255, got {tuple(frames.shape)}"
+                f"frames must be (B, {', '.join(map(str, exp))}) RGB 0..255{cams}, got {tuple(frames.shape)}"
             )
         B = frames.shape[0]
         if tuple(joint_pos.shape) != (B, c.num_joints):
