@@ -217,3 +217,9 @@ def test_a_damaged_urdf_is_refused(tmp_path):
     broken.write_bytes(b"\x00\x01 not a urdf")
     with pytest.raises(ValueError, match="broken.urdf"):
         TabletopEnv(task="reach", robot=str(_profile(tmp_path, urdf=str(broken))), render=False)
+
+
+def test_wam_sim_robot_option(tmp_path):
+    assert wam(["sim", "--robot", "xarm6", "--image-size", "32", "--episode", str(tmp_path / "e.npz")]) == 0
+    assert read_episode(tmp_path / "e.npz").meta["robot"]["name"] == "xarm6"
+    assert wam(["sim", "--robot", "no_such_robot"]) == 2

@@ -2,6 +2,7 @@
 
     wam sim --task reach --seed 0 --gif out.gif
     wam sim --task push --seed 3 --instruction 1 --image-size 128 --gif push.gif --episode /tmp/ep/episode_000000.npz
+    wam sim --task reach --robot xarm6 --gif xarm.gif     # any robot profile the sim can build (docs/robots.md)
 
 Never imports rclpy.
 """
@@ -32,6 +33,9 @@ def save_gif(path: str | Path, frames: np.ndarray, fps: int = 10, scale: int = 4
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="reach", help="reach | push")
+    parser.add_argument(
+        "--robot", default="panda", help="robot profile: a name in config/robots or a .yaml path"
+    )
     parser.add_argument("--seed", type=int, default=0, help="scene seed")
     parser.add_argument("--instruction", type=int, default=None, help="instruction index within the scene")
     parser.add_argument("--image-size", type=int, default=64)
@@ -57,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
             control_hz=args.control_hz,
             randomize=not args.no_randomize,
             wrist_camera=args.wrist_camera,
+            robot=args.robot,
         )
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         print(f"wam sim: error: {exc}", file=sys.stderr)
         return 2
     try:
