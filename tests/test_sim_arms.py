@@ -220,6 +220,19 @@ def test_a_damaged_urdf_is_refused(tmp_path):
 
 
 def test_wam_sim_robot_option(tmp_path):
-    assert wam(["sim", "--robot", "xarm6", "--image-size", "32", "--episode", str(tmp_path / "e.npz")]) == 0
-    assert read_episode(tmp_path / "e.npz").meta["robot"]["name"] == "xarm6"
+    assert (
+        wam(
+            [
+                "sim",
+                "--robot",
+                "xarm6",
+                "--image-size",
+                "32",
+                "--episode",
+                str(tmp_path / "episode_000000.npz"),
+            ]
+        )
+        == 0
+    )
+    assert read_episode(tmp_path / "episode_000000.npz").meta["robot"]["name"] == "xarm6"
     assert wam(["sim", "--robot", "no_such_robot"]) == 2
