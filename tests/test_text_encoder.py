@@ -9,6 +9,7 @@ transformers in a subprocess, and driven over real DDS by wam_node with instruct
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import subprocess
 import sys
@@ -82,7 +83,7 @@ def bert_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(bert_dir, tmp_path_factory) -> Path:
+def training(bert_dir, tmp_path_factory) -> tuple[TrainConfig, Path]:
     """A tiny imagining WAM trained a few steps with the BERT as its frozen instruction encoder (paraphrases on)."""
     root = tmp_path_factory.mktemp("te_train")
     write_synthetic_episodes(root / "reach", n=6, steps=10, seed=0)
@@ -102,7 +103,12 @@ def trained(bert_dir, tmp_path_factory) -> Path:
         max_tokens=L,
         augment_instructions=0.5,
     )
-    return train(cfg)
+    return cfg, train(cfg)
+
+
+@pytest.fixture(scope="module")
+def trained(training) -> Path:
+    return training[1]
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +152,10 @@ def test_encoder_runs_once_per_distinct_instruction(bert_dir):
     assert real.tolist() == [True] * 6 + [False] * (L - 6)
     a[:] = 0  # a caller's copy: the cache is not changed
     np.testing.assert_array_equal(enc.encode("reach the red target"), again)
+    # a DataLoader worker's copy reopens the encoder from its source, with an empty cache
+    worker = pickle.loads(pickle.dumps(enc))
+    np.testing.assert_array_equal(worker.encode("reach the red target"), again)
+    assert worker.encoded == 1
     # what the encoder understood: subword tokens, words it reads as [UNK] named as written
     assert enc.unknown_words("Reach the reds zorblax, now!") == ["zorblax", "now", "!"]
     assert enc.explain("reach the reds tagret")[:6] == [
@@ -227,6 +237,10 @@ def test_trained_model_and_export(trained, exported, bert_dir):
     np.testing.assert_allclose(
         as_source.encode("reach the red target"), onnx_enc.encode("reach the red target")
     )
+    worker = pickle.loads(pickle.dumps(as_source))
+    np.testing.assert_array_equal(
+        worker.encode("reach the red target"), as_source.encode("reach the red target")
+    )
 
     # policy parity: torch model + transformers embedding vs the onnx graph + the exported encoder, one instruction
     rng = np.random.default_rng(0)
@@ -263,6 +277,16 @@ def test_trained_model_and_export(trained, exported, bert_dir):
     assert [w["word"] for w in r["words"]][:5] == ["[CLS]", "push", "the", "cube", "##s"]
     assert r["unknown"] == ["zorblax"] and r["task"] == "push"
     assert abs(sum(w["attention"] for w in r["words"]) - r["attention_groups"]["words"]) < 1e-6
+
+
+def test_resume_reopens_the_encoder(training, tmp_path):
+    cfg, path = training
+    out = Path(shutil.copytree(path.parent, tmp_path / "run"))
+    resumed = train(TrainConfig(**{**vars(cfg), "out": str(out), "steps": 8, "resume": True}))
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    assert int(state["step"]) == 8
+    model = attach_text_encoder(load_checkpoint(resumed), resumed)
+    assert model.cfg == load_checkpoint(path).cfg and isinstance(model.tokenizer, HFTextEncoder)
 
 
 RUNTIME_SCRIPT = """
