@@ -3,6 +3,7 @@
     wam train --data data/reach data/push --preset small --out runs/panda --steps 6000
     wam train --data data/reach --preset tiny --out /tmp/r --steps 20 --resume       # continue a run
     wam train --data data/reach --out runs/gpu --device cuda --amp bf16 --workers 4    # one GPU
+    wam train --data data/cams_push --cameras front wrist --out runs/cams --steps 3000  # two cameras (issue 19)
     torchrun --nproc_per_node 2 -m wam_ros.cli.train --data data/reach --out runs/ddp   # 2 CPU processes, gloo
     torchrun --nproc_per_node 4 -m wam_ros.cli.train --data data/reach --out runs/ddp --device cuda   # 4 GPUs, nccl
 
@@ -86,6 +87,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "local files only) | onnx:<dir> (text_encoder.onnx + tokenizer.json); docs/language.md",
     )
     p.add_argument(
+        "--cameras",
+        nargs="+",
+        default=list(d.cameras),
+        metavar="NAME",
+        help="the model's cameras (default: one, the episodes' frames), e.g. --cameras front wrist: the first is "
+        "the episodes' frames and the one predicted, each other is read from their <name>_frames (docs/model.md)",
+    )
+    p.add_argument(
         "--max-tokens",
         type=int,
         default=d.max_tokens,
@@ -98,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = config_from_args(TrainConfig, args)
+        cfg = config_from_args(TrainConfig, args, cameras=tuple(args.cameras))
         path = train(cfg)
     except (ValueError, FileNotFoundError) as exc:
         print(f"wam train: {exc}", file=sys.stderr)

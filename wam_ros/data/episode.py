@@ -10,7 +10,8 @@ archive readable without our code (`np.load(path)`; `json.loads(str(z["meta"]))`
     timestamps  float64 (T,)          seconds since the episode start
     meta        str (0-d)             JSON: schema_version, task, instruction, success, seed, robot, camera,
                                       control_hz, randomisation, scene, producer, ...
-    extra keys  optional arrays, e.g. `wrist_frames` uint8 (T, H, W, 3)
+    extra keys  optional arrays, e.g. `wrist_frames` uint8 (T, H, W, 3): another camera's frames are
+                `<camera>_frames` (camera_frames); `frames` is the main camera's
 
 Writes are atomic (wam_ros.fileio.atomic_path): a crash leaves at most a `.episode_*.tmp-*` file, which readers
 never list, never a half episode.
@@ -162,6 +163,29 @@ class Episode:
                 f"[{lo[k]:g}, {hi[k]:g}] (meta.robot {self.meta['robot'].get('name', '')!r}, tolerance "
                 f"{tol[k]:.3g}); {len(out)} value(s) out of limits"
             )
+
+
+def camera_key(camera: str, first: bool) -> str:
+    """The array holding a camera's frames: `frames` for the first (main) camera, `<camera>_frames` for another
+    (e.g. `wrist_frames`, as `wam collect --wrist-camera` writes it)."""
+    return "frames" if first else f"{camera}_frames"
+
+
+def camera_frames(episode: Episode, cameras: list[str] | tuple[str, ...]) -> list[np.ndarray]:
+    """uint8 (T, H, W, 3) frames of each camera, in order: cameras[0] is the episode's `frames`, each other camera
+    its `<camera>_frames` array. EpisodeError naming the episode and the cameras it has when one is missing."""
+    out = [episode.frames]
+    for camera in cameras[1:]:
+        arr = episode.extra.get(camera_key(camera, False))
+        if arr is None:
+            have = [k.removesuffix("_frames") for k in episode.extra if k.endswith("_frames")]
+            raise EpisodeError(
+                f"episode {episode.meta.get('episode_index', '?')} ({episode.task}, seed {episode.meta.get('seed', '?')}) "
+                f"has no {camera_key(camera, False)} array for camera {camera!r}: it holds `frames` + "
+                f"{[f'{h}_frames' for h in have]} (record extra cameras with e.g. `wam collect --wrist-camera`)"
+            )
+        out.append(arr)
+    return out
 
 
 def frames_to_uint8(frames: np.ndarray) -> np.ndarray:

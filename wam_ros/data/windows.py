@@ -11,6 +11,8 @@ one real action and a real next frame; past frames repeat the first frame before
 end repeat the last one and are masked; the next frame is the one at t + frame_horizon, clamped to the last frame.
 Every window's indices are computed once at load, so a batch is gathered with numpy fancy indexing (a batch of 64
 costs ~1 ms, against ~64 per-item calls). Frames of another size are resized once at load (wam_ros.data.images.area_resize, as the runtime does).
+Several cameras (`cameras`, issue 19): the first camera is the episodes' `frames` (the next frame is its), the others
+their `<camera>_frames` arrays; FRAMES is then (B, M, K, 3, H, W).
 The batch keys are defined in wam_ros.model.batch (the loss reads them) and re-exported here.
 """
 
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from wam_ros.data.episode import Episode, read_episode
+from wam_ros.data.episode import Episode, camera_frames, read_episode
 from wam_ros.data.images import area_resize
 from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, INSTRUCTION, JOINT_POS, NEXT_FRAME, TASK, TOKENS
 from wam_ros.model.tokenizer import Tokenizer
@@ -64,6 +66,9 @@ class WindowArrays:
         tokenizer), batch(idx) encodes augment(instruction of each window) instead of the episode's cached tokens,
         drawing from a generator seeded by `idx` (AUGMENT_SEED and every index), so one batch gives the same tokens
         in a worker process and in the main process. None: the cached tokens, as before.
+    cameras: the model's cameras (WamConfig.cameras). One camera (the default): FRAMES (B, K, 3, H, W) from each
+        episode's `frames`, whatever the camera's name. Several: FRAMES (B, M, K, 3, H, W), camera 0 from `frames`,
+        each other camera from its `<camera>_frames` array (an episode without one is refused, naming it).
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class WindowArrays:
         tokenizer: Tokenizer | None,
         frame_horizon: int = 1,
         augment: Callable[[str, np.random.Generator], str] | None = None,
+        cameras: Sequence[str] = ("front",),
     ) -> None:
         if k_frames < 1 or chunk < 1 or frame_horizon < 1:
             raise ValueError(
@@ -93,6 +99,10 @@ class WindowArrays:
         self.k_frames, self.chunk, self.frame_horizon = k_frames, chunk, frame_horizon
         self.tokenizer = tokenizer
         self.augment = augment if tokenizer is not None else None
+        self.cameras = list(cameras)
+        if not self.cameras:
+            raise ValueError("WindowArrays needs at least one camera")
+        extra: list[list[np.ndarray]] = [[] for _ in self.cameras[1:]]  # the other cameras' frames
         frames, joint_pos, actions, tokens = [], [], [], []
         past, future, mask, nxt, ep_of, last = [], [], [], [], [], []
         offset = 0
@@ -100,6 +110,15 @@ class WindowArrays:
             T = len(ep)
             f = ep.frames if image_size is None else resize_frames(ep.frames, image_size)
             frames.append(f.transpose(0, 3, 1, 2))
+            for m, cam in enumerate(camera_frames(ep, self.cameras)[1:]):
+                if image_size is not None:
+                    cam = resize_frames(cam, image_size)
+                elif cam.shape[1:] != f.shape[1:]:
+                    raise ValueError(
+                        f"camera {self.cameras[m + 1]!r} has frames {cam.shape[1:]}, `frames` {f.shape[1:]}: "
+                        "give an image_size to resize both"
+                    )
+                extra[m].append(cam.transpose(0, 3, 1, 2))
             joint_pos.append(ep.joint_pos)
             actions.append(ep.actions)
             if tokenizer is not None:
@@ -113,7 +132,8 @@ class WindowArrays:
             ep_of.append(np.full(T - 1, e))
             last.append(np.full(T - 1, offset + T - 1))
             offset += T
-        self.frames = np.ascontiguousarray(np.concatenate(frames))  # (sum T, 3, H, W) uint8
+        self.frames = np.ascontiguousarray(np.concatenate(frames))  # (sum T, 3, H, W) uint8, the first camera
+        self.other_frames = [np.ascontiguousarray(np.concatenate(e)) for e in extra]  # the others, alike
         self.joint_pos = np.concatenate(joint_pos).astype(np.float32)  # (sum T, J)
         self.actions = np.concatenate(actions).astype(np.float32)  # (sum T, J)
         self.tokens = np.stack(tokens) if tokenizer is not None else None  # (E, L)
@@ -132,8 +152,12 @@ class WindowArrays:
         """The windows `idx` as one batch (keys and shapes: wam_ros.model.batch); augment=False gives the cached
         (template) tokens even when an augment function is set (validation batches)."""
         cur = self.current[idx]
+        past = self.past[idx]
+        frames = self.frames[past]  # (B, K, 3, H, W)
+        if self.other_frames:  # (B, M, K, 3, H, W)
+            frames = np.stack([frames, *(c[past] for c in self.other_frames)], axis=1)
         out = {
-            FRAMES: torch.from_numpy(self.frames[self.past[idx]]),  # (B, K, 3, H, W)
+            FRAMES: torch.from_numpy(frames),
             JOINT_POS: torch.from_numpy(self.joint_pos[cur]),  # (B, J)
             ACTIONS: torch.from_numpy(self.actions[self.future[idx]]),  # (B, N, J)
             ACTION_MASK: torch.from_numpy(self.mask[idx]),  # (B, N)
@@ -173,7 +197,8 @@ class WindowArrays:
 class WindowDataset(Dataset):
     """A torch Dataset view of WindowArrays: item i is window i without the batch dimension, with the episode's
     INSTRUCTION and TASK strings (no tokenizer needed). Frames keep their recorded size, so all episodes must share
-    one; `only_success` drops failed episodes. For a DataLoader; the trainer gathers whole batches instead."""
+    one; `only_success` drops failed episodes; `cameras` as WindowArrays'. For a DataLoader; the trainer gathers whole
+    batches instead."""
 
     def __init__(
         self,
@@ -182,6 +207,7 @@ class WindowDataset(Dataset):
         chunk: int = 8,
         frame_horizon: int = 1,
         only_success: bool = False,
+        cameras: Sequence[str] = ("front",),
     ) -> None:
         if k_frames < 1 or chunk < 1 or frame_horizon < 1:
             raise ValueError(
@@ -194,7 +220,7 @@ class WindowDataset(Dataset):
                 "WindowDataset needs at least one episode" + (" with success=True" if only_success else "")
             )
         self.episodes = eps
-        self.windows = WindowArrays(eps, k_frames, chunk, None, None, frame_horizon)
+        self.windows = WindowArrays(eps, k_frames, chunk, None, None, frame_horizon, cameras=cameras)
 
     def __len__(self) -> int:
         return len(self.windows)

@@ -14,6 +14,9 @@ Writes into the output directory (layout in docs/export.md):
     tokenizer.json         the frozen encoder and its tokenizer (export/text_encoder_onnx.py); the policy and planner
                            graphs of such a model take its embedding `text_emb` float32 (B,L,E) instead of `tokens`
     export.json            parity figures, sizes, opset/IR, source checkpoint sha256
+A model with several cameras (cfg.cameras, issue 19): the policy graphs take the first camera as `frames` and each
+other camera as one more input `frames_<camera>` uint8 (B,K,3,H,W) after `tokens`; no planner graphs (the planner
+runs on the checkpoint).
     manifest.json          sha256 + size of every weight file, verified by the runtime before loading
 
 Every graph: dynamic batch (checked at batch 1 and 4), one file (no external .data), an IR version onnxruntime reads,
@@ -107,33 +110,58 @@ class ExportConfig:
             raise ValueError(f"parity tolerances must be > 0, got {self.atol_fp32}, {self.atol_fp16}")
 
 
+def _cameras(frames: torch.Tensor, cameras: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The model's frames input from the graph's camera inputs: `frames` (B,K,3,H,W) alone, or stacked with the
+    other cameras' into (B,M,K,3,H,W)."""
+    return torch.stack([frames, *cameras], dim=1) if cameras else frames
+
+
 class FullGraph(nn.Module):
-    """(frames, joint_pos, tokens) -> (action, next_frame): the training model untouched, wrapped for export."""
+    """(frames, joint_pos, tokens[, frames_<camera>...]) -> (action, next_frame): the training model untouched,
+    wrapped for export."""
 
     def __init__(self, model: WorldActionModel) -> None:
         super().__init__()
         self.model = model
 
     def forward(
-        self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor
+        self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor, *cameras: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model(frames, joint_pos, tokens)
+        return self.model(_cameras(frames, cameras), joint_pos, tokens)
 
 
 class ActionGraph(FullGraph):
-    """(frames, joint_pos, tokens) -> action (the frame decoder is not in the graph)."""
+    """(frames, joint_pos, tokens[, frames_<camera>...]) -> action (the frame decoder is not in the graph)."""
 
-    def forward(self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return self.model.forward_action(frames, joint_pos, tokens)
+    def forward(  # type: ignore[override]
+        self, frames: torch.Tensor, joint_pos: torch.Tensor, tokens: torch.Tensor, *cameras: torch.Tensor
+    ) -> torch.Tensor:
+        return self.model.forward_action(_cameras(frames, cameras), joint_pos, tokens)
+
+
+def graph_args(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The model's inputs (frames, joint_pos, tokens) in the policy graphs' input order: a (B,M,K,3,H,W) frames
+    tensor of several cameras becomes `frames` (camera 0), then joint_pos, tokens, then one input per other camera."""
+    frames, joint_pos, tokens = inputs
+    if frames.ndim == 5:
+        return inputs
+    cams = [frames[:, m].contiguous() for m in range(frames.shape[1])]
+    return (cams[0], joint_pos, tokens, *cams[1:])
 
 
 def sample_inputs(model: WorldActionModel, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Random raw inputs in the model's data range: uint8 frames, joints around the normaliser mean, real words (or,
-    with a pretrained text encoder, a random embedding float32 (B, L, E) with zero padding rows after n tokens)."""
+    """Random raw inputs in the model's data range: uint8 frames ((B, M, K, 3, H, W) for M > 1 cameras), joints
+    around the normaliser mean, real words (or, with a pretrained text encoder, a random embedding float32 (B, L, E)
+    with zero padding rows after n tokens)."""
     cfg = model.cfg
     g = torch.Generator().manual_seed(seed + batch)
+    cams = (len(cfg.cameras),) if len(cfg.cameras) > 1 else ()
     frames = torch.randint(
-        0, 256, (batch, cfg.k_frames, 3, cfg.image_size, cfg.image_size), generator=g, dtype=torch.uint8
+        0,
+        256,
+        (batch, *cams, cfg.k_frames, 3, cfg.image_size, cfg.image_size),
+        generator=g,
+        dtype=torch.uint8,
     )
     joint_pos = model.joint_mean + model.joint_std * torch.randn(batch, cfg.num_joints, generator=g)
     n_words = torch.randint(1, cfg.max_tokens + 1, (batch,), generator=g)
@@ -187,7 +215,8 @@ def to_onnx(model: WorldActionModel, graph: str, opset: int = 17) -> onnx.ModelP
     """Trace one graph to an in-memory ONNX model (legacy TorchScript exporter: fast, constant-folded, opset 17)."""
     wrapper = (FullGraph if graph == "full" else ActionGraph)(model).eval()
     names = policy_inputs(model.cfg.to_dict())
-    return trace_onnx(wrapper, sample_inputs(model, 2), names, output_names(graph), f"wam_{graph}", opset)
+    example = graph_args(sample_inputs(model, 2))
+    return trace_onnx(wrapper, example, names, output_names(graph), f"wam_{graph}", opset)
 
 
 def parity(
@@ -205,7 +234,8 @@ def parity(
         with torch.inference_mode():
             ref = model(*inputs) if graph == "full" else (model.forward_action(*inputs),)
         names = policy_inputs(model.cfg.to_dict())
-        outs = sess.run(list(worst), {k: v.numpy() for k, v in zip(names, inputs, strict=True)})
+        feeds = {k: v.numpy() for k, v in zip(names, graph_args(inputs), strict=True)}
+        outs = sess.run(list(worst), feeds)
         for name, r, o in zip(worst, ref, outs, strict=True):
             if o.shape != tuple(r.shape):
                 raise ExportError(

@@ -72,6 +72,7 @@ from wam_ros.runtime.model_dir import (
     build_metadata,
     planner_inputs,
     planner_onnx_name,
+    planner_supported,
 )
 from wam_ros.runtime.plan_backends import planner_constants
 
@@ -301,6 +302,12 @@ def stage_planner_graphs(
     if not getattr(model.cfg, "imagine", False):  # configs from before issue 16 have no such field
         return []
     config = model.cfg.to_dict()
+    if not planner_supported(config):  # several cameras (issue 19): the planner runs on torch
+        report["planner"] = (
+            f"no planner graphs: the model sees several cameras {config['cameras']}; the planner runs on the "
+            "checkpoint (torch)"
+        )
+        return []
     extra = getattr(
         model, "extra", None
     )  # the checkpoint's extra: the training data's camera, as the policy graphs

@@ -5,6 +5,8 @@
     #   frames uint8 (B, K, 3, H, W), joint_pos float32 (B, J), tokens int64 (B, L) (or, for a model with a
     #   pretrained text encoder, its embedding float32 (B, L, E): the graph's input `text_emb`)
     #   -> action float32 (B, N, J) absolute targets, next_frame float32 (B, 3, H, W) in [0, 1] or None (action graph)
+    #   A model with M > 1 cameras takes frames uint8 (B, M, K, 3, H, W) (PolicySpec.cameras order); the ONNX and
+    #   TensorRT backends feed camera m to the graph input PolicySpec.camera_inputs[m] (camera_feeds).
 
 onnxruntime execution providers are chosen by what actually works on this machine: TensorRT EP (with an engine cache)
 then CUDA EP when an NVIDIA driver reports a GPU, else CPU. The GPU check goes through the driver library (libcuda)
@@ -26,7 +28,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from wam_ros.runtime import model_dir
-from wam_ros.runtime.model_dir import INPUTS, INPUTS_TEXT, OUTPUTS_ACTION, OUTPUTS_FULL
+from wam_ros.runtime.model_dir import (
+    CAMERA_INPUT_PREFIX,
+    INPUTS,
+    INPUTS_TEXT,
+    OUTPUTS_ACTION,
+    OUTPUTS_FULL,
+)
 
 log = logging.getLogger("wam_ros.runtime")
 
@@ -42,6 +50,21 @@ class Backend(Protocol):
     def run(
         self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+def camera_feeds(frames: np.ndarray, extra_inputs: tuple[str, ...] | list[str]) -> dict[str, np.ndarray]:
+    """The graph feeds of the cameras: {"frames": frames} for a single-camera graph; for a graph with extra camera
+    inputs, frames uint8 (B, M, K, 3, H, W) split into `frames` (camera 0) and each extra input (camera 1..M-1)."""
+    if not extra_inputs:
+        return {"frames": frames}
+    m = len(extra_inputs) + 1
+    if frames.ndim != 6 or frames.shape[1] != m:
+        raise ValueError(
+            f"this graph takes {m} cameras (frames + {list(extra_inputs)}): frames must be uint8 (B, {m}, K, 3, H, W), "
+            f"got {frames.dtype} {frames.shape}"
+        )
+    names = ("frames", *extra_inputs)
+    return {name: np.ascontiguousarray(frames[:, i]) for i, name in enumerate(names)}
 
 
 @functools.cache
@@ -200,13 +223,17 @@ class OrtBackend:
         self.providers: list[str] = self.sess.get_providers()
         names_in = [i.name for i in self.sess.get_inputs()]
         names_out = [o.name for o in self.sess.get_outputs()]
-        if names_in not in (list(INPUTS), list(INPUTS_TEXT)) or names_out not in (
-            list(OUTPUTS_FULL),
-            list(OUTPUTS_ACTION),
+        # extra cameras (issue 19) come after the three inputs of every graph, as frames_<camera>
+        self.camera_inputs = tuple(names_in[3:])
+        if (
+            names_in[:3] not in (list(INPUTS), list(INPUTS_TEXT))
+            or not all(n.startswith(CAMERA_INPUT_PREFIX) for n in self.camera_inputs)
+            or names_out not in (list(OUTPUTS_FULL), list(OUTPUTS_ACTION))
         ):
             raise ValueError(
-                f"{self.path} is not a WAM graph: expected inputs {list(INPUTS)} (or {list(INPUTS_TEXT)}) and "
-                f"outputs {list(OUTPUTS_FULL)} or {list(OUTPUTS_ACTION)}, got {names_in} -> {names_out}"
+                f"{self.path} is not a WAM graph: expected inputs {list(INPUTS)} (or {list(INPUTS_TEXT)}), then "
+                f"any {CAMERA_INPUT_PREFIX}<camera>, and outputs {list(OUTPUTS_FULL)} or {list(OUTPUTS_ACTION)}, "
+                f"got {names_in} -> {names_out}"
             )
         self.text_input = names_in[2]  # "tokens", or "text_emb" with a pretrained text encoder
         self.graph = "full" if names_out == list(OUTPUTS_FULL) else "action"
@@ -219,7 +246,7 @@ class OrtBackend:
     def run(
         self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        feeds = {"frames": frames, "joint_pos": joint_pos, self.text_input: tokens}
+        feeds = {**camera_feeds(frames, self.camera_inputs), "joint_pos": joint_pos, self.text_input: tokens}
         if self._binding is None:
             outs = self.sess.run(self.output_names, feeds)
         else:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from wam_ros.runtime.backends import TensorRTUnavailable, require_tensorrt
+from wam_ros.runtime.backends import TensorRTUnavailable, camera_feeds, require_tensorrt
 from wam_ros.runtime.model_dir import INPUTS, INPUTS_TEXT, OUTPUTS_FULL, PolicySpec
 
 
@@ -49,12 +49,13 @@ class TensorRTBackend:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if sorted(self.inputs) not in (sorted(INPUTS), sorted(INPUTS_TEXT)) or not set(self.outputs) <= set(
-            OUTPUTS_FULL
-        ):
+        self.camera_inputs = spec.camera_inputs[1:]  # extra cameras (issue 19): frames_<camera>
+        expected = [sorted((*base, *self.camera_inputs)) for base in (INPUTS, INPUTS_TEXT)]
+        if sorted(self.inputs) not in expected or not set(self.outputs) <= set(OUTPUTS_FULL):
             raise ValueError(
-                f"{self.path} is not a WAM engine: expected inputs {list(INPUTS)} (or {list(INPUTS_TEXT)}) and "
-                f"outputs within {list(OUTPUTS_FULL)}, got {self.inputs} -> {self.outputs}"
+                f"{self.path} is not a WAM engine: expected inputs {list(INPUTS)} (or {list(INPUTS_TEXT)}) "
+                f"+ {list(self.camera_inputs)} and outputs within {list(OUTPUTS_FULL)}, got {self.inputs} -> "
+                f"{self.outputs}"
             )
         self.text_input = INPUTS_TEXT[2] if INPUTS_TEXT[2] in self.inputs else "tokens"
         self.outputs = [n for n in OUTPUTS_FULL if n in self.outputs]
@@ -90,7 +91,7 @@ class TensorRTBackend:
         self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray | None]:
         torch = self._torch
-        feeds = {"frames": frames, "joint_pos": joint_pos, self.text_input: tokens}
+        feeds = {**camera_feeds(frames, self.camera_inputs), "joint_pos": joint_pos, self.text_input: tokens}
         batch = frames.shape[0]
         if batch != self._batch:
             self._allocate({k: tuple(v.shape) for k, v in feeds.items()})

@@ -17,7 +17,10 @@ or, split into its parts (the ROS node, which publishes the whole chunk to a tra
 
 Frames are converted to RGB and resized to the model size once, when they arrive (`observe`), and kept in a
 preallocated (1, K, 3, H, W) buffer, so a control step never resizes the K-frame history again. Before K frames have
-arrived the first frame repeats, as the training windows do at an episode start. `replan` actions of each chunk are
+arrived the first frame repeats, as the training windows do at an episode start. A model with several cameras
+(spec.cameras, issue 19) keeps one history per camera in a (1, M, K, 3, H, W) buffer: `observe(image, camera=name)`
+for each, `select_action({"images": {name: image, ...}, "joint_pos": q})`; it plans only once every camera has
+given a frame (ValueError naming the missing one otherwise). `replan` actions of each chunk are
 executed before the next network call. With a `safety` filter the queued chunk is the filtered one (position and
 velocity limits from the measured position). A `planner` (issue: imagine before acting) replaces the single network
 call by a choice among candidate chunks; it is called as `planner(runner, joint_pos) -> Plan`.
@@ -71,8 +74,10 @@ class ChunkPolicy:
         self.safety = safety
         self.planner = planner
         k, (h, w) = int(self.spec.k_frames), self.spec.image_size
-        self._frames = np.zeros((1, k, 3, h, w), np.uint8)
-        self._seen = 0
+        self.cameras = list(getattr(self.spec, "cameras", None) or ["front"])
+        m = len(self.cameras)
+        self._frames = np.zeros((1, k, 3, h, w) if m == 1 else (1, m, k, 3, h, w), np.uint8)
+        self._seen_by = [0] * m  # frames observed per camera since the reset
         self._queue = np.zeros((0, self.spec.num_joints))
         self._next = 0
         self.last_plan: Plan | None = None
@@ -83,7 +88,7 @@ class ChunkPolicy:
     # ---- state --------------------------------------------------------------------------------------------------
     def reset(self) -> None:
         """A new episode: forget the frame history, the queued actions and the last plan."""
-        self._seen = 0
+        self._seen_by = [0] * len(self.cameras)
         self._queue = self._queue[:0]
         self._next = 0
         self.last_plan = None
@@ -102,7 +107,8 @@ class ChunkPolicy:
 
     @property
     def frames_seen(self) -> int:
-        return self._seen
+        """Frames observed since the reset (of the camera that has given the fewest, with several cameras)."""
+        return min(self._seen_by)
 
     @property
     def steps_left(self) -> int:
@@ -111,27 +117,46 @@ class ChunkPolicy:
 
     @property
     def frames(self) -> np.ndarray:
-        """The model's `frames` input uint8 (1, K, 3, H, W), oldest first (a view: copy it to keep it)."""
+        """The model's `frames` input uint8 (1, K, 3, H, W), oldest first (a view: copy it to keep it); (1, M, K, 3,
+        H, W) with several cameras."""
         return self._frames
 
     # ---- steps --------------------------------------------------------------------------------------------------
-    def observe(self, image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
-        """Convert + resize one camera frame (once) and push it into the history. Returns it as uint8 (H, W, 3) RGB
-        at the model size (what the surprise monitor compares with the prediction)."""
+    def observe(self, image: np.ndarray, encoding: str = "rgb8", camera: str | None = None) -> np.ndarray:
+        """Convert + resize one frame of `camera` (default: the model's first camera) once and push it into that
+        camera's history. Returns it as uint8 (H, W, 3) RGB at the model size (what the surprise monitor compares
+        with the prediction). ValueError for a camera the model does not see."""
+        if camera is None:
+            m = 0
+        elif camera in self.cameras:
+            m = self.cameras.index(camera)
+        else:
+            raise ValueError(f"the model sees cameras {self.cameras}, not {camera!r}")
         rgb = self.policy.prepare_image(image, encoding)
         chw = rgb.transpose(2, 0, 1)
-        if self._seen == 0:
-            self._frames[0, :] = chw
+        hist = self._frames[0] if len(self.cameras) == 1 else self._frames[0, m]  # (K, 3, H, W) view
+        if self._seen_by[m] == 0:
+            hist[:] = chw
         else:
-            self._frames[0, :-1] = self._frames[0, 1:]
-            self._frames[0, -1] = chw
-        self._seen += 1
+            hist[:-1] = hist[1:]
+            hist[-1] = chw
+        self._seen_by[m] += 1
         return rgb
+
+    def missing_cameras(self) -> list[str]:
+        """The cameras with no frame since the reset (a plan needs every one)."""
+        return [c for c, n in zip(self.cameras, self._seen_by, strict=True) if n == 0]
 
     def run_model(self, joint_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """One network call on the current history: (action float64 (N, J), next_frame uint8 (H, W, 3) or None)."""
-        if self._seen == 0:
-            raise ValueError("no camera frame observed yet: call observe() before planning")
+        if min(self._seen_by) == 0:
+            missing = self.missing_cameras()
+            if len(self.cameras) == 1:
+                raise ValueError("no camera frame observed yet: call observe() before planning")
+            raise ValueError(
+                f"no frame from camera(s) {missing} yet (the model sees {self.cameras}): observe every camera "
+                "before planning"
+            )
         if not self.instruction:
             raise ValueError("no instruction set: call set_instruction() before planning")
         q = preprocess.check_joint_pos(joint_pos, self.spec.num_joints)
@@ -169,10 +194,27 @@ class ChunkPolicy:
 
     def select_action(self, obs: Mapping[str, Any]) -> np.ndarray:
         """One control step: obs {"image": (h, w, 3) uint8, "joint_pos": (J,), optional "instruction",
-        "encoding"} -> the action (J,) to execute now. Plans when the queue is empty."""
+        "encoding"} -> the action (J,) to execute now. Plans when the queue is empty. A model with several cameras
+        takes "images": {camera: (h, w, 3) uint8} instead of "image", naming every camera (ValueError otherwise)."""
         if "instruction" in obs:
             self.set_instruction(obs["instruction"])
-        self.observe(obs["image"], obs.get("encoding", "rgb8"))
+        encoding = obs.get("encoding", "rgb8")
+        images = obs.get("images")
+        if images is None:
+            if len(self.cameras) > 1:
+                raise ValueError(
+                    f"the model sees cameras {self.cameras}: obs needs 'images' {{camera: image}} naming each, "
+                    f"got keys {sorted(obs)}"
+                )
+            self.observe(obs["image"], encoding)
+        else:
+            missing = [c for c in self.cameras if c not in images]
+            if missing:
+                raise ValueError(
+                    f"obs['images'] has no frame for camera(s) {missing} (the model sees {self.cameras})"
+                )
+            for camera in self.cameras:
+                self.observe(images[camera], encoding, camera)
         if self.steps_left == 0:
             self.plan(obs["joint_pos"])
         return self.next_action()

@@ -28,6 +28,9 @@ frame float32 (B,3,H,W) in [0,1], imagined after the first `horizon` actions of 
 names the two a planner cannot run without).
 A model with a pretrained instruction encoder takes `text_emb` float32 (B,L,E) (the encoder's per-token embedding,
 padding rows zero; E = PolicySpec.text_dim) wherever the others take `tokens` (INPUTS_TEXT, planner_inputs()).
+A model with several cameras (PolicySpec.cameras, issue 19) takes its first camera as `frames` and each other camera
+`c` as one more input `frames_c` uint8 (B,K,3,H,W), after the three above (camera_inputs(), policy_inputs()); its
+planner graphs are not exported (planner_supported()).
 
 ONNX `metadata_props`, all strings, structured ones JSON. Keys (prefix `wam.`):
     wam.format       "1"                    layout version
@@ -69,6 +72,10 @@ TEXT_INPUT = (
 )
 INPUTS_TEXT = ("frames", "joint_pos", TEXT_INPUT)
 INPUT_DTYPES = {"frames": "uint8", "joint_pos": "float32", "tokens": "int64", TEXT_INPUT: "float32"}
+FRONT = "front"  # the camera of a single-camera model
+CAMERA_INPUT_PREFIX = (
+    "frames_"  # + camera name: the input of a camera after the first (dtype that of "frames")
+)
 TEXT_ENCODER = "text_encoder.onnx"  # the frozen pretrained instruction encoder of such a model
 TEXT_TOKENIZER = "tokenizer.json"  # its tokenizer (the `tokenizers` library's file)
 TEXT_ENCODER_FILES = (TEXT_ENCODER, TEXT_TOKENIZER)
@@ -92,9 +99,28 @@ def uses_text_encoder(config: dict[str, Any]) -> bool:
     return str(config.get("instruction_encoder", "words")) != "words"
 
 
+def camera_input(camera: str, first: bool) -> str:
+    """The graph input of one camera: `frames` for the first (the predicted one), `frames_<camera>` for another."""
+    return "frames" if first else f"{CAMERA_INPUT_PREFIX}{camera}"
+
+
+def camera_inputs(config: dict[str, Any]) -> tuple[str, ...]:
+    """The extra camera inputs of a model config: `frames_<camera>` for every camera after the first (none for a
+    single-camera model, or a config from before cameras existed)."""
+    cameras = config.get("cameras") or [FRONT]
+    return tuple(camera_input(c, False) for c in cameras[1:])
+
+
 def policy_inputs(config: dict[str, Any]) -> tuple[str, ...]:
-    """The policy graphs' input names for a model config: INPUTS, or INPUTS_TEXT with a pretrained text encoder."""
-    return INPUTS_TEXT if uses_text_encoder(config) else INPUTS
+    """The policy graphs' input names for a model config: INPUTS, or INPUTS_TEXT with a pretrained text encoder,
+    then the extra camera inputs (camera_inputs)."""
+    return (INPUTS_TEXT if uses_text_encoder(config) else INPUTS) + camera_inputs(config)
+
+
+def planner_supported(config: dict[str, Any]) -> bool:
+    """Whether the planner graphs exist for a model config: an imagining model with one camera (the planner's
+    graphs take one `frames` input; a several-camera model's imagination runs on torch only)."""
+    return bool(config.get("imagine")) and not camera_inputs(config)
 
 
 def planner_inputs(graph: str, config: dict[str, Any]) -> tuple[str, ...]:
@@ -233,6 +259,8 @@ class PolicySpec:
             "imagine" or "frame" (PLANNER_GRAPHS).
         text_dim: 0 when the instruction input is word ids `tokens` int64 (B, L); E when it is a pretrained text
             encoder's embedding `text_emb` float32 (B, L, E) (see instruction_input).
+        cameras: the camera names, in the order of the model's inputs: the first is `frames` (and the one the
+            next frame shows), each other `frames_<camera>`. ["front"] for a single-camera model.
     """
 
     joint_names: list[str]
@@ -245,10 +273,19 @@ class PolicySpec:
     robot: str = "panda"
     graph: str = "full"
     text_dim: int = 0
+    cameras: list[str] = field(default_factory=lambda: [FRONT])
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.joint_names = [str(n) for n in self.joint_names]
+        if (
+            not isinstance(self.cameras, list | tuple)
+            or not self.cameras
+            or not all(isinstance(c, str) and c for c in self.cameras)
+            or len(set(self.cameras)) != len(self.cameras)
+        ):
+            raise ValueError(f"PolicySpec.cameras must be distinct camera names, got {self.cameras!r}")
+        self.cameras = list(self.cameras)
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
         if not self.joint_names:
             raise ValueError("PolicySpec.joint_names must not be empty")
@@ -290,6 +327,7 @@ class PolicySpec:
                 robot=str(cfg.get("robot", "panda")),
                 graph=graph,
                 text_dim=int(cfg.get("text_dim", 0)) if uses_text_encoder(cfg) else 0,
+                cameras=list(cfg.get("cameras") or [FRONT]),
                 extra=dict(extra),
             )
         except KeyError as exc:
@@ -303,7 +341,14 @@ class PolicySpec:
         out["image_size"] = list(self.image_size)
         if not self.text_dim:  # word ids: the spec of every model before text encoders, unchanged
             del out["text_dim"]
+        if self.cameras == [FRONT]:  # one camera: the spec of every model before cameras, unchanged
+            del out["cameras"]
         return out
+
+    @property
+    def camera_inputs(self) -> tuple[str, ...]:
+        """The graph inputs of the cameras, in spec.cameras order: ("frames", "frames_<camera>", ...)."""
+        return tuple(camera_input(c, i == 0) for i, c in enumerate(self.cameras))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PolicySpec:

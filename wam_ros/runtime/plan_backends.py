@@ -155,12 +155,17 @@ class _PlanBase:
         self.modes, self.horizon_max = int(planner["modes"]), int(planner["horizon_max"])
         self.critic_outputs = tuple(planner["critic_outputs"])
 
+    def _frames_tail(self) -> tuple[int, ...]:
+        """The frames input's shape without the batch: (K, 3, H, W), or (M, K, 3, H, W) with M > 1 cameras."""
+        s = self.spec
+        cams = (len(s.cameras),) if len(s.cameras) > 1 else ()
+        return (*cams, s.k_frames, 3, *s.image_size)
+
     def propose(
         self, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.spec
-        H, W = s.image_size
-        B = _check("frames", frames, np.uint8, (s.k_frames, 3, H, W))
+        B = _check("frames", frames, np.uint8, self._frames_tail())
         _check("joint_pos", joint_pos, np.float32, (s.num_joints,), B)
         self._check_tokens(tokens, B)
         return self._propose(frames, joint_pos, tokens)
@@ -206,8 +211,7 @@ class _PlanBase:
         if not self.has_frame_graph:
             raise FileNotFoundError(self._frame_missing)
         s = self.spec
-        H, W = s.image_size
-        B = _check("frames", frames, np.uint8, (s.k_frames, 3, H, W))
+        B = _check("frames", frames, np.uint8, self._frames_tail())
         _check("joint_pos", joint_pos, np.float32, (s.num_joints,), B)
         _check("chunk", chunk, np.float32, (s.chunk, s.num_joints), B)
         self._check_tokens(tokens, B)
@@ -496,6 +500,13 @@ def open_plan_backend(
             raise not_imagining(where)
         if not ckpt.is_file() and config is None:
             raise FileNotFoundError(f"{path} holds no model: expected {CHECKPOINT} or the exported graphs")
+        several = config is not None and len(config.get("cameras") or ["front"]) > 1
+        if several and (backend == "onnxruntime" or precision != "fp32" or not ckpt.is_file()):
+            raise ValueError(
+                f"{path}: a model with several cameras {config['cameras']} has no planner graphs (`wam export` "
+                f"writes them for one-camera models only); plan on torch with the checkpoint {ckpt} "
+                "(backend 'torch' / planner_backend:=torch)"
+            )
         if backend == "onnxruntime" or precision != "fp32" or not ckpt.is_file():
             missing = [f.name for f in files.values() if not f.is_file()]
             raise FileNotFoundError(

@@ -5,6 +5,8 @@
     out = policy.predict({"images": [rgb_prev, rgb_now],   # 1..K uint8 RGB frames, oldest first, any size
                           "joint_pos": q,                  # (J,) in spec.joint_names order
                           "instruction": "reach the red target"})
+    # a model with several cameras (spec.cameras, e.g. ["front", "wrist"]): the frames of every camera, by name
+    out = policy.predict({"images": {"front": [f0, f1], "wrist": [w0, w1]}, "joint_pos": q, "instruction": text})
     out["action"]        # float64 (N, J) absolute joint position targets
     out["next_frame"]    # uint8 (H, W, 3) RGB, or None for the action-only graph
     policy.tokens("reach the red target")   # the instruction input, computed once per instruction and cached: word
@@ -116,7 +118,10 @@ class Policy:
         return preprocess.prepare_image(image, encoding, self.spec.image_size)
 
     def prepare(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Observation dict -> (frames uint8 (1,K,3,H,W), joint_pos float32 (1,J), tokens int64 (1,L))."""
+        """Observation dict -> (frames uint8 (1,K,3,H,W), joint_pos float32 (1,J), tokens int64 (1,L)).
+
+        obs["images"]: a list of 1..K frames, or {camera: list of frames} naming every camera of spec.cameras; a
+        several-camera model needs the dict and gets frames (1,M,K,3,H,W) (ValueError naming a missing camera)."""
         if not isinstance(obs, Mapping):
             raise ValueError(
                 f"obs must be a dict with keys 'images', 'joint_pos', 'instruction', got {type(obs).__name__}"
@@ -127,12 +132,41 @@ class Policy:
                 f"obs is missing {missing}: expected keys 'images' (1..{self.spec.k_frames} uint8 RGB "
                 f"frames), 'joint_pos' ({self.spec.num_joints},), 'instruction' str; got {sorted(obs)}"
             )
-        images = obs["images"]
-        if isinstance(images, list | tuple):
-            images = [self._resized(f) for f in images]
-        frames = preprocess.stack_frames(images, self.spec.k_frames, self.spec.image_size)
+        frames = self._camera_frames(obs["images"])
         joint_pos = preprocess.check_joint_pos(obs["joint_pos"], self.spec.num_joints)
         return frames, joint_pos, self.tokens(obs["instruction"])
+
+    def _camera_frames(self, images: Any) -> np.ndarray:
+        """obs["images"] -> frames uint8 (1,K,3,H,W), or (1,M,K,3,H,W) for a several-camera model."""
+        cameras = self.spec.cameras
+        if isinstance(images, Mapping):
+            missing = [c for c in cameras if c not in images]
+            unknown = sorted(set(images) - set(cameras), key=str)
+            if missing or unknown:
+                raise ValueError(
+                    f"the model sees cameras {cameras}: obs['images'] has no frames for {missing}"
+                    + (f" and frames for cameras it does not know {unknown}" if unknown else "")
+                    + f" (got {sorted(images, key=str)})"
+                )
+            per = [images[c] for c in cameras]
+        elif len(cameras) > 1:
+            raise ValueError(
+                f"the model sees {len(cameras)} cameras {cameras}: obs['images'] must be a dict "
+                f"{{camera: frames}} naming each, got {type(images).__name__}"
+            )
+        else:
+            per = [images]
+        stacked = []
+        for name, cam in zip(cameras, per, strict=True):
+            if isinstance(cam, list | tuple):
+                cam = [self._resized(f) for f in cam]
+            try:
+                stacked.append(preprocess.stack_frames(cam, self.spec.k_frames, self.spec.image_size))
+            except ValueError as exc:
+                if len(cameras) == 1:
+                    raise
+                raise ValueError(f"camera {name!r}: {exc}") from exc
+        return stacked[0] if len(cameras) == 1 else np.stack(stacked, axis=1)
 
     def _resized(self, frame: Any) -> Any:
         """`frame` at the model size, resized at most once while it stays in the caller's K-frame window. Anything
@@ -154,7 +188,7 @@ class Policy:
             return hit[2]
         small = preprocess.resize(frame, (h, w))
         self._prepared[id(frame)] = (frame, sample, small)  # holds `frame`, so its id is not reused meanwhile
-        while len(self._prepared) > 2 * self.spec.k_frames:
+        while len(self._prepared) > 2 * self.spec.k_frames * len(self.spec.cameras):
             self._prepared.popitem(last=False)
         return small
 
@@ -180,18 +214,21 @@ class Policy:
 
     def __repr__(self) -> str:
         h, w = self.spec.image_size
+        cams = f", cameras={self.spec.cameras}" if len(self.spec.cameras) > 1 else ""
         return (
             f"Policy({self.source}, backend={self.backend_name}, graph={self.graph}, {h}x{w}, "
-            f"K={self.spec.k_frames}, N={self.spec.chunk}, J={self.spec.num_joints})"
+            f"K={self.spec.k_frames}, N={self.spec.chunk}, J={self.spec.num_joints}{cams})"
         )
 
 
 def check_batch(spec: PolicySpec, frames: np.ndarray, joint_pos: np.ndarray, tokens: np.ndarray) -> int:
-    """Validate raw batched inputs against the spec; return the batch size B."""
+    """Validate raw batched inputs against the spec; return the batch size B (frames (B, M, K, 3, H, W) for a
+    model with M > 1 cameras)."""
     H, W = spec.image_size
     _, text_dtype, text_tail = spec.instruction_input()
+    cams = (len(spec.cameras),) if len(spec.cameras) > 1 else ()
     want = {
-        "frames": (np.uint8, (spec.k_frames, 3, H, W)),
+        "frames": (np.uint8, (*cams, spec.k_frames, 3, H, W)),
         "joint_pos": (np.float32, (spec.num_joints,)),
         "tokens": (np.dtype(text_dtype).type, text_tail),
     }

@@ -45,7 +45,7 @@ from wam_ros.data.world_windows import WorldWindows
 from wam_ros.fileio import atomic_path
 from wam_ros.model import WamConfig, WorldActionModel, load_checkpoint, save_checkpoint
 from wam_ros.model.batch import ACTION_MASK, ACTIONS, FRAMES, JOINT_POS, TOKENS
-from wam_ros.model.config import parse_instruction_encoder
+from wam_ros.model.config import check_cameras, parse_instruction_encoder
 from wam_ros.model.losses import wam_loss
 from wam_ros.model.tokenizer import extend_vocab
 from wam_ros.runtime.backends import cuda_device_count
@@ -98,6 +98,9 @@ class TrainConfig:
     max_tokens: int = (
         0  # instruction length L; 0: the preset's (words) or TEXT_MAX_TOKENS (a pretrained encoder)
     )
+    # the model's cameras (issue 19): () = one camera, the episodes' `frames`; ("front", "wrist"): `frames` is the
+    # first (the one predicted), each other camera is read from the episodes' `<camera>_frames` arrays
+    cameras: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -126,6 +129,8 @@ class TrainConfig:
         parse_instruction_encoder(self.instruction_encoder)  # ValueError naming the accepted forms
         if self.max_tokens < 0:
             raise ValueError(f"TrainConfig.max_tokens must be >= 0 (0: the default), got {self.max_tokens!r}")
+        if self.cameras:
+            self.cameras = tuple(check_cameras(list(self.cameras), "TrainConfig.cameras"))
 
 
 class DeviceUnavailable(ValueError):
@@ -318,6 +323,7 @@ class Trainer:
                 if cfg.augment_instructions
                 else {}
             ),
+            cameras=self.mcfg.cameras,
         )
         if self.mcfg.imagine:
             self.data = WorldWindows(self.data, self.episodes, seed=cfg.seed)
@@ -376,6 +382,7 @@ class Trainer:
         return WamConfig.preset(
             cfg.preset,
             **({"max_tokens": cfg.max_tokens} if cfg.max_tokens else {}),
+            **({"cameras": list(cfg.cameras)} if cfg.cameras else {}),
             vocab=extend_vocab(vocab, texts),
             num_joints=first.joint_pos.shape[1],
             joint_names=list(first.meta["robot"].get("joint_names", base.joint_names)),
@@ -397,6 +404,7 @@ class Trainer:
         return WamConfig.preset(
             cfg.preset,
             **spec,
+            **({"cameras": list(cfg.cameras)} if cfg.cameras else {}),
             text_dim=self.text_encoder.dim,
             num_joints=first.joint_pos.shape[1],
             joint_names=list(first.meta["robot"].get("joint_names", base.joint_names)),
@@ -445,7 +453,9 @@ class Trainer:
         sub = self.data
         if len(self.val_ep):
             train_eps = [self.episodes[i] for i in self.train_ep]
-            sub = WindowArrays(train_eps, m.k_frames, m.chunk, m.image_size, self.model.tokenizer)
+            sub = WindowArrays(
+                train_eps, m.k_frames, m.chunk, m.image_size, self.model.tokenizer, cameras=m.cameras
+            )
         self.model.set_normalizer(*map(torch.from_numpy, sub.normalizer_stats()))
 
     def _optimizer(self) -> torch.optim.Optimizer:
