@@ -1,4 +1,4 @@
-"""Robot profiles: joint names, position/velocity limits, home pose, camera, tool link and gripper, loaded from
+"""Robot profiles: joint names, position/velocity limits, home pose, cameras, tool link and gripper, loaded from
 config/robots/<name>.yaml (docs/robots.md).
 
     >>> profile = RobotProfile.load("panda")
@@ -9,6 +9,7 @@ Core module: pure numpy + yaml, never imports rclpy.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,13 @@ import numpy as np
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+# Cameras (issue 19): a name is a lower-case identifier (it becomes a graph input `frames_<name>`, a ROS parameter
+# `cameras.<name>.topic` and an episode array `<name>_frames`); a mount tells the simulator where the camera sits:
+# "fixed" (the scene's third-person camera) or "wrist" (on wrist_link, looking along the tool).
+CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+CAMERA_MOUNTS = ("fixed", "wrist")
+DEFAULT_CAMERA_TOPIC = "camera/image_raw"  # the topic of a profile's only camera when it lists no `cameras`
 
 # What a legged robot's base IMU reports, named as the fall campaign's traces store it and the fall forecaster reads
 # it: orientation quaternion (x, y, z, w), angular velocity (rad/s), linear acceleration as an accelerometer sees it
@@ -69,6 +77,10 @@ class RobotProfile:
     # {joint: NAME, open: V, closed: V}: the model joint that opens and closes the gripper and its two end values
     # (a Panda's width 0.08 m is open; an xArm's drive_joint 0 rad is open); {} = no gripper (every joint is arm).
     gripper: dict = field(default_factory=dict)
+    # Every camera a model may see: [{name, topic, mount}], the first being `camera` (an episode's `frames`); [] =
+    # that one camera alone, on DEFAULT_CAMERA_TOPIC (camera_specs). wam_node subscribes to each camera of its model
+    # on the topic named here; sim_node publishes each.
+    cameras: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)
@@ -92,6 +104,48 @@ class RobotProfile:
             )
         JointReader(self, self.joint_names)  # validates joint_mapping
         self._check_tool()
+        self._check_cameras()
+
+    def _check_cameras(self) -> None:
+        where = f"robot profile {self.name!r}: cameras"
+        if not isinstance(self.cameras, list):
+            raise ValueError(f"{where} must be a list of {{name, topic, mount}}, got {self.cameras!r}")
+        names = []
+        for i, cam in enumerate(self.cameras):
+            if (
+                not isinstance(cam, dict)
+                or not {"name", "topic"} <= set(cam)
+                or set(cam) - {"name", "topic", "mount"}
+            ):
+                raise ValueError(
+                    f"{where}[{i}] must be a mapping with keys name, topic (and mount), got {cam!r}"
+                )
+            if not isinstance(cam["name"], str) or not CAMERA_NAME.fullmatch(cam["name"]):
+                raise ValueError(
+                    f"{where}[{i}].name must be a lower-case identifier (a-z, 0-9, _), got {cam['name']!r}"
+                )
+            if not isinstance(cam["topic"], str) or not cam["topic"].strip():
+                raise ValueError(f"{where}[{i}].topic must be a topic name, got {cam['topic']!r}")
+            if cam.get("mount", "fixed") not in CAMERA_MOUNTS:
+                raise ValueError(f"{where}[{i}].mount must be one of {CAMERA_MOUNTS}, got {cam['mount']!r}")
+            names.append(cam["name"])
+        if len(set(names)) != len(names):
+            raise ValueError(f"{where} names a camera twice: {names}")
+        main = self.camera.get("name") if isinstance(self.camera, dict) else None
+        if names and main and names[0] != main:
+            raise ValueError(
+                f"{where}[0] is {names[0]!r} but camera.name is {main!r}: the first camera is the main one "
+                "(an episode's `frames`)"
+            )
+
+    @property
+    def camera_specs(self) -> list[dict]:
+        """Every camera as {name, topic, mount}, the main one first (one camera on DEFAULT_CAMERA_TOPIC, mount
+        fixed, when the profile lists none)."""
+        if not self.cameras:
+            name = self.camera.get("name", "front") if isinstance(self.camera, dict) else "front"
+            return [{"name": name, "topic": DEFAULT_CAMERA_TOPIC, "mount": "fixed"}]
+        return [{"mount": "fixed", **cam} for cam in self.cameras]
 
     def _check_tool(self) -> None:
         where = f"robot profile {self.name!r}"
@@ -160,7 +214,10 @@ class RobotProfile:
         return cls(**data)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not out["cameras"]:  # one camera (camera_specs): the dict of every profile from before `cameras`
+            del out["cameras"]
+        return out
 
     def clamp_position(self, q: np.ndarray) -> np.ndarray:
         return np.clip(q, self.position_lower, self.position_upper)

@@ -8,9 +8,10 @@ The config travels inside every checkpoint (`dataclasses.asdict`), so a checkpoi
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+from wam_ros.robot import CAMERA_NAME
 
 PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + ["panda_gripper"]
 
@@ -68,7 +69,6 @@ TEXT_ENCODER_KINDS = ("hf", "onnx")  # a frozen pretrained text encoder: "hf:<na
 CONV_NORMS = ("group", "batch", "none")
 FRAME_DECODERS = ("deconv", "shuffle")
 FRONT = "front"  # the camera of every single-camera model (an episode's `frames`)
-CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # a camera name: used in graph input and parameter names
 
 
 @dataclass

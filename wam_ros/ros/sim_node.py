@@ -3,8 +3,10 @@
     ros2 run wam_ros sim_node --ros-args --params-file config/sim_node.yaml
     wam bringup sim_demo                        # with wam_node, in one process
 
-Publishes camera/image_raw (sensor_msgs/Image) and joint_states (sensor_msgs/JointState) every control period, stamped
-with the time of the physics state; wam/instruction (std_msgs/String, latched, repeated with every observation); wam/episode_success
+Publishes each camera of the robot profile on its topic (sensor_msgs/Image; the Panda: camera/image_raw, the fixed
+scene camera, and wrist_camera/image_raw, the camera on the hand, rendered only while it has a subscriber;
+`cameras` picks some) and joint_states (sensor_msgs/JointState) every control period, all stamped with the time of
+the physics state; wam/instruction (std_msgs/String, latched, repeated with every observation); wam/episode_success
 (std_msgs/Bool) once when an episode ends (true = task solved, false = step limit). Takes commands like ros2_control:
 <controller>/joint_trajectory (trajectory_msgs/JointTrajectory, executed like joint_trajectory_controller: a new
 trajectory replaces the old one; point k is due at header.stamp + time_from_start, or receipt time when the stamp is
@@ -45,7 +47,12 @@ class SimNodeParams:
     randomize: bool = param(True, "domain randomisation (start pose, lighting, friction)")
     controller: str = param("arm_controller", "controller namespace of the command topics")
     camera_encoding: str = param("rgb8", "rgb8 | bgr8 | mono8")
-    frame_id: str = param("camera", "camera frame id")
+    frame_id: str = param("camera", "frame id of the main camera (another camera's: <name>_camera)")
+    cameras: str = param(
+        "",
+        'profile cameras to publish, comma-separated (e.g. "front"); "" = every camera of the profile (a wrist '
+        "camera is rendered only while it has a subscriber: a render costs about one physics step)",
+    )
     publish_instruction: bool = param(True, "publish each episode's instruction")
 
     def check(self) -> None:
@@ -68,6 +75,7 @@ class SimNode(Node):
         self.encoding, self.frame_id = params.camera_encoding, params.frame_id
         self.publish_instruction = params.publish_instruction
         task, image_size, controller = params.task, params.image_size, params.controller
+        cameras = self.pick_cameras(params)
         self.env = TabletopEnv(
             task=task,
             image_size=int(image_size),
@@ -79,7 +87,16 @@ class SimNode(Node):
         self.joint_names = list(self.env.profile.joint_names)
         self.dt = 1.0 / self.control_hz
 
-        self.image_pub = self.create_publisher(Image, "camera/image_raw", 10)
+        # (publisher, main camera?, frame id) per published camera: the main one is the observation's "image"; the
+        # wrist camera is rendered only while it has a subscriber (a render costs about one physics step's time)
+        self.image_pubs = [
+            (
+                self.create_publisher(Image, c["topic"], 10),
+                c["mount"] == "fixed",
+                self.frame_id if c["mount"] == "fixed" else f"{c['name']}_camera",
+            )
+            for c in cameras
+        ]
         self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
         latched = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
         self.instruction_pub = self.create_publisher(String, "wam/instruction", latched)
@@ -94,8 +111,35 @@ class SimNode(Node):
         self.timer = self.create_timer(self.dt, self.on_timer)
         self.get_logger().info(
             f"sim_node: {self.env.profile.name} {task}, {image_size}x{image_size} {self.encoding}, {self.control_hz:g} Hz, "
-            f"commands on {controller}/joint_trajectory and {controller}/commands"
+            f"cameras {[c['name'] for c in cameras]}, commands on {controller}/joint_trajectory and "
+            f"{controller}/commands"
         )
+
+    @staticmethod
+    def pick_cameras(params: SimNodeParams) -> list[dict]:
+        """The profile cameras to publish ({name, topic, mount}): `cameras`, else all. The tabletop sim renders
+        the main (fixed) camera and one wrist camera: a profile camera it cannot render is refused, naming it."""
+        from wam_ros.robot import RobotProfile
+
+        specs = RobotProfile.load(params.robot).camera_specs
+        names = [c["name"] for c in specs]
+        wanted = [n.strip() for n in params.cameras.split(",") if n.strip()] or names
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            raise ValueError(
+                f"cameras: {unknown} are not cameras of robot profile {params.robot!r} ({names})"
+            )
+        picked = [c for c in specs if c["name"] in wanted]
+        # what the sim can render: the first camera when it is fixed ("image"), the first wrist camera
+        renderable = {names[0]} if specs[0]["mount"] == "fixed" else set()
+        renderable |= set([c["name"] for c in specs if c["mount"] == "wrist"][:1])
+        bad = [c["name"] for c in picked if c["name"] not in renderable]
+        if bad:
+            raise ValueError(
+                f"cameras: the tabletop sim renders the profile's first camera (mount fixed) and its first wrist "
+                f"camera, not {bad} of robot profile {params.robot!r}"
+            )
+        return picked
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -165,7 +209,11 @@ class SimNode(Node):
         self.joint_pub.publish(
             conv.joint_state(self.joint_names, self.obs["joint_pos"], self.obs["joint_vel"], stamp)
         )
-        self.image_pub.publish(conv.rgb_to_image(self.obs["image"], stamp, self.frame_id, self.encoding))
+        for pub, main, frame_id in self.image_pubs:
+            if main:
+                pub.publish(conv.rgb_to_image(self.obs["image"], stamp, frame_id, self.encoding))
+            elif pub.get_subscription_count() > 0:
+                pub.publish(conv.rgb_to_image(self.env.wrist_image(), stamp, frame_id, self.encoding))
 
     def on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         response.message = self.reset_episode()

@@ -3,7 +3,8 @@
     ros2 run wam_ros wam_node --ros-args --params-file config/wam_node.yaml -p model_path:=models/panda_tabletop
     wam bringup sim_demo                        # with the PyBullet robot (sim_node), in one process
 
-Inputs (sensor-data QoS): camera/image_raw (sensor_msgs/Image rgb8 | bgr8 | mono8, any size), joint_states (read
+Inputs (sensor-data QoS): camera/image_raw (sensor_msgs/Image rgb8 | bgr8 | mono8, any size; a model with several
+cameras subscribes one topic per camera: the robot profile's `cameras` topics, or `camera_topics`), joint_states (read
 through the robot profile's joint mapping: the model's joint names, or e.g. a Panda's two finger joints for the gripper
 width; any order, extra joints ignored), wam/instruction (std_msgs/String, unless `instruction_topic:=false`; also the
 `instruction` parameter, changeable at run time). Service wam/reset (std_srvs/Trigger): a new episode starts, forget
@@ -16,7 +17,7 @@ wam/predicted_image, wam/surprise (std_msgs/Float32) and /diagnostics.
 Safety (wam_ros.runtime.safety, docs/safety.md): every commanded point inside the position limits, the first within
 one velocity step of the last valid measured position and each next within one step of the one before; a measurement
 outside the limits by more than the profile's tolerance is refused (ERROR), never clamped into a target; stale or
-skewed inputs -> STALE and one hold at the last valid measured position; NaN/Inf, malformed, mismatched or
+skewed inputs (any of the model's cameras) -> STALE and one hold at the last valid measured position; NaN/Inf, malformed, mismatched or
 out-of-order messages are refused with an ERROR diagnostic; any exception of the model backend -> hold + ERROR; a
 surprise above `surprise_threshold` holds when `surprise_hold` is true; an instruction with words the model never saw
 is reported (WARN, the words named) and, with `unknown_words:=hold`, held on. No command is published that was not
@@ -42,7 +43,7 @@ from std_msgs.msg import Float32, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from wam_ros.robot import JointReader, RobotProfile
+from wam_ros.robot import DEFAULT_CAMERA_TOPIC, JointReader, RobotProfile
 from wam_ros.ros import conversions as conv
 from wam_ros.ros.executor import spin_node
 from wam_ros.ros.parameters import declare_params, param
@@ -92,6 +93,11 @@ class WamNodeParams:
     input_timeout_s: float = param(0.3, "max age of camera / joint_states before STALE")
     max_skew_s: float = param(0.25, "max stamp difference between camera and joint_states")
     max_image_pixels: int = param(4_000_000, "larger images are refused")
+    camera_topics: str = param(
+        "",
+        'image topic per camera of the model, "name=topic,..." (e.g. "wrist=/hand_cam/image_raw"); a camera not '
+        "named here uses its topic in the robot profile's `cameras` (the first camera: camera/image_raw by default)",
+    )
     surprise_threshold: float = param(0.05, "mean squared pixel error (0..1) that counts as surprise")
     surprise_hold: bool = param(False, "hold the robot while surprise > threshold")
     publish_predicted_image: bool = param(True, "publish wam/predicted_image")
@@ -149,6 +155,38 @@ class WamNodeParams:
                 raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
 
 
+def camera_topics(profile: RobotProfile, cameras: list[str], overrides: str) -> list[str]:
+    """The image topic of each of the model's cameras: `overrides` ("name=topic,..."), else the profile camera of
+    that name, else (the first camera only) the profile's first camera. ValueError naming a camera with no topic or
+    a malformed override."""
+    given: dict[str, str] = {}
+    for item in (x.strip() for x in overrides.split(",")):
+        if not item:
+            continue
+        name, sep, topic = (t.strip() for t in item.partition("="))
+        if not sep or not name or not topic:
+            raise ValueError(f'camera_topics must be "name=topic,...", got item {item!r}')
+        if name not in cameras:
+            raise ValueError(f"camera_topics names camera {name!r}, but the model sees {cameras}")
+        given[name] = topic
+    specs = {c["name"]: c["topic"] for c in profile.camera_specs}
+    first = profile.camera_specs[0]["topic"] if profile.camera_specs else DEFAULT_CAMERA_TOPIC
+    topics = []
+    for i, name in enumerate(cameras):
+        topic = given.get(name) or specs.get(name) or (first if i == 0 else None)
+        if topic is None:
+            raise ValueError(
+                f"the model sees camera {name!r}, which robot profile {profile.name!r} does not list "
+                f"(its cameras: {sorted(specs)}): add it to the profile's `cameras` or set camera_topics:={name}=TOPIC"
+            )
+        topics.append(topic)
+    if len(set(topics)) != len(topics):
+        raise ValueError(
+            f"two cameras of the model share one topic: {dict(zip(cameras, topics, strict=True))}"
+        )
+    return topics
+
+
 def short(text: str, limit: int = ECHO_CHARS) -> str:
     """`text` cut to `limit` characters for logs and diagnostics (a 10,000-character instruction is not echoed)."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
@@ -183,6 +221,8 @@ class WamNode(Node):
         self.joint_names = list(spec.joint_names)
         profile = RobotProfile.load(p.robot or spec.robot)
         self.joint_reader = JointReader(profile, self.joint_names)
+        self.cameras = list(spec.cameras)  # the first is the main camera (frames, surprise); then the others
+        self.camera_topic_names = camera_topics(profile, self.cameras, p.camera_topics)
         self.safety = SafetyFilter(SafetyLimits.from_profile(profile, self.joint_names), self.dt)
         self.planner = None
         if (
@@ -216,7 +256,10 @@ class WamNode(Node):
         self.watchdog = Watchdog(p.input_timeout_s, p.max_skew_s)
         self.surprise = SurpriseMonitor(p.surprise_threshold)
         self.camera_guard, self.joint_guard = StampGuard("camera"), StampGuard("joint_states")
-        self.camera: tuple[np.ndarray, Stamped] | None = None
+        self.camera: tuple[np.ndarray, Stamped] | None = None  # the main camera's last valid frame
+        # the other cameras of a several-camera model (issue 19): last valid frame and stamp guard of each
+        self.others: list[tuple[np.ndarray, Stamped] | None] = [None] * (len(self.cameras) - 1)
+        self.other_guards = [StampGuard(f"camera {name!r}") for name in self.cameras[1:]]
         self.camera_wall = 0.0  # time.time() when the camera callback was entered (wam/timing)
         self.new_frame = (
             False  # a camera frame arrived since the last step (surprise compares only new frames)
@@ -250,7 +293,12 @@ class WamNode(Node):
     def _make_interfaces(self, p: WamNodeParams) -> None:
         sensor = qos_profile_sensor_data
         # raw: the frame is parsed by conv.image_from_cdr (no rclpy Python message, no pixel copy)
-        self.create_subscription(Image, "camera/image_raw", self.on_image_raw, sensor, raw=True)
+        topics = self.camera_topic_names
+        self.create_subscription(Image, topics[0], self.on_image_raw, sensor, raw=True)
+        for m, topic in enumerate(topics[1:]):
+            self.create_subscription(
+                Image, topic, lambda data, m=m: self.on_other_raw(data, m), sensor, raw=True
+            )
         self.create_subscription(JointState, "joint_states", self.on_joints, sensor)
         if (
             p.instruction_topic
@@ -304,6 +352,32 @@ class WamNode(Node):
         self.new_frame = True
         if self.trigger == "camera" and self.due(stamp, now):
             self.step(now)  # a frame sooner than that waits for the next timer tick (on_timer)
+
+    def on_other_raw(self, data: bytes, m: int) -> None:
+        """A frame of another camera (self.cameras[m + 1]): parsed, checked and kept until the next control step."""
+        source = f"camera {self.cameras[m + 1]!r}"
+        try:
+            msg = conv.image_from_cdr(data)
+            rgb = conv.image_to_rgb(msg, self.max_pixels)
+            stamp = conv.stamp_to_sec(msg.header.stamp)
+            self.other_guards[m].accept(stamp)
+        except (conv.MessageError, UnsafeInput) as exc:
+            self.refuse(source, str(exc))
+            return
+        self.others[m] = (rgb, Stamped(self.now(), stamp))
+
+    def stale_camera(self, now: float) -> str | None:
+        """Why another camera's frame cannot be used now (missing, older than input_timeout_s, or its stamp more than
+        max_skew_s from the joint_states'), None when every camera is fresh."""
+        for name, topic, state in zip(
+            self.cameras[1:], self.camera_topic_names[1:], self.others, strict=True
+        ):
+            if state is None:
+                return f"no valid frame from camera {name!r} ({topic}) received yet"
+            status = self.watchdog.check(now, state[1], self.joints[1])
+            if not status.ok:
+                return f"camera {name!r} ({topic}): {status.reason}"
+        return None
 
     def on_joints(self, msg: JointState) -> None:
         try:
@@ -409,6 +483,10 @@ class WamNode(Node):
         if not status.ok:
             self.hold(DiagnosticStatus.STALE, status.reason)
             return
+        stale = self.stale_camera(now) if self.others else None
+        if stale:  # a several-camera model steps only when every camera has a fresh frame
+            self.hold(DiagnosticStatus.STALE, stale)
+            return
         if self.unknown and self.params.unknown_words == "hold":
             self.hold(DiagnosticStatus.WARN, f"unknown instruction words: {short(', '.join(self.unknown))}")
             return
@@ -422,6 +500,8 @@ class WamNode(Node):
         fresh, self.new_frame = self.new_frame, False
         try:  # converted and resized once, here; the history keeps the model-size frame
             small = self.runner.observe(rgb)
+            for name, (other, _) in zip(self.cameras[1:], self.others, strict=True):
+                self.runner.observe(other, camera=name)
         except ValueError as exc:
             self.refuse("camera", str(exc))
             self.hold(DiagnosticStatus.ERROR, f"no safe command: {exc}")
@@ -510,6 +590,8 @@ class WamNode(Node):
         ):  # after a gap, re-synchronise to the senders' clocks (e.g. a sim reset)
             self.camera_guard.reset()
             self.joint_guard.reset()
+            for guard in self.other_guards:
+                guard.reset()
             self.last_step_stamp = 0.0
         self.hold_level, self.hold_reason = level, reason
         if first and self.commanded and self.joints is not None:
@@ -559,11 +641,19 @@ class WamNode(Node):
                 ("step_overhead_ms_p50", f"{np.median(overhead) * 1e3:.3f}" if overhead else "nan"),
                 ("surprise", f"{self._last_surprise:.5f}" if self._last_surprise is not None else "nan"),
                 *self._planner_values(),
+                *self._camera_values(),
             )
         ]
         msg = DiagnosticArray(status=[st])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(msg)
+
+    def _camera_values(self) -> list[tuple[str, str]]:
+        """A several-camera model's cameras and topics (nothing for one camera: its diagnostics are unchanged)."""
+        if len(self.cameras) == 1:
+            return []
+        pairs = zip(self.cameras, self.camera_topic_names, strict=True)
+        return [("cameras", ", ".join(f"{name}={topic}" for name, topic in pairs))]
 
     def _planner_values(self) -> list[tuple[str, str]]:
         """The last decision of the planner (candidates kept, the chosen one's predicted success), if planning."""

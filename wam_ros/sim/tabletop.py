@@ -15,7 +15,9 @@ open/closed values and the home pose (wam_ros/sim/_arm.py maps it onto PyBullet)
 gripper opening width in metres (sum of both fingers); the xArm6: joint1..6 + drive_joint (0 rad open).
 
 Observation: {"image": uint8 (H, W, 3) RGB from a fixed third-person camera, "joint_pos": float32 (J,),
-"joint_vel": float32 (J,)} (+ "wrist_image" with `wrist_camera=True`), the J joints of the profile in its order.
+"joint_vel": float32 (J,)} (+ "<wrist>_image" with `wrist_camera=True`: the camera on the profile's wrist_link,
+looking along the tool, named by the profile's camera with mount "wrist", "wrist" when it lists none), the J joints
+of the profile in its order.
 Targets and object poses are NOT in the observation: they are in reset()'s `info["scene"]` and in `env.scene`
 (privileged, for experts and evaluation) and in the episode metadata. step()'s info: task, instruction, success, step,
 applied_action.
@@ -88,6 +90,9 @@ class TabletopEnv(gym.Env):
                 f"robot profile {self.profile.name!r} names no urdf: the simulator has no body to load"
             )
         self.n_instructions = self.spec_task.n_instructions
+        # the wrist camera's name: obs f"{wrist_name}_image", episode array f"{wrist_name}_frames"
+        mounted = [c["name"] for c in self.profile.camera_specs if c["mount"] == "wrist"]
+        self.wrist_name = mounted[0] if mounted else "wrist"
         self._lo = np.asarray(self.profile.position_lower)
         self._hi = np.asarray(self.profile.position_upper)
 
@@ -101,7 +106,7 @@ class TabletopEnv(gym.Env):
             "joint_vel": gym.spaces.Box(-100.0, 100.0, (self.profile.dof,), np.float32),
         }
         if wrist_camera:
-            spaces["wrist_image"] = gym.spaces.Box(0, 255, (n, n, 3), np.uint8)
+            spaces[f"{self.wrist_name}_image"] = gym.spaces.Box(0, 255, (n, n, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(
             self._lo.astype(np.float32), self._hi.astype(np.float32), dtype=np.float32
@@ -303,8 +308,16 @@ class TabletopEnv(gym.Env):
             "joint_vel": vel,
         }
         if self.wrist_camera:
-            obs["wrist_image"] = self._wrist() if self.render_images else np.zeros((n, n, 3), np.uint8)
+            obs[f"{self.wrist_name}_image"] = (
+                self._wrist() if self.render_images else np.zeros((n, n, 3), np.uint8)
+            )
         return obs
+
+    @property
+    def camera_names(self) -> list[str]:
+        """The cameras this env renders, the main one ("image") first, then the wrist camera when enabled."""
+        main = self.profile.camera_specs[0]["name"]
+        return [main, self.wrist_name] if self.wrist_camera else [main]
 
     def _info(self, success: bool, full: bool = False) -> dict:
         """Fresh dict per call. The scene and its randomisation (privileged) come with reset(); during an episode
@@ -351,6 +364,11 @@ class TabletopEnv(gym.Env):
         )
         return np.asarray(rgba, dtype=np.uint8).reshape(n, n, 4)[:, :, :3].copy()
 
+    def wrist_image(self) -> np.ndarray:
+        """The wrist camera's view of the current state, uint8 (H, W, 3) RGB, rendered now (whatever `wrist_camera`
+        says: sim_node renders it only while someone subscribes to it)."""
+        return self._wrist()
+
     def _wrist(self) -> np.ndarray:
         pos, orn = self.arm.link_pose(self.arm.wrist_link)
         rot = np.asarray(p.getMatrixFromQuaternion(orn)).reshape(3, 3)
@@ -366,7 +384,7 @@ class TabletopEnv(gym.Env):
 class TabletopRollout:
     """One rolled-out episode as plain arrays, row t = step t (the fields of the episode format, which the train layer
     writes: wam_ros.train.rollout.record_episode). `meta` holds the episode metadata (docs/episode_format.md),
-    `extra` the optional arrays (`wrist_frames`, `executed_actions`)."""
+    `extra` the optional arrays (`<wrist>_frames`, e.g. `wrist_frames`; `executed_actions`)."""
 
     frames: np.ndarray  # uint8 (T, H, W, 3)
     joint_pos: np.ndarray  # float32 (T, J)
@@ -423,7 +441,7 @@ def rollout(
         frames.append(obs["image"]), joint_pos.append(obs["joint_pos"]), joint_vel.append(obs["joint_vel"])
         goal_dist.append(env.goal_distance()), tip.append(env.fingertip_position())
         if env.wrist_camera:
-            wrist.append(obs["wrist_image"])
+            wrist.append(obs[f"{env.wrist_name}_image"])
         run = action.copy() if driver is None else np.array(driver(obs), dtype=np.float64)
         if noise > 0:
             run[arm] += rng.normal(0.0, noise, len(arm))
@@ -439,7 +457,7 @@ def rollout(
     actions.append(env.last_action)
     executed.append(env.last_action)
     if env.wrist_camera:
-        wrist.append(obs["wrist_image"])
+        wrist.append(obs[f"{env.wrist_name}_image"])
     n = env.image_size
     camera = {**env.profile.camera, "width": n, "height": n, "pose": env.scene.camera, "renderer": "tiny"}
     meta = {
@@ -459,6 +477,7 @@ def rollout(
         "max_steps": env.max_steps,
         "final_action": "hold",
         "wrist_camera": env.wrist_camera,
+        "cameras": env.camera_names,
         "action_noise_std": float(noise),
     }
     meta.update(extra_meta or {})
@@ -470,7 +489,7 @@ def rollout(
         timestamps=np.arange(len(frames)) / env.control_hz,
         meta=meta,
         extra={
-            **({"wrist_frames": np.stack(wrist)} if env.wrist_camera else {}),
+            **({f"{env.wrist_name}_frames": np.stack(wrist)} if env.wrist_camera else {}),
             **({"executed_actions": np.stack(executed)} if relabel else {}),
             "goal_distance": np.asarray(goal_dist, dtype=np.float32),
             "fingertip": np.asarray(tip, dtype=np.float32),

@@ -225,8 +225,10 @@ class _DaggerDriver:
     def __call__(self, obs: dict) -> np.ndarray:
         if self.chunks is None:
             from wam_ros.runtime.chunk_policy import ChunkPolicy
+            from wam_ros.train.closed_loop import sim_cameras
 
-            self.chunks = ChunkPolicy(self.learner, replan=self.replan, instruction=self.env.instruction)
+            runner = ChunkPolicy(self.learner, replan=self.replan, instruction=self.env.instruction)
+            self.chunks = sim_cameras(runner, self.env)  # a several-camera learner: --wrist-camera
         action = self.chunks(obs)  # every step: keeps the learner's frame history and chunk queue in step
         self.steps += 1
         if self.beta and self.rng.random() < self.beta:

@@ -17,10 +17,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wam_ros.data.episode import Episode
+from wam_ros.data.episode import Episode, camera_frames
 from wam_ros.data.windows import resize_frames
 from wam_ros.model import WorldActionModel
 from wam_ros.train.metrics import imagine, psnr
+
+
+def model_window(model: WorldActionModel, episode: Episode, start: int) -> tuple[np.ndarray, torch.Tensor]:
+    """(the main camera's frames (T, 3, H, W) uint8 at the model size, the model's frames input at step `start`:
+    (1, K, 3, H, W), or (1, M, K, 3, H, W) for a model with several cameras: cfg.cameras from the episode's `frames`
+    and `<camera>_frames`, EpisodeError naming a missing one)."""
+    cfg = model.cfg
+    past = np.clip(np.arange(start - cfg.k_frames + 1, start + 1), 0, None)
+    cams = [
+        resize_frames(f, cfg.image_size).transpose(0, 3, 1, 2) for f in camera_frames(episode, cfg.cameras)
+    ]
+    window = cams[0][past][None] if len(cams) == 1 else np.stack([c[past] for c in cams])[None]
+    return cams[0], torch.from_numpy(np.ascontiguousarray(window))
 
 
 def dream(
@@ -34,9 +47,13 @@ def dream(
     if steps < 1:
         raise ValueError(f"--steps must be >= 1, got {steps}")
     steps = min(steps, T - 1 - start)
-    frames = resize_frames(episode.frames, cfg.image_size).transpose(0, 3, 1, 2)  # (T, 3, H, W)
-    past = np.clip(np.arange(start - cfg.k_frames + 1, start + 1), 0, None)
-    window = torch.from_numpy(frames[past][None])
+    if not cfg.imagine and len(cfg.cameras) > 1:
+        raise ValueError(
+            f"the model sees cameras {cfg.cameras} and predicts only {cfg.cameras[0]!r}: rolling it forward on its "
+            "own frames would need the other cameras' future frames (an imagining model dreams from the real "
+            "start instead)"
+        )
+    frames, window = model_window(model, episode, start)  # frames: (T, 3, H, W) of the main camera
     joints = torch.from_numpy(episode.joint_pos[start : start + steps][None])
     tokens = torch.from_numpy(model.tokenizer.encode(episode.instruction)[None])
     if cfg.imagine:  # action-conditioned: the frames imagined after the actions really executed from `start`
@@ -96,9 +113,7 @@ def dream_candidates(
     T = len(episode)
     if not 0 <= start < T - 1:
         raise ValueError(f"--start must be in 0..{T - 2} for an episode of {T} steps, got {start}")
-    frames = resize_frames(episode.frames, cfg.image_size).transpose(0, 3, 1, 2)
-    past = np.clip(np.arange(start - cfg.k_frames + 1, start + 1), 0, None)
-    window = torch.from_numpy(frames[past][None])
+    frames, window = model_window(model, episode, start)
     q = torch.from_numpy(episode.joint_pos[start][None])
     tokens = torch.from_numpy(model.tokenizer.encode(episode.instruction)[None])
     proposals, probs, ctx = model.context(window, q, tokens)
@@ -110,7 +125,7 @@ def dream_candidates(
         ctx.expand(C, -1, -1), tokens.expand(C, *tokens.shape[1:]), q.expand(C, -1), ch
     )
     imagined = model.imagine_frames(
-        window.expand(C, -1, -1, -1, -1), q.expand(C, -1), tokens.expand(C, *tokens.shape[1:]), ch
+        window.expand(C, *window.shape[1:]), q.expand(C, -1), tokens.expand(C, *tokens.shape[1:]), ch
     )
     values = score_of(critic.double().numpy(), score)
     idx = np.minimum(np.arange(start + 1, start + 1 + cfg.chunk), T - 1)

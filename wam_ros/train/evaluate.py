@@ -216,8 +216,14 @@ def offline(
     max_windows: int,
     seed: int,
 ) -> dict[str, Any]:
-    episodes = load_episodes(data_dirs)
     cfg = model.cfg
+    if len(cfg.cameras) > 1:
+        raise ValueError(
+            f"the offline metrics (--data) roll the model forward on its own frames, but a model with cameras "
+            f"{cfg.cameras} predicts only {cfg.cameras[0]!r}: evaluate it in closed loop (--episodes), or "
+            "imagine from a real start with `wam dream`"
+        )
+    episodes = load_episodes(data_dirs)
     data = WindowArrays(episodes, cfg.k_frames, cfg.chunk, cfg.image_size, model.tokenizer)
     tokens = data.tokens
     idx = np.sort(np.random.default_rng(seed).permutation(len(data))[: 4 * max_windows])
@@ -388,6 +394,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 control_hz=int(round(model.cfg.control_hz)),
                 progress=True,
                 robot=robot,
+                wrist_camera=len(model.cfg.cameras) > 1,
             )
             if task in templates:
                 res["closed_loop"][task]["phrasings"] = phrasing_closed_loop(
