@@ -3,6 +3,8 @@ batches, the warm start, the best-of-N planner and its oracle in the real PyBull
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from wam_ros.model.losses import wam_loss
 from wam_ros.robot import RobotProfile
 from wam_ros.runtime.planner import BestOfN, PlannerConfig, score_of
 from wam_ros.runtime.safety import SafetyLimits
+from wam_ros.train.critic_data import IMAGINATION_MODULES
 from wam_ros.train.synthetic import write_synthetic_episodes
 from wam_ros.train.train import TrainConfig, train
 
@@ -415,3 +418,19 @@ def test_counterfactual_critic_data_and_refit(tmp_path):
         if not name.startswith("critic_head"):
             assert torch.equal(p, dict(refit.named_parameters())[name]), name
     assert finetune(str(tmp_path / "nothing"), str(tmp_path / "g")) == 2
+
+    # end to end: the imagination learns the outcomes too; the trunk, proposals and frame decoder do not move
+    assert finetune(str(tmp_path / "c"), str(tmp_path / "e"), "--steps", "30", "--end-to-end") == 0
+    e2e = load_checkpoint(tmp_path / "e" / "model.pt")
+    changed = {n for n, p in e2e.named_parameters() if not torch.equal(p, dict(m.named_parameters())[n])}
+    assert any(n.startswith("imag_blocks") for n in changed) and any(
+        n.startswith("critic_head") for n in changed
+    )
+    assert all(n.split(".")[0] in IMAGINATION_MODULES for n in changed), changed
+    report = json.loads((tmp_path / "e" / "critic_finetune.json").read_text())
+    assert report["mode"] == "imagination+critic"
+    for when in ("before", "after"):
+        r = report[when]
+        assert (
+            0.0 <= r["best_pick_rate"] <= 1.0 and r["oracle_gain_vs_policy_m"] >= r["mean_gain_vs_policy_m"]
+        )

@@ -2,11 +2,12 @@
 
     wam critic collect --model runs/wam6/model.pt --task push --episodes 150 --seed-start 3000000 --out data/critic_push
     wam critic finetune --model runs/wam6/model.pt --data data/critic_push data/critic_reach --out runs/wam6_critic
+    wam critic finetune --end-to-end --steps 600 --model runs/wam6/model.pt --data data/critic_push --out runs/wam6_e2e
 
 collect: the learner drives the tabletop; every candidate chunk of every planning decision is rolled out in a copy of
 the simulator and its true outcome recorded (wam_ros.train.critic_data). finetune: the critic head's goal-distance
-output learns those outcomes from the frozen network's imagined states; prints held-out ranking figures before and
-after. Exit status 0, or 2 on bad arguments or data.
+output learns those outcomes from the frozen network's imagined states (with --end-to-end the imagination learns them
+too, through a per-decision ranking loss); prints held-out ranking figures before and after. Exit status 0, or 2 on bad arguments or data.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--out", required=True, help="folder for the refitted model.pt and critic_finetune.json")
     f.add_argument("--steps", type=int, default=3000)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="train the imagination with the critic (ranking loss per decision), not the critic head alone",
+    )
+    f.add_argument(
+        "--rank-weight", type=float, default=1.0, help="weight of the ranking loss with --end-to-end"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +62,15 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "collect":
             print(f"wam critic: wrote {collect(config_from_args(CriticDataConfig, args))}")
         else:
-            report = finetune(args.model, args.data, args.out, steps=args.steps, seed=args.seed)
+            report = finetune(
+                args.model,
+                args.data,
+                args.out,
+                steps=args.steps,
+                seed=args.seed,
+                end_to_end=args.end_to_end,
+                rank_weight=args.rank_weight,
+            )
             print(json.dumps(report, indent=2))
     except (ValueError, FileNotFoundError) as exc:
         print(f"wam critic: {exc}", file=sys.stderr)

@@ -196,15 +196,28 @@ def _one(per: set[int]) -> int:
 
 
 def finetune(
-    model_path: str, data: list[str], out: str, steps: int = 3000, seed: int = 0, val_frac: float = 0.1
+    model_path: str,
+    data: list[str],
+    out: str,
+    steps: int = 3000,
+    seed: int = 0,
+    val_frac: float = 0.1,
+    end_to_end: bool = False,
+    rank_weight: float = 1.0,
 ) -> dict[str, Any]:
     """Refit the critic head on counterfactual outcomes (module docstring); writes <out>/model.pt and returns the
-    held-out ranking figures before and after (by episode file)."""
+    held-out ranking figures before and after (by episode file).
+
+    end_to_end: train the imagination itself with the critic (IMAGINATION_MODULES; the trunk, the proposals and the
+    frame decoder are frozen) on a per-decision ranking loss + the distance regression, so the imagined states of a
+    decision's candidates come apart where their outcomes do. `steps` are then batches of 24 decisions."""
     torch.manual_seed(seed)
     model = attach_text_encoder(load_checkpoint(model_path, require_fitted=True), model_path)
     files = sorted(p for d in data for p in Path(d).glob("critic_*.npz"))
     if not files:
         raise ValueError(f"no critic_*.npz files under {data}")
+    if end_to_end and not model.cfg.imagine:
+        raise ValueError(f"{model_path} has no imagination to finetune (cfg.imagine is false)")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(files))
     n_val = int(len(files) * val_frac)
@@ -215,25 +228,34 @@ def finetune(
             "only %d episode file(s): the ranking figures are measured on the training data", len(files)
         )
         val_files = train_files
-    tr, va = imagined_features(model, train_files), imagined_features(model, val_files)
-    head = model.critic_head
-    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-4)
-    target = tr["goal"] / DIST_SCALE
-    n = len(target)
-    before = _ranking(head, va)
-    head.train()
-    for _ in range(steps):
-        idx = torch.from_numpy(rng.integers(0, n, 256))
-        out_ = head(tr["features"][idx])
-        loss = F.smooth_l1_loss(out_[:, 2], target[idx]) + F.mse_loss(out_[:, :2], tr["old"][idx, :2])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    head.eval()
-    after = _ranking(head, va)
+    if end_to_end:
+        tr, va = _decisions(model, train_files), _decisions(model, val_files)
+        n = int(tr["goal"].numel())
+        before = _ranking_of(va["old"][..., 2] * DIST_SCALE, va["goal"])
+        _finetune_imagination(model, tr, steps, rng, rank_weight)
+        with torch.no_grad():
+            after = _ranking_of(_score_candidates(model, va)[..., 2] * DIST_SCALE, va["goal"])
+    else:
+        tr, va = imagined_features(model, train_files), imagined_features(model, val_files)
+        head = model.critic_head
+        opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-4)
+        target = tr["goal"] / DIST_SCALE
+        n = len(target)
+        before = _ranking(head, va)
+        head.train()
+        for _ in range(steps):
+            idx = torch.from_numpy(rng.integers(0, n, 256))
+            out_ = head(tr["features"][idx])
+            loss = F.smooth_l1_loss(out_[:, 2], target[idx]) + F.mse_loss(out_[:, :2], tr["old"][idx, :2])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        head.eval()
+        after = _ranking(head, va)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {
+        "mode": "imagination+critic" if end_to_end else "critic head",
         "train_files": len(train_files),
         "val_files": len(val_files),
         "train_candidates": int(n),
@@ -248,14 +270,111 @@ def finetune(
 
 @torch.no_grad()
 def _ranking(head: torch.nn.Module, d: dict[str, Any]) -> dict[str, float]:
-    """Held-out: goal-distance error (m), and how often the critic's best candidate (lowest predicted distance) is
-    the true best (within 5 mm) per decision."""
+    """Held-out ranking of the critic head on precomputed features (see `_ranking_of`)."""
     n = d["candidates"]
     pred = head(d["features"])[:, 2] * DIST_SCALE
-    err = float((pred - d["goal"]).abs().mean())
-    P, G = pred.reshape(-1, n), d["goal"].reshape(-1, n)
-    pick = P.argmin(1)
-    true_best = G.min(1).values
-    hit = (G[torch.arange(len(G)), pick] <= true_best + 0.005).float().mean()
-    gain = (G[:, 0] - G[torch.arange(len(G)), pick]).mean()  # vs the policy's own chunk, m (positive: better)
-    return {"goal_mae_m": err, "best_pick_rate": float(hit), "mean_gain_vs_policy_m": float(gain)}
+    return _ranking_of(pred.reshape(-1, n), d["goal"].reshape(-1, n))
+
+
+def _ranking_of(pred: torch.Tensor, goal: torch.Tensor) -> dict[str, float]:
+    """Per decision (rows), predicted vs true goal distances (m) of its candidates (column 0: the policy's own):
+    the mean absolute error, how often the critic's best candidate (lowest predicted distance) is the true best
+    (within 5 mm), its mean gain over the policy's own chunk (m, positive: better) and the oracle's gain (the bound)."""
+    rows = torch.arange(len(goal))
+    pick = pred.argmin(1)
+    true_best = goal.min(1).values
+    return {
+        "goal_mae_m": float((pred - goal).abs().mean()),
+        "best_pick_rate": float((goal[rows, pick] <= true_best + 0.005).float().mean()),
+        "mean_gain_vs_policy_m": float((goal[:, 0] - goal[rows, pick]).mean()),
+        "oracle_gain_vs_policy_m": float((goal[:, 0] - true_best).mean()),
+    }
+
+
+# what `finetune(..., end_to_end=True)` trains: the imagination (action tokens, horizon embedding, its transformer)
+# and the critic head; the trunk, the proposals and the frame decoder stay as they were
+IMAGINATION_MODULES = ("act_emb", "act_pos", "horizon_emb", "imag_blocks", "imag_ln", "critic_head")
+
+
+def _decisions(model: WorldActionModel, files: list[Path]) -> dict[str, Any]:
+    """Per decision: the frozen trunk's context tokens, joints, instruction input, candidates, true goal distances
+    (0 where the candidate reached the goal) and the critic's outputs before finetuning."""
+    xs, qs, toks, chunks, goals, per = [], [], [], [], [], set()
+    with torch.no_grad():
+        for path in files:
+            with np.load(path) as z:
+                frames = torch.from_numpy(z["frames"])
+                q = torch.from_numpy(z["joint_pos"]).to(torch.float32)
+                tok = torch.from_numpy(model.tokenizer.encode(str(z["instruction"]))[None])
+                tok = tok.expand(len(frames), *tok.shape[1:])
+                xs.append(model._trunk(frames, q, tok)[0])
+                qs.append(q)
+                toks.append(tok)
+                chunks.append(torch.from_numpy(z["candidates"]).to(torch.float32))
+                per.add(int(z["candidates"].shape[1]))
+                g = torch.from_numpy(z["goal"]).to(torch.float32)
+                goals.append(torch.where(torch.from_numpy(z["reached"]).bool(), torch.zeros_like(g), g))
+        d = {
+            "x": torch.cat(xs),
+            "q": torch.cat(qs),
+            "tokens": torch.cat(toks),
+            "chunks": torch.cat(chunks),
+            "goal": torch.cat(goals),
+            "candidates": _one(per),
+        }
+        d["old"] = _score_candidates(model, d)
+    return d
+
+
+def _score_candidates(
+    model: WorldActionModel, d: dict[str, Any], idx: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Critic outputs (D, N, 3) of every candidate of the decisions `idx` (all by default), imagined to h = chunk."""
+    x, q, tok, chunks = (d[k] if idx is None else d[k][idx] for k in ("x", "q", "tokens", "chunks"))
+    D, N = chunks.shape[:2]
+    h = torch.full((D * N,), model.cfg.chunk, dtype=torch.int64)
+    z = model._imagine_tokens(
+        x.repeat_interleave(N, 0),
+        tok.repeat_interleave(N, 0),
+        model.normalize_delta(chunks.reshape(D * N, *chunks.shape[2:]), q.repeat_interleave(N, 0)),
+        h,
+    )
+    return model._critic(z).reshape(D, N, -1)
+
+
+def _finetune_imagination(
+    model: WorldActionModel,
+    tr: dict[str, Any],
+    steps: int,
+    rng: np.random.Generator,
+    rank_weight: float,
+    batch: int = 24,
+    temperature: float = 0.005,
+) -> None:
+    """Train the imagination + critic on counterfactual outcomes: per decision, a listwise ranking loss (the
+    critic's softmax over its candidates by predicted distance against the true one's, `temperature` metres) plus
+    the goal-distance regression, with the success and steps-to-go outputs held to what they were."""
+    params = [p for n, p in model.named_parameters() if n.split(".")[0] in IMAGINATION_MODULES]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=1e-4)
+    tau = temperature / DIST_SCALE
+    model.train()
+    for _ in range(steps):
+        idx = torch.from_numpy(rng.integers(0, len(tr["goal"]), batch))
+        out = _score_candidates(model, tr, idx)
+        pred, target = out[..., 2], tr["goal"][idx] / DIST_SCALE
+        rank = -(torch.softmax(-target / tau, 1) * torch.log_softmax(-pred / tau, 1)).sum(1).mean()
+        loss = (
+            F.smooth_l1_loss(pred, target)
+            + rank_weight * rank
+            + F.mse_loss(out[..., :2], tr["old"][idx][..., :2])
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
