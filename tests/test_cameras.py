@@ -330,3 +330,29 @@ def test_wam_node_steps_on_both_cameras_and_holds_when_the_wrist_stops(two_camer
     assert stale[0][0] <= stop + timeout + 2.0 / hz + 0.3, stale[0][0] - stop
     assert not [t for t in motion if t > stop + timeout + 2.0 / hz + 0.3]
     assert len([t for t, n in sink.commands if n == 1 and t > stop]) == 1  # the hold, sent once
+
+
+def test_imagination_of_a_two_camera_model_predicts_the_front_camera(two_cameras):
+    import torch
+
+    from wam_ros.data.world_windows import WorldWindows
+    from wam_ros.model import WamConfig, WorldActionModel
+    from wam_ros.model.losses import wam_loss
+
+    _, episodes = two_cameras
+    torch.manual_seed(0)
+    model = WorldActionModel(WamConfig.preset("tiny_imagine", cameras=CAMERAS))
+    data = WorldWindows(WindowArrays(episodes, 2, 8, 64, model.tokenizer, cameras=CAMERAS), episodes)
+    batch = data.batch(np.arange(0, 12, 3))
+    losses = wam_loss(model, batch, 0.5)
+    losses["loss"].backward()
+    assert torch.isfinite(losses["loss"]) and model.cam_emb.grad.abs().sum() > 0
+    with torch.no_grad():
+        imagined = model.imagine_frames(
+            batch["frames"], batch["joint_pos"], batch["tokens"], batch["executed"]
+        )
+    assert tuple(imagined.shape) == (4, 8, 3, 64, 64)
+    # untrained, the decoder is the identity residual: every imagined frame is the last FRONT frame, not the wrist's
+    last_front = batch["frames"][:, 0, -1].float() / 255.0
+    assert torch.equal(imagined[:, 3], last_front)
+    assert not torch.equal(imagined[:, 3], batch["frames"][:, 1, -1].float() / 255.0)
