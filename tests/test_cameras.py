@@ -16,7 +16,12 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from ros_fixtures import ros_context_fixture, spin_until, wam_node_running  # noqa: F401 - ros_context fixture
+from ros_fixtures import (  # noqa: F401 - the ros_context fixture
+    SpinThread,
+    ros_context_fixture,
+    spin_until,
+    wam_node_running,
+)
 
 from wam_ros.data.episode import EpisodeError, camera_frames, episode_path, write_episode
 from wam_ros.data.windows import WindowArrays
@@ -356,3 +361,42 @@ def test_imagination_of_a_two_camera_model_predicts_the_front_camera(two_cameras
     last_front = batch["frames"][:, 0, -1].float() / 255.0
     assert torch.equal(imagined[:, 3], last_front)
     assert not torch.equal(imagined[:, 3], batch["frames"][:, 1, -1].float() / 255.0)
+
+
+def test_doctor_checks_every_camera_of_the_model(two_cameras):
+    """wam doctor with the front + wrist model against sim_node: the wrist camera's checks pass when sim_node
+    publishes it, and its topic FAILs when sim_node publishes the front camera only."""
+    from wam_ros.ros.doctor import DoctorConfig, run_doctor
+    from wam_ros.ros.executor import make_executor
+    from wam_ros.ros.sim_node import SimNode
+
+    model_dir, _ = two_cameras
+    reports = {}
+    for cameras in ("", "front"):
+        ctx = Context()
+        rclpy.init(context=ctx)
+        overrides = [Parameter("control_hz", value=20.0), Parameter("cameras", value=cameras)]
+        sim = SimNode(context=ctx, parameter_overrides=overrides)
+        ex = make_executor(ctx)
+        ex.add_node(sim)
+        spinner = SpinThread(ex, ctx)
+        try:
+            cfg = DoctorConfig(model=str(model_dir), robot="panda", timeout_s=1.5, discovery_s=3.0)
+            reports[cameras or "all"] = run_doctor(cfg)
+        finally:
+            spinner.join()
+            ex.shutdown()
+            sim.destroy_node()
+            rclpy.try_shutdown(context=ctx)
+    full = {c.name: c for c in reports["all"].checks}
+    assert "cameras ['front', 'wrist']" in full["model"].value
+    wrist = {n: c.level for n, c in full.items() if n.startswith("camera 'wrist'")}
+    assert set(wrist) == {
+        f"camera 'wrist' {k}" for k in ("topic", "messages", "encoding", "rate", "stamps", "stamp skew")
+    }
+    assert all(level in ("OK", "WARN") for level in wrist.values()), reports[
+        "all"
+    ].table()  # rate: WARN if loaded
+    front_only = {c.name: c for c in reports["front"].checks}
+    assert not reports["front"].ok and front_only["camera 'wrist' topic"].level == "FAIL"
+    assert "wrist_camera/image_raw" in front_only["camera 'wrist' topic"].value

@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--camera-topic", help="wam_node's camera topic after remapping (default camera/image_raw)"
     )
+    parser.add_argument(
+        "--camera-topics",
+        help="a several-camera model's other cameras, as wam_node's camera_topics (\"wrist=/hand/image_raw\"; "
+        "default: the robot profile's `cameras` topics)",
+    )
     parser.add_argument("--joint-states-topic", help="wam_node's joint_states topic (default joint_states)")
     parser.add_argument(
         "--controller", help="controller namespace of the command topic (default arm_controller)"
@@ -51,6 +56,7 @@ OPTIONS = {  # argparse dest -> DoctorConfig field
     "robot": "robot",
     "backend": "backend",
     "camera_topic": "camera_topic",
+    "camera_topics": "camera_topics",
     "joint_states_topic": "joint_states_topic",
     "controller": "controller",
     "command_type": "command_type",

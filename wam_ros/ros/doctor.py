@@ -18,6 +18,9 @@ SKIP when an earlier failure leaves nothing to measure), the measured value and 
     joint mapping    every model joint read through the profile's JointReader (joint_mapping rules)
     joint limits     measured positions inside [lower, upper] (WARN within measurement_tolerance, FAIL beyond)
     stamp skew       camera stamp - the latest joint_states stamp, p50 and max, against max_skew_s
+    camera 'X' ...   a model with several cameras (issue 19): topic, messages, encoding, rate, stamps and stamp skew
+                     of each other camera, on the topic wam_node would use (the profile's `cameras`, or
+                     camera_topics); a camera the profile does not list is a FAIL naming it
     controller       <controller>/joint_trajectory (or /commands) has a subscriber of the right type; WARN when
                      another node already publishes on it (two commanders)
 
@@ -33,7 +36,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import rclpy
@@ -47,7 +50,7 @@ from sensor_msgs.msg import Image, JointState
 from wam_ros.robot import JointReader, RobotProfile
 from wam_ros.ros import conversions as conv
 from wam_ros.ros.executor import make_executor
-from wam_ros.ros.wam_node import WamNodeParams
+from wam_ros.ros.wam_node import WamNodeParams, camera_topics
 from wam_ros.runtime.safety import SafetyFilter, SafetyLimits
 
 RCLError = rclpy_implementation.RCLError
@@ -77,6 +80,8 @@ class DoctorConfig:
         robot: robot profile name or path (as wam_node's robot; "" = the one the model was trained for).
         backend: the backend wam_node will load the model with.
         camera_topic / joint_states_topic: wam_node's inputs after remapping; relative names resolve in `namespace`.
+        camera_topics: the other cameras' topics of a several-camera model, as wam_node's parameter ("name=topic,...";
+            a camera not named: its topic in the robot profile).
         controller / command_type: wam_node's command topic is <controller>/joint_trajectory or <controller>/commands.
         namespace: wam_node's namespace ("" = root).
         timeout_s: how long to measure (s), once the inputs are discovered.
@@ -88,6 +93,7 @@ class DoctorConfig:
     robot: str = _node_default("robot")
     backend: str = _node_default("backend")
     camera_topic: str = "camera/image_raw"
+    camera_topics: str = _node_default("camera_topics")
     joint_states_topic: str = "joint_states"
     controller: str = _node_default("controller")
     command_type: str = _node_default("command_type")
@@ -448,12 +454,26 @@ def check_controller(
 
 
 # ---- the listening node ----------------------------------------------------------------------------------------------
-class DoctorNode(Node):
-    """Subscribes like wam_node (sensor-data QoS, raw camera frames parsed by wam_node's parser) and records."""
+@dataclass
+class CameraRecord:
+    """What arrived on one camera topic: the stream, the encodings and sizes wam_node's parser accepts, and how many
+    frames it refuses, by reason."""
 
-    def __init__(self, cfg: DoctorConfig, **kwargs) -> None:
+    stream: Stream = field(default_factory=Stream)
+    encodings: dict[str, int] = field(default_factory=dict)
+    sizes: dict[tuple[int, int], int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+
+
+class DoctorNode(Node):
+    """Subscribes like wam_node (sensor-data QoS, raw camera frames parsed by wam_node's parser) and records.
+    `others`: {camera name: topic} of a several-camera model's other cameras."""
+
+    def __init__(self, cfg: DoctorConfig, others: dict[str, str] | None = None, **kwargs) -> None:
         super().__init__(f"wam_doctor_{os.getpid()}", namespace=cfg.namespace or None, **kwargs)
         self.cfg = cfg
+        self.other_topics = {name: self.resolve_topic_name(t) for name, t in (others or {}).items()}
+        self.others = {name: CameraRecord() for name in self.other_topics}
         self.camera_topic = self.resolve_topic_name(cfg.camera_topic)
         self.joint_topic = self.resolve_topic_name(cfg.joint_states_topic)
         suffix, self.command_msg_type = COMMAND_TYPES[cfg.command_type]
@@ -467,6 +487,28 @@ class DoctorNode(Node):
         sensor = qos_profile_sensor_data
         self.create_subscription(Image, self.camera_topic, self.on_image_raw, sensor, raw=True)
         self.create_subscription(JointState, self.joint_topic, self.on_joints, sensor)
+        for name, topic in self.other_topics.items():
+            self.create_subscription(
+                Image, topic, lambda data, name=name: self.on_other_raw(data, name), sensor, raw=True
+            )
+
+    def on_other_raw(self, data: bytes, name: str) -> None:
+        """A frame of another camera: recorded as on_image_raw records the main camera's."""
+        rec, received = self.others[name], time.monotonic()
+        try:
+            msg = conv.image_from_cdr(data)
+        except conv.MessageError as exc:
+            rec.stream.error(str(exc))
+            return
+        rec.stream.add(received, conv.stamp_to_sec(msg.header.stamp))
+        try:
+            rgb = conv.image_to_rgb(msg, self.cfg.max_image_pixels)
+        except conv.MessageError as exc:
+            rec.refused[str(exc)] = rec.refused.get(str(exc), 0) + 1
+            return
+        rec.encodings[msg.encoding] = rec.encodings.get(msg.encoding, 0) + 1
+        size = (int(rgb.shape[1]), int(rgb.shape[0]))
+        rec.sizes[size] = rec.sizes.get(size, 0) + 1
 
     def on_image_raw(self, data: bytes) -> None:
         """Rate and stamps count every well-formed Image; the encoding check counts what wam_node would refuse."""
@@ -498,14 +540,16 @@ class DoctorNode(Node):
             self.joint_messages.append((names, positions))
 
     def discovered(self) -> bool:
-        """Both inputs have a publisher on the graph (others than this node: it only subscribes)."""
-        return self.count_publishers(self.camera_topic) > 0 and self.count_publishers(self.joint_topic) > 0
+        """Every input has a publisher on the graph (others than this node: it only subscribes)."""
+        topics = [self.camera_topic, self.joint_topic, *self.other_topics.values()]
+        return all(self.count_publishers(t) > 0 for t in topics)
 
     def reset(self) -> None:
         """Forget what arrived so far (the measuring window starts now)."""
         self.camera, self.joints = Stream(), Stream()
         self.encodings, self.sizes, self.refused = {}, {}, {}
         self.joint_messages, self.last_names = [], None
+        self.others = {name: CameraRecord() for name in self.other_topics}
 
     def endpoints(self, topic: str, publishers: bool) -> list[tuple[str, str]]:
         get = self.get_publishers_info_by_topic if publishers else self.get_subscriptions_info_by_topic
@@ -521,18 +565,23 @@ class DoctorNode(Node):
 
 
 # ---- the run -------------------------------------------------------------------------------------------------------
-def _model_checks(cfg: DoctorConfig) -> tuple[list[Check], list[str] | None, float, RobotProfile | None]:
-    """(checks, model joint names, control rate, profile) from the model and the profile files."""
+def _model_checks(
+    cfg: DoctorConfig,
+) -> tuple[list[Check], list[str] | None, float, RobotProfile | None, list[str]]:
+    """(checks, model joint names, control rate, profile, the model's cameras) from the model and the profile files."""
     from wam_ros.runtime import load_policy
 
-    checks, joints, hz = [], None, float(_node_default("control_hz"))
+    checks, joints, hz, cameras = [], None, float(_node_default("control_hz")), ["front"]
     try:
         spec = load_policy(cfg.model, backend=cfg.backend, threads=1).spec
-        joints, hz = list(spec.joint_names), float(spec.control_hz)
+        joints, hz, cameras = list(spec.joint_names), float(spec.control_hz), list(spec.cameras)
         h, w = spec.image_size
+        cams = f", cameras {cameras}" if len(cameras) > 1 else ""
         checks.append(
             Check(
-                "model", "OK", f"{len(joints)} joints, {w}x{h}, K={spec.k_frames}, {hz:g} Hz ({cfg.backend})"
+                "model",
+                "OK",
+                f"{len(joints)} joints, {w}x{h}, K={spec.k_frames}, {hz:g} Hz{cams} ({cfg.backend})",
             )
         )
     except Exception as exc:  # noqa: BLE001 - any load failure is the answer of this check
@@ -558,7 +607,7 @@ def _model_checks(cfg: DoctorConfig) -> tuple[list[Check], list[str] | None, flo
                 "write one with `wam robot add --urdf ... --name ...` (docs/robots.md)",
             )
         )
-        return checks, joints, hz, None
+        return checks, joints, hz, None, cameras
     if joints is None:
         joints = list(profile.joint_names)
     try:
@@ -581,8 +630,22 @@ def _model_checks(cfg: DoctorConfig) -> tuple[list[Check], list[str] | None, flo
         checks.append(
             Check("profile", "FAIL", str(exc)[:200], "use the profile of the robot the model drives")
         )
-        return checks, joints, hz, None
-    return checks, joints, hz, profile
+        return checks, joints, hz, None, cameras
+    return checks, joints, hz, profile, cameras
+
+
+def _other_cameras(
+    cfg: DoctorConfig, profile: RobotProfile | None, cameras: list[str]
+) -> tuple[dict[str, str], list[Check]]:
+    """({camera: topic} of a several-camera model's cameras after the first, as wam_node resolves them; the FAIL of
+    a camera with no topic)."""
+    if len(cameras) < 2 or profile is None:
+        return {}, []
+    try:
+        topics = camera_topics(profile, cameras, cfg.camera_topics)
+    except ValueError as exc:
+        return {}, [Check("cameras", "FAIL", str(exc)[:200], "list the camera in the profile's `cameras`")]
+    return dict(zip(cameras[1:], topics[1:], strict=True)), []
 
 
 def _spin(executor: object, context: Context, seconds: float, done: object = None) -> None:
@@ -593,7 +656,9 @@ def _spin(executor: object, context: Context, seconds: float, done: object = Non
 
 def run_doctor(cfg: DoctorConfig, context: Context | None = None) -> DoctorReport:
     """Load the model and profile, listen for cfg.timeout_s on a fresh rclpy Context (or `context`), check."""
-    checks, joints, hz, profile = _model_checks(cfg)
+    checks, joints, hz, profile, cameras = _model_checks(cfg)
+    others, failed = _other_cameras(cfg, profile, cameras)
+    checks += failed
     own = context is None
     if own:
         context = Context()
@@ -601,7 +666,7 @@ def run_doctor(cfg: DoctorConfig, context: Context | None = None) -> DoctorRepor
     node = executor = None
     try:
         try:
-            node = DoctorNode(cfg, context=context)
+            node = DoctorNode(cfg, others, context=context)
         except (NameValidationException, RCLError) as exc:  # rcl's own name checks
             raise ValueError(f"invalid topic, controller or namespace name: {exc}") from None
         executor = make_executor(context)
@@ -620,6 +685,30 @@ def run_doctor(cfg: DoctorConfig, context: Context | None = None) -> DoctorRepor
         if own:
             rclpy.try_shutdown(context=context)
     return DoctorReport(checks, {k: v for k, v in asdict(cfg).items()} | {"control_hz": hz})
+
+
+def _other_camera_checks(
+    node: DoctorNode, name: str, rec: CameraRecord, cfg: DoctorConfig, hz: float
+) -> list[Check]:
+    """The camera checks for another camera of a several-camera model, each named `camera '<name>' ...`."""
+    label, topic = f"camera {name!r}", node.other_topics[name]
+    topic_check = check_topic(
+        label, topic, node.endpoints(topic, True), IMAGE_TYPE, node.topics_of_type(IMAGE_TYPE)
+    )
+    out = [topic_check]
+    if topic_check.level == "OK" or rec.stream.count:
+        out.append(check_received(label, topic, rec.stream, cfg.timeout_s))
+    else:
+        out.append(Check(f"{label} messages", "SKIP", "no publisher (see above)"))
+    encoding = check_encoding(rec.encodings, rec.sizes, rec.refused | rec.stream.errors)
+    skew = check_skew(rec.stream, node.joints, cfg.max_skew_s)
+    return [
+        *out,
+        replace(encoding, name=f"{label} encoding"),
+        check_rate(label, rec.stream.received, hz, cfg.input_timeout_s),
+        check_stamps(label, rec.stream.stamps),
+        replace(skew, name=f"{label} stamp skew"),
+    ]
 
 
 def _graph_checks(
@@ -658,6 +747,8 @@ def _graph_checks(
         out.append(check_mapping(profile, joints, node.last_names))
         out.append(check_limits(profile, joint_columns(profile, joints, node.joint_messages), 1.0 / hz))
     out.append(check_skew(node.camera, node.joints, cfg.max_skew_s))
+    for name, rec in node.others.items():
+        out += _other_camera_checks(node, name, rec, cfg, hz)
     out.append(
         check_controller(
             node.command_topic,
