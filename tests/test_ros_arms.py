@@ -1,7 +1,7 @@
 """The xArm6 over real DDS (issue 19 item 2): sim_node with robot xarm6 publishes /joint_states with the xArm6's joint
 names; wam_node with an xArm6 model (its robot read from the model, no parameter) reads them through the profile and
 commands the same joints, which sim_node executes. A model for another robot is refused, and the shipped xArm6 model
-(when present) reaches over ROS topics through `wam demo --robot xarm6`'s path."""
+reaches over ROS topics through `wam demo --robot xarm6`'s path."""
 
 from __future__ import annotations
 
@@ -103,9 +103,12 @@ def test_wam_node_refuses_a_profile_without_the_models_joints(ros_context, tmp_p
         WamNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
 
 
-@pytest.mark.skipif(not SHIPPED.is_dir(), reason="models/xarm6_tabletop is not shipped in this checkout")
-def test_shipped_xarm6_model_reaches_over_ros_topics(tmp_path):
+def test_shipped_xarm6_model_reaches_over_ros_topics():
     from wam_ros.ros.demo import run_demo
+
+    assert SHIPPED.is_dir(), (
+        f"the shipped xArm6 model {SHIPPED} is missing (models/xarm6_tabletop/MODEL_CARD.md)"
+    )
 
     s = run_demo(
         str(SHIPPED), "onnxruntime", episodes=5, seed=10_000, out=None, robot="xarm6", timeout_s=15.0
