@@ -119,3 +119,13 @@ def test_shipped_xarm6_model_reaches_over_ros_topics():
     assert s["refused"] == 0 and s["robot"] == "xarm6"
     with pytest.raises(ValueError, match="pass the --robot the model was trained for"):
         run_demo(str(SHIPPED), "onnxruntime", episodes=1, seed=10_000, out=None, robot="panda", timeout_s=5.0)
+
+
+def test_robot_graph_defaults_to_the_models_robot():
+    """`wam bringup robot model:=models/xarm6_tabletop` with no robot argument: wam_node reads the xarm6 profile."""
+    from wam_ros.ros.bringup import Bringup
+
+    with Bringup("robot", {"model": str(SHIPPED), "backend": "onnxruntime"}) as b:
+        wam = b.nodes["wam"]
+        assert wam.get_parameter("robot").value == "" and wam.joint_names == XARM6.joint_names
+        assert wam.safety.limits.position_upper.tolist() == XARM6.position_upper
