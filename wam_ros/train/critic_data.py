@@ -110,7 +110,7 @@ def collect(cfg: CriticDataConfig) -> Path:
     )
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    env = TabletopEnv(task=cfg.task, image_size=policy.spec.image_size[0])
+    env = TabletopEnv(task=cfg.task, image_size=policy.spec.image_size[0], robot=policy.config["robot"])
     rng = np.random.default_rng(cfg.seed_start)
     try:
         for e in range(cfg.episodes):

@@ -406,6 +406,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                     image_size=model.cfg.image_size,
                     control_hz=int(round(model.cfg.control_hz)),
                     progress=True,
+                    robot=robot,
                 )
             if recorder is not None:
                 from wam_ros.train.planning_eval import calibration

@@ -112,14 +112,18 @@ def phrasing_closed_loop(
     image_size: int = 64,
     control_hz: int = 10,
     progress: bool = False,
+    robot: str = "panda",
 ) -> dict[str, dict[str, Any]]:
-    """Closed loop on the same seeded scenes once per template, every scene's instruction rewritten with it.
+    """Closed loop on the same seeded scenes once per template, every scene's instruction rewritten with it (the
+    scenes simulate `robot`, a profile name or path).
 
     Returns {template: {success_rate, successes, episodes, mean_steps, outcomes}}; each outcome also holds `said`,
     the instruction the policy was given (`instruction` is the scene's own)."""
     templates = [check_template(t) for t in templates]
     factories = {t: wam_factory(policy, replan, instruction=lambda s, t=t: rewrite(s, t)) for t in templates}
-    res = closed_loop(factories, task, seeds, image_size=image_size, control_hz=control_hz, progress=progress)
+    res = closed_loop(
+        factories, task, seeds, image_size=image_size, control_hz=control_hz, progress=progress, robot=robot
+    )
     out: dict[str, dict[str, Any]] = {}
     for t, r in res.items():
         for o in r["outcomes"]:
@@ -136,6 +140,7 @@ def retarget_closed_loop(
     image_size: int = 64,
     control_hz: int = 10,
     template: str = "reach the {colour} target",
+    robot: str = "panda",
 ) -> dict[str, Any]:
     """Reach, with the colour changed mid-episode: the policy starts on the scene's instruction; after
     `switch_step` steps the scene's goal moves to the next target (TabletopEnv.retarget) and the policy gets the
@@ -145,7 +150,7 @@ def retarget_closed_loop(
     from wam_ros.runtime.chunk_policy import ChunkPolicy
     from wam_ros.sim.tabletop import TabletopEnv
 
-    env = TabletopEnv(task="reach", image_size=image_size, control_hz=control_hz)
+    env = TabletopEnv(task="reach", image_size=image_size, control_hz=control_hz, robot=robot)
     outcomes = []
     try:
         for seed in (int(s) for s in seeds):
@@ -334,7 +339,7 @@ def _scene_observation(model: torch.nn.Module, task: str, colour: str | None, se
     start), preferring a scene whose objects include `colour`."""
     from wam_ros.sim.tabletop import TabletopEnv
 
-    env = TabletopEnv(task=task, image_size=int(model.cfg.image_size))
+    env = TabletopEnv(task=task, image_size=int(model.cfg.image_size), robot=str(model.cfg.robot))
     try:
         for s in range(seed, seed + 50):
             obs, _ = env.reset(seed=s)
@@ -350,6 +355,18 @@ def _scene_observation(model: torch.nn.Module, task: str, colour: str | None, se
         env.close()
 
 
+def _simulated(model_cfg: Any) -> bool:
+    """True when the tabletop sim can render the model's robot: its profile exists, names a URDF and a tool link, and
+    has the model's joints."""
+    from wam_ros.robot import RobotProfile
+
+    try:
+        profile = RobotProfile.load(str(model_cfg.robot))
+    except (OSError, ValueError):
+        return False
+    return bool(profile.urdf and profile.ee_link) and profile.joint_names == list(model_cfg.joint_names)
+
+
 def instruct(cfg: InstructConfig) -> dict[str, Any]:
     """explain_instruction for `wam instruct` (loads the checkpoint; see InstructConfig)."""
     from wam_ros.model import load_checkpoint
@@ -358,8 +375,7 @@ def instruct(cfg: InstructConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     model = attach_text_encoder(load_checkpoint(cfg.model, require_fitted=True), cfg.model)
     report = explain_instruction(model, cfg.text)
-    panda = int(model.cfg.num_joints) == 8  # the tabletop scenes are rendered with the Panda
-    if cfg.scene_seed is not None and report["task"] is not None and panda:
+    if cfg.scene_seed is not None and report["task"] is not None and _simulated(model.cfg):
         obs = _scene_observation(model, report["task"], report["colour"], int(cfg.scene_seed))
         report = explain_instruction(model, cfg.text, obs["frames"], obs["joint_pos"])
         report["scene"] = obs["scene"]
