@@ -74,6 +74,36 @@ def test_cartesian_jog_moves_the_end_effector_along_the_axis_within_limits():
     jog.close()
 
 
+def test_jog_reads_the_tool_and_gripper_from_any_profile():
+    """Not only the Panda: the xArm6's end-effector link and its gripper joint (open at its LOWER value) come from
+    its profile; a profile without an ee_link refuses Cartesian jog with a clear error, joint jog still works."""
+    import dataclasses
+
+    xarm = RobotProfile.load("xarm6")
+    jog = Jogger(xarm, JogConfig(linear_speed=0.1), mode=CARTESIAN)
+    g = xarm.gripper_index
+    assert g is not None and jog.gripper == g and xarm.joint_names[g] == xarm.gripper["joint"]
+    home = np.asarray(xarm.home, dtype=np.float64)
+    home[g] = 0.5 * (xarm.gripper["open"] + xarm.gripper["closed"])
+    jog.sync(home)
+    p0, _ = jog.kinematics.forward(jog.q)
+    for _ in range(10):
+        q = jog.step(cmd(twist=[0, 0, 1, 0, 0, 0]), 0.05)
+    p1, _ = jog.kinematics.forward(q)
+    assert p1[2] - p0[2] > 0.02 and np.linalg.norm(p1[:2] - p0[:2]) < 0.01
+    opened = jog.step(cmd(twist=[0, 0, 0, 0, 0, 0], gripper=1.0), 0.1)
+    toward_open = np.sign(xarm.gripper["open"] - xarm.gripper["closed"])
+    assert (opened[g] - q[g]) * toward_open > 0  # +1 opens, whichever way the joint runs
+    jog.close()
+
+    bare = dataclasses.replace(xarm, ee_link="", wrist_link="")
+    jog = Jogger(bare, mode=CARTESIAN)
+    jog.sync(home)
+    with pytest.raises(ValueError, match="ee_link"):
+        jog.step(cmd(twist=[0, 0, 1, 0, 0, 0]), 0.05)
+    jog.close()
+
+
 def test_joy_mapping_deadband_mode_edge_and_validation():
     m = JoyMapping(
         deadman_button=4,

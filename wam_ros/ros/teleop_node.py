@@ -64,7 +64,7 @@ class TeleopNodeParams:
     linear_speed: float = param(_JOG.linear_speed, "end-effector speed (m/s)")
     angular_speed: float = param(_JOG.angular_speed, "end-effector rotation speed (rad/s)")
     gripper_speed: float = param(_JOG.gripper_speed, "gripper width speed (m/s)")
-    ee_link: str = param(_JOG.ee_link, "URDF link of Cartesian jog")
+    ee_link: str = param(_JOG.ee_link, 'URDF link of Cartesian jog ("" = the robot profile\'s ee_link)')
     state_timeout_s: float = param(0.5, "stop when joint_states are older than this")
     joy_timeout_s: float = param(0.5, "stop when the Joy device is silent this long")
     key_duration_s: float = param(0.2, "how long one key press jogs")

@@ -35,7 +35,7 @@ class JogConfig:
         linear_speed: end-effector speed in m/s at full stick.
         angular_speed: end-effector rotation speed in rad/s at full stick.
         gripper_speed: opening/closing speed of the gripper width in m/s.
-        ee_link: URDF link jogged in Cartesian mode.
+        ee_link: URDF link jogged in Cartesian mode ("": the robot profile's `ee_link`).
         ik_iterations: PyBullet IK iterations per step.
     """
 
@@ -43,7 +43,7 @@ class JogConfig:
     linear_speed: float = 0.10
     angular_speed: float = 0.5
     gripper_speed: float = 0.05
-    ee_link: str = "panda_grasptarget"
+    ee_link: str = ""
     ik_iterations: int = 60
 
     def __post_init__(self) -> None:
@@ -240,7 +240,7 @@ class Jogger:
         self.lower = np.asarray(profile.position_lower, dtype=np.float64)
         self.upper = np.asarray(profile.position_upper, dtype=np.float64)
         self.vmax = np.asarray(profile.velocity_limit, dtype=np.float64) * self.cfg.joint_speed
-        self.gripper = profile.dof - 1 if profile.joint_names[-1].endswith("gripper") else None
+        self.gripper = profile.gripper_index  # the profile's `gripper` joint (None: every joint is arm)
         if self.gripper is not None:
             self.vmax[self.gripper] = min(self.vmax[self.gripper], self.cfg.gripper_speed)
         self.q: np.ndarray | None = None
@@ -249,7 +249,13 @@ class Jogger:
     @property
     def kinematics(self) -> Kinematics:
         if self._kin is None:
-            self._kin = Kinematics(self.profile, self.cfg.ee_link)
+            ee_link = self.cfg.ee_link or self.profile.ee_link
+            if not ee_link:
+                raise ValueError(
+                    f"Cartesian jog needs an end-effector link: robot profile {self.profile.name!r} has no ee_link "
+                    "(add it to the profile, or give JogConfig.ee_link / the teleop node's ee_link)"
+                )
+            self._kin = Kinematics(self.profile, ee_link)
         return self._kin
 
     def sync(self, q_measured) -> None:
@@ -298,8 +304,12 @@ class Jogger:
             target = self.kinematics.inverse(self.q, pos, orn, self.cfg.ik_iterations)
             if self.gripper is not None:
                 target[self.gripper] = self.q[self.gripper]
-        if self.gripper is not None and cmd.gripper:
-            target[self.gripper] = self.q[self.gripper] + np.sign(cmd.gripper) * self.vmax[self.gripper] * dt
+        if self.gripper is not None and cmd.gripper:  # +1 opens: toward the profile's `gripper.open` value
+            g = self.profile.gripper
+            opening = np.sign(float(g["open"]) - float(g["closed"]))
+            target[self.gripper] = (
+                self.q[self.gripper] + np.sign(cmd.gripper) * opening * self.vmax[self.gripper] * dt
+            )
         self.q = self._limit(target, dt)
         return self.q.copy()
 
