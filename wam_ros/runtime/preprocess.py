@@ -55,7 +55,7 @@ def to_rgb(image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
 
 
 # Camera frames with at least this many pixels are resized as two row bands on two threads (cv2 releases the GIL): a
-# 640x480 frame to 64x64 in 0.21 instead of 0.28 ms p50 on the 2-vCPU VM (benchmarks/resize_cost.py), bit-identical.
+# 640x480 frame to 64x64 in 0.24 instead of 0.31 ms p50 on the idle 2-vCPU VM (benchmarks/resize_cost.py), bit-identical.
 PARALLEL_RESIZE_MIN_PIXELS = 160 * 120
 _resize_pool: ThreadPoolExecutor | None = None
 _resize_pool_lock = threading.Lock()
