@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from image_sizes import timed  # noqa: E402 - the same interleaved wall + CPU timing
+from image_sizes import timed, train_step  # noqa: E402 - the same interleaved timing and training step
 
 
 def main() -> int:
@@ -40,7 +40,6 @@ def main() -> int:
     from wam_ros.export.onnx_export import ExportConfig, export_model
     from wam_ros.model import WamConfig, WorldActionModel
     from wam_ros.model.checkpoint import save_checkpoint
-    from wam_ros.model.losses import wam_loss
     from wam_ros.runtime.policy import load_policy
     from wam_ros.train.synthetic import synthetic_episode
 
@@ -70,14 +69,7 @@ def main() -> int:
         c = model.cfg
         windows = WindowArrays(eps, c.k_frames, c.chunk, c.image_size, model.tokenizer, cameras=cams)
         batch = windows.batch(np.random.default_rng(0).integers(0, len(windows), a.batch))
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step(model=model, batch=batch, opt=opt) -> None:
-            loss = wam_loss(model, batch, 0.5)["loss"]
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
+        step = train_step(model, batch)
         model.train()
         models[name], batches[name], steps[name] = model, batch, step
         grid = (c.image_size // 8) ** 2

@@ -49,6 +49,23 @@ def timed(
     return {name: (t[:, 0], t[:, 1]) for name, t in times.items()}
 
 
+def train_step(model, batch):  # noqa: ANN001, ANN201 - a WorldActionModel, its batch -> a callable
+    """One AdamW step of `model` on `batch` with the training loss, as a callable for `timed`."""
+    import torch
+
+    from wam_ros.model.losses import wam_loss
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        loss = wam_loss(model, batch, 0.5)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def main() -> int:
     import torch
 
@@ -56,7 +73,6 @@ def main() -> int:
     from wam_ros.export.onnx_export import ExportConfig, export_model
     from wam_ros.model import WamConfig, WorldActionModel
     from wam_ros.model.checkpoint import save_checkpoint
-    from wam_ros.model.losses import wam_loss
     from wam_ros.runtime.model_dir import onnx_name
     from wam_ros.runtime.policy import load_policy
     from wam_ros.train.synthetic import synthetic_episode
@@ -87,14 +103,7 @@ def main() -> int:
         eps = [synthetic_episode(i, steps=16, size=size) for i in range(6)]
         windows = WindowArrays(eps, model.cfg.k_frames, model.cfg.chunk, size, model.tokenizer)
         batch = windows.batch(np.random.default_rng(0).integers(0, len(windows), a.batch))
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step(model=model, batch=batch, opt=opt) -> None:
-            loss = wam_loss(model, batch, 0.5)["loss"]
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
+        step = train_step(model, batch)
         model.train()
         models[size], data[size], train_steps[f"train {size}"] = model, batch, step
         info[size] = {"params": model.num_parameters(), "tokens": (size // 8) ** 2}

@@ -25,37 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from wam_ros.model.config import BASE_VOCAB
+
+# the word models' own vocabulary plus paraphrase words it lacks
 WORDS = [
-    "reach",
-    "push",
-    "touch",
-    "move",
-    "go",
-    "to",
-    "the",
-    "a",
-    "of",
-    "and",
-    "onto",
-    "into",
-    "target",
-    "cube",
-    "block",
-    "object",
-    "ball",
-    "goal",
-    "zone",
-    "area",
-    "marker",
-    "region",
-    "red",
-    "green",
-    "blue",
-    "yellow",
-    "purple",
-    "orange",
-    "white",
-    "black",
+    *BASE_VOCAB,
     "please",
     "could",
     "you",
