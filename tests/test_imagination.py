@@ -434,3 +434,36 @@ def test_counterfactual_critic_data_and_refit(tmp_path):
         assert (
             0.0 <= r["best_pick_rate"] <= 1.0 and r["oracle_gain_vs_policy_m"] >= r["mean_gain_vs_policy_m"]
         )
+
+    # anchored: demonstration windows keep the imagined frames while the ranking trains (the report says how well)
+    from wam_ros.model.losses import world_loss
+
+    write_synthetic_episodes(tmp_path / "demos", 20, steps=14, seed=3)
+    anchored = ("--steps", "30", "--end-to-end", "--anchor", str(tmp_path / "demos"), "--anchor-weight", "20")
+    assert finetune(str(tmp_path / "c"), str(tmp_path / "a"), *anchored) == 0
+    report = json.loads((tmp_path / "a" / "critic_finetune.json").read_text())
+    assert report["anchor"] == [str(tmp_path / "demos")]
+    for when in ("before", "after"):
+        q = report["imagination"][when]
+        assert q["windows"] > 0 and np.isfinite(q["psnr_hN"]) and -1.0 <= q["ssim_hN"] <= 1.0
+        assert (
+            q["copy_psnr_hN"] == report["imagination"]["before"]["copy_psnr_hN"]
+        )  # the same held-out windows
+    kept = load_checkpoint(tmp_path / "a" / "model.pt")
+    changed = {n for n, p in kept.named_parameters() if not torch.equal(p, dict(m.named_parameters())[n])}
+    assert all(n.split(".")[0] in IMAGINATION_MODULES for n in changed), changed
+    for name, buf in m.named_buffers():  # the frozen trunk ran in inference mode: no batch-norm statistic moved
+        assert torch.equal(buf, dict(kept.named_buffers())[name]), name
+    assert finetune(str(tmp_path / "c"), str(tmp_path / "x"), "--anchor", str(tmp_path / "demos")) == 2
+    eps = [read_episode(p) for p in sorted((tmp_path / "demos").glob("episode_*.npz"))]
+    c = m.cfg
+    windows = WorldWindows(WindowArrays(eps, c.k_frames, c.chunk, c.image_size, m.tokenizer), eps)
+    batch = windows.batch(np.arange(len(windows)), augment=False)
+    with torch.no_grad():
+        frame_err = {
+            name: world_loss(load_checkpoint(tmp_path / name / "model.pt"), batch, 0.5)["frame"]
+            for name in ("e", "a")
+        }
+    assert frame_err["a"] < frame_err["e"], (
+        frame_err
+    )  # the anchored imagination draws the demonstrations better

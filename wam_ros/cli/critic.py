@@ -3,6 +3,7 @@
     wam critic collect --model runs/wam6/model.pt --task push --episodes 150 --seed-start 3000000 --out data/critic_push
     wam critic finetune --model runs/wam6/model.pt --data data/critic_push data/critic_reach --out runs/wam6_critic
     wam critic finetune --end-to-end --steps 600 --model runs/wam6/model.pt --data data/critic_push --out runs/wam6_e2e
+    wam critic finetune --end-to-end --anchor data/reach data/push --model ... --data data/critic_push --out ...
 
 collect: the learner drives the tabletop; every candidate chunk of every planning decision is rolled out in a copy of
 the simulator and its true outcome recorded (wam_ros.train.critic_data). finetune: the critic head's goal-distance
@@ -51,6 +52,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument(
         "--rank-weight", type=float, default=1.0, help="weight of the ranking loss with --end-to-end"
     )
+    f.add_argument(
+        "--anchor",
+        nargs="+",
+        default=None,
+        help="with --end-to-end: the model's demonstration folders; their windows keep the imagined frames "
+        "(the training loss on them is added at every step)",
+    )
+    f.add_argument("--anchor-weight", type=float, default=1.0, help="weight of the anchor windows' loss")
+    f.add_argument("--anchor-batch", type=int, default=16, help="anchor windows per step")
+    f.add_argument("--lr", type=float, default=3e-4, help="learning rate with --end-to-end")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 end_to_end=args.end_to_end,
                 rank_weight=args.rank_weight,
+                anchor=args.anchor,
+                anchor_weight=args.anchor_weight,
+                anchor_batch=args.anchor_batch,
+                lr=args.lr,
             )
             print(json.dumps(report, indent=2))
     except (ValueError, FileNotFoundError) as exc:

@@ -81,14 +81,7 @@ def world_loss(
     action = best.mean() + WTA_SPREAD * per_mode.mean()
     zero = torch.zeros((), dtype=modes.dtype, device=modes.device)
     mode = F.cross_entropy(logits, win) if logits is not None else zero
-    if out["frame"] is None:
-        frame = zero
-    else:
-        moved = (h > 0).to(modes.dtype)
-        err = ((out["frame"] - batch[FUTURE_FRAME].to(torch.float32) / 255.0) ** 2).mean((1, 2, 3))
-        frame = (err * moved).sum() / moved.sum().clamp_min(1.0)
-    joint_t = (batch[FUTURE_JOINTS] - q) / model.delta_std[-1]
-    joints = F.smooth_l1_loss(out["joints"], joint_t, beta=0.5)
+    frame, joints = imagined_errors(model, batch, out)
     critic = out["critic"]
     success = batch[SUCCESS]
     bce = F.binary_cross_entropy_with_logits(critic[:, 0], success)
@@ -117,3 +110,21 @@ def world_loss(
         "critic_steps": steps.detach(),
         "critic_goal": goal.detach(),
     }
+
+
+def imagined_errors(
+    model: WorldActionModel, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor | None]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(frame, joints) of a forward_world output `out` on a WorldWindows batch: the MSE of the imagined frame
+    against the frame at t + h over the windows with h >= 1 (0 without a frame), and the smooth-L1 of the imagined
+    joint change."""
+    h = batch[HORIZON]
+    q = batch[JOINT_POS]
+    if out["frame"] is None:
+        frame = torch.zeros((), dtype=out["joints"].dtype, device=out["joints"].device)
+    else:
+        moved = (h > 0).to(out["frame"].dtype)
+        err = ((out["frame"] - batch[FUTURE_FRAME].to(torch.float32) / 255.0) ** 2).mean((1, 2, 3))
+        frame = (err * moved).sum() / moved.sum().clamp_min(1.0)
+    joint_t = (batch[FUTURE_JOINTS] - q) / model.delta_std[-1]
+    return frame, F.smooth_l1_loss(out["joints"], joint_t, beta=0.5)

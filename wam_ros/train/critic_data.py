@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wam_ros.data.windows import WindowArrays
+from wam_ros.data.world_windows import WorldWindows
 from wam_ros.fileio import atomic_path
 from wam_ros.model import WorldActionModel, load_checkpoint, save_checkpoint
+from wam_ros.model.batch import EXECUTED, FRAMES, HORIZON, JOINT_POS, TOKENS
+from wam_ros.model.losses import imagined_errors
 from wam_ros.model.modeling import DIST_SCALE
 from wam_ros.robot import RobotProfile
 from wam_ros.runtime.chunk_policy import ChunkPolicy
 from wam_ros.runtime.planner import BestOfN, PlannerConfig
 from wam_ros.runtime.safety import SafetyLimits
 from wam_ros.runtime.text_encoder import attach_text_encoder
+from wam_ros.train.batches import load_episodes
+from wam_ros.train.evaluate import imagination_metrics
+from wam_ros.train.train import split_episodes
 
 log = logging.getLogger("wam.critic")
 
@@ -204,13 +212,25 @@ def finetune(
     val_frac: float = 0.1,
     end_to_end: bool = False,
     rank_weight: float = 1.0,
+    anchor: list[str] | None = None,
+    anchor_weight: float = 1.0,
+    anchor_batch: int = 16,
+    lr: float = 3e-4,
 ) -> dict[str, Any]:
     """Refit the critic head on counterfactual outcomes (module docstring); writes <out>/model.pt and returns the
     held-out ranking figures before and after (by episode file).
 
     end_to_end: train the imagination itself with the critic (IMAGINATION_MODULES; the trunk, the proposals and the
     frame decoder are frozen) on a per-decision ranking loss + the distance regression, so the imagined states of a
-    decision's candidates come apart where their outcomes do. `steps` are then batches of 24 decisions."""
+    decision's candidates come apart where their outcomes do. `steps` are then batches of 24 decisions.
+
+    anchor (with end_to_end): the model's own demonstration folders. Every step also takes `anchor_batch` of their
+    windows and adds the errors of the frames and joints imagined after the executed actions (as wam train
+    measures them), relative to their values before finetuning and weighted `anchor_weight`, so the imagination
+    keeps its pictures while it learns to tell candidates apart. The episodes wam train held out (the
+    same split: val 5 %, seed 0) are not trained on here; the report gives the imagination's PSNR/SSIM on them
+    before and after, beside copy-last-frame."""
+    t0 = time.monotonic()
     torch.manual_seed(seed)
     model = attach_text_encoder(load_checkpoint(model_path, require_fitted=True), model_path)
     files = sorted(p for d in data for p in Path(d).glob("critic_*.npz"))
@@ -228,13 +248,32 @@ def finetune(
             "only %d episode file(s): the ranking figures are measured on the training data", len(files)
         )
         val_files = train_files
+    if anchor and not end_to_end:
+        raise ValueError("anchor windows keep the imagination's frames: they go with --end-to-end only")
+    frames: dict[str, Any] = {}
     if end_to_end:
         tr, va = _decisions(model, train_files), _decisions(model, val_files)
         n = int(tr["goal"].numel())
         before = _ranking_of(va["old"][..., 2] * DIST_SCALE, va["goal"])
-        _finetune_imagination(model, tr, steps, rng, rank_weight)
+        windows = held_out = None
+        if anchor:
+            windows, held_out = _anchor_windows(model, anchor)
+            frames["before"] = _frame_quality(model, held_out)
+        _finetune_imagination(
+            model,
+            tr,
+            steps,
+            rng,
+            rank_weight,
+            windows=windows,
+            anchor_weight=anchor_weight,
+            anchor_batch=anchor_batch,
+            lr=lr,
+        )
         with torch.no_grad():
             after = _ranking_of(_score_candidates(model, va)[..., 2] * DIST_SCALE, va["goal"])
+        if anchor:
+            frames["after"] = _frame_quality(model, held_out)
     else:
         tr, va = imagined_features(model, train_files), imagined_features(model, val_files)
         head = model.critic_head
@@ -260,9 +299,13 @@ def finetune(
         "val_files": len(val_files),
         "train_candidates": int(n),
         "steps": steps,
+        "lr": lr,
         "before": before,
         "after": after,
     }
+    if frames:
+        report.update(anchor=list(anchor or []), anchor_weight=anchor_weight, imagination=frames)
+    report["seconds"] = round(time.monotonic() - t0, 1)
     save_checkpoint(out_dir / "model.pt", model, extra={"critic_finetune": report})
     (out_dir / "critic_finetune.json").write_text(json.dumps(report, indent=2))
     return report
@@ -342,6 +385,34 @@ def _score_candidates(
     return model._critic(z).reshape(D, N, -1)
 
 
+ANCHOR_VAL_FRAC, ANCHOR_SPLIT_SEED = 0.05, 0  # wam train's defaults: the same episodes stay held out
+
+
+def _anchor_windows(model: WorldActionModel, dirs: list[str]) -> tuple[WorldWindows, list]:
+    """The demonstration windows of the training episodes (wam train's split) and the held-out episodes."""
+    episodes = load_episodes(dirs)
+    cfg = model.cfg
+    train_ep, val_ep = split_episodes(len(episodes), ANCHOR_VAL_FRAC, ANCHOR_SPLIT_SEED)
+    kept = [episodes[i] for i in train_ep]
+    base = WindowArrays(kept, cfg.k_frames, cfg.chunk, cfg.image_size, model.tokenizer, cameras=cfg.cameras)
+    return WorldWindows(base, kept), [episodes[i] for i in val_ep]
+
+
+def _frame_quality(model: WorldActionModel, episodes: list, windows: int = 256) -> dict[str, float]:
+    """PSNR/SSIM of the frames imagined after the executed actions at h=1 and h=N, beside copy-last-frame."""
+    res = imagination_metrics(model, episodes, windows, seed=0)
+    return {"windows": res["windows"], **{k: round(v, 4) for k, v in res["all"].items()}}
+
+
+def _anchor_errors(
+    model: WorldActionModel, windows: WorldWindows, idx: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Imagined-frame MSE and imagined-joint error on the demonstration windows `idx` (losses.imagined_errors)."""
+    b = windows.batch(idx)
+    out = model.forward_world(b[FRAMES], b[JOINT_POS], b[TOKENS], b[EXECUTED], b[HORIZON])
+    return imagined_errors(model, b, out)
+
+
 def _finetune_imagination(
     model: WorldActionModel,
     tr: dict[str, Any],
@@ -350,18 +421,34 @@ def _finetune_imagination(
     rank_weight: float,
     batch: int = 24,
     temperature: float = 0.005,
+    windows: WorldWindows | None = None,
+    anchor_weight: float = 1.0,
+    anchor_batch: int = 16,
+    lr: float = 3e-4,
 ) -> None:
     """Train the imagination + critic on counterfactual outcomes: per decision, a listwise ranking loss (the
     critic's softmax over its candidates by predicted distance against the true one's, `temperature` metres) plus
-    the goal-distance regression, with the success and steps-to-go outputs held to what they were."""
+    the goal-distance regression, with the success and steps-to-go outputs held to what they were. With `windows`,
+    each step adds `anchor_weight` x the imagined frame's and joints' errors on `anchor_batch` demonstration windows,
+    each relative to its value before finetuning (so 1.0 means "as good as before", and doubling the frame error
+    costs as much as a ranking loss of 1 nat)."""
     params = [p for n, p in model.named_parameters() if n.split(".")[0] in IMAGINATION_MODULES]
     for p in model.parameters():
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=1e-4)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     tau = temperature / DIST_SCALE
-    model.train()
+    if windows is not None:  # the anchor's errors before finetuning: its loss is measured relative to them
+        with torch.no_grad():
+            probe = np.random.default_rng(0).integers(0, len(windows), (8, anchor_batch))
+            ref = torch.stack([torch.stack(_anchor_errors(model, windows, i)) for i in probe]).mean(0)
+        ref = ref.clamp_min(1e-8)
+        log.info("anchor: imagined frame MSE %.5f, joints %.5f before finetuning", *ref.tolist())
+    model.eval()  # the frozen parts stay in inference mode (the trunk's batch norm statistics do not move)
+    for name, module in model.named_children():
+        if name in IMAGINATION_MODULES:
+            module.train()
     for _ in range(steps):
         idx = torch.from_numpy(rng.integers(0, len(tr["goal"]), batch))
         out = _score_candidates(model, tr, idx)
@@ -372,6 +459,9 @@ def _finetune_imagination(
             + rank_weight * rank
             + F.mse_loss(out[..., :2], tr["old"][idx][..., :2])
         )
+        if windows is not None:
+            frame, joints = _anchor_errors(model, windows, rng.integers(0, len(windows), anchor_batch))
+            loss = loss + anchor_weight * 0.5 * (frame / ref[0] + joints / ref[1])
         opt.zero_grad()
         loss.backward()
         opt.step()
