@@ -1,11 +1,13 @@
-"""Camera-frame resize cost: OpenCV's single-pass INTER_AREA against wam_ros.data.images.area_resize (two area steps)
-and the runtime's preprocess.resize (the same, as two row bands on two threads, bit-identical), on 1 and 2 OpenCV
+"""Camera-frame resize cost: OpenCV's single-pass INTER_AREA, the two area steps done by OpenCV alone (the resize before
+session 8), wam_ros.data.images.area_resize (the same two steps, its box step in numpy: images.box_mean, bit-identical)
+and the runtime's preprocess.resize (area_resize, as two row bands on two threads, or one band), on 1 and 2 OpenCV
 threads, side by side in one run (issue 21).
 
     .venv/bin/python benchmarks/resize_cost.py                    # 640x480 -> 64x64, 1000 calls each
     .venv/bin/python benchmarks/resize_cost.py --camera 720x1280 --size 96 --calls 500
 
-Each call gets another frame of a pool of 16 (as a camera delivers them), so the frame is not in the cache.
+Each call gets another frame of a pool of 16 (as a camera delivers them), so the frame is not in the cache; the rows
+are interleaved call by call.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 import cv2
 import numpy as np
 
-from wam_ros.data.images import area_resize
+from wam_ros.data.images import _first_step, area_resize
 from wam_ros.runtime import preprocess
 
 
@@ -29,21 +31,36 @@ def main() -> None:
     h, w = (int(v) for v in a.camera.split("x"))
     rng = np.random.default_rng(0)
     pool = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(16)]
+    kh, kw = _first_step((h, w), (a.size, a.size))
+
+    def cv2_two_steps(f: np.ndarray) -> np.ndarray:
+        box = cv2.resize(f, (w // kw, h // kh), interpolation=cv2.INTER_AREA)
+        return cv2.resize(box, (a.size, a.size), interpolation=cv2.INTER_AREA)
+
     rows = {
         "cv2 INTER_AREA, one pass": lambda f: cv2.resize(f, (a.size, a.size), interpolation=cv2.INTER_AREA),
-        "area_resize (two area steps)": lambda f: area_resize(f, (a.size, a.size)),
+        "cv2 two area steps (before)": cv2_two_steps,
+        "area_resize (box step in numpy)": lambda f: area_resize(f, (a.size, a.size)),
+        "preprocess.resize (1 band)": lambda f: preprocess.resize(f, (a.size, a.size), parallel=False),
         "preprocess.resize (2 row bands)": lambda f: preprocess.resize(f, (a.size, a.size)),
     }
+    f0 = pool[0]
+    assert np.array_equal(area_resize(f0, (a.size, a.size)), cv2_two_steps(f0)), (
+        "area_resize changed its result"
+    )
     print(f"{h}x{w} -> {a.size}x{a.size}, {a.calls} calls per row (ms)")
     for threads in (1, 2):
         cv2.setNumThreads(threads)
-        for name, fn in rows.items():
-            times = []
-            for i in range(a.calls + 20):
+        times: dict[str, list[float]] = {name: [] for name in rows}
+        n = 0
+        for _ in range(a.calls + 20):  # rows interleaved, so load from other processes hits each alike
+            for name, fn in rows.items():
+                n += 1  # every call another frame
                 t = time.perf_counter()
-                fn(pool[i % len(pool)])
-                times.append(time.perf_counter() - t)
-            t = np.asarray(times[20:]) * 1e3
+                fn(pool[n % len(pool)])
+                times[name].append(time.perf_counter() - t)
+        for name, ts in times.items():
+            t = np.asarray(ts[20:]) * 1e3
             print(
                 f"  {threads} OpenCV thread(s)  {name:<34s} p50 {np.percentile(t, 50):.3f}  p99 {np.percentile(t, 99):.3f}"
             )

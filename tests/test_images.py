@@ -103,3 +103,42 @@ def test_parallel_resize_from_many_threads_keeps_each_callers_frame():
     with ThreadPoolExecutor(4) as ex:
         got = list(ex.map(lambda f: preprocess.resize(f, (64, 64)), frames * 5))
     assert all(np.array_equal(g, want[i % 6]) for i, g in enumerate(got))
+
+
+def test_box_mean_is_opencvs_integer_factor_area_resize_bit_for_bit():
+    """area_resize's first step (exact k x k box means) is computed with numpy + a float32 matmul instead of OpenCV's
+    scalar loop; it must equal cv2.resize(INTER_AREA) exactly, rounding ties included, for every factor, size and
+    channel count (2 x 2 goes to cv2 itself: its SIMD path rounds halves up)."""
+    from wam_ros.data.images import box_mean
+
+    rng = np.random.default_rng(21)
+    checked = 0
+    for trial in range(1500):
+        kh, kw = int(rng.integers(1, 13)), int(rng.integers(1, 13))
+        if kh == kw == 1:
+            continue
+        oh, ow = int(rng.integers(1, 24)), int(rng.integers(1, 24))
+        channels = int(rng.choice([0, 1, 3, 4]))  # 0: a (h, w) image
+        shape = (oh * kh, ow * kw) + ((channels,) if channels else ())
+        if trial % 3 == 0:
+            img = rng.integers(0, 256, shape, dtype=np.uint8)
+        elif trial % 3 == 1:  # black and white: many box means end in exactly .5
+            img = rng.integers(0, 2, shape, dtype=np.uint8) * 255
+        else:  # a narrow band of greys: ties and near-ties
+            img = rng.integers(120, 136, shape, dtype=np.uint8)
+        ref = cv2.resize(img, (ow, oh), interpolation=cv2.INTER_AREA)
+        out = box_mean(img, kh, kw)
+        assert out.shape == ref.shape and out.dtype == np.uint8, (kh, kw, shape)
+        assert np.array_equal(out, ref), (kh, kw, shape, trial)
+        checked += 1
+    assert checked > 1400
+    # the camera case, on a camera-like frame, and a box large enough for uint32 row sums
+    img = _camera_like(480, 640, 3, 3)
+    assert np.array_equal(box_mean(img, 6, 10), cv2.resize(img, (64, 80), interpolation=cv2.INTER_AREA))
+    for k in (20, 300):  # 20 x 20: uint32 row sums; 300 x 300: sums past float32's exact integers, cv2 itself
+        big = rng.integers(0, 256, (2 * k, 3 * k, 3), dtype=np.uint8)
+        assert np.array_equal(box_mean(big, k, k), cv2.resize(big, (3, 2), interpolation=cv2.INTER_AREA))
+    # a non-contiguous view and a 2 x 2 box go through cv2 itself, with the same result
+    view = img[:, ::2]
+    assert np.array_equal(box_mean(view, 6, 4), cv2.resize(view, (80, 80), interpolation=cv2.INTER_AREA))
+    assert np.array_equal(box_mean(img, 2, 2), cv2.resize(img, (320, 240), interpolation=cv2.INTER_AREA))

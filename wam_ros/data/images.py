@@ -7,6 +7,7 @@ Pure numpy + cv2 (the data layer: below the runtime, which uses it too).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import cv2
@@ -35,10 +36,54 @@ def _first_step(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int
     return 1, 1
 
 
+@functools.cache
+def _channel_sums(kw: int, channels: int) -> np.ndarray:
+    """float32 (kw * C, C): a row of kw interleaved C-channel pixels @ it = the kw pixels' per-channel sums."""
+    sel = np.tile(np.eye(channels, dtype=np.float32), (kw, 1))
+    sel.flags.writeable = False
+    return sel
+
+
+def box_mean(image: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """cv2.resize(image, (w // kw, h // kh), interpolation=cv2.INTER_AREA) for a uint8 (h, w[, C]) image whose sides
+    kh, kw divide, bit for bit, in about 60 % of its time (0.20 against 0.33 ms for 640x480 by 10x6 on the project
+    VM, benchmarks/resize_cost.py).
+
+    OpenCV's integer-factor area path (resizeAreaFast_) sums each kh x kw box in int and stores
+    cvRound(float(sum) * (1.f / area)), one scalar box at a time. Here the same integer sums are two vectorised
+    passes: numpy adds the kh rows of each box (uint16 accumulators: the source is read once, with SIMD), a float32
+    matmul adds the kw pixels of each row per channel (exact: every sum stays below 2 ** 24), then the same float32
+    product rounded half to even. The one exception is 2 x 2, which OpenCV runs with SIMD that rounds halves up:
+    that, other dtypes, non-contiguous images and boxes whose sums could pass 2 ** 24 go to cv2 itself
+    (tests/test_images.py checks the two against each other over thousands of random sizes and factors)."""
+    h, w = image.shape[:2]
+    oh, ow = h // kh, w // kw
+    area = kh * kw
+    if (
+        (kh, kw) == (2, 2)
+        or image.dtype != np.uint8
+        or not image.flags.c_contiguous
+        or image.ndim not in (2, 3)
+        or h % kh
+        or w % kw
+        or area * 255 >= 1 << 24
+    ):
+        return cv2.resize(image, (ow, oh), interpolation=cv2.INTER_AREA)
+    c = 1 if image.ndim == 2 else image.shape[2]
+    acc = np.uint16 if area * 255 < 1 << 16 else np.uint32
+    # (oh, w * C): the kh rows of each box added, then (oh * ow, C): the kw pixels of each box per channel
+    rows = np.add.reduce(image.reshape(oh, kh, w * c), axis=1, dtype=acc)
+    sums = rows.reshape(oh * ow, kw * c).astype(np.float32) @ _channel_sums(kw, c)
+    sums *= np.float32(1.0) / np.float32(area)
+    out = np.rint(sums, out=sums).astype(np.uint8)
+    # cv2 returns (oh, ow) for one channel, whether the source was (h, w) or (h, w, 1)
+    return out.reshape((oh, ow) if c == 1 else (oh, ow, c))
+
+
 def _resize_steps(image: np.ndarray, size: tuple[int, int], kh: int, kw: int) -> np.ndarray:
     h, w = int(size[0]), int(size[1])
     if kh > 1 or kw > 1:
-        image = cv2.resize(image, (image.shape[1] // kw, image.shape[0] // kh), interpolation=cv2.INTER_AREA)
+        image = box_mean(image, kh, kw)
         if image.shape[0] == h and image.shape[1] == w:
             return image
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
@@ -52,7 +97,8 @@ def area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     rest (80 -> 64). Both steps average areas, so the result stays within a few grey levels (mean < 1) of a single
     INTER_AREA pass (tests/test_images.py) at about 40 % of its cost (0.32 vs 0.82 ms p50 for 640x480 -> 64x64,
     benchmarks/resize_cost.py): the general INTER_AREA path with fractional windows was most of predict()'s time beyond the graph
-    (benchmarks/RESULTS.md, issue 21)."""
+    (benchmarks/RESULTS.md, issue 21). The box step is box_mean: OpenCV's result bit for bit, about 0.1 ms faster
+    for a 640x480 frame (docs/resize.md)."""
     if image.shape[0] == int(size[0]) and image.shape[1] == int(size[1]):
         return image
     return _resize_steps(image, size, *_first_step(image.shape, size))
