@@ -106,9 +106,9 @@ def test_parallel_resize_from_many_threads_keeps_each_callers_frame():
 
 
 def test_box_mean_is_opencvs_integer_factor_area_resize_bit_for_bit():
-    """area_resize's first step (exact k x k box means) is computed with numpy + a float32 matmul instead of OpenCV's
-    scalar loop; it must equal cv2.resize(INTER_AREA) exactly, rounding ties included, for every factor, size and
-    channel count (2 x 2 goes to cv2 itself: its SIMD path rounds halves up)."""
+    """area_resize's first step (exact kh x kw box means) is computed with a numpy row reduction and a cv2 box
+    filter instead of OpenCV's scalar area loop; it must equal cv2.resize(INTER_AREA) exactly, rounding ties
+    included, for every factor, size and channel count (2 x 2 goes to cv2 itself: its SIMD path rounds halves up)."""
     from wam_ros.data.images import box_mean
 
     rng = np.random.default_rng(21)
@@ -135,7 +135,8 @@ def test_box_mean_is_opencvs_integer_factor_area_resize_bit_for_bit():
     # the camera case, on a camera-like frame, and a box large enough for uint32 row sums
     img = _camera_like(480, 640, 3, 3)
     assert np.array_equal(box_mean(img, 6, 10), cv2.resize(img, (64, 80), interpolation=cv2.INTER_AREA))
-    for k in (20, 300):  # 20 x 20: uint32 row sums; 300 x 300: sums past float32's exact integers, cv2 itself
+    # 20 x 20: wide sums (uint32 rows, a float64 box filter); 300 x 300: sums past 2 ** 24, cv2 itself
+    for k in (20, 300):
         big = rng.integers(0, 256, (2 * k, 3 * k, 3), dtype=np.uint8)
         assert np.array_equal(box_mean(big, k, k), cv2.resize(big, (3, 2), interpolation=cv2.INTER_AREA))
     # a non-contiguous view and a 2 x 2 box go through cv2 itself, with the same result

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import cv2
@@ -141,6 +142,87 @@ def test_predict_is_identical_across_backends(model_dir):
         ort_full.predict({**obs, "joint_pos": obs["joint_pos"] + 0.2})["action"],
         ort_full.predict(obs)["action"],
     )
+
+
+@pytest.mark.parametrize("graph", ["full", "action"])
+def test_predict_through_the_bound_call_equals_backend_run_on_prepare(model_dir, graph):
+    """On onnxruntime CPU predict() writes its inputs into arrays bound to the graph once (OrtBackend.bound) instead of
+    calling backend.run(*prepare(obs)); over a camera stream (a new frame each call, the previous one again, fewer
+    than K frames, model-size frames, another instruction, a buffer refilled in place) both give the same outputs
+    bit for bit, and what predict() returned is never overwritten by the next call."""
+    policy = load_policy(model_dir, "onnxruntime", threads=1, graph=graph)
+    assert policy.backend.bound() is not None and policy.backend.bound() is policy.backend.bound()
+    rng = np.random.default_rng(12)
+    cams = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(6)]
+    small = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    windows = [
+        [cams[0]],
+        [cams[0], cams[1]],
+        [cams[1], cams[2]],
+        (cams[2], cams[3]),
+        small,
+        [cams[3], small[0]],
+    ]
+    windows += [[cams[4], cams[5]], [cams[4], cams[5]]]
+    outs = []
+    for i, images in enumerate(windows):
+        if i == len(windows) - 1:
+            cams[5][:] = rng.integers(
+                0, 256, cams[5].shape, dtype=np.uint8
+            )  # refilled in place: resized anew
+        obs = {
+            "images": images,
+            "joint_pos": rng.normal(0, 0.5, 8),
+            "instruction": "push the cube onto the blue pad" if i % 3 == 2 else "reach the red target",
+        }
+        want = policy.backend.run(*policy.prepare(obs))
+        got = policy.predict(obs)
+        assert np.array_equal(got["action"], want[0][0].astype(np.float64)), i
+        if graph == "full":
+            assert np.array_equal(got["next_frame"], pp.frame_to_image(want[1][0])), i
+        else:
+            assert got["next_frame"] is None
+        outs.append((got, {k: None if v is None else v.copy() for k, v in got.items()}))
+    for got, kept in outs:  # returned arrays are the caller's: the bound outputs are copied out
+        assert np.array_equal(got["action"], kept["action"])
+        assert graph == "action" or np.array_equal(got["next_frame"], kept["next_frame"])
+
+
+def test_predict_from_several_threads_at_once_uses_a_binding_per_thread(model_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    policy = load_policy(model_dir, "onnxruntime", threads=1)
+    rng = np.random.default_rng(13)
+    observations = [_obs(rng, size=(64, 64)) for _ in range(8)]  # model-size frames: no shared resize cache
+    want = [policy.backend.run(*policy.prepare(o))[0][0] for o in observations]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda i: policy.predict(observations[i % 8])["action"], range(64)))
+    assert all(np.array_equal(g, want[i % 8].astype(np.float64)) for i, g in enumerate(got))
+    bindings = []
+    threads = [threading.Thread(target=lambda: bindings.append(policy.backend.bound())) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(b) for b in bindings + [policy.backend.bound()]}) == 4
+
+
+def test_frame_to_image_rounds_like_numpy_and_joint_pos_fills_a_given_array():
+    rng = np.random.default_rng(14)
+    frame = np.concatenate(
+        [
+            rng.random((1, 64, 64), dtype=np.float32) * 1.4 - 0.2,  # out of range on both sides
+            (rng.integers(0, 256, (1, 64, 64)) + 0.5).astype(np.float32) / 255,  # near .5 ties
+            rng.integers(0, 256, (1, 64, 64)).astype(np.float32) / 255,
+        ]
+    )
+    want = np.rint(np.clip(frame, 0, 1) * np.float32(255)).astype(np.uint8).transpose(1, 2, 0)
+    got = pp.frame_to_image(frame)
+    assert got.shape == (64, 64, 3) and got.flags.c_contiguous and np.array_equal(got, want)
+    out = np.zeros((1, 8), np.float32)
+    assert pp.check_joint_pos(np.arange(8.0), 8, out) is out and np.array_equal(out[0], np.arange(8))
+    with pytest.raises(ValueError, match="finite"):
+        pp.check_joint_pos([1e300] + [0.0] * 7, 8, out)
 
 
 def test_auto_backend_and_file_paths(model_dir, tmp_path):

@@ -8,6 +8,7 @@ Pure numpy + cv2 (the data layer: below the runtime, which uses it too).
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 
 import cv2
@@ -29,55 +30,81 @@ def _box_factor(src: int, dst: int) -> int:
 
 def _first_step(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int]:
     """Integer box factors (kh, kw) of area_resize's first step for an image of `shape` (1, 1: one pass)."""
-    h, w = int(size[0]), int(size[1])
-    kh, kw = _box_factor(shape[0], h), _box_factor(shape[1], w)
-    if max(shape[0] / h, shape[1] / w) >= TWO_STEP_MIN_FACTOR and (kh > 1 or kw > 1):
+    return _first_step_of(int(shape[0]), int(shape[1]), int(size[0]), int(size[1]))
+
+
+@functools.lru_cache(maxsize=256)  # a camera stream asks for the same sizes every frame
+def _first_step_of(src_h: int, src_w: int, h: int, w: int) -> tuple[int, int]:
+    kh, kw = _box_factor(src_h, h), _box_factor(src_w, w)
+    if max(src_h / h, src_w / w) >= TWO_STEP_MIN_FACTOR and (kh > 1 or kw > 1):
         return kh, kw
     return 1, 1
 
 
-@functools.cache
-def _channel_sums(kw: int, channels: int) -> np.ndarray:
-    """float32 (kw * C, C): a row of kw interleaved C-channel pixels @ it = the kw pixels' per-channel sums."""
-    sel = np.tile(np.eye(channels, dtype=np.float32), (kw, 1))
-    sel.flags.writeable = False
-    return sel
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """This thread's reusable work array `name` of `shape` and `dtype` (box_mean runs on two threads at once in the
+    runtime's two-band resize)."""
+    arrays = getattr(_SCRATCH, "arrays", None)
+    if arrays is None:
+        arrays = _SCRATCH.arrays = {}
+    key = (name, shape, dtype)
+    arr = arrays.get(key)
+    if arr is None:
+        if len(arrays) >= 16:  # a few camera sizes at most; never grow without bound
+            arrays.clear()
+        arr = arrays[key] = np.empty(shape, dtype)
+    return arr
 
 
 def box_mean(image: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """cv2.resize(image, (w // kw, h // kh), interpolation=cv2.INTER_AREA) for a uint8 (h, w[, C]) image whose sides
-    kh, kw divide, bit for bit, in about 60 % of its time (0.20 against 0.33 ms for 640x480 by 10x6 on the project
-    VM, benchmarks/resize_cost.py).
+    kh, kw divide, bit for bit, in about 65 % of its time (0.23 against 0.34 ms for 640x480 by 10 x 6 on the
+    project VM, benchmarks/resize_cost.py).
 
-    OpenCV's integer-factor area path (resizeAreaFast_) sums each kh x kw box in int and stores
-    cvRound(float(sum) * (1.f / area)), one scalar box at a time. Here the same integer sums are two vectorised
-    passes: numpy adds the kh rows of each box (uint16 accumulators: the source is read once, with SIMD), a float32
-    matmul adds the kw pixels of each row per channel (exact: every sum stays below 2 ** 24), then the same float32
-    product rounded half to even. The one exception is 2 x 2, which OpenCV runs with SIMD that rounds halves up:
-    that, other dtypes, non-contiguous images and boxes whose sums could pass 2 ** 24 go to cv2 itself
-    (tests/test_images.py checks the two against each other over thousands of random sizes and factors)."""
+    OpenCV's integer-factor area path (resizeAreaFast_) sums each kh x kw box in int, one box at a time in scalar
+    code, and stores cvRound(float(sum) * (1.f / area)). Here the same integer sums take two vectorised passes: numpy
+    adds the kh rows of each box (uint16 accumulators: the frame is read once, with SIMD), then a cv2.boxFilter of
+    kw pixels along the rows, sampled every kw-th pixel, adds the kw columns (integer sums; no BLAS call, whose
+    threads could spin beside onnxruntime's); then the same float32 product, rounded half to even. OpenCV runs
+    2 x 2 with SIMD code that rounds halves up: that, other dtypes, non-contiguous images, more than 4 channels and
+    boxes whose sums could pass 2 ** 24 go to cv2.resize itself. tests/test_images.py checks the two against each
+    other over 1,500 random factors, sizes and channel counts, with images full of exact .5 ties."""
     h, w = image.shape[:2]
     oh, ow = h // kh, w // kw
     area = kh * kw
+    c = 1 if image.ndim == 2 else image.shape[2]
     if (
         (kh, kw) == (2, 2)
         or image.dtype != np.uint8
         or not image.flags.c_contiguous
         or image.ndim not in (2, 3)
+        or not 1 <= c <= 4
         or h % kh
         or w % kw
         or area * 255 >= 1 << 24
     ):
         return cv2.resize(image, (ow, oh), interpolation=cv2.INTER_AREA)
-    c = 1 if image.ndim == 2 else image.shape[2]
-    acc = np.uint16 if area * 255 < 1 << 16 else np.uint32
-    # (oh, w * C): the kh rows of each box added, then (oh * ow, C): the kw pixels of each box per channel
-    rows = np.add.reduce(image.reshape(oh, kh, w * c), axis=1, dtype=acc)
-    sums = rows.reshape(oh * ow, kw * c).astype(np.float32) @ _channel_sums(kw, c)
+    narrow = area * 255 < 1 << 16  # every box sum fits in uint16
+    acc = np.uint16 if narrow else np.uint32
+    # the kh rows of each box added, into this thread's scratch array (no fresh 300 kB array, page-faulted anew,
+    # per call: that cost more than the sums themselves)
+    rows = np.add.reduce(image.reshape(oh, kh, w * c), axis=1, out=_scratch("rows", (oh, w * c), acc))
+    rows = rows.reshape((oh, w) if c == 1 else (oh, w, c))
+    if kw > 1:
+        # boxFilter has no 32-bit integer type: wide sums in float64, exact
+        src = rows if narrow else rows.astype(np.float64)
+        run = _scratch("run", src.shape, src.dtype)
+        cv2.boxFilter(
+            src, -1, (kw, 1), dst=run, anchor=(0, 0), normalize=False, borderType=cv2.BORDER_CONSTANT
+        )
+        # the sum of pixels x .. x + kw - 1 at every x; each box starts at a multiple of kw
+        rows = run[:, ::kw]
+    sums = rows.astype(np.float32)
     sums *= np.float32(1.0) / np.float32(area)
-    out = np.rint(sums, out=sums).astype(np.uint8)
-    # cv2 returns (oh, ow) for one channel, whether the source was (h, w) or (h, w, 1)
-    return out.reshape((oh, ow) if c == 1 else (oh, ow, c))
+    return np.rint(sums, out=sums).astype(np.uint8)  # (oh, ow) for one channel, as cv2 returns it
 
 
 def _resize_steps(image: np.ndarray, size: tuple[int, int], kh: int, kw: int) -> np.ndarray:
@@ -110,10 +137,14 @@ def row_split(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int] 
 
     A boundary r works when it is a multiple of the first step's row factor kh and r * H / h is a whole output row:
     then every output row above it averages only source rows above it (area windows never straddle it)."""
-    src, dst = int(shape[0]), int(size[0])
-    if src < 2 * dst or shape[1] < 2 * int(size[1]):
+    return _row_split_of(int(shape[0]), int(shape[1]), int(size[0]), int(size[1]))
+
+
+@functools.lru_cache(maxsize=256)  # 9 us per call uncached: once per camera frame in the runtime
+def _row_split_of(src: int, src_w: int, dst: int, dst_w: int) -> tuple[int, int] | None:
+    if src < 2 * dst or src_w < 2 * dst_w:
         return None
-    kh, _ = _first_step(shape, size)
+    kh, _ = _first_step_of(src, src_w, dst, dst_w)
     best = None
     for out_row in range(1, dst):
         r, rem = divmod(out_row * src, dst)

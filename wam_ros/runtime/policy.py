@@ -76,7 +76,12 @@ class Policy:
         self._tokens: dict[str, np.ndarray] = {}
         # frames already resized, by identity (+ a pixel sample, so a buffer refilled in place is not reused):
         # in a stream K-1 of the K frames of a call were in the previous call (see `prepare`)
-        self._prepared: OrderedDict[int, tuple[np.ndarray, bytes, np.ndarray]] = OrderedDict()
+        # (frame, its pixel sample, resized (H, W, 3), the same as (3, H, W) for the graph input)
+        self._prepared: OrderedDict[int, tuple[np.ndarray, bytes, np.ndarray, np.ndarray]] = OrderedDict()
+        # predict()'s batch-1 call with its inputs bound once (OrtBackend.bound: IOBinding on CPU), fed by name
+        self._bound = getattr(backend, "bound", None)
+        self._text_input = spec.instruction_input()[0]
+        self._input_names = {*spec.camera_inputs, "joint_pos", self._text_input}
 
     @property
     def backend_name(self) -> str:
@@ -122,6 +127,13 @@ class Policy:
 
         obs["images"]: a list of 1..K frames, or {camera: list of frames} naming every camera of spec.cameras; a
         several-camera model needs the dict and gets frames (1,M,K,3,H,W) (ValueError naming a missing camera)."""
+        return self._prepare(obs, None)
+
+    def _prepare(
+        self, obs: Mapping[str, Any], into: dict[str, np.ndarray] | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """prepare(); with `into` (graph input name -> bound (1, ...) array) the inputs are written there instead
+        (frames camera by camera: the returned frames are then those of the first camera only)."""
         if not isinstance(obs, Mapping):
             raise ValueError(
                 f"obs must be a dict with keys 'images', 'joint_pos', 'instruction', got {type(obs).__name__}"
@@ -132,12 +144,24 @@ class Policy:
                 f"obs is missing {missing}: expected keys 'images' (1..{self.spec.k_frames} uint8 RGB "
                 f"frames), 'joint_pos' ({self.spec.num_joints},), 'instruction' str; got {sorted(obs)}"
             )
-        frames = self._camera_frames(obs["images"])
-        joint_pos = preprocess.check_joint_pos(obs["joint_pos"], self.spec.num_joints)
-        return frames, joint_pos, self.tokens(obs["instruction"])
+        images = obs["images"]
+        if into is not None and len(self.spec.cameras) == 1 and self._stack_into(images, into["frames"]):
+            frames = into["frames"]
+        else:
+            frames = self._camera_frames(images, into)
+        joint_pos = preprocess.check_joint_pos(
+            obs["joint_pos"], self.spec.num_joints, None if into is None else into["joint_pos"]
+        )
+        tokens = self.tokens(obs["instruction"])
+        if into is not None:
+            text = into[self._text_input]
+            np.copyto(text, tokens)
+            tokens = text
+        return frames, joint_pos, tokens
 
-    def _camera_frames(self, images: Any) -> np.ndarray:
-        """obs["images"] -> frames uint8 (1,K,3,H,W), or (1,M,K,3,H,W) for a several-camera model."""
+    def _camera_frames(self, images: Any, into: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """obs["images"] -> frames uint8 (1,K,3,H,W), or (1,M,K,3,H,W) for a several-camera model (with `into`:
+        each camera's frames written into its graph input, the first camera's returned)."""
         cameras = self.spec.cameras
         if isinstance(images, Mapping):
             missing = [c for c in cameras if c not in images]
@@ -157,16 +181,44 @@ class Policy:
         else:
             per = [images]
         stacked = []
-        for name, cam in zip(cameras, per, strict=True):
+        names = self.spec.camera_inputs
+        for m, (name, cam) in enumerate(zip(cameras, per, strict=True)):
             if isinstance(cam, list | tuple):
                 cam = [self._resized(f) for f in cam]
+            out = None if into is None else into[names[m]]
             try:
-                stacked.append(preprocess.stack_frames(cam, self.spec.k_frames, self.spec.image_size))
+                stacked.append(preprocess.stack_frames(cam, self.spec.k_frames, self.spec.image_size, out))
             except ValueError as exc:
                 if len(cameras) == 1:
                     raise
                 raise ValueError(f"camera {name!r}: {exc}") from exc
-        return stacked[0] if len(cameras) == 1 else np.stack(stacked, axis=1)
+        return stacked[0] if len(cameras) == 1 or into is not None else np.stack(stacked, axis=1)
+
+    def _stack_into(self, images: Any, out: np.ndarray) -> bool:
+        """predict()'s lean path for the usual observation, a list of 1..K uint8 (h, w, 3) arrays of one camera:
+        write them into the bound graph input `out` (1, K, 3, H, W), camera frames from the resize cache already
+        laid out (3, H, W). False, with nothing refused, for anything else: the caller then takes the general path
+        (stack_frames), which accepts or refuses it with its message."""
+        k = self.spec.k_frames
+        if type(images) not in (list, tuple) or not 1 <= len(images) <= k:
+            return False
+        h, w = self.spec.image_size
+        planes = []
+        for f in images:
+            if type(f) is not np.ndarray or f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
+                return False
+            if f.shape[0] == h and f.shape[1] == w:
+                planes.append(f.transpose(2, 0, 1))
+            elif f.shape[0] < 1 or f.shape[1] < 1:
+                return False
+            else:
+                planes.append(self._prepared_entry(f)[3])
+        pad = k - len(planes)
+        for i, plane in enumerate(planes):
+            out[0, pad + i] = plane
+        if pad:
+            out[0, :pad] = planes[0]
+        return True
 
     def _resized(self, frame: Any) -> Any:
         """`frame` at the model size, resized at most once while it stays in the caller's K-frame window. Anything
@@ -181,20 +233,34 @@ class Policy:
             return frame
         if frame.shape[0] == h and frame.shape[1] == w:
             return frame
+        return self._prepared_entry(frame)[2]
+
+    def _prepared_entry(self, frame: np.ndarray) -> tuple[np.ndarray, bytes, np.ndarray, np.ndarray]:
+        """The resize cache's entry of a uint8 (h, w, 3) camera frame (resized now when it is not there)."""
         sample = frame[:: max(1, frame.shape[0] // 8), :: max(1, frame.shape[1] // 8)].tobytes()
-        hit = self._prepared.get(id(frame))
+        key = id(frame)
+        hit = self._prepared.get(key)
         if hit is not None and hit[0] is frame and hit[1] == sample:
-            self._prepared.move_to_end(id(frame))
-            return hit[2]
-        small = preprocess.resize(frame, (h, w))
-        self._prepared[id(frame)] = (frame, sample, small)  # holds `frame`, so its id is not reused meanwhile
+            self._prepared.move_to_end(key)
+            return hit
+        small = preprocess.resize(frame, self.spec.image_size)
+        entry = (frame, sample, small, np.ascontiguousarray(small.transpose(2, 0, 1)))
+        self._prepared[key] = entry  # holds `frame`, so its id is not reused meanwhile
         while len(self._prepared) > 2 * self.spec.k_frames * len(self.spec.cameras):
             self._prepared.popitem(last=False)
-        return small
+        return entry
 
     def predict(self, obs: Mapping[str, Any]) -> dict[str, np.ndarray | None]:
-        """One control step: {"action": float64 (N, J), "next_frame": uint8 (H, W, 3) or None}."""
-        action, next_frame = self.backend.run(*self.prepare(obs))
+        """One control step: {"action": float64 (N, J), "next_frame": uint8 (H, W, 3) or None}.
+
+        On onnxruntime CPU the inputs are written straight into arrays bound to the graph once (OrtBackend.bound:
+        no feeds dict, input OrtValues or output arrays per call); other backends get backend.run(*prepare(obs))."""
+        bound = None if self._bound is None else self._bound()
+        if bound is not None and bound.inputs.keys() == self._input_names:
+            self._prepare(obs, bound.inputs)
+            action, next_frame = bound.run()
+        else:
+            action, next_frame = self.backend.run(*self.prepare(obs))
         return {
             "action": action[0].astype(np.float64),
             "next_frame": None if next_frame is None else preprocess.frame_to_image(next_frame[0]),

