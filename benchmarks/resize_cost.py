@@ -1,7 +1,7 @@
 """Camera-frame resize cost: OpenCV's single-pass INTER_AREA, the two area steps done by OpenCV alone (the resize before
 session 8), wam_ros.data.images.area_resize (the same two steps, its box step in numpy: images.box_mean, bit-identical)
-and the runtime's preprocess.resize (area_resize, as two row bands on two threads, or one band), on 1 and 2 OpenCV
-threads, side by side in one run (issue 21).
+and the runtime's preprocess.resize (area_resize in one band, in two row bands on two threads, or whichever of the
+two has been faster lately: its default), on 1 and 2 OpenCV threads, side by side in one run (issue 21).
 
     .venv/bin/python benchmarks/resize_cost.py                    # 640x480 -> 64x64, 1000 calls each
     .venv/bin/python benchmarks/resize_cost.py --camera 720x1280 --size 96 --calls 500
@@ -18,7 +18,7 @@ import time
 import cv2
 import numpy as np
 
-from wam_ros.data.images import _first_step, area_resize
+from wam_ros.data.images import _first_step, area_resize, row_split
 from wam_ros.runtime import preprocess
 
 
@@ -42,8 +42,11 @@ def main() -> None:
         "cv2 two area steps (before)": cv2_two_steps,
         "area_resize (box step in numpy)": lambda f: area_resize(f, (a.size, a.size)),
         "preprocess.resize (1 band)": lambda f: preprocess.resize(f, (a.size, a.size), parallel=False),
-        "preprocess.resize (2 row bands)": lambda f: preprocess.resize(f, (a.size, a.size)),
+        "preprocess.resize (its choice)": lambda f: preprocess.resize(f, (a.size, a.size)),
     }
+    split = row_split((h, w, 3), (a.size, a.size))
+    if split is not None:
+        rows["2 row bands, 2 threads"] = lambda f: preprocess.resize_in_bands(f, (a.size, a.size), split)
     f0 = pool[0]
     assert np.array_equal(area_resize(f0, (a.size, a.size)), cv2_two_steps(f0)), (
         "area_resize changed its result"

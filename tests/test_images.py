@@ -86,6 +86,8 @@ def test_two_band_parallel_resize_is_bit_identical(shape, size):
     out = preprocess.resize(img, size)
     assert np.array_equal(out, area_resize(img, size)), (shape, size, split)
     assert np.array_equal(out, preprocess.resize(img, size, parallel=False))
+    if split is not None:  # the two bands themselves (resize picks one or two bands by their measured time)
+        assert np.array_equal(preprocess.resize_in_bands(img, size, split), out)
     if shape[:2] in ((480, 640), (720, 1280)):
         assert split is not None and shape[0] // 4 <= split[0] <= 3 * shape[0] // 4  # camera sizes do split
     if shape[0] == 479:
@@ -96,13 +98,32 @@ def test_parallel_resize_from_many_threads_keeps_each_callers_frame():
     """wam_node's camera callbacks and a predict() loop may resize at once: the shared worker never mixes frames."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from wam_ros.data.images import row_split
     from wam_ros.runtime import preprocess
 
     frames = [_camera_like(480, 640, 3, seed=s) for s in range(6)]
     want = [area_resize(f, (64, 64)) for f in frames]
+    split = row_split(frames[0].shape, (64, 64))
     with ThreadPoolExecutor(4) as ex:
         got = list(ex.map(lambda f: preprocess.resize(f, (64, 64)), frames * 5))
+        banded = list(ex.map(lambda f: preprocess.resize_in_bands(f, (64, 64), split), frames * 5))
     assert all(np.array_equal(g, want[i % 6]) for i, g in enumerate(got))
+    assert all(np.array_equal(g, want[i % 6]) for i, g in enumerate(banded))
+
+
+def test_band_chooser_uses_the_faster_way_and_keeps_trying_the_other():
+    from wam_ros.runtime.preprocess import BandChooser
+
+    chooser = BandChooser(explore=4, alpha=0.5)
+    first = [chooser.use_bands() for _ in range(2)]
+    assert first == [True, True]  # nothing measured: both 0.0, bands first
+    chooser.record(True, 0.004)  # two bands slow (a busy machine) ...
+    chooser.record(False, 0.002)  # ... one band faster
+    picks = [chooser.use_bands() for _ in range(8)]  # calls 3..10: every 4th tries the other way
+    assert picks == [False, True, False, False, False, True, False, False]
+    for _ in range(6):  # the machine frees up: two bands now faster
+        chooser.record(True, 0.001)
+    assert chooser.use_bands() is True and chooser.mean[True] < chooser.mean[False]
 
 
 def test_box_mean_is_opencvs_integer_factor_area_resize_bit_for_bit():

@@ -298,7 +298,8 @@ class BoundRun:
         self._binding = sess.io_binding()
         self.inputs: dict[str, np.ndarray] = {}
         self.outputs: list[np.ndarray] = []
-        for arg, into in [(i, self.inputs) for i in sess.get_inputs()] + [(o, None) for o in sess.get_outputs()]:
+        args = [(i, self.inputs) for i in sess.get_inputs()] + [(o, None) for o in sess.get_outputs()]
+        for arg, into in args:
             dims = arg.shape[1:]
             if not all(isinstance(d, int) and d > 0 for d in dims) or arg.type not in _ORT_TYPES:
                 raise ValueError(f"{arg.name} is {arg.type} {arg.shape}: only the batch may be dynamic")

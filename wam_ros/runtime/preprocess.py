@@ -15,6 +15,7 @@ Core module: numpy + cv2 only, never imports rclpy or torch.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -55,8 +56,11 @@ def to_rgb(image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
     return np.ascontiguousarray(img[:, :, 2::-1])  # bgra8
 
 
-# Camera frames with at least this many pixels are resized as two row bands on two threads (cv2 releases the GIL): a
-# 640x480 frame to 64x64 in 0.24 instead of 0.31 ms p50 on the idle 2-vCPU VM (benchmarks/resize_cost.py), bit-identical.
+# Camera frames with at least this many pixels may be resized as two row bands on two threads (numpy and cv2 release
+# the GIL), bit-identical to one band. Whether that pays depends on a second core being free: on the idle 2-vCPU VM
+# it did (session 7: 0.24 instead of 0.31 ms for 640x480 -> 64x64); on the same VM busy with other jobs the worker
+# waits for a core and two bands cost 0.1-0.17 ms more than one inside predict() (session 8,
+# benchmarks/predict_resize.py --bands). So `resize` measures both as it goes (BandChooser) and uses the faster.
 PARALLEL_RESIZE_MIN_PIXELS = 160 * 120
 _resize_pool: ThreadPoolExecutor | None = None
 _resize_pool_lock = threading.Lock()
@@ -70,20 +74,59 @@ def _pool() -> ThreadPoolExecutor:
         return _resize_pool
 
 
+class BandChooser:
+    """One band or two, by their measured wall time: a running mean (weight `alpha`) of each, the faster one used,
+    the other tried again every `explore`-th call so a change of load is noticed. Both give the same pixels."""
+
+    def __init__(self, explore: int = 16, alpha: float = 0.1) -> None:
+        self.explore, self.alpha = explore, alpha
+        self.mean = {False: 0.0, True: 0.0}  # parallel -> seconds (0: not measured yet, so tried first)
+        self.calls = 0
+
+    def use_bands(self) -> bool:
+        self.calls += 1
+        faster = self.mean[True] <= self.mean[False]
+        return (not faster) if self.calls % self.explore == 0 else faster
+
+    def record(self, bands: bool, seconds: float) -> None:
+        m = self.mean[bands]
+        self.mean[bands] = seconds if m == 0.0 else m + self.alpha * (seconds - m)
+
+
+_choosers: dict[tuple[int, ...], BandChooser] = {}
+
+
 def resize(image: np.ndarray, size: tuple[int, int], parallel: bool = True) -> np.ndarray:
     """Resize an (h, w, C) uint8 image to size = (H, W) by area averaging (a no-op when it already fits): the same
     function the episode importers and the training windows use (wam_ros.data.images.area_resize), so a camera frame
-    is resized on the robot exactly as the training frames were. With `parallel`, a camera-size frame is resized as
-    two row bands, the top one on a worker thread, with a bit-identical result (images.row_split)."""
+    is resized on the robot exactly as the training frames were. With `parallel`, a camera-size frame may be resized
+    as two row bands, the top one on a worker thread, with a bit-identical result (images.row_split), when that has
+    been the faster way lately (BandChooser)."""
     split = None
     if parallel and image.shape[0] * image.shape[1] >= PARALLEL_RESIZE_MIN_PIXELS:
         split = row_split(image.shape, size)
     if split is None:
         return area_resize(image, size)
+    key = (*image.shape, int(size[0]), int(size[1]))
+    chooser = _choosers.get(key)
+    if chooser is None:
+        chooser = _choosers[key] = BandChooser()
+    bands = chooser.use_bands()
+    t0 = time.perf_counter()
+    out = resize_in_bands(image, size, split) if bands else area_resize(image, size)
+    chooser.record(bands, time.perf_counter() - t0)
+    return out
+
+
+def resize_in_bands(image: np.ndarray, size: tuple[int, int], split: tuple[int, int]) -> np.ndarray:
+    """area_resize(image, size) as two row bands split at `split` (images.row_split): the top band on the worker
+    thread, the bottom one here; bit-identical to one band."""
     top, bottom = area_resize_split(image, size, split)
     upper = _pool().submit(top)
     lower = bottom()
-    return np.concatenate([upper.result(), lower])
+    # the worker not started on the top band by the time the bottom one is done: no core is free for it; resize it
+    # here rather than wait for the scheduler
+    return np.concatenate([top() if upper.cancel() else upper.result(), lower])
 
 
 def prepare_image(image: np.ndarray, encoding: str, size: tuple[int, int]) -> np.ndarray:
