@@ -446,13 +446,13 @@ def test_counterfactual_critic_data_and_refit(tmp_path):
     for when in ("before", "after"):
         q = report["imagination"][when]
         assert q["windows"] > 0 and np.isfinite(q["psnr_hN"]) and -1.0 <= q["ssim_hN"] <= 1.0
-        assert (
-            q["copy_psnr_hN"] == report["imagination"]["before"]["copy_psnr_hN"]
-        )  # the same held-out windows
+        # the same held-out windows
+        assert q["copy_psnr_hN"] == report["imagination"]["before"]["copy_psnr_hN"]
     kept = load_checkpoint(tmp_path / "a" / "model.pt")
     changed = {n for n, p in kept.named_parameters() if not torch.equal(p, dict(m.named_parameters())[n])}
     assert all(n.split(".")[0] in IMAGINATION_MODULES for n in changed), changed
-    for name, buf in m.named_buffers():  # the frozen trunk ran in inference mode: no batch-norm statistic moved
+    # the frozen trunk ran in inference mode: no batch-norm statistic moved
+    for name, buf in m.named_buffers():
         assert torch.equal(buf, dict(kept.named_buffers())[name]), name
     assert finetune(str(tmp_path / "c"), str(tmp_path / "x"), "--anchor", str(tmp_path / "demos")) == 2
     eps = [read_episode(p) for p in sorted((tmp_path / "demos").glob("episode_*.npz"))]
