@@ -440,9 +440,11 @@ def test_counterfactual_critic_data_and_refit(tmp_path):
 
     write_synthetic_episodes(tmp_path / "demos", 20, steps=14, seed=3)
     anchored = ("--steps", "30", "--end-to-end", "--anchor", str(tmp_path / "demos"), "--anchor-weight", "20")
-    assert finetune(str(tmp_path / "c"), str(tmp_path / "a"), *anchored) == 0
+    threads = torch.get_num_threads()
+    assert finetune(str(tmp_path / "c"), str(tmp_path / "a"), *anchored, "--threads", "1") == 0
+    assert torch.get_num_threads() == threads  # the process's setting is given back
     report = json.loads((tmp_path / "a" / "critic_finetune.json").read_text())
-    assert report["anchor"] == [str(tmp_path / "demos")]
+    assert report["anchor"] == [str(tmp_path / "demos")] and report["threads"] == 1
     for when in ("before", "after"):
         q = report["imagination"][when]
         assert q["windows"] > 0 and np.isfinite(q["psnr_hN"]) and -1.0 <= q["ssim_hN"] <= 1.0

@@ -62,6 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--anchor-weight", type=float, default=1.0, help="weight of the anchor windows' loss")
     f.add_argument("--anchor-batch", type=int, default=16, help="anchor windows per step")
     f.add_argument("--lr", type=float, default=3e-4, help="learning rate with --end-to-end")
+    f.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
                 anchor_weight=args.anchor_weight,
                 anchor_batch=args.anchor_batch,
                 lr=args.lr,
+                threads=args.threads,
             )
             print(json.dumps(report, indent=2))
     except (ValueError, FileNotFoundError) as exc:

@@ -216,6 +216,7 @@ def finetune(
     anchor_weight: float = 1.0,
     anchor_batch: int = 16,
     lr: float = 3e-4,
+    threads: int = 0,
 ) -> dict[str, Any]:
     """Refit the critic head on counterfactual outcomes (module docstring); writes <out>/model.pt and returns the
     held-out ranking figures before and after (by episode file).
@@ -229,7 +230,45 @@ def finetune(
     measures them), relative to their values before finetuning and weighted `anchor_weight`, so the imagination
     keeps its pictures while it learns to tell candidates apart. The episodes wam train held out (the
     same split: val 5 %, seed 0) are not trained on here; the report gives the imagination's PSNR/SSIM on them
-    before and after, beside copy-last-frame."""
+    before and after, beside copy-last-frame.
+
+    threads: torch threads while it runs (0 keeps the process's setting)."""
+    kept = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        return _finetune(
+            model_path,
+            data,
+            out,
+            steps,
+            seed,
+            val_frac,
+            end_to_end,
+            rank_weight,
+            anchor,
+            anchor_weight,
+            anchor_batch,
+            lr,
+        )
+    finally:
+        torch.set_num_threads(kept)
+
+
+def _finetune(
+    model_path: str,
+    data: list[str],
+    out: str,
+    steps: int,
+    seed: int,
+    val_frac: float,
+    end_to_end: bool,
+    rank_weight: float,
+    anchor: list[str] | None,
+    anchor_weight: float,
+    anchor_batch: int,
+    lr: float,
+) -> dict[str, Any]:
     t0 = time.monotonic()
     torch.manual_seed(seed)
     model = attach_text_encoder(load_checkpoint(model_path, require_fitted=True), model_path)
@@ -306,6 +345,7 @@ def finetune(
     if frames:
         report.update(anchor=list(anchor or []), anchor_weight=anchor_weight, imagination=frames)
     report["seconds"] = round(time.monotonic() - t0, 1)
+    report["threads"] = torch.get_num_threads()
     save_checkpoint(out_dir / "model.pt", model, extra={"critic_finetune": report})
     (out_dir / "critic_finetune.json").write_text(json.dumps(report, indent=2))
     return report
