@@ -205,6 +205,13 @@ def test_predict_from_several_threads_at_once_uses_a_binding_per_thread(model_di
     for t in threads:
         t.join()
     assert len({id(b) for b in bindings + [policy.backend.bound()]}) == 4
+    # camera-size frames shared by the threads go through one resize cache (evicting as they go): same answers
+    frames = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(12)]
+    streams = [{**observations[i % 8], "images": [frames[i], frames[i + 1]]} for i in range(11)]
+    want = [policy.backend.run(*policy.prepare(o))[0][0] for o in streams]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda i: policy.predict(streams[i % 11])["action"], range(200)))
+    assert all(np.array_equal(g, want[i % 11].astype(np.float64)) for i, g in enumerate(got))
 
 
 def test_frame_to_image_rounds_like_numpy_and_joint_pos_fills_a_given_array():

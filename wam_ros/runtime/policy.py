@@ -24,6 +24,7 @@ Core module: never imports rclpy; torch is imported only for the torch backend.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -78,6 +79,9 @@ class Policy:
         # in a stream K-1 of the K frames of a call were in the previous call (see `prepare`)
         # (frame, its pixel sample, resized (H, W, 3), the same as (3, H, W) for the graph input)
         self._prepared: OrderedDict[int, tuple[np.ndarray, bytes, np.ndarray, np.ndarray]] = OrderedDict()
+        self._prepared_lock = (
+            threading.Lock()
+        )  # predict() may be called from several threads (one bound call each)
         # predict()'s batch-1 call with its inputs bound once (OrtBackend.bound: IOBinding on CPU), fed by name
         self._bound = getattr(backend, "bound", None)
         self._text_input = spec.instruction_input()[0]
@@ -239,15 +243,17 @@ class Policy:
         """The resize cache's entry of a uint8 (h, w, 3) camera frame (resized now when it is not there)."""
         sample = frame[:: max(1, frame.shape[0] // 8), :: max(1, frame.shape[1] // 8)].tobytes()
         key = id(frame)
-        hit = self._prepared.get(key)
-        if hit is not None and hit[0] is frame and hit[1] == sample:
-            self._prepared.move_to_end(key)
-            return hit
+        with self._prepared_lock:
+            hit = self._prepared.get(key)
+            if hit is not None and hit[0] is frame and hit[1] == sample:
+                self._prepared.move_to_end(key)
+                return hit
         small = preprocess.resize(frame, self.spec.image_size)
         entry = (frame, sample, small, np.ascontiguousarray(small.transpose(2, 0, 1)))
-        self._prepared[key] = entry  # holds `frame`, so its id is not reused meanwhile
-        while len(self._prepared) > 2 * self.spec.k_frames * len(self.spec.cameras):
-            self._prepared.popitem(last=False)
+        with self._prepared_lock:
+            self._prepared[key] = entry  # holds `frame`, so its id is not reused meanwhile
+            while len(self._prepared) > 2 * self.spec.k_frames * len(self.spec.cameras):
+                self._prepared.popitem(last=False)
         return entry
 
     def predict(self, obs: Mapping[str, Any]) -> dict[str, np.ndarray | None]:
