@@ -355,8 +355,11 @@ def test_eval_runs_the_planner_beside_the_policy_and_its_baselines(tmp_path):
             str(tmp_path / "e"),
             "--phrasings",
             str(tmp_path / "ph.yaml"),
+            "--data",
+            str(tmp_path / "held_out"),
         ]
     )
+    write_synthetic_episodes(tmp_path / "held_out", n=2, steps=14, seed=9)
     assert eval_cli.run(args) == 0
     res = json.loads((tmp_path / "e" / "results.json").read_text())
     cl = res["closed_loop"]["reach"]
@@ -369,7 +372,12 @@ def test_eval_runs_the_planner_beside_the_policy_and_its_baselines(tmp_path):
     assert cal["decisions"] >= 2 and 0.0 <= cal["brier"] <= 1.0
     assert (tmp_path / "e" / "reliability.png").stat().st_size > 0
     assert res["planner"]["candidates"] == 4
-    assert "| reach | wam_plan |" in (tmp_path / "e" / "results.md").read_text()
+    md = (tmp_path / "e" / "results.md").read_text()
+    assert "| reach | wam_plan |" in md
+    # the action-conditioned imagination (the figure) is in the report, apart from the rolled-forward frames
+    im = res["offline"]["imagination"]["all"]
+    assert "## Imagination: frames imagined after the executed actions" in md
+    assert f"| all | {im['psnr_h1']:.2f} | {im['copy_psnr_h1']:.2f} | {im['ssim_h1']:.3f} |" in md
 
 
 def test_counterfactual_critic_data_and_refit(tmp_path):
