@@ -254,44 +254,41 @@ def training_seeds(dirs: list[str]) -> set[int]:
     return seeds
 
 
+def _frame_table(title: str, metrics: dict[str, Any], imagined_proprio: bool) -> list[str]:
+    """A markdown table of PSNR/SSIM at h1 and hN beside copy-last-frame, one row per subset (all, per task)."""
+    h = metrics["horizon"]
+    extra = f"| WAM PSNR h{h} (imagined proprio) " if imagined_proprio else ""
+    lines = [
+        f"## {title}",
+        "",
+        f"| subset | WAM PSNR h1 | copy-last PSNR h1 | WAM SSIM h1 | copy-last SSIM h1 | WAM PSNR h{h} {extra}"
+        f"| copy-last PSNR h{h} | WAM SSIM h{h} | copy-last SSIM h{h} |",
+        "|---" * (10 if imagined_proprio else 9) + "|",
+    ]
+    for sub in [k for k in metrics if isinstance(metrics[k], dict)]:
+        m = metrics[sub]
+        own = f"{m['psnr_hN_imagined_proprio']:.2f} | " if imagined_proprio else ""
+        lines.append(
+            f"| {sub} | {m['psnr_h1']:.2f} | {m['copy_psnr_h1']:.2f} | {m['ssim_h1']:.3f} | "
+            f"{m['copy_ssim_h1']:.3f} | {m['psnr_hN']:.2f} | {own}"
+            f"{m['copy_psnr_hN']:.2f} | {m['ssim_hN']:.3f} | {m['copy_ssim_hN']:.3f} |"
+        )
+    return lines
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     lines = [f"# wam eval: {res['model']}", ""]
     off = res.get("offline")
     if off:
-        f, h = off["frames"], off["frames"]["horizon"]
         im = off.get("imagination")
         if im:  # issue 16's figure: the frames imagined after the executed actions, one pass per window
-            n = im["horizon"]
-            lines += [
-                f"## Imagination: frames imagined after the executed actions ({im['windows']} held-out windows)",
-                "",
-                f"| subset | WAM PSNR h1 | copy-last PSNR h1 | WAM SSIM h1 | copy-last SSIM h1 | WAM PSNR h{n} "
-                f"| copy-last PSNR h{n} | WAM SSIM h{n} | copy-last SSIM h{n} |",
-                "|---|---|---|---|---|---|---|---|---|",
-            ]
-            for sub in [k for k in im if isinstance(im[k], dict)]:
-                m = im[sub]
-                lines.append(
-                    f"| {sub} | {m['psnr_h1']:.2f} | {m['copy_psnr_h1']:.2f} | {m['ssim_h1']:.3f} | "
-                    f"{m['copy_ssim_h1']:.3f} | {m['psnr_hN']:.2f} | {m['copy_psnr_hN']:.2f} | "
-                    f"{m['ssim_hN']:.3f} | {m['copy_ssim_hN']:.3f} |"
-                )
-            lines.append("")
-        lines += [
-            f"## Next-frame prediction rolled forward on its own frames ({f['windows']} held-out windows, "
-            f"{off['episodes']} episodes)",
-            "",
-            f"| subset | WAM PSNR h1 | copy-last PSNR h1 | WAM SSIM h1 | copy-last SSIM h1 | WAM PSNR h{h} "
-            f"| WAM PSNR h{h} (imagined proprio) | copy-last PSNR h{h} | WAM SSIM h{h} | copy-last SSIM h{h} |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for sub in [k for k in f if isinstance(f[k], dict)]:
-            m = f[sub]
-            lines.append(
-                f"| {sub} | {m['psnr_h1']:.2f} | {m['copy_psnr_h1']:.2f} | {m['ssim_h1']:.3f} | "
-                f"{m['copy_ssim_h1']:.3f} | {m['psnr_hN']:.2f} | {m['psnr_hN_imagined_proprio']:.2f} | "
-                f"{m['copy_psnr_hN']:.2f} | {m['ssim_hN']:.3f} | {m['copy_ssim_hN']:.3f} |"
+            title = (
+                f"Imagination: frames imagined after the executed actions ({im['windows']} held-out windows)"
             )
+            lines += _frame_table(title, im, imagined_proprio=False) + [""]
+        f = off["frames"]
+        title = f"Next-frame prediction rolled forward on its own frames ({f['windows']} held-out windows, "
+        lines += _frame_table(title + f"{off['episodes']} episodes)", f, imagined_proprio=True)
         lines += [
             "",
             f"## Action error (mean abs. error of absolute joint targets, {off['action_windows']} windows)",
