@@ -142,12 +142,13 @@ def slowest_frames(res: dict, share: float = 0.01) -> list[dict[str, float]]:
     """The slowest `share` of frames (end to end), each with its stage times (ms): where a tail frame waited."""
     node = {round(t[0], 6): t for t in res.get("timing", [])}
     rows = []
-    for f in res.get("frames", []):
+    for i, f in enumerate(res.get("frames", [])):
         t = node.get(round(f["stamp"], 6))
         if t is not None:
             r = {**f, "entered": t[1], "predict_start": t[2], "predict_end": t[3], "publishing_cmd": t[4]}
             rows.append(
-                {"e2e": (r["recv"] - r["publishing"]) * 1e3} | {n: (r[b] - r[a]) * 1e3 for n, a, b in STAGES}
+                {"frame": i, "e2e": (r["recv"] - r["publishing"]) * 1e3}
+                | {n: (r[b] - r[a]) * 1e3 for n, a, b in STAGES}
             )
     rows.sort(key=lambda r: -r["e2e"])
     return rows[: max(1, int(len(rows) * share))] if rows else []
@@ -349,7 +350,9 @@ def main() -> int:
         )
         for r in f["slowest_frames"]:
             worst = max((n for n, _, _ in STAGES), key=lambda n: r[n])
-            print(f"    slow frame: e2e {r['e2e']:.2f} ms, longest stage {worst!r} {r[worst]:.2f} ms")
+            print(
+                f"    slow frame {r['frame']}: e2e {r['e2e']:.2f} ms, longest stage {worst!r} {r[worst]:.2f} ms"
+            )
     if a.json:
         Path(a.json).write_text(json.dumps(figs, indent=2))
     return status

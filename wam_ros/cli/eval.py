@@ -57,9 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", type=int, default=16, help="planner: candidate chunks per decision (N)")
     p.add_argument(
         "--planner-score",
-        default="success",
+        default="progress",
         choices=["success", "progress", "goal", "mix"],
-        help="planner: how the critic ranks imagined futures",
+        help="planner: how the critic ranks imagined futures (docs/planning.md)",
     )
     p.add_argument(
         "--planner-noise", type=float, default=0.05, help="planner: perturbation (rad at chunk end)"
@@ -67,8 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--planner-margin",
         type=float,
-        default=0.0,
-        help="planner: another candidate replaces the policy's own chunk only when it scores this much higher",
+        default=0.05,
+        help="planner: another candidate replaces the policy's own chunk only when it scores this much higher "
+        "(default 0.05: a trust region around the policy's own chunk)",
     )
     p.add_argument("--plan-backend", default="torch", help="planner graphs: torch | onnxruntime")
     p.add_argument(

@@ -117,14 +117,15 @@ class WamNodeParams:
     )
     candidates: int = param(16, "planner: candidate chunks per decision")
     planner_score: str = param(
-        "success", "planner: success | progress | goal | mix (how imagined futures rank)"
+        "progress", "planner: progress | success | goal | mix (how imagined futures rank; docs/planning.md)"
     )
     planner_noise: float = param(
         0.05, "planner: perturbation of the sampled candidates (rad at the chunk end)"
     )
     planner_backend: str = param("auto", "planner graphs: auto | onnxruntime | torch")
     planner_margin: float = param(
-        0.0, "planner: another candidate replaces the policy's own chunk only when it scores this much higher"
+        0.05,
+        "planner: another candidate replaces the policy's own chunk only when it scores this much higher",
     )
 
     def check(self) -> None:
