@@ -48,12 +48,13 @@ def log_decisions(a: argparse.Namespace) -> dict[str, np.ndarray]:
 
     torch.set_num_threads(1)
     policy = load_policy(a.model, backend="torch", threads=1)
-    backend = open_plan_backend(a.model, backend="torch", threads=1)
+    backend = _AlsoAt(open_plan_backend(a.model, backend="torch", threads=1), a.horizons)
     robot = policy.config["robot"]
     limits = SafetyLimits.from_profile(RobotProfile.load(robot), list(policy.spec.joint_names))
     env = TabletopEnv(task=a.task, image_size=policy.spec.image_size[0], robot=robot)
     rng = np.random.default_rng(a.seed_start)
-    rec: dict[str, list] = {k: [] for k in ("episode", "step", "critic", "modes", "ok", "goal", "reached")}
+    keys = ("episode", "step", "critic", "modes", "ok", "goal", "reached", "candidates")
+    rec: dict[str, list] = {k: [] for k in keys + tuple(f"critic_h{h}" for h in a.horizons)}
     success = []
     try:
         for e in range(a.episodes):
@@ -73,6 +74,8 @@ def log_decisions(a: argparse.Namespace) -> dict[str, np.ndarray]:
                     ("ok", ok),
                     ("goal", goal),
                     ("reached", reached),
+                    ("candidates", info["candidates"].astype(np.float32)),
+                    *((f"critic_h{h}", c) for h, c in backend.extra.items()),
                 ):
                     rec[k].append(v)
                 if rng.random() < 0.5:
@@ -93,6 +96,21 @@ def log_decisions(a: argparse.Namespace) -> dict[str, np.ndarray]:
     out = {k: np.array(v) for k, v in rec.items()} | {"success": np.array(success)}
     np.savez_compressed(a.out, **out)
     return out
+
+
+class _AlsoAt:
+    """A plan backend that also scores every batch at the extra horizons (kept in `extra`, for the log)."""
+
+    def __init__(self, backend: object, horizons: list[int]) -> None:
+        self.backend, self.horizons, self.extra = backend, horizons, {}
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.backend, name)
+
+    def score(self, *args: np.ndarray, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        out = self.backend.score(*args, **kwargs)
+        self.extra = {h: np.asarray(self.backend.score(*args, horizon=h)[0]) for h in self.horizons}
+        return out
 
 
 def pick_candidate(score: np.ndarray, ok: np.ndarray, margin: float) -> np.ndarray:
@@ -162,6 +180,9 @@ def main() -> int:
     ap.add_argument("--replan", type=int, default=2)
     ap.add_argument("--candidates", type=int, default=16)
     ap.add_argument("--noise", type=float, default=0.05)
+    ap.add_argument(
+        "--horizons", type=int, nargs="*", default=[], help="also log the critic at these horizons"
+    )
     ap.add_argument("--out", default="runs/planner_choice.npz")
     a = ap.parse_args()
     if a.logs:

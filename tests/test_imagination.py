@@ -4,6 +4,7 @@ batches, the warm start, the best-of-N planner and its oracle in the real PyBull
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ from wam_ros.runtime.safety import SafetyLimits
 from wam_ros.train.critic_data import IMAGINATION_MODULES
 from wam_ros.train.synthetic import write_synthetic_episodes
 from wam_ros.train.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(1)
 
@@ -197,9 +200,8 @@ def test_planner_proposes_scores_and_keeps_the_limits():
     proposals, probs, _ = _TorchPB(m).propose(
         runner.frames, q.astype(np.float32)[None], runner.policy.tokens(runner.instruction)
     )
-    assert np.allclose(
-        info["candidates"][0], proposals[0, probs[0].argmax()], atol=1e-5
-    )  # 0: the policy's own
+    own = np.clip(proposals[0, probs[0].argmax()], lim.position_lower, lim.position_upper)
+    assert np.allclose(info["candidates"][0], own, atol=1e-5)  # 0: the policy's own (inside the limits)
     ok = info["feasible"]
     assert info["chosen"] == int(np.argmax(np.where(ok, info["score"], -np.inf)))
     assert np.allclose(plan.chunk, info["candidates"][info["chosen"]])
@@ -211,6 +213,64 @@ def test_planner_proposes_scores_and_keeps_the_limits():
     bad[0, 1, 1] = q[1] + 10 * lim.velocity_limit[1] * 0.1
     assert not planner.feasible(bad, q).any()
     assert planner.feasible(np.repeat(q[None, None], 2, 0).repeat(8, 1), q).all()
+
+
+def test_planner_clips_a_hair_past_a_limit_and_rejects_beyond_the_tolerance():
+    """A target 3e-5 past a limit (the Panda's fingers, as the network proposes them when fully open) is clipped onto
+    it and stays feasible; one 0.01 past it makes the candidate infeasible."""
+    from wam_ros.runtime.planner import TARGET_TOLERANCE
+
+    m = _model(3)
+    lim = _limits()
+    q = (lim.position_lower + lim.position_upper) / 2
+    q[7] = lim.position_upper[7] - 0.005  # fingers nearly fully open
+    planner = BestOfN(_TorchPB(m), PlannerConfig(candidates=3, noise=0.0), limits=lim, dt=0.1)
+    assert TARGET_TOLERANCE < 0.01
+    chunks = np.repeat(q[None, None], 3, 0).repeat(8, 1)
+    for i, past in (
+        (1, 3e-5),
+        (2, 0.01),
+    ):  # fingers opening to past the limit, in steps the velocity limit allows
+        chunks[i, :, 7] = np.linspace(q[7], lim.position_upper[7] + past, 9)[1:]
+    assert list(planner.feasible(chunks, q)) == [True, True, False]
+    plan = planner(_Runner(m), q)
+    cand = plan.info["candidates"]
+    assert np.all(cand <= lim.position_upper) and np.all(cand >= lim.position_lower)  # scored and run inside
+
+
+def test_planner_that_keeps_its_own_chunk_drives_exactly_like_the_policy():
+    """Real model, real PyBullet: a planner that never prefers another candidate (margin 1e9) must execute exactly
+    the policy's actions. Until session 10 it did not: it rejected the policy's own chunk whenever a finger target came
+    out 1e-5 m past its limit (27 % of push decisions) and executed another candidate."""
+    from wam_ros.runtime import load_policy
+    from wam_ros.runtime.chunk_policy import ChunkPolicy
+    from wam_ros.runtime.plan_backends import open_plan_backend
+    from wam_ros.sim.tabletop import TabletopEnv
+
+    model = ROOT / "models" / "panda_tabletop"
+    policy = load_policy(model, threads=1)
+    backend = open_plan_backend(model, threads=1)
+    lim = SafetyLimits.from_profile(RobotProfile.load("panda"), list(policy.spec.joint_names))
+    env = TabletopEnv(task="push", image_size=64, control_hz=10)
+    try:
+        actions = {}
+        for name in ("policy", "planner"):
+            obs, _ = env.reset(seed=2_000_000)
+            planner = None
+            if name == "planner":
+                planner = BestOfN(backend, PlannerConfig(candidates=8, margin=1e9), limits=lim, dt=0.1)
+            runner = ChunkPolicy(policy, replan=2, instruction=env.instruction, planner=planner)
+            seq = []
+            for _ in range(16):
+                a = runner.select_action(obs)
+                seq.append(a)
+                obs, *_ = env.step(a)
+            actions[name] = np.array(seq)
+    finally:
+        env.close()
+    # the same chunks through two graphs (propose vs the policy's): float32 differences of ~1e-5 rad; another
+    # candidate would move the targets by centiradians
+    assert np.allclose(actions["planner"], actions["policy"], atol=1e-4)
 
 
 def test_planner_falls_back_to_the_policy_when_nothing_is_feasible():

@@ -71,6 +71,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="planner: another candidate replaces the policy's own chunk only when it scores this much higher "
         "(default 0.05: a trust region around the policy's own chunk)",
     )
+    p.add_argument(
+        "--planner-proximity",
+        type=float,
+        default=0.0,
+        help="planner: score penalty per rad of a candidate's rms distance from the policy's own chunk",
+    )
     p.add_argument("--plan-backend", default="torch", help="planner graphs: torch | onnxruntime")
     p.add_argument(
         "--no-plan-baselines",

@@ -10,8 +10,9 @@ One decision:
    context tokens of the observation. Candidate 0 is always the most probable mode (what the policy alone would do);
    the other modes follow, and the rest of the N candidates are drawn from the modes by their probabilities with a
    smooth perturbation (a random per-joint offset that grows linearly along the chunk to `noise` rad at its end).
-2. **Reject** every candidate that leaves the limits: a target outside the position limits, a step larger than the
-   velocity limit allows, or an imagined end position outside the limits.
+2. **Reject** every candidate that leaves the limits: a target outside the position limits (by more than
+   TARGET_TOLERANCE; targets within it are clipped onto the limit, as the safety filter would), a step larger than
+   the velocity limit allows, or an imagined end position outside the limits.
 3. **Imagine and score** (one network call, batch N): the imagination of each chunk to the horizon and the progress
    critic on the imagined state: success probability, steps to go, distance to the goal.
 4. **Choose** the best score; another candidate replaces the policy's own chunk only when it scores at least
@@ -38,6 +39,12 @@ from wam_ros.runtime.chunk_policy import ChunkPolicy, Plan
 from wam_ros.runtime.safety import SafetyLimits
 
 SCORES = ("success", "progress", "goal", "mix")
+# How far (rad, or m for a prismatic joint) a candidate's target may lie outside a position limit and still count as
+# inside it; the planner clips such targets onto the limit, as the safety filter would. The network's chunks touch the
+# limits of joints that rest on them: the Panda's fingers, fully open or closed, come out 1e-5..3e-5 m past them.
+# Without this, the planner rejected the policy's own chunk in 27 % of push decisions for that and executed another
+# candidate instead (session 10: benchmarks/RESULTS.md).
+TARGET_TOLERANCE = 1e-3
 
 Chooser = Callable[[np.ndarray, dict[str, np.ndarray]], int]
 
@@ -51,6 +58,8 @@ class PlannerConfig:
     shipped model's card reports; "success" with no margin, the default before, picked a chunk ending > 5 mm farther
     from the goal than the policy's own in 41 % of 1,099 push decisions rolled out in the simulator
     (benchmarks/planner_choice.py, docs/planning.md "Choosing the defaults").
+    proximity: subtracted from each candidate's score per rad of its root-mean-square distance from the policy's own
+    chunk (`deviation`): the farther from what the policy proposes, the less the critic's ranking is trusted.
     seed: the perturbations' generator. want_frame: also imagine the
     chosen chunk's next frame (the surprise monitor and wam/predicted_image compare the camera with it; the policy's
     own next frame where the export has no frame graph), one extra call per decision."""
@@ -62,6 +71,7 @@ class PlannerConfig:
     seed: int = 0
     want_frame: bool = False
     margin: float = 0.05
+    proximity: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.candidates, int) or self.candidates < 1:
@@ -72,6 +82,8 @@ class PlannerConfig:
             raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
         if not (np.isfinite(self.margin) and self.margin >= 0):
             raise ValueError(f"margin must be a finite number >= 0, got {self.margin!r}")
+        if not (np.isfinite(self.proximity) and self.proximity >= 0):
+            raise ValueError(f"proximity must be a finite number >= 0, got {self.proximity!r}")
         if self.horizon is not None and (not isinstance(self.horizon, int) or self.horizon < 1):
             raise ValueError(f"horizon must be None or an int >= 1, got {self.horizon!r}")
 
@@ -87,6 +99,11 @@ def score_of(critic: np.ndarray, kind: str) -> np.ndarray:
     if kind == "goal":
         return -goal
     return p - 0.5 * steps - 0.5 * goal
+
+
+def deviation(chunks: np.ndarray) -> np.ndarray:
+    """(N,) root-mean-square distance (rad) of each chunk (N, C, J) from chunk 0 (the policy's own)."""
+    return np.sqrt(np.mean(np.sum((chunks - chunks[:1]) ** 2, axis=-1), axis=-1))
 
 
 class BestOfN:
@@ -131,12 +148,14 @@ class BestOfN:
         return out, modes
 
     def feasible(self, chunks: np.ndarray, q: np.ndarray, q_end: np.ndarray | None = None) -> np.ndarray:
-        """(N,) bool: every target inside the position limits, every step within velocity_limit * dt (+1 %), and
-        the imagined end position (if given) inside the limits (+ the measurement tolerance)."""
+        """(N,) bool: every target inside the position limits (+ TARGET_TOLERANCE), every step within
+        velocity_limit * dt (+1 %), and the imagined end position (if given) inside the limits (+ the measurement
+        tolerance)."""
         if self.limits is None:
             return np.ones(len(chunks), bool)
         lo, hi = self.limits.position_lower, self.limits.position_upper
-        ok = np.all((chunks >= lo - 1e-9) & (chunks <= hi + 1e-9), axis=(1, 2))
+        tol = TARGET_TOLERANCE
+        ok = np.all((chunks >= lo - tol) & (chunks <= hi + tol), axis=(1, 2))
         path = np.concatenate([np.broadcast_to(q, (len(chunks), 1, len(q))), chunks], axis=1)
         step = np.abs(np.diff(path, axis=1))
         ok &= np.all(step <= self.limits.velocity_limit * self.dt * 1.01 + 1e-9, axis=(1, 2))
@@ -155,7 +174,14 @@ class BestOfN:
         proposals, probs = np.asarray(proposals[0], np.float64), np.asarray(probs[0], np.float64)
         if not (np.all(np.isfinite(proposals)) and np.all(np.isfinite(probs))):
             raise ValueError("the model proposed non-finite chunks; nothing is commanded")
-        chunks, modes = self.candidates(proposals, probs)
+        raw, modes = self.candidates(proposals, probs)
+        # targets a hair outside a limit go onto it (what the safety filter does downstream), so the imagination
+        # scores what would be executed; a target beyond TARGET_TOLERANCE makes its candidate infeasible below
+        chunks = (
+            raw
+            if self.limits is None
+            else np.clip(raw, self.limits.position_lower, self.limits.position_upper)
+        )
         n = len(chunks)
         kwargs = {} if self.cfg.horizon is None else {"horizon": self.cfg.horizon}
         critic, q_end = self.backend.score(
@@ -166,8 +192,12 @@ class BestOfN:
             **kwargs,
         )
         critic, q_end = np.asarray(critic, np.float64), np.asarray(q_end, np.float64)
-        ok = self.feasible(chunks, q, q_end) & np.all(np.isfinite(critic), axis=1)
+        ok = self.feasible(raw, q, q_end) & np.all(np.isfinite(critic), axis=1)
         score = score_of(critic, self.cfg.score)
+        if (
+            self.cfg.proximity > 0
+        ):  # a trust region in action space: the critic is least sure far from the policy
+            score = score - self.cfg.proximity * deviation(chunks)
         info: dict[str, Any] = {
             "candidates": chunks,
             "modes": modes,

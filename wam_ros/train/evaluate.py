@@ -75,6 +75,7 @@ class EvalConfig:
     planner_score: str = "progress"
     planner_noise: float = 0.05
     planner_margin: float = 0.05
+    planner_proximity: float = 0.0
     plan_backend: str = "torch"
     # beside the planner: the oracle pick and a random pick of the same candidates
     plan_baselines: bool = True
@@ -388,6 +389,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 noise=cfg.planner_noise,
                 score=cfg.planner_score,
                 margin=cfg.planner_margin,
+                proximity=cfg.planner_proximity,
             )
             backend = open_plan_backend(cfg.model, backend=cfg.plan_backend, threads=cfg.threads)
             plan_f, recorder = planner_factories(
