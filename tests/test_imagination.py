@@ -302,17 +302,18 @@ def test_planner_defaults_agree_across_eval_node_and_runtime():
     from wam_ros.train.evaluate import EvalConfig
 
     cfg = PlannerConfig()
-    assert (cfg.score, cfg.margin) == ("progress", 0.05)
+    want = (cfg.score, cfg.margin, cfg.proximity)
+    assert want == ("goal", 0.05, 2.0)
     node = WamNodeParams()
-    assert (node.planner_score, node.planner_margin) == (cfg.score, cfg.margin)
+    assert (node.planner_score, node.planner_margin, node.planner_proximity) == want
     ev = EvalConfig(model="m")
-    assert (ev.planner_score, ev.planner_margin) == (cfg.score, cfg.margin)
+    assert (ev.planner_score, ev.planner_margin, ev.planner_proximity) == want
     import argparse
 
     ap = argparse.ArgumentParser()
     add_arguments(ap)
     args = ap.parse_args(["--model", "m"])
-    assert (args.planner_score, args.planner_margin) == (cfg.score, cfg.margin)
+    assert (args.planner_score, args.planner_margin, args.planner_proximity) == want
 
 
 def test_oracle_rolls_candidates_out_and_restores_the_simulator():

@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", type=int, default=16, help="planner: candidate chunks per decision (N)")
     p.add_argument(
         "--planner-score",
-        default="progress",
+        default="goal",
         choices=["success", "progress", "goal", "mix"],
         help="planner: how the critic ranks imagined futures (docs/planning.md)",
     )
@@ -74,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--planner-proximity",
         type=float,
-        default=0.0,
+        default=2.0,
         help="planner: score penalty per rad of a candidate's rms distance from the policy's own chunk",
     )
     p.add_argument("--plan-backend", default="torch", help="planner graphs: torch | onnxruntime")

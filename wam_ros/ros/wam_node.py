@@ -117,7 +117,7 @@ class WamNodeParams:
     )
     candidates: int = param(16, "planner: candidate chunks per decision")
     planner_score: str = param(
-        "progress", "planner: progress | success | goal | mix (how imagined futures rank; docs/planning.md)"
+        "goal", "planner: goal | progress | success | mix (how imagined futures rank; docs/planning.md)"
     )
     planner_noise: float = param(
         0.05, "planner: perturbation of the sampled candidates (rad at the chunk end)"
@@ -126,6 +126,9 @@ class WamNodeParams:
     planner_margin: float = param(
         0.05,
         "planner: another candidate replaces the policy's own chunk only when it scores this much higher",
+    )
+    planner_proximity: float = param(
+        2.0, "planner: score penalty per rad of a candidate's rms distance from the policy's own chunk"
     )
 
     def check(self) -> None:
@@ -149,6 +152,8 @@ class WamNodeParams:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not (self.planner_margin >= 0 and self.planner_margin < 1e6):
             raise ValueError(f"planner_margin must be >= 0, got {self.planner_margin}")
+        if not (self.planner_proximity >= 0 and self.planner_proximity < 1e6):
+            raise ValueError(f"planner_proximity must be >= 0, got {self.planner_proximity}")
         if not (self.planner_noise >= 0 and self.planner_noise < 1.0):
             raise ValueError(f"planner_noise must be in [0, 1) rad, got {self.planner_noise}")
         for name in ("replan_steps", "threads", "max_instruction_chars", "max_image_pixels", "candidates"):
@@ -236,6 +241,7 @@ class WamNode(Node):
                     noise=p.planner_noise,
                     score=p.planner_score,
                     margin=p.planner_margin,
+                    proximity=p.planner_proximity,
                     want_frame=p.publish_predicted_image or p.surprise_hold,
                 ),
                 limits=self.safety.limits,

@@ -72,10 +72,10 @@ class EvalConfig:
     out: str = "runs/eval"
     planner: str | None = None  # "best_of_n": also run the imagining planner (closed_loop.<task>.wam_plan)
     candidates: int = 16
-    planner_score: str = "progress"
+    planner_score: str = "goal"
     planner_noise: float = 0.05
     planner_margin: float = 0.05
-    planner_proximity: float = 0.0
+    planner_proximity: float = 2.0
     plan_backend: str = "torch"
     # beside the planner: the oracle pick and a random pick of the same candidates
     plan_baselines: bool = True
