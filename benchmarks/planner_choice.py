@@ -19,7 +19,9 @@ chunk, half and half (states a planner visits). Each rule is then applied to the
 
 Rules: `cand S mM`: the best candidate by score S (wam_ros.runtime.planner.score_of) unless it beats candidate 0 by
 less than M; `mode S mM`: the mode whose feasible candidates score best on average (its unperturbed chunk); `oracle`:
-the true best. Reach a goal = distance 0.
+the true best; `prox L`: the score minus L per rad of the candidate's rms distance from the policy's chunk (the
+planner's `proximity`); `at h=H`: the critic on the state imagined after H actions (logged with `--horizons`). Reach
+a goal = distance 0.
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def pick_mode(score: np.ndarray, ok: np.ndarray, modes: np.ndarray, margin: floa
 
 
 def table(logs: list[dict[str, np.ndarray]]) -> list[dict[str, float | str]]:
-    from wam_ros.runtime.planner import SCORES, score_of
+    from wam_ros.runtime.planner import SCORES, deviation, score_of
 
     cat = {k: np.concatenate([d[k] for d in logs]) for k in ("critic", "modes", "ok", "goal", "reached")}
     ok, modes = cat["ok"].astype(bool), cat["modes"]
@@ -167,6 +169,15 @@ def table(logs: list[dict[str, np.ndarray]]) -> list[dict[str, float | str]]:
             row(f"cand {s} m{m}", pick_candidate(score, ok, m))
         for m in (0.0, 0.05):
             row(f"mode {s} m{m}", pick_mode(score, ok, modes, m))
+    if all("candidates" in d for d in logs):  # the proximity penalty needs the chunks
+        dev = np.stack([deviation(c) for d in logs for c in d["candidates"]])
+        score = np.stack([score_of(c, "goal") for c in cat["critic"]])
+        for lam in (1.0, 2.0, 4.0):
+            row(f"cand goal m0.05 prox{lam:g}", pick_candidate(score - lam * dev, ok, 0.05))
+    for h in sorted(int(k[8:]) for k in logs[0] if k.startswith("critic_h")):
+        if all(f"critic_h{h}" in d for d in logs):
+            score = np.stack([score_of(c, "goal") for d in logs for c in d[f"critic_h{h}"]])
+            row(f"cand goal m0.05 at h={h}", pick_candidate(score, ok, 0.05))
     return rows
 
 
