@@ -203,7 +203,9 @@ def test_planner_proposes_scores_and_keeps_the_limits():
     own = np.clip(proposals[0, probs[0].argmax()], lim.position_lower, lim.position_upper)
     assert np.allclose(info["candidates"][0], own, atol=1e-5)  # 0: the policy's own (inside the limits)
     ok = info["feasible"]
-    assert info["chosen"] == int(np.argmax(np.where(ok, info["score"], -np.inf)))
+    best = int(np.argmax(np.where(ok, info["score"], -np.inf)))
+    keep = ok[0] and info["score"][best] - info["score"][0] < planner.cfg.margin  # the trust region
+    assert info["chosen"] == (0 if keep else best)
     assert np.allclose(plan.chunk, info["candidates"][info["chosen"]])
     again = BestOfN(_TorchPB(m), PlannerConfig(candidates=9, noise=0.05, seed=1), limits=lim, dt=0.1)
     assert np.array_equal(again(runner, q).info["candidates"], info["candidates"])  # seeded
@@ -363,7 +365,10 @@ def test_dream_candidates_draws_the_imagined_futures_and_the_choice(tmp_path):
     m = _model(5)
     res = dream_candidates(m, read_episode(ep_path), start=2, candidates=4)
     assert res["imagined"].shape == (4, 8, 64, 64, 3) and res["real"].shape == (8, 64, 64, 3)
-    assert res["chosen"] == int(np.argmax(res["score"]))
+    best = int(
+        np.argmax(res["score"])
+    )  # the planner's rule: the best, unless it beats the policy's own by < margin
+    assert res["chosen"] == best or (res["chosen"] == 0 and res["score"][best] - res["score"][0] < 0.05)
     assert not np.array_equal(res["imagined"][0], res["imagined"][-1])  # different chunks, different futures
     ckpt = save_checkpoint(tmp_path / "m.pt", m)
     out = tmp_path / "cand.gif"

@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="draw what the planner imagines: this many candidate chunks side by side with their scores and the one "
         "chosen (needs an imagining model)",
     )
-    p.add_argument("--score", default="success", help="with --candidates: the critic score (see wam eval)")
+    p.add_argument("--score", default="goal", help="with --candidates: the critic score (see wam eval)")
 
 
 def run(args: argparse.Namespace) -> int:

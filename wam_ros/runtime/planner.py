@@ -101,6 +101,25 @@ def score_of(critic: np.ndarray, kind: str) -> np.ndarray:
     return p - 0.5 * steps - 0.5 * goal
 
 
+def choose(score: np.ndarray, ok: np.ndarray, margin: float) -> int:
+    """The planner's pick: the best-scored feasible candidate, unless candidate 0 (the policy's own) is feasible and
+    the best beats it by less than `margin` (a trust region: the critic's small differences are mostly its noise).
+    Needs one feasible candidate."""
+    best = int(np.argmax(np.where(ok, score, -np.inf)))
+    if ok[0] and best != 0 and score[best] - score[0] < margin:
+        return 0
+    return best
+
+
+def ranking(critic: np.ndarray, chunks: np.ndarray, cfg: PlannerConfig) -> np.ndarray:
+    """(N,) the values the planner ranks candidates by: the critic's `cfg.score` minus `cfg.proximity` per rad of
+    each chunk's rms distance from chunk 0."""
+    score = score_of(critic, cfg.score)
+    if cfg.proximity > 0:  # a trust region in action space: the critic is least sure far from the policy
+        score = score - cfg.proximity * deviation(chunks)
+    return score
+
+
 def deviation(chunks: np.ndarray) -> np.ndarray:
     """(N,) root-mean-square distance (rad) of each chunk (N, C, J) from chunk 0 (the policy's own)."""
     return np.sqrt(np.mean(np.sum((chunks - chunks[:1]) ** 2, axis=-1), axis=-1))
@@ -193,11 +212,7 @@ class BestOfN:
         )
         critic, q_end = np.asarray(critic, np.float64), np.asarray(q_end, np.float64)
         ok = self.feasible(raw, q, q_end) & np.all(np.isfinite(critic), axis=1)
-        score = score_of(critic, self.cfg.score)
-        if (
-            self.cfg.proximity > 0
-        ):  # a trust region in action space: the critic is least sure far from the policy
-            score = score - self.cfg.proximity * deviation(chunks)
+        score = ranking(critic, chunks, self.cfg)
         info: dict[str, Any] = {
             "candidates": chunks,
             "modes": modes,
@@ -217,9 +232,7 @@ class BestOfN:
             if not ok[best]:
                 raise ValueError(f"the chooser picked candidate {best}, which leaves the limits")
         else:
-            best = int(np.argmax(np.where(ok, score, -np.inf)))
-            if ok[0] and best != 0 and score[best] - score[0] < self.cfg.margin:
-                best = 0  # not clearly better than the policy's own chunk: keep it (trust region)
+            best = choose(score, ok, self.cfg.margin)
         info["chosen"] = best
         chunk = chunks[best]
         frame = None

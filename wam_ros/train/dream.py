@@ -96,16 +96,17 @@ def dream_candidates(
     episode: Episode,
     start: int,
     candidates: int = 4,
-    score: str = "success",
+    score: str = "goal",
     noise: float = 0.05,
     seed: int = 0,
 ) -> dict:
     """What the planner imagines at step `start` of a real episode (issue 16): `candidates` chunks proposed the way
-    wam_ros.runtime.planner.BestOfN proposes them, each imagined 1..N steps ahead and scored by the critic.
+    wam_ros.runtime.planner.BestOfN proposes them, each imagined 1..N steps ahead, scored and chosen as the planner
+    does (its default margin and proximity).
 
     Returns {"real": (N, H, W, 3) uint8 the real future, "imagined": (C, N, H, W, 3) uint8, "critic": (C, 3),
     "score": (C,), "chosen": int, "modes": (C,)}."""
-    from wam_ros.runtime.planner import BestOfN, PlannerConfig, score_of
+    from wam_ros.runtime.planner import BestOfN, PlannerConfig, choose, ranking
 
     cfg = model.cfg
     if not cfg.imagine:
@@ -117,7 +118,8 @@ def dream_candidates(
     q = torch.from_numpy(episode.joint_pos[start][None])
     tokens = torch.from_numpy(model.tokenizer.encode(episode.instruction)[None])
     proposals, probs, ctx = model.context(window, q, tokens)
-    planner = BestOfN(None, PlannerConfig(candidates=candidates, noise=noise, score=score, seed=seed))
+    pcfg = PlannerConfig(candidates=candidates, noise=noise, score=score, seed=seed)  # the planner's defaults
+    planner = BestOfN(None, pcfg)
     chunks, modes = planner.candidates(proposals[0].double().numpy(), probs[0].double().numpy())
     C = len(chunks)
     ch = torch.from_numpy(chunks.astype(np.float32))
@@ -127,7 +129,7 @@ def dream_candidates(
     imagined = model.imagine_frames(
         window.expand(C, *window.shape[1:]), q.expand(C, -1), tokens.expand(C, *tokens.shape[1:]), ch
     )
-    values = score_of(critic.double().numpy(), score)
+    values = ranking(critic.double().numpy(), chunks, pcfg)
     idx = np.minimum(np.arange(start + 1, start + 1 + cfg.chunk), T - 1)
     to_u8 = lambda x: (x.clamp(0, 1) * 255).round().byte().permute(*range(x.ndim - 3), -2, -1, -3).numpy()  # noqa: E731
     return {
@@ -135,7 +137,7 @@ def dream_candidates(
         "imagined": to_u8(imagined),
         "critic": critic.double().numpy(),
         "score": values,
-        "chosen": int(np.argmax(values)),
+        "chosen": choose(values, np.ones(C, bool), pcfg.margin),  # as the planner would (no limits here)
         "modes": modes,
     }
 
