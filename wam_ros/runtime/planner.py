@@ -15,9 +15,11 @@ One decision:
    the velocity limit allows, or an imagined end position outside the limits.
 3. **Imagine and score** (one network call, batch N): the imagination of each chunk to the horizon and the progress
    critic on the imagined state: success probability, steps to go, distance to the goal.
-4. **Choose** the best score; another candidate replaces the policy's own chunk only when it scores at least
-   `margin` higher (a trust region: the critic's small differences are mostly its own noise) (`score`: "success" = probability of success; "progress" = success probability minus
-   the normalised steps to go; "goal" = minus the imagined distance to the goal; "mix" = all three). A `chooser`
+4. **Choose** the best score (`ranking`, `choose`); another candidate replaces the policy's own chunk only when it
+   scores at least `margin` higher (a trust region: the critic's small differences are mostly its own noise).
+   `score`: "goal" = minus the imagined distance to the goal; "success" = probability of success; "progress" =
+   success probability minus the normalised steps to go; "mix" = all three. `proximity` subtracts its value per rad
+   of a candidate's distance from the policy's own chunk. A `chooser`
    replaces step 4 (closed-loop evaluation: a random pick, or an oracle that rolls each candidate out in a copy of the
    simulator); a chooser gets the candidates and the scores and returns an index.
 If every candidate is rejected, the policy's own chunk is returned (the safety filter clips it downstream) and
