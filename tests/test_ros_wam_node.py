@@ -156,6 +156,15 @@ def test_bad_parameters_are_clear_errors(tiny_checkpoint):
                     Parameter("command_type", value="bogus"),
                 ],
             )
+        with pytest.raises(ValueError, match="planner_proximity must be >= 0, got -1.0"):
+            WamNode(
+                context=ctx,
+                parameter_overrides=[
+                    Parameter("model_path", value=str(tiny_checkpoint)),
+                    Parameter("backend", value="torch"),
+                    Parameter("planner_proximity", value=-1.0),
+                ],
+            )
         node = WamNode(
             context=ctx,
             parameter_overrides=[
