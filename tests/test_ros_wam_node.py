@@ -147,24 +147,19 @@ def test_bad_parameters_are_clear_errors(tiny_checkpoint):
     ctx = Context()
     rclpy.init(context=ctx)
     try:
-        with pytest.raises(ValueError, match="command_type must be 'trajectory' or 'forward', got 'bogus'"):
-            WamNode(
-                context=ctx,
-                parameter_overrides=[
-                    Parameter("model_path", value=str(tiny_checkpoint)),
-                    Parameter("backend", value="torch"),
-                    Parameter("command_type", value="bogus"),
-                ],
-            )
-        with pytest.raises(ValueError, match="planner_proximity must be >= 0, got -1.0"):
-            WamNode(
-                context=ctx,
-                parameter_overrides=[
-                    Parameter("model_path", value=str(tiny_checkpoint)),
-                    Parameter("backend", value="torch"),
-                    Parameter("planner_proximity", value=-1.0),
-                ],
-            )
+        for name, value, message in (
+            ("command_type", "bogus", "command_type must be 'trajectory' or 'forward', got 'bogus'"),
+            ("planner_proximity", -1.0, "planner_proximity must be >= 0, got -1.0"),
+        ):
+            with pytest.raises(ValueError, match=message):
+                WamNode(
+                    context=ctx,
+                    parameter_overrides=[
+                        Parameter("model_path", value=str(tiny_checkpoint)),
+                        Parameter("backend", value="torch"),
+                        Parameter(name, value=value),
+                    ],
+                )
         node = WamNode(
             context=ctx,
             parameter_overrides=[
