@@ -48,6 +48,9 @@ class LeggedSimNodeParams:
     push_force: float = param(300.0, "push magnitude (N) of legged_sim/push")
     push_yaw_deg: float = param(0.0, "push direction in the world frame (deg)")
     push_duration_s: float = param(0.2, "push duration (s)")
+    reset_hold_s: float = param(
+        0.5, "after legged_sim/reset the robot stands up and ignores joint commands this long (s)"
+    )
 
     def check(self) -> None:
         if self.robot not in ROBOTS:
@@ -58,6 +61,8 @@ class LeggedSimNodeParams:
             raise ValueError(f"push_force must be a finite force >= 0, got {self.push_force}")
         if not 0 < self.push_duration_s <= 5:
             raise ValueError(f"push_duration_s must be in (0, 5], got {self.push_duration_s}")
+        if not 0 <= self.reset_hold_s <= 10:
+            raise ValueError(f"reset_hold_s must be in [0, 10], got {self.reset_hold_s}")
 
 
 class LeggedSimNode(Node):
@@ -93,6 +98,9 @@ class LeggedSimNode(Node):
     def reset(self) -> None:
         self.sim.begin(self.conditions)
         self.t0 = self.now()
+        # a command still in flight when the robot is reset (e.g. a fall guard's protective posture, sent before the
+        # guard itself was reset) would otherwise fold the robot that was just stood up
+        self.hold_until = self.t0 + self.params.reset_hold_s
         self.fallen = False
         self.fallen_pub.publish(Bool(data=False))
         self.publish()
@@ -134,6 +142,8 @@ class LeggedSimNode(Node):
         except conv.MessageError as exc:
             self.get_logger().warning(f"refused command: {exc}", throttle_duration_sec=1.0)
             return
+        if self.now() < self.hold_until:
+            return  # standing up after a reset (reset_hold_s)
         self.sim.set_targets(targets)
         self.commands += 1
 
