@@ -221,3 +221,40 @@ def test_planner_imagines_before_acting_over_dds(tmp_path_factory, tmp_path):
     values = [d["values"] for d in diagnostics(res) if "plan_p_success" in d["values"]]
     assert values and values[-1]["planner"] == "best_of_n x6"
     assert 0.0 <= float(values[-1]["plan_p_success"]) <= 1.0
+
+
+WARM_CHECK = """
+import sys
+import rclpy
+from rclpy.context import Context
+from rclpy.parameter import Parameter
+from wam_ros.ros import conversions as conv
+from wam_ros.ros.wam_node import WamNode
+
+built = lambda: conv._typestore.cache_info().currsize == 1 and "sensor_msgs/msg/Image" in conv._typestore().cache
+assert conv._typestore.cache_info().currsize == 0, "the typestore was built before the node"
+ctx = Context()
+rclpy.init(context=ctx)
+node = WamNode(context=ctx, parameter_overrides=[Parameter("model_path", value=sys.argv[1]),
+                                                 Parameter("backend", value="torch")])
+print("warm" if built() else "cold")
+node.destroy_node()
+rclpy.try_shutdown(context=ctx)
+"""
+
+
+def test_node_builds_the_image_parser_before_the_first_frame(tiny_checkpoint):
+    """The raw camera parser (rosbags' typestore + its Image deserializer) is built once, lazily; built on the first
+    frame, it held that frame ~0.2 s (benchmarks/ros_latency.py, frame 0). The node builds it while it starts: checked
+    in a fresh process, where nothing else has built it."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", WARM_CHECK, str(tiny_checkpoint)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "warm", out.stdout

@@ -97,6 +97,18 @@ def image_from_cdr(data: bytes) -> object:
         ) from exc
 
 
+def warm_image_parser() -> None:
+    """Build the typestore and its Image deserializer now, not on the first camera frame.
+
+    rosbags builds both lazily: the first `image_from_cdr` took 150-210 ms (benchmarks/ros_latency.py, frame 0,
+    "callback -> predict() starts"), so the first command after start-up came that late. A node that parses raw
+    frames calls this while it starts."""
+    from rclpy.serialization import serialize_message
+
+    frame = image_from_cdr(serialize_message(rgb_to_image(np.zeros((2, 2, 3), np.uint8))))
+    image_to_rgb(frame)
+
+
 def rgb_to_image(
     rgb: np.ndarray, stamp: Time | None = None, frame_id: str = "camera", encoding: str = "rgb8"
 ) -> Image:

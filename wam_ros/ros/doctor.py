@@ -485,6 +485,7 @@ class DoctorNode(Node):
         self.joint_messages: list[tuple[list[str], list[float]]] = []
         self.last_names: list[str] | None = None
         sensor = qos_profile_sensor_data
+        conv.warm_image_parser()  # else the first frame holds the executor ~0.2 s
         self.create_subscription(Image, self.camera_topic, self.on_image_raw, sensor, raw=True)
         self.create_subscription(JointState, self.joint_topic, self.on_joints, sensor)
         for name, topic in self.other_topics.items():
