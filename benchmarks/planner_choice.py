@@ -55,7 +55,7 @@ def log_decisions(a: argparse.Namespace) -> dict[str, np.ndarray]:
     limits = SafetyLimits.from_profile(RobotProfile.load(robot), list(policy.spec.joint_names))
     env = TabletopEnv(task=a.task, image_size=policy.spec.image_size[0], robot=robot)
     rng = np.random.default_rng(a.seed_start)
-    keys = ("episode", "step", "critic", "modes", "ok", "goal", "reached", "candidates")
+    keys = ("episode", "step", "now", "critic", "modes", "ok", "goal", "reached", "candidates")
     rec: dict[str, list] = {k: [] for k in keys + tuple(f"critic_h{h}" for h in a.horizons)}
     success = []
     try:
@@ -71,6 +71,7 @@ def log_decisions(a: argparse.Namespace) -> dict[str, np.ndarray]:
                 for k, v in (
                     ("episode", e),
                     ("step", env.steps),
+                    ("now", env.goal_distance()),
                     ("critic", info["critic"]),
                     ("modes", info["modes"]),
                     ("ok", ok),
@@ -80,12 +81,12 @@ def log_decisions(a: argparse.Namespace) -> dict[str, np.ndarray]:
                     *((f"critic_h{h}", c) for h, c in backend.extra.items()),
                 ):
                     rec[k].append(v)
-                if rng.random() < 0.5:
+                if rng.random() < a.follow_oracle:
                     value = np.where(ok, np.where(reached, 10.0, -goal), -np.inf)
                     return int(np.flatnonzero(value >= value.max() - 1e-6)[0])
                 return 0 if ok[0] else int(np.flatnonzero(ok)[0])
 
-            cfg = PlannerConfig(candidates=a.candidates, noise=a.noise, seed=seed)
+            cfg = PlannerConfig(candidates=a.candidates, noise=a.noise, seed=seed, trigger="always")
             planner = BestOfN(backend, cfg, limits=limits, dt=1.0 / policy.spec.control_hz, chooser=choose)
             runner = ChunkPolicy(policy, replan=a.replan, instruction=env.instruction, planner=planner)
             terminated = truncated = False
@@ -193,6 +194,12 @@ def main() -> int:
     ap.add_argument("--noise", type=float, default=0.05)
     ap.add_argument(
         "--horizons", type=int, nargs="*", default=[], help="also log the critic at these horizons"
+    )
+    ap.add_argument(
+        "--follow-oracle",
+        type=float,
+        default=0.5,
+        help="share of decisions that execute the oracle's pick (else the policy's own chunk); 0: the policy drives",
     )
     ap.add_argument("--out", default="runs/planner_choice.npz")
     a = ap.parse_args()

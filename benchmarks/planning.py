@@ -10,9 +10,10 @@ Rows (all on onnxruntime, CPU, --threads intra-op threads each, the same model d
   graph once at batch 1 (wam_plan_propose[_fp16].onnx: the M modes, their probabilities, the context), N candidates
   drawn from the modes (the most probable first, the rest by probability with a smooth perturbation: the planner's
   recipe), the context/tokens/joints repeated N times (np.repeat), the imagine graph once at batch N (imagine + critic),
-  and the argmax of the success probability. Through wam_ros.runtime.plan_backends.open_plan_backend, as the node
+  the imagine graph once more at batch 1 and h=0 (the critic's present-distance estimate that the default trigger
+  "stall" tests, session 11), and the argmax of the success probability. Through wam_ros.runtime.plan_backends.open_plan_backend, as the node
   loads it; no safety limits (their check is a few numpy comparisons).
-- "propose fp32" / "score fp32" (and fp16): the two graph calls of a decision alone, where the time goes.
+- "propose fp32" / "score fp32" / "present fp32" (and fp16): the graph calls of a decision alone, where the time goes.
 - "frame fp32" / "frame fp16" (only when the directory has wam_plan_frame[_fp16].onnx; --no-frame leaves them out):
   imagine_frame at batch 1 and h=1 on one candidate, the chosen chunk's picture the planner draws after a decision
   (for the surprise monitor); not part of "plan".
@@ -104,6 +105,9 @@ class Decision:
         critic, _ = self.be.score(
             np.repeat(context, n, 0), np.repeat(self.tokens, n, 0), np.repeat(self.q, n, 0), chunks
         )
+        self.be.score(
+            context, self.tokens, self.q, chunks[:1], horizon=0
+        )  # the stall test's present estimate
         self.chosen = int(np.argmax(critic[:, 0]))  # the success logit: the same order as its probability
         return self.chosen
 
@@ -134,6 +138,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             fns[f"plan {precision}"] = decision
             fns[f"propose {precision}"] = lambda be=be: be.propose(frames, q32, tokens)
             fns[f"score {precision}"] = lambda be=be, t=tiled, c=chunks: be.score(*t, c)
+            fns[f"present {precision}"] = lambda be=be, x=context, c=chunks[:1]: be.score(
+                x, tokens, q32, c, horizon=0
+            )
             if args.frame and be.has_frame_graph:
                 one = np.ones(1, np.int64)
                 fns[f"frame {precision}"] = lambda be=be, c=chunks[:1], h=one: be.imagine_frame(

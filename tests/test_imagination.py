@@ -192,7 +192,9 @@ def test_planner_proposes_scores_and_keeps_the_limits():
     m = _model(3)
     lim = _limits()
     q = (lim.position_lower + lim.position_upper) / 2
-    planner = BestOfN(_TorchPB(m), PlannerConfig(candidates=9, noise=0.05, seed=1), limits=lim, dt=0.1)
+    planner = BestOfN(
+        _TorchPB(m), PlannerConfig(candidates=9, noise=0.05, seed=1, trigger="always"), limits=lim, dt=0.1
+    )
     runner = _Runner(m)
     plan = planner(runner, q)
     info = plan.info
@@ -207,7 +209,9 @@ def test_planner_proposes_scores_and_keeps_the_limits():
     keep = ok[0] and info["score"][best] - info["score"][0] < planner.cfg.margin  # the trust region
     assert info["chosen"] == (0 if keep else best)
     assert np.allclose(plan.chunk, info["candidates"][info["chosen"]])
-    again = BestOfN(_TorchPB(m), PlannerConfig(candidates=9, noise=0.05, seed=1), limits=lim, dt=0.1)
+    again = BestOfN(
+        _TorchPB(m), PlannerConfig(candidates=9, noise=0.05, seed=1, trigger="always"), limits=lim, dt=0.1
+    )
     assert np.array_equal(again(runner, q).info["candidates"], info["candidates"])  # seeded
     # a candidate beyond a position limit or faster than the velocity limit is never chosen
     bad = info["candidates"].copy()
@@ -260,7 +264,9 @@ def test_planner_that_keeps_its_own_chunk_drives_exactly_like_the_policy():
             obs, _ = env.reset(seed=2_000_000)
             planner = None
             if name == "planner":
-                planner = BestOfN(backend, PlannerConfig(candidates=8, margin=1e9), limits=lim, dt=0.1)
+                planner = BestOfN(
+                    backend, PlannerConfig(candidates=8, margin=1e9, trigger="always"), limits=lim, dt=0.1
+                )
             runner = ChunkPolicy(policy, replan=2, instruction=env.instruction, planner=planner)
             seq = []
             for _ in range(16):
@@ -287,8 +293,62 @@ def test_planner_falls_back_to_the_policy_when_nothing_is_feasible():
     assert plan.info["fallback"] and plan.info["chosen"] == 0
 
 
+def test_stall_trigger_keeps_the_policy_until_the_present_estimate_stops_moving():
+    """trigger "stall": the policy's own chunk (no chooser asked) while the critic's estimate of the present distance
+    moves; once it has stayed within stall_span for stall_window decisions (after stall_after), the best-scored
+    candidate by the critic alone (no margin, no proximity). A reset runner starts a new episode."""
+    from wam_ros.runtime.planner import stalled
+
+    m = _model(6)  # a random model whose candidates are all feasible here (checked below)
+    lim = _limits()
+    q = (lim.position_lower + lim.position_upper) / 2
+    cfg = PlannerConfig(candidates=6, noise=0.05, seed=2, trigger="stall", stall_after=3, stall_window=2)
+    asked = []
+
+    def chooser(chunks: np.ndarray, info: dict) -> int:
+        asked.append(len(asked))
+        return int(np.argmax(np.where(info["feasible"], info["score"], -np.inf)))
+
+    for with_chooser in (False, True):
+        planner = BestOfN(_TorchPB(m), cfg, limits=lim, dt=0.1, chooser=chooser if with_chooser else None)
+        runner = _Runner(m)
+        infos = []
+        for k in range(6):  # the same frame at every decision: the present estimate does not move
+            runner.frames_seen = k + 1
+            infos.append(planner(runner, q).info)
+        assert [bool(i["stalled"]) for i in infos] == [False, False, False, True, True, True]
+        assert len({float(i["present_distance"]) for i in infos}) == 1
+        for i in infos[:3]:
+            assert i["chosen"] == 0 and i["feasible"][0]
+        for i in infos[3:]:
+            assert i["feasible"].all()
+            alone = score_of(i["critic"], "goal")  # no proximity
+            assert np.allclose(i["score"], alone)
+            assert i["chosen"] == int(np.argmax(np.where(i["feasible"], alone, -np.inf)))  # no margin
+        if with_chooser:
+            assert len(asked) == 3  # only at the stalled decisions
+        runner.frames_seen = 1  # reset: the frame count went back
+        assert not planner(runner, q).info["stalled"]
+    assert stalled([0.2, 0.2, 0.2, 0.2], cfg) and not stalled([0.2, 0.2, 0.2], cfg)  # stall_after
+    assert not stalled([0.2, 0.18, 0.15, 0.12, 0.09], cfg)  # progress: 3 cm per decision
+    assert stalled([0.2, 0.15, 0.1, 0.105, 0.098], cfg) and not stalled([0.2, 0.15, 0.1, 0.1, 0.089], cfg)
+    always = BestOfN(_TorchPB(m), PlannerConfig(candidates=6, seed=2, trigger="always"), limits=lim, dt=0.1)
+    assert "stalled" not in always(_Runner(m), q).info
+
+
 def test_planner_config_and_scores_are_validated():
-    for bad in (dict(candidates=0), dict(noise=-1.0), dict(score="vibes"), dict(horizon=0)):
+    for bad in (
+        dict(candidates=0),
+        dict(noise=-1.0),
+        dict(score="vibes"),
+        dict(horizon=0),
+        dict(trigger="sometimes"),
+        dict(stall_span=0.0),
+        dict(stall_span=float("nan")),
+        dict(stall_window=0),
+        dict(stall_after=1, stall_window=2),
+        dict(stall_after=2.5),
+    ):
         with pytest.raises(ValueError):
             PlannerConfig(**bad)
     critic = np.array([[3.0, 0.2, 0.5], [-3.0, 0.1, 0.1]])
@@ -304,18 +364,23 @@ def test_planner_defaults_agree_across_eval_node_and_runtime():
     from wam_ros.train.evaluate import EvalConfig
 
     cfg = PlannerConfig()
-    want = (cfg.score, cfg.margin, cfg.proximity)
-    assert want == ("goal", 0.05, 2.0)
+    want = (cfg.score, cfg.margin, cfg.proximity, cfg.trigger)
+    assert want == ("goal", 0.05, 2.0, "stall")
     node = WamNodeParams()
-    assert (node.planner_score, node.planner_margin, node.planner_proximity) == want
+    assert (node.planner_score, node.planner_margin, node.planner_proximity, node.planner_trigger) == want
+    assert (node.planner_stall_span, node.planner_stall_window, node.planner_stall_after) == (
+        cfg.stall_span,
+        cfg.stall_window,
+        cfg.stall_after,
+    )
     ev = EvalConfig(model="m")
-    assert (ev.planner_score, ev.planner_margin, ev.planner_proximity) == want
+    assert (ev.planner_score, ev.planner_margin, ev.planner_proximity, ev.planner_trigger) == want
     import argparse
 
     ap = argparse.ArgumentParser()
     add_arguments(ap)
     args = ap.parse_args(["--model", "m"])
-    assert (args.planner_score, args.planner_margin, args.planner_proximity) == want
+    assert (args.planner_score, args.planner_margin, args.planner_proximity, args.planner_trigger) == want
 
 
 def test_oracle_rolls_candidates_out_and_restores_the_simulator():
@@ -455,6 +520,11 @@ def test_eval_runs_the_planner_beside_the_policy_and_its_baselines(tmp_path):
         assert cl[name]["episodes"] == 2 and [o["seed"] for o in cl[name]["outcomes"]] == [3000000, 3000001]
     assert cl["planner_gain"] == cl["wam_plan"]["success_rate"] - cl["wam"]["success_rate"]
     assert "planner_gap_to_oracle" in cl
+    d = cl["planner_decisions"]  # the default trigger "stall" tests every decision
+    assert (
+        d["decisions"] >= 2 and 0 <= d["stalled"] <= d["decisions"] and 0 <= d["switched"] <= d["decisions"]
+    )
+    assert res["planner"]["trigger"] == "stall"
     assert cl["phrasings"]["go to the {colour} one"]["episodes"] == 2
     cal = res["critic_calibration"]["reach"]
     assert cal["decisions"] >= 2 and 0.0 <= cal["brier"] <= 1.0
@@ -462,6 +532,7 @@ def test_eval_runs_the_planner_beside_the_policy_and_its_baselines(tmp_path):
     assert res["planner"]["candidates"] == 4
     md = (tmp_path / "e" / "results.md").read_text()
     assert "| reach | wam_plan |" in md
+    assert f"Planner decisions on reach: {d['decisions']};" in md
     # the action-conditioned imagination (the issue's figure) is in the report, apart from the rolled-forward frames
     im = res["offline"]["imagination"]["all"]
     assert "## Imagination: frames imagined after the executed actions" in md

@@ -150,6 +150,7 @@ def test_bad_parameters_are_clear_errors(tiny_checkpoint):
         for name, value, message in (
             ("command_type", "bogus", "command_type must be 'trajectory' or 'forward', got 'bogus'"),
             ("planner_proximity", -1.0, "planner_proximity must be >= 0, got -1.0"),
+            ("planner_trigger", "sometimes", "planner_trigger must be 'always' or 'stall', got 'sometimes'"),
         ):
             with pytest.raises(ValueError, match=message):
                 WamNode(
@@ -199,28 +200,42 @@ def test_planner_imagines_before_acting_over_dds(tmp_path_factory, tmp_path):
     save_checkpoint(folder / "model.pt", model)
     export_model(folder / "model.pt", folder, ExportConfig())
     hz = 10.0
-    with wam_node_running(
-        folder,
-        backend="onnxruntime",
-        control_hz=hz,
-        planner="best_of_n",
-        candidates=6,
-        planner_backend="onnxruntime",
-    ) as (node, spinner):
-        res = run_probe(tmp_path, "stream", "--rate", "30", "--duration", "2.0", "--stop", "1.8")
-        plan = node.runner.last_plan
-        backend = node.planner.backend.name
-    assert spinner.error is None, spinner.error
-    assert backend == "onnxruntime"
-    assert plan is not None and plan.info["candidates"].shape == (6, N, J)
-    assert plan.info["feasible"][plan.info["chosen"]] or plan.info["fallback"]
-    cmds = [c for c in commands(res) if c["t"] <= res["stop_t"] and len(c["points"]) > 1]
-    assert len(cmds) >= 8, len(cmds)
-    for c in cmds:
-        assert_inside_limits(np.asarray(c["points"]), hz)
-    values = [d["values"] for d in diagnostics(res) if "plan_p_success" in d["values"]]
-    assert values and values[-1]["planner"] == "best_of_n x6"
-    assert 0.0 <= float(values[-1]["plan_p_success"]) <= 1.0
+    # trigger stall with a span no estimate can leave: stalled from the second decision on (the wiring of the
+    # parameters and the diagnostics; the stall test itself: tests/test_imagination.py)
+    stall = dict(
+        planner_trigger="stall", planner_stall_span=1e3, planner_stall_window=1, planner_stall_after=1
+    )
+    for trigger, extra in (("always", {}), ("stall", stall)):
+        with wam_node_running(
+            folder,
+            backend="onnxruntime",
+            control_hz=hz,
+            planner="best_of_n",
+            candidates=6,
+            planner_backend="onnxruntime",
+            **extra,
+        ) as (node, spinner):
+            (tmp_path / trigger).mkdir()
+            res = run_probe(
+                tmp_path / trigger, "stream", "--rate", "30", "--duration", "2.0", "--stop", "1.8"
+            )
+            plan = node.runner.last_plan
+            backend = node.planner.backend.name
+        assert spinner.error is None, spinner.error
+        assert backend == "onnxruntime"
+        assert plan is not None and plan.info["candidates"].shape == (6, N, J)
+        assert plan.info["feasible"][plan.info["chosen"]] or plan.info["fallback"]
+        cmds = [c for c in commands(res) if c["t"] <= res["stop_t"] and len(c["points"]) > 1]
+        assert len(cmds) >= 8, len(cmds)
+        for c in cmds:
+            assert_inside_limits(np.asarray(c["points"]), hz)
+        values = [d["values"] for d in diagnostics(res) if "plan_p_success" in d["values"]]
+        assert values and values[-1]["planner"] == "best_of_n x6"
+        assert 0.0 <= float(values[-1]["plan_p_success"]) <= 1.0
+        if trigger == "always":
+            assert "stalled" not in plan.info and "plan_stalled" not in values[-1]
+        else:
+            assert bool(plan.info["stalled"]) and values[-1]["plan_stalled"] == "True"
 
 
 WARM_CHECK = """

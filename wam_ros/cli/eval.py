@@ -77,6 +77,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=2.0,
         help="planner: score penalty per rad of a candidate's rms distance from the policy's own chunk",
     )
+    p.add_argument(
+        "--planner-trigger",
+        default="stall",
+        choices=["always", "stall"],
+        help="planner: choose at every decision (always) or leave the policy's own chunk only when the critic sees "
+        "the robot stalled (stall; docs/planning.md)",
+    )
     p.add_argument("--plan-backend", default="torch", help="planner graphs: torch | onnxruntime")
     p.add_argument(
         "--no-plan-baselines",

@@ -131,6 +131,18 @@ class WamNodeParams:
     planner_proximity: float = param(
         2.0, "planner: score penalty per rad of a candidate's rms distance from the policy's own chunk"
     )
+    planner_trigger: str = param(
+        "stall",
+        "planner: always (choose at every decision) | stall (the policy's own chunk unless the critic's estimate of "
+        "the present distance to the goal has stopped moving; docs/planning.md)",
+    )
+    planner_stall_span: float = param(
+        0.01, "planner_trigger stall: the present-distance estimate moved less than this (m) ..."
+    )
+    planner_stall_window: int = param(2, "planner_trigger stall: ... over this many decisions ...")
+    planner_stall_after: int = param(
+        4, "planner_trigger stall: ... at least this many decisions after a reset"
+    )
 
     def check(self) -> None:
         """ValueError naming the first parameter with a value the node cannot run with."""
@@ -142,6 +154,7 @@ class WamNodeParams:
             "unknown_words": ("warn", "hold"),
             "planner": ("none", "best_of_n"),
             "planner_score": ("success", "progress", "goal", "mix"),
+            "planner_trigger": ("always", "stall"),
             "planner_backend": ("auto", "onnxruntime", "torch"),
         }
         for name, allowed in choices.items():
@@ -243,6 +256,10 @@ class WamNode(Node):
                     score=p.planner_score,
                     margin=p.planner_margin,
                     proximity=p.planner_proximity,
+                    trigger=p.planner_trigger,
+                    stall_span=p.planner_stall_span,
+                    stall_window=p.planner_stall_window,
+                    stall_after=p.planner_stall_after,
                     want_frame=p.publish_predicted_image or p.surprise_hold,
                 ),
                 limits=self.safety.limits,
@@ -679,6 +696,7 @@ class WamNode(Node):
             ("plan_chosen", str(info["chosen"])),
             ("plan_p_success", f"{p:.3f}"),
             ("plan_fallback", str(bool(info["fallback"]))),
+            *((("plan_stalled", str(bool(info["stalled"]))),) if "stalled" in info else ()),
         ]
 
 

@@ -25,13 +25,21 @@ One decision:
 If every candidate is rejected, the policy's own chunk is returned (the safety filter clips it downstream) and
 `info["fallback"]` says so.
 
+**When to leave the policy** (`trigger`). "always": every decision is a choice as above. "stall" (session 11): the
+policy's own chunk is executed unless the robot is stalled, and a stalled decision takes the best-scored candidate
+with no margin and no proximity (the policy's own chunk is what stalled). Stalled = the critic's estimate of the
+*present* distance to the goal (the imagination at h = 0, one more call at batch 1) has moved less than
+`stall_span` over the last `stall_window` decisions, at least `stall_after` decisions into the episode. Push fails by
+stalling: the cube stops short of the pad while the fingertip hovers beside it, and the policy's chunk repeats that
+(docs/planning.md, "Leave the policy only when it stalls").
+
 Core module: numpy only (the backend may be torch or onnxruntime); never imports rclpy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +49,7 @@ from wam_ros.runtime.chunk_policy import ChunkPolicy, Plan
 from wam_ros.runtime.safety import SafetyLimits
 
 SCORES = ("success", "progress", "goal", "mix")
+TRIGGERS = ("always", "stall")
 # How far (rad, or m for a prismatic joint) a candidate's target may lie outside a position limit and still count as
 # inside it; the planner clips such targets onto the limit, as the safety filter would. The network's chunks touch the
 # limits of joints that rest on them: the Panda's fingers, fully open or closed, come out 1e-5..3e-5 m past them.
@@ -64,7 +73,11 @@ class PlannerConfig:
     chunk (`deviation`): the farther from what the policy proposes, the less the critic's ranking is trusted.
     seed: the perturbations' generator. want_frame: also imagine the
     chosen chunk's next frame (the surprise monitor and wam/predicted_image compare the camera with it; the policy's
-    own next frame where the export has no frame graph), one extra call per decision."""
+    own next frame where the export has no frame graph), one extra call per decision.
+    trigger: "always" (every decision chooses) or "stall" (the policy's own chunk unless stalled; module docstring).
+    stall_span (m), stall_window, stall_after (decisions): the stall test of trigger "stall"; the defaults were
+    chosen at replan 4 (a decision every 0.4 s at 10 Hz) on push scenes of seeds 6,000,000+ (benchmarks/RESULTS.md,
+    "Session 11 — issue 16")."""
 
     candidates: int = 16
     noise: float = 0.05
@@ -74,6 +87,10 @@ class PlannerConfig:
     want_frame: bool = False
     margin: float = 0.05
     proximity: float = 2.0
+    trigger: str = "stall"
+    stall_span: float = 0.01
+    stall_window: int = 2
+    stall_after: int = 4
 
     def __post_init__(self) -> None:
         if not isinstance(self.candidates, int) or self.candidates < 1:
@@ -88,6 +105,19 @@ class PlannerConfig:
             raise ValueError(f"proximity must be a finite number >= 0, got {self.proximity!r}")
         if self.horizon is not None and (not isinstance(self.horizon, int) or self.horizon < 1):
             raise ValueError(f"horizon must be None or an int >= 1, got {self.horizon!r}")
+        if self.trigger not in TRIGGERS:
+            raise ValueError(f"trigger must be one of {TRIGGERS}, got {self.trigger!r}")
+        if not (np.isfinite(self.stall_span) and self.stall_span > 0):
+            raise ValueError(f"stall_span must be a finite number > 0 (m), got {self.stall_span!r}")
+        for name in ("stall_window", "stall_after"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1 (decisions), got {value!r}")
+        if self.stall_after < self.stall_window:
+            raise ValueError(
+                f"stall_after ({self.stall_after}) must be >= stall_window ({self.stall_window}): the test needs "
+                "stall_window + 1 estimates"
+            )
 
 
 def score_of(critic: np.ndarray, kind: str) -> np.ndarray:
@@ -122,6 +152,16 @@ def ranking(critic: np.ndarray, chunks: np.ndarray, cfg: PlannerConfig) -> np.nd
     return score
 
 
+def stalled(estimates: list[float], cfg: PlannerConfig) -> bool:
+    """The stall test of trigger "stall" on this episode's present-distance estimates (m), oldest first, one per
+    decision: at least `stall_after` decisions before this one, and the last `stall_window` + 1 estimates within
+    `stall_span` of each other."""
+    if len(estimates) <= cfg.stall_after:
+        return False
+    recent = estimates[-cfg.stall_window - 1 :]
+    return max(recent) - min(recent) < cfg.stall_span
+
+
 def deviation(chunks: np.ndarray) -> np.ndarray:
     """(N,) root-mean-square distance (rad) of each chunk (N, C, J) from chunk 0 (the policy's own)."""
     return np.sqrt(np.mean(np.sum((chunks - chunks[:1]) ** 2, axis=-1), axis=-1))
@@ -145,9 +185,15 @@ class BestOfN:
             raise ValueError("BestOfN with limits needs the control period dt > 0 (s)")
         self.chooser = chooser
         self.rng = np.random.default_rng(self.cfg.seed)
+        # trigger "stall": the critic's present-distance estimate (m) at each decision of this episode; an episode
+        # starts when the runner's frame count goes back (ChunkPolicy.reset: a new episode, instruction or a gap)
+        self.estimates: list[float] = []
+        self._frames_seen = 0
 
     def reset(self, seed: int | None = None) -> None:
         self.rng = np.random.default_rng(self.cfg.seed if seed is None else seed)
+        self.estimates = []
+        self._frames_seen = 0
 
     # ---- the steps ----------------------------------------------------------------------------------------------
     def candidates(self, proposals: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +260,13 @@ class BestOfN:
         )
         critic, q_end = np.asarray(critic, np.float64), np.asarray(q_end, np.float64)
         ok = self.feasible(raw, q, q_end) & np.all(np.isfinite(critic), axis=1)
-        score = ranking(critic, chunks, self.cfg)
+        stall = None
+        if self.cfg.trigger == "stall":
+            stall = self._stall_test(runner, context, tokens, q32, chunks)
+        cfg = self.cfg
+        if stall:  # the policy's own chunk is what stalled: rank by the critic alone
+            cfg = replace(cfg, margin=0.0, proximity=0.0)
+        score = ranking(critic, chunks, cfg)
         info: dict[str, Any] = {
             "candidates": chunks,
             "modes": modes,
@@ -225,16 +277,23 @@ class BestOfN:
             "imagined_end": q_end,
             "fallback": False,
         }
+        if stall is not None:
+            info["stalled"] = np.asarray(stall)
+            info["present_distance"] = np.asarray(self.estimates[-1])
         if not ok.any():
             best = 0
             info["fallback"] = True
+        elif (
+            stall is False
+        ):  # not stalled: the policy's own chunk (a chooser, e.g. the oracle, is not asked either)
+            best = 0 if ok[0] else choose(score, ok, cfg.margin)
         elif self.chooser is not None:
             masked = {k: v for k, v in info.items() if isinstance(v, np.ndarray)}
             best = int(self.chooser(np.where(ok[:, None, None], chunks, np.nan), masked))
             if not ok[best]:
                 raise ValueError(f"the chooser picked candidate {best}, which leaves the limits")
         else:
-            best = choose(score, ok, self.cfg.margin)
+            best = choose(score, ok, cfg.margin)
         info["chosen"] = best
         chunk = chunks[best]
         frame = None
@@ -247,3 +306,26 @@ class BestOfN:
             else:  # an export without the frame graph: the policy's own next frame
                 _, frame = runner.run_model(q)
         return Plan(chunk=chunk.copy(), action=chunk.copy(), next_frame=frame, info=info)
+
+    def _stall_test(
+        self,
+        runner: ChunkPolicy,
+        context: np.ndarray,
+        tokens: np.ndarray,
+        q32: np.ndarray,
+        chunks: np.ndarray,
+    ) -> bool:
+        """Record the critic's estimate of the present distance to the goal (the imagined state after 0 actions)
+        and apply `stalled`. A runner whose frame count did not grow since the last decision was reset (a new episode,
+        instruction or a gap in the inputs): its estimates start afresh."""
+        if runner.frames_seen <= self._frames_seen:  # every decision of an episode comes after a new frame
+            self.estimates = []
+        self._frames_seen = runner.frames_seen
+        present, _ = self.backend.score(context, tokens, q32, chunks[:1].astype(np.float32), horizon=0)
+        scale = float(getattr(self.backend, "planner", {}).get("dist_scale", 0.1))
+        value = float(np.asarray(present)[0, 2]) * scale
+        if not np.isfinite(value):  # no estimate: the test cannot say stalled
+            self.estimates = []
+            return False
+        self.estimates.append(value)
+        return stalled(self.estimates, self.cfg)

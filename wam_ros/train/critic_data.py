@@ -130,7 +130,7 @@ def collect(cfg: CriticDataConfig) -> Path:
             labeller = _Labeller(env, rng, cfg.follow_oracle)
             planner = BestOfN(
                 backend,
-                PlannerConfig(candidates=cfg.candidates, noise=cfg.noise, seed=seed),
+                PlannerConfig(candidates=cfg.candidates, noise=cfg.noise, seed=seed, trigger="always"),
                 limits=limits,
                 dt=1.0 / float(policy.spec.control_hz),
                 chooser=labeller.choose,

@@ -76,6 +76,7 @@ class EvalConfig:
     planner_noise: float = 0.05
     planner_margin: float = 0.05
     planner_proximity: float = 2.0
+    planner_trigger: str = "stall"
     plan_backend: str = "torch"
     # beside the planner: the oracle pick and a random pick of the same candidates
     plan_baselines: bool = True
@@ -312,12 +313,19 @@ def render_markdown(res: dict[str, Any]) -> str:
         ]
         for task, pols in cl.items():
             for name, r in pols.items():
-                if not isinstance(r, dict) or name == "phrasings":
+                if not isinstance(r, dict) or "success_rate" not in r:  # phrasings, planner_decisions
                     continue
                 ms = r["mean_steps_success"]
                 lines.append(
                     f"| {task} | {name} | {r['successes']}/{r['episodes']} | {r['success_rate']:.0%} | "
                     f"{r['mean_steps']:.1f} | {'-' if math.isnan(ms) else f'{ms:.1f}'} |"
+                )
+        for task, pols in cl.items():
+            d = pols.get("planner_decisions")
+            if d and d.get("decisions"):
+                lines.append(
+                    f"Planner decisions on {task}: {d['decisions']}; switched away from the policy's own chunk in "
+                    f"{d['switched']}, stalled (trigger stall) in {d['stalled']}."
                 )
         lines.append("")
     lines.append(f"Wall time: {res['wall_s']:.0f} s.")
@@ -390,6 +398,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 score=cfg.planner_score,
                 margin=cfg.planner_margin,
                 proximity=cfg.planner_proximity,
+                trigger=cfg.planner_trigger,
             )
             backend = open_plan_backend(cfg.model, backend=cfg.plan_backend, threads=cfg.threads)
             plan_f, recorder = planner_factories(
@@ -433,6 +442,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 calib[task] = calibration(recorder.episodes[n_before:], outcomes)
                 r = res["closed_loop"][task]
                 r["planner_gain"] = r["wam_plan"]["success_rate"] - r["wam"]["success_rate"]
+                r["planner_decisions"] = recorder.totals(n_before)
                 if "wam_plan_oracle" in r:
                     r["planner_gap_to_oracle"] = (
                         r["wam_plan_oracle"]["success_rate"] - r["wam_plan"]["success_rate"]

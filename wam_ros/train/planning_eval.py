@@ -53,22 +53,33 @@ def random_chooser(rng: np.random.Generator) -> Callable[[np.ndarray, dict], int
 
 
 class _Recorder:
-    """Keeps each decision's predicted success probability of the chosen candidate (for calibration)."""
+    """Keeps each decision's predicted success probability of the chosen candidate (for calibration), and counts
+    the decisions, the switches away from the policy's own chunk and (trigger "stall") the stalled decisions."""
 
     def __init__(self) -> None:
         self.episodes: list[list[float]] = []
+        self.counts: list[dict[str, int]] = []
 
     def wrap(self, planner: BestOfN) -> Callable:
         probs: list[float] = []
+        counts = {"decisions": 0, "switched": 0, "stalled": 0}
         self.episodes.append(probs)
+        self.counts.append(counts)
 
         def plan(runner: ChunkPolicy, q: np.ndarray):  # noqa: ANN202 - a Plan
             out = planner(runner, q)
             c = out.info["critic"][out.info["chosen"]]
             probs.append(float(1.0 / (1.0 + np.exp(-c[0]))))
+            counts["decisions"] += 1
+            counts["switched"] += int(out.info["chosen"] != 0)
+            counts["stalled"] += int(bool(out.info.get("stalled", False)))
             return out
 
         return plan
+
+    def totals(self, since: int = 0) -> dict[str, int]:
+        """Decisions, switches and stalled decisions summed over the episodes from index `since` on."""
+        return {k: sum(c[k] for c in self.counts[since:]) for k in ("decisions", "switched", "stalled")}
 
 
 def planner_factories(
