@@ -9,11 +9,13 @@ Rows (all on onnxruntime, CPU, --threads intra-op threads each, the same model d
 - "plan fp32" / "plan fp16": one decision at N=--candidates chunks and the full horizon H=N_chunk (8): the propose
   graph once at batch 1 (wam_plan_propose[_fp16].onnx: the M modes, their probabilities, the context), N candidates
   drawn from the modes (the most probable first, the rest by probability with a smooth perturbation: the planner's
-  recipe), the context/tokens/joints repeated N times (np.repeat), the imagine graph once at batch N (imagine + critic),
-  the imagine graph once more at batch 1 and h=0 (the critic's present-distance estimate that the default trigger
-  "stall" tests, session 11), and the argmax of the success probability. Through wam_ros.runtime.plan_backends.open_plan_backend, as the node
+  recipe), the context/tokens/joints repeated N + 1 times (np.repeat), the imagine graph once at batch N + 1 (imagine +
+  critic: the N candidates at h=N and the policy's own chunk at h=0, the present-distance estimate that the default
+  trigger "stall" tests, session 11), and the argmax of the success probability. Through wam_ros.runtime.plan_backends.open_plan_backend, as the node
   loads it; no safety limits (their check is a few numpy comparisons).
-- "propose fp32" / "score fp32" / "present fp32" (and fp16): the graph calls of a decision alone, where the time goes.
+- "plan fp32 always" / "plan fp16 always": the same decision without the h=0 row (trigger "always"), side by side:
+  the stall test's cost.
+- "propose fp32" / "score fp32" (and fp16): the two graph calls of a decision alone, where the time goes.
 - "frame fp32" / "frame fp16" (only when the directory has wam_plan_frame[_fp16].onnx; --no-frame leaves them out):
   imagine_frame at batch 1 and h=1 on one candidate, the chosen chunk's picture the planner draws after a decision
   (for the surprise monitor); not part of "plan".
@@ -82,8 +84,17 @@ def _model_dir(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
 class Decision:
     """One planning decision on a PlanBackend (see the module docstring); keeps its last choice."""
 
-    def __init__(self, backend: Any, frames: np.ndarray, q: np.ndarray, tokens: np.ndarray, n: int) -> None:
+    def __init__(
+        self,
+        backend: Any,
+        frames: np.ndarray,
+        q: np.ndarray,
+        tokens: np.ndarray,
+        n: int,
+        present: bool = True,
+    ) -> None:
         self.be, self.frames, self.q, self.tokens, self.n = backend, frames, q, tokens, n
+        self.present = present  # the stall test's row (trigger "stall", the default); False: trigger "always"
         self.rng = np.random.default_rng(0)
         self.chosen = -1
 
@@ -101,14 +112,20 @@ class Decision:
     def __call__(self) -> int:
         proposals, probs, context = self.be.propose(self.frames, self.q, self.tokens)
         chunks = self.candidates(proposals[0], probs[0].astype(np.float64))
-        n = len(chunks)
+        rows = np.concatenate([chunks, chunks[:1]]) if self.present else chunks  # + own chunk at h=0
+        n = len(rows)
+        horizons = np.full(n, self.be.horizon_max, np.int64)
+        horizons[len(chunks) :] = 0
         critic, _ = self.be.score(
-            np.repeat(context, n, 0), np.repeat(self.tokens, n, 0), np.repeat(self.q, n, 0), chunks
+            np.repeat(context, n, 0),
+            np.repeat(self.tokens, n, 0),
+            np.repeat(self.q, n, 0),
+            rows,
+            horizon=horizons,
         )
-        self.be.score(
-            context, self.tokens, self.q, chunks[:1], horizon=0
-        )  # the stall test's present estimate
-        self.chosen = int(np.argmax(critic[:, 0]))  # the success logit: the same order as its probability
+        self.chosen = int(
+            np.argmax(critic[: len(chunks), 0])
+        )  # the success logit: the same order as its probability
         return self.chosen
 
 
@@ -134,13 +151,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             decision = Decision(be, frames, q32, tokens, args.candidates)
             _, _, context = be.propose(frames, q32, tokens)
             chunks = decision.candidates(*(a[0] for a in be.propose(frames, q32, tokens)[:2]))
-            tiled = [np.repeat(a, len(chunks), 0) for a in (context, tokens, q32)]
+            rows = np.concatenate([chunks, chunks[:1]])  # as a decision scores them (N + 1 rows)
+            hz = np.full(len(rows), be.horizon_max, np.int64)
+            hz[-1] = 0
+            tiled = [np.repeat(a, len(rows), 0) for a in (context, tokens, q32)]
             fns[f"plan {precision}"] = decision
-            fns[f"propose {precision}"] = lambda be=be: be.propose(frames, q32, tokens)
-            fns[f"score {precision}"] = lambda be=be, t=tiled, c=chunks: be.score(*t, c)
-            fns[f"present {precision}"] = lambda be=be, x=context, c=chunks[:1]: be.score(
-                x, tokens, q32, c, horizon=0
+            fns[f"plan {precision} always"] = Decision(
+                be, frames, q32, tokens, args.candidates, present=False
             )
+            fns[f"propose {precision}"] = lambda be=be: be.propose(frames, q32, tokens)
+            fns[f"score {precision}"] = lambda be=be, t=tiled, c=rows, h=hz: be.score(*t, c, horizon=h)
             if args.frame and be.has_frame_graph:
                 one = np.ones(1, np.int64)
                 fns[f"frame {precision}"] = lambda be=be, c=chunks[:1], h=one: be.imagine_frame(

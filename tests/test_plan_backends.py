@@ -113,6 +113,14 @@ def test_onnxruntime_matches_torch_on_a_sim_observation(exported, observation, p
         ref_crit, ref_joints = torch_be.score(want[2], tokens, q, chunks, horizon=h)
         assert _rel(crit, ref_crit) <= atol and np.abs(joints - ref_joints).max() <= atol
     assert np.ptp(ref_crit[:, 0]) > 1e-3, "candidates must be told apart by the critic"
+    # a horizon per row (the planner's candidates at N plus its own chunk at 0): each row as if scored alone
+    rows = np.array([N, 3, 0, N][: len(chunks)] + [N] * max(0, len(chunks) - 4), np.int64)
+    for be, ctx in ((ort_be, got[2]), (torch_be, want[2])):
+        mixed, mixed_joints = be.score(ctx, tokens, q, chunks, horizon=rows)
+        for i, h in enumerate(rows):
+            alone, alone_joints = be.score(ctx, tokens, q, chunks[i : i + 1], horizon=int(h))
+            assert np.abs(mixed[i] - alone[0]).max() <= 1e-4 * (1 + np.abs(alone).max())
+            assert np.abs(mixed_joints[i] - alone_joints[0]).max() <= 1e-4
 
 
 @pytest.mark.parametrize("precision,atol", [("fp32", 1e-4), ("fp16", 1e-2)])
@@ -326,8 +334,18 @@ def test_bad_inputs_are_refused_with_what_was_expected(exported, observation, ba
     for args, match in bad_score:
         with pytest.raises(ValueError, match=match):
             be.score(*args)
-    for horizon in (9, -1, True, 2.5):
-        with pytest.raises(ValueError, match=r"horizon must be an int in 0\.\.8"):
+    for horizon in (
+        9,
+        -1,
+        True,
+        2.5,
+        np.full(4, 9, np.int64),
+        np.zeros(3, np.int64),
+        np.zeros(4, np.int32),
+    ):
+        with pytest.raises(
+            ValueError, match=r"horizon must be an int in 0\.\.8 \(actions\) or an int64 array \(4,\)"
+        ):
             be.score(context, tokens, q, chunks, horizon=horizon)
     critic, joints = be.score(context, tokens, q, chunks, horizon=0)  # still fine after all that
     assert np.all(np.isfinite(critic)) and joints.shape == (4, 8)

@@ -39,7 +39,9 @@ dist_scale).
 The graphs take one context row per candidate; tiling it (np.repeat of context, tokens and joints to 16 candidates
 of the small_imagine preset, here or by the caller) costs under 0.1 ms of a ~20-30 ms decision, so a broadcasting
 graph would win nothing and have two batch dimensions to get wrong. Input checks cost ~40 us per score() call.
-Both backends accept score(..., horizon=h), h in 0..N actions (default N).
+Both backends accept score(..., horizon=h), h in 0..N actions (default N), or an int64 array (B,) of one horizon
+per row: the planner scores its N candidates at h=N and the policy's own chunk at h=0 (the present state, which its
+stall test reads) in one call, ~1 ms cheaper than a second call at batch 1.
 
 Core module: never imports rclpy; torch is imported only for the torch backend.
 """
@@ -176,9 +178,10 @@ class _PlanBase:
         tokens: np.ndarray,
         joint_pos: np.ndarray,
         chunks: np.ndarray,
-        horizon: int | None = None,
+        horizon: int | np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """See the module docstring; horizon: actions of each chunk to imagine, 0..N (default N, the whole chunk)."""
+        """See the module docstring; horizon: actions of each chunk to imagine, 0..N (default N, the whole chunk), or
+        an int64 array (B,) of one horizon per chunk."""
         s, p = self.spec, self.planner
         B = _check("chunks", chunks, np.float32, (s.chunk, s.num_joints))
         args = {}
@@ -193,9 +196,18 @@ class _PlanBase:
             args[name] = np.repeat(arr, B, 0) if n != B else arr
         self._check_tokens(args["tokens"], B)
         h = self.horizon_max if horizon is None else horizon
-        if not isinstance(h, (int, np.integer)) or isinstance(h, bool) or not 0 <= h <= self.horizon_max:
-            raise ValueError(f"horizon must be an int in 0..{self.horizon_max} (actions), got {horizon!r}")
-        return self._score(args["context"], args["tokens"], args["joint_pos"], chunks, int(h))
+        want = f"an int in 0..{self.horizon_max} (actions) or an int64 array ({B},) of them"
+        if isinstance(h, np.ndarray):
+            if h.dtype != np.int64 or h.shape != (B,):
+                raise ValueError(f"horizon must be {want}, got {h.dtype} {h.shape}")
+            if int(h.min()) < 0 or int(h.max()) > self.horizon_max:
+                raise ValueError(f"horizon must be {want}, got values {h.tolist()}")
+            rows = h
+        elif not isinstance(h, (int, np.integer)) or isinstance(h, bool) or not 0 <= h <= self.horizon_max:
+            raise ValueError(f"horizon must be {want}, got {horizon!r}")
+        else:
+            rows = np.full(B, int(h), dtype=np.int64)
+        return self._score(args["context"], args["tokens"], args["joint_pos"], chunks, rows)
 
     def imagine_frame(
         self,
@@ -246,7 +258,7 @@ class _PlanBase:
     def _propose(self, frames, joint_pos, tokens):  # noqa: ANN001, ANN202
         raise NotImplementedError
 
-    def _score(self, context, tokens, joint_pos, chunks, horizon):  # noqa: ANN001, ANN202
+    def _score(self, context, tokens, joint_pos, chunks, horizon):  # noqa: ANN001, ANN202 - horizon int64 (B,)
         raise NotImplementedError
 
     def _imagine_frame(self, frames, joint_pos, tokens, chunk, horizon):  # noqa: ANN001, ANN202
@@ -284,12 +296,18 @@ class TorchPlanBackend(_PlanBase):
         return tuple(np.ascontiguousarray(t.float().numpy()) for t in out)  # type: ignore[return-value]
 
     def _score(
-        self, context: np.ndarray, tokens: np.ndarray, joint_pos: np.ndarray, chunks: np.ndarray, horizon: int
+        self,
+        context: np.ndarray,
+        tokens: np.ndarray,
+        joint_pos: np.ndarray,
+        chunks: np.ndarray,
+        horizon: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
         with torch.inference_mode():
             critic, joints = self.model.imagine_score(
-                *(torch.from_numpy(a) for a in (context, tokens, joint_pos, chunks)), horizon=horizon
+                *(torch.from_numpy(a) for a in (context, tokens, joint_pos, chunks)),
+                horizon=torch.from_numpy(horizon),
             )
         return critic.float().numpy(), joints.float().numpy()
 
@@ -391,14 +409,19 @@ class OrtPlanBackend(_PlanBase):
         return out[0], out[1], out[2]
 
     def _score(
-        self, context: np.ndarray, tokens: np.ndarray, joint_pos: np.ndarray, chunks: np.ndarray, horizon: int
+        self,
+        context: np.ndarray,
+        tokens: np.ndarray,
+        joint_pos: np.ndarray,
+        chunks: np.ndarray,
+        horizon: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         feeds = {
             "context": context,
             self.text_input: tokens,
             "joint_pos": joint_pos,
             "chunks": chunks,
-            "horizon": np.full(len(chunks), horizon, dtype=np.int64),
+            "horizon": horizon,
         }
         critic, joints = self.sessions["imagine"].run(None, feeds)
         return critic, joints

@@ -250,19 +250,26 @@ class BestOfN:
             else np.clip(raw, self.limits.position_lower, self.limits.position_upper)
         )
         n = len(chunks)
-        kwargs = {} if self.cfg.horizon is None else {"horizon": self.cfg.horizon}
+        h = self.backend.horizon_max if self.cfg.horizon is None else self.cfg.horizon
+        present = (
+            self.cfg.trigger == "stall"
+        )  # one more row: the policy's own chunk at h=0, the present state
+        rows = np.concatenate([chunks, chunks[:1]]) if present else chunks
+        horizons = np.full(len(rows), h, dtype=np.int64)
+        horizons[n:] = 0
         critic, q_end = self.backend.score(
-            np.repeat(context, n, 0),
-            np.repeat(tokens, n, 0),
-            np.repeat(q32, n, 0),
-            chunks.astype(np.float32),
-            **kwargs,
+            np.repeat(context, len(rows), 0),
+            np.repeat(tokens, len(rows), 0),
+            np.repeat(q32, len(rows), 0),
+            rows.astype(np.float32),
+            horizon=horizons,
         )
         critic, q_end = np.asarray(critic, np.float64), np.asarray(q_end, np.float64)
-        ok = self.feasible(raw, q, q_end) & np.all(np.isfinite(critic), axis=1)
         stall = None
-        if self.cfg.trigger == "stall":
-            stall = self._stall_test(runner, context, tokens, q32, chunks)
+        if present:
+            stall = self._stall_test(runner, critic[n])
+            critic, q_end = critic[:n], q_end[:n]
+        ok = self.feasible(raw, q, q_end) & np.all(np.isfinite(critic), axis=1)
         cfg = self.cfg
         if stall:  # the policy's own chunk is what stalled: rank by the critic alone
             cfg = replace(cfg, margin=0.0, proximity=0.0)
@@ -307,23 +314,15 @@ class BestOfN:
                 _, frame = runner.run_model(q)
         return Plan(chunk=chunk.copy(), action=chunk.copy(), next_frame=frame, info=info)
 
-    def _stall_test(
-        self,
-        runner: ChunkPolicy,
-        context: np.ndarray,
-        tokens: np.ndarray,
-        q32: np.ndarray,
-        chunks: np.ndarray,
-    ) -> bool:
-        """Record the critic's estimate of the present distance to the goal (the imagined state after 0 actions)
-        and apply `stalled`. A runner whose frame count did not grow since the last decision was reset (a new episode,
-        instruction or a gap in the inputs): its estimates start afresh."""
+    def _stall_test(self, runner: ChunkPolicy, present: np.ndarray) -> bool:
+        """Record the critic's estimate of the present distance to the goal (`present`: its outputs (3,) on the
+        imagined state after 0 actions) and apply `stalled`. A runner whose frame count did not grow since the last
+        decision was reset (a new episode, instruction or a gap in the inputs): its estimates start afresh."""
         if runner.frames_seen <= self._frames_seen:  # every decision of an episode comes after a new frame
             self.estimates = []
         self._frames_seen = runner.frames_seen
-        present, _ = self.backend.score(context, tokens, q32, chunks[:1].astype(np.float32), horizon=0)
         scale = float(getattr(self.backend, "planner", {}).get("dist_scale", 0.1))
-        value = float(np.asarray(present)[0, 2]) * scale
+        value = float(present[2]) * scale
         if not np.isfinite(value):  # no estimate: the test cannot say stalled
             self.estimates = []
             return False
