@@ -336,6 +336,34 @@ def test_stall_trigger_keeps_the_policy_until_the_present_estimate_stops_moving(
     assert "stalled" not in always(_Runner(m), q).info
 
 
+def test_stall_test_survives_a_critic_that_gives_no_estimate():
+    """A non-finite present estimate (a damaged or diverged critic) is no stall and no crash: the estimates start
+    afresh and the policy's own chunk goes out."""
+    m = _model(6)
+    lim = _limits()
+    q = (lim.position_lower + lim.position_upper) / 2
+    real = _TorchPB(m)
+
+    class NanPresent:  # the real backend, its h=0 row's distance output replaced by NaN
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def score(self, *args: np.ndarray, horizon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            critic, joints = real.score(*args, horizon=horizon)
+            critic = critic.copy()
+            critic[horizon == 0, 2] = np.nan
+            return critic, joints
+
+    cfg = PlannerConfig(candidates=6, seed=2, trigger="stall", stall_after=1, stall_window=1)
+    planner = BestOfN(NanPresent(), cfg, limits=lim, dt=0.1)
+    runner = _Runner(m)
+    for k in range(4):
+        runner.frames_seen = k + 1
+        info = planner(runner, q).info
+        assert not info["stalled"] and np.isnan(info["present_distance"]) and info["chosen"] == 0
+    assert planner.estimates == []
+
+
 def test_planner_config_and_scores_are_validated():
     for bad in (
         dict(candidates=0),

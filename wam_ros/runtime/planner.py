@@ -28,7 +28,7 @@ If every candidate is rejected, the policy's own chunk is returned (the safety f
 **When to leave the policy** (`trigger`). "always": every decision is a choice as above. "stall" (session 11): the
 policy's own chunk is executed unless the robot is stalled, and a stalled decision takes the best-scored candidate
 with no margin and no proximity (the policy's own chunk is what stalled). Stalled = the critic's estimate of the
-*present* distance to the goal (the imagination at h = 0, one more call at batch 1) has moved less than
+*present* distance to the goal (the imagination at h = 0: one more row of the imagine call) has moved less than
 `stall_span` over the last `stall_window` decisions, at least `stall_after` decisions into the episode. Push fails by
 stalling: the cube stops short of the pad while the fingertip hovers beside it, and the policy's chunk repeats that
 (docs/planning.md, "Leave the policy only when it stalls").
@@ -186,9 +186,10 @@ class BestOfN:
         self.chooser = chooser
         self.rng = np.random.default_rng(self.cfg.seed)
         # trigger "stall": the critic's present-distance estimate (m) at each decision of this episode; an episode
-        # starts when the runner's frame count goes back (ChunkPolicy.reset: a new episode, instruction or a gap)
+        # starts when the runner's frame count stops growing (ChunkPolicy.reset: a new episode, instruction or a gap)
         self.estimates: list[float] = []
         self._frames_seen = 0
+        self._present = float("nan")  # the last estimate (nan: the critic gave none)
 
     def reset(self, seed: int | None = None) -> None:
         self.rng = np.random.default_rng(self.cfg.seed if seed is None else seed)
@@ -251,9 +252,8 @@ class BestOfN:
         )
         n = len(chunks)
         h = self.backend.horizon_max if self.cfg.horizon is None else self.cfg.horizon
-        present = (
-            self.cfg.trigger == "stall"
-        )  # one more row: the policy's own chunk at h=0, the present state
+        # trigger "stall": one more row, the policy's own chunk at h=0 (the present state)
+        present = self.cfg.trigger == "stall"
         rows = np.concatenate([chunks, chunks[:1]]) if present else chunks
         horizons = np.full(len(rows), h, dtype=np.int64)
         horizons[n:] = 0
@@ -286,13 +286,12 @@ class BestOfN:
         }
         if stall is not None:
             info["stalled"] = np.asarray(stall)
-            info["present_distance"] = np.asarray(self.estimates[-1])
+            info["present_distance"] = np.asarray(self._present)
         if not ok.any():
             best = 0
             info["fallback"] = True
-        elif (
-            stall is False
-        ):  # not stalled: the policy's own chunk (a chooser, e.g. the oracle, is not asked either)
+        elif stall is False:
+            # not stalled: the policy's own chunk (a chooser, e.g. the oracle, is not asked either)
             best = 0 if ok[0] else choose(score, ok, cfg.margin)
         elif self.chooser is not None:
             masked = {k: v for k, v in info.items() if isinstance(v, np.ndarray)}
@@ -322,7 +321,7 @@ class BestOfN:
             self.estimates = []
         self._frames_seen = runner.frames_seen
         scale = float(getattr(self.backend, "planner", {}).get("dist_scale", 0.1))
-        value = float(present[2]) * scale
+        value = self._present = float(present[2]) * scale
         if not np.isfinite(value):  # no estimate: the test cannot say stalled
             self.estimates = []
             return False
