@@ -205,7 +205,7 @@ def test_planner_imagines_before_acting_over_dds(tmp_path_factory, tmp_path):
     stall = dict(
         planner_trigger="stall", planner_stall_span=1e3, planner_stall_window=1, planner_stall_after=1
     )
-    for trigger, extra in (("always", {}), ("stall", stall)):
+    for trigger, extra in (("always", dict(planner_trigger="always")), ("stall", stall)):
         with wam_node_running(
             folder,
             backend="onnxruntime",
