@@ -395,6 +395,7 @@ def test_benchmark_runs_every_row_side_by_side(model_dir):
     } <= set(rows)
     for r in rows.values():
         assert 0 < r["graph"]["p50_ms"] <= r["graph"]["p99_ms"] and r["ratio_vs_torch_p50"] > 0
+        assert r["predict_vs_graph_p50"] == pytest.approx(r["predict"]["p50_ms"] / r["graph"]["p50_ms"])
     assert rows["torch eager (full)"]["ratio_vs_torch_p50"] == 1.0
     assert "onnxruntime action-only" in format_table(result)
 
@@ -412,5 +413,8 @@ def test_interleaving_in_turns_calls_each_row_in_blocks_and_times_every_call():
     calls.clear()
     interleaved_latency(fns, iters=3, warmup=0, block=2, turn_warmup=1)  # one untimed call opens each turn
     assert calls == ["a", "a", "a", "b", "b", "b", "a", "a", "b", "b"]
+    calls.clear()
+    interleaved_latency(fns, iters=3, warmup=0, alternate=True)  # every other round in reverse order
+    assert calls == ["a", "b", "b", "a", "a", "b"]
     with pytest.raises(ValueError, match="block must be >= 1"):
         interleaved_latency(fns, iters=2, block=0)

@@ -12,7 +12,10 @@ default spin count), and one call after the other they take the core onnxruntime
 measures contention between two runtimes that never share a process on a robot. "graph" times one backend call on preprocessed batch-1 inputs; "predict" times the whole
 `policy.predict()` (resize from the camera size + stacking + tokenising + output conversion) as a control loop calls
 it: each call brings one new camera frame (from a pool of 16 distinct arrays, larger than predict()'s resize cache)
-and the previous K-1, so each call resizes exactly one camera frame.
+and the previous K-1, so each call resizes exactly one camera frame. A row's graph call and its predict() call are
+timed side by side in the same rounds (issue 21: the ratio predict / graph p50 is read from one run, not from two
+phases minutes apart), and every other round runs the calls in reverse order, so no call always follows the same one
+(torch's spinning threads, for one, slow whatever runs right after a torch call).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def interleaved_latency(
     block: int = 1,
     pause: float = 0.0,
     turn_warmup: int = 0,
+    alternate: bool = False,
 ) -> dict[str, np.ndarray]:
     """Call each fn `iters` times, round-robin, after `warmup` rounds; per-call seconds for each name.
 
@@ -42,7 +46,9 @@ def interleaved_latency(
     block: calls of one fn back to back per turn (the last turn may be shorter); pause: seconds slept, untimed,
     before each turn, so threads another backend left spinning have gone to sleep; turn_warmup: untimed calls at
     the start of each turn (the first call after an idle pause runs on cold caches and a vCPU that was halted: on
-    the project VM it is ~1.5-2.5 ms slower, which is the paced latency ros_latency.py measures, not the backend's).
+    the project VM it is ~1.5-2.5 ms slower, which is the paced latency ros_latency.py measures, not the backend's);
+    alternate: every other round (turn of `block` calls) takes the fns in reverse order, so no fn always runs right
+    after the same other one.
     """
     if block < 1 or pause < 0:
         raise ValueError(f"block must be >= 1 and pause >= 0, got {block}, {pause}")
@@ -50,8 +56,9 @@ def interleaved_latency(
         for fn in fns.values():
             fn()
     times = {name: np.empty((iters, *np.shape(clock()))) for name in fns}
-    for start in range(0, iters, block):
-        for name, fn in fns.items():
+    order = list(fns.items())
+    for r, start in enumerate(range(0, iters, block)):
+        for name, fn in order[::-1] if alternate and r % 2 else order:
             if pause:
                 time.sleep(pause)
             for _ in range(turn_warmup):
@@ -144,19 +151,21 @@ def run_benchmark(
         "instruction": "reach the red target",
     }
     frames, joint_pos, tokens = ref.prepare(obs)
-    graph_fns = {name: (lambda p=p: p.backend.run(frames, joint_pos, tokens)) for name, p in rows.items()}
-    predict_fns = {name: _Stream(p, camera, ref.spec.k_frames, seed) for name, p in rows.items()}
+    fns: dict[str, Callable[[], Any]] = {}
+    for name, p in rows.items():  # a row's graph call and predict() call side by side, in the same rounds
+        fns[f"{name}/graph"] = lambda p=p: p.backend.run(frames, joint_pos, tokens)
+        fns[f"{name}/predict"] = _Stream(p, camera, ref.spec.k_frames, seed)
     clock = time.thread_time if cpu_time else time.perf_counter
-    graph = summarize(interleaved_latency(graph_fns, iters, warmup, clock, block, pause, turn_warmup))
-    predict = summarize(
-        interleaved_latency(predict_fns, max(iters // 3, 50), warmup // 3, clock, block, pause, turn_warmup)
-    )
+    t = summarize(interleaved_latency(fns, iters, warmup, clock, block, pause, turn_warmup, alternate=True))
+    graph = {name: t[f"{name}/graph"] for name in rows}
+    predict = {name: t[f"{name}/predict"] for name in rows}
     base, full = graph["torch eager (full)"]["p50_ms"], graph["onnxruntime full"]["p50_ms"]
     out = {}
     for name in rows:
         out[name] = {
             "graph": graph[name],
             "predict": predict[name],
+            "predict_vs_graph_p50": predict[name]["p50_ms"] / graph[name]["p50_ms"],
             "ratio_vs_torch_p50": graph[name]["p50_ms"] / base,
             "ratio_vs_ort_full_p50": graph[name]["p50_ms"] / full,
             "backend": rows[name].backend_name,
@@ -186,12 +195,16 @@ def format_table(result: dict[str, Any]) -> str:
         f"(pause {s.get('pause_ms', 0.0):g} ms + {s.get('turn_warmup', 0)} untimed call before each), "
         f"{s['clock']} clock; predict() from "
         f"{s['camera'][1]}x{s['camera'][0]} camera frames",
-        f"{'row':<26}{'graph p50':>11}{'p99':>9}{'predict p50':>13}{'p99':>9}{'vs torch':>10}{'vs ort full':>13}",
+        f"{'row':<26}{'graph p50':>11}{'p99':>9}{'predict p50':>13}{'p99':>9}{'predict/graph':>15}"
+        f"{'vs torch':>10}{'vs ort full':>13}",
     ]
     for name, r in result["rows"].items():
         g, p = r["graph"], r["predict"]
         lines.append(
             f"{name:<26}{g['p50_ms']:>11.3f}{g['p99_ms']:>9.3f}{p['p50_ms']:>13.3f}{p['p99_ms']:>9.3f}"
-            f"{r['ratio_vs_torch_p50']:>10.2f}{r['ratio_vs_ort_full_p50']:>13.2f}"
+            f"{p['p50_ms'] / g['p50_ms']:>15.2f}{r['ratio_vs_torch_p50']:>10.2f}{r['ratio_vs_ort_full_p50']:>13.2f}"
         )
-    return "\n".join(lines) + "\n(times in ms; ratios of graph p50)"
+    return (
+        "\n".join(lines)
+        + "\n(times in ms; predict/graph: the row's predict() p50 over its graph p50, timed in the same rounds; vs torch, vs ort full: graph p50)"
+    )
