@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from wam_ros.data.episode import (
@@ -358,6 +358,8 @@ def episode_bytes(tmp_path_factory) -> dict[str, bytes]:
     junk=st.binary(min_size=1, max_size=64),
     truncate=st.booleans(),
 )
+# found by CI: junk in meta.npy's compressed header made numpy's header filter raise tokenize.TokenError
+@example(kind="compressed", start=0.62, junk=b"\x01\x03K", truncate=False)
 def test_any_corrupted_byte_range_is_an_episode_error_or_a_valid_episode(
     tmp_path, episode_bytes, kind, start, junk, truncate
 ):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ _LOAD_ERRORS = (
     struct.error,
     OverflowError,
     SyntaxError,
+    tokenize.TokenError,  # a damaged .npy header that numpy's Python-2 header filter cannot tokenize
     MemoryError,  # a damaged .npy header claiming an enormous shape
 )
 
