@@ -287,3 +287,34 @@ def test_wam_export_cli_writes_the_planner_graphs(tmp_path):
         assert (out / name).is_file() and name in run.stdout, name
         assert name in read_manifest(out)
     assert "critic_chained" in run.stdout
+
+
+def test_no_plan_fp16_keeps_the_policy_fp16_graphs_and_drops_the_planner_ones(tmp_path):
+    """`wam export --no-plan-fp16`: the policy graphs in fp32 and fp16, the planner graphs in fp32 only; fp16 planner
+    graphs of an earlier export are removed (they would run other weights), and the manifest lists what is there."""
+    out = tmp_path / "out"
+    ckpt = make_imagine_checkpoint(tmp_path / "m.pt", seed=4)
+    export_model(ckpt, out, ExportConfig(graphs=("action",)))
+    assert (out / planner_onnx_name("propose", "fp16")).is_file()
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wam_ros.cli",
+            "export",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--graphs",
+            "action",
+            "--no-plan-fp16",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    names = set(read_manifest(out))
+    assert {onnx_name("action"), onnx_name("action", "fp16")} <= names
+    assert {planner_onnx_name(g) for g in PLANNER_GRAPHS} <= names
+    assert not list(out.glob("wam_plan_*_fp16.onnx"))
+    assert not any(n.startswith("wam_plan_") and "fp16" in n for n in names)

@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-fp16", action="store_true", help="skip the fp16 variants")
     parser.add_argument(
+        "--no-plan-fp16",
+        action="store_true",
+        help="skip only the planner graphs' fp16 variants (slower than fp32 on a CPU; docs/export.md)",
+    )
+    parser.add_argument(
         "--tensorrt",
         action="store_true",
         help="also build fp16 TensorRT engines (needs an NVIDIA GPU + the tensorrt package)",
@@ -48,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
 
     graphs = tuple(g.strip() for g in args.graphs.split(",") if g.strip())
     try:
-        cfg = ExportConfig(opset=args.opset, graphs=graphs, fp16=not args.no_fp16 or args.tensorrt)
+        cfg = ExportConfig(
+            opset=args.opset,
+            graphs=graphs,
+            fp16=not args.no_fp16 or args.tensorrt,
+            plan_fp16=not args.no_plan_fp16,
+        )
         report = export_model(args.checkpoint, args.out, cfg)
     except (CheckpointError, ExportError, ValueError, FileNotFoundError) as exc:
         print(f"wam export: {exc}", file=sys.stderr)

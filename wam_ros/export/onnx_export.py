@@ -80,6 +80,8 @@ class ExportConfig:
         opset: ONNX opset of the graphs (17: LayerNormalization native, TensorRT 8.6+ / 10 / 11 parse it).
         graphs: which graphs to write ("full", "action").
         fp16: also write the fp16 variants.
+        plan_fp16: with fp16, also the planner graphs' fp16 variants (an imagining model). They are slower than fp32
+            on a CPU, and their parity can miss the fp16 bar where the policy graphs' does not (docs/export.md).
         check_batches: batch sizes the parity check runs at (proves the batch dimension is dynamic).
         atol_fp32 / atol_fp16: parity tolerances (max abs difference, per output).
         seed: seed of the random parity inputs.
@@ -88,6 +90,7 @@ class ExportConfig:
     opset: int = 17
     graphs: tuple[str, ...] = ("full", "action")
     fp16: bool = True
+    plan_fp16: bool = True
     check_batches: tuple[int, ...] = (1, 4)
     atol_fp32: float = 1e-4
     atol_fp16: float = 1e-2

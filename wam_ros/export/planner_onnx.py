@@ -315,7 +315,7 @@ def stage_planner_graphs(
     batches = tuple(sorted({*PLANNER_BATCHES, *cfg.check_batches}))
     fp32 = {g: planner_to_onnx(model, g, cfg.opset) for g in PLANNER_GRAPHS}
     variants = [("fp32", fp32, cfg.atol_fp32)]
-    if cfg.fp16:
+    if cfg.fp16 and cfg.plan_fp16:
         variants.append(("fp16", {g: to_fp16(m) for g, m in fp32.items()}, cfg.atol_fp16))
     staged: list[tuple[Path, Path]] = []
     try:
