@@ -538,6 +538,7 @@ def test_eval_runs_the_planner_beside_the_policy_and_its_baselines(tmp_path):
             str(tmp_path / "ph.yaml"),
             "--data",
             str(tmp_path / "held_out"),
+            "--rank-check",
         ]
     )
     write_synthetic_episodes(tmp_path / "held_out", n=2, steps=14, seed=9)
@@ -554,6 +555,15 @@ def test_eval_runs_the_planner_beside_the_policy_and_its_baselines(tmp_path):
     )
     assert res["planner"]["trigger"] == "stall"
     assert cl["phrasings"]["go to the {colour} one"]["episodes"] == 2
+    # --rank-check: every decision with two or more feasible candidates rolled out in the real simulator
+    rk = cl["critic_ranking"]
+    assert (
+        1 <= rk["all"]["decisions"] <= d["decisions"] and rk["stalled"]["decisions"] <= rk["all"]["decisions"]
+    )
+    a = rk["all"]
+    assert 2 <= a["candidates_mean"] <= 4 and 0 <= a["top1_rate"] <= 1 and 0 < a["random_top1_rate"] <= 1
+    assert a["dist_best_mm"] <= a["dist_random_mm"] + 1e-9 and a["dist_best_mm"] <= a["dist_top_mm"] + 1e-9
+    assert a["success_top"] <= a["success_best"] and a["success_random"] <= a["success_best"]
     cal = res["critic_calibration"]["reach"]
     assert cal["decisions"] >= 2 and 0.0 <= cal["brier"] <= 1.0
     assert (tmp_path / "e" / "reliability.png").stat().st_size > 0
@@ -561,10 +571,41 @@ def test_eval_runs_the_planner_beside_the_policy_and_its_baselines(tmp_path):
     md = (tmp_path / "e" / "results.md").read_text()
     assert "| reach | wam_plan |" in md
     assert f"Planner decisions on reach: {d['decisions']};" in md
+    assert f"Critic ranking on reach, all decisions ({a['decisions']}, true roll-outs)" in md
     # the action-conditioned imagination (the issue's figure) is in the report, apart from the rolled-forward frames
     im = res["offline"]["imagination"]["all"]
     assert "## Imagination: frames imagined after the executed actions" in md
     assert f"| all | {im['psnr_h1']:.2f} | {im['copy_psnr_h1']:.2f} | {im['ssim_h1']:.3f} |" in md
+
+
+def test_ranking_summary_scores_a_critic_against_the_true_outcomes():
+    """The rank check's arithmetic: a critic that orders candidates as their true outcomes gets top-1 1.0 and Spearman
+    1, the reverse order Spearman -1 and the worst distance; a random pick's chance counts tied bests; reaching the
+    goal ranks above any miss (the oracle's value)."""
+    from wam_ros.train.planning_eval import rank_row, ranking_summary
+
+    def rolled(dists, success=()):
+        return [{"success": i in success, "goal_distance": d, "steps": 8} for i, d in enumerate(dists)]
+
+    dists = [0.05, 0.02, 0.04, 0.03]
+    good = rank_row(-np.array(dists), rolled(dists), stalled=True)
+    bad = rank_row(np.array(dists), rolled(dists), stalled=False)
+    assert good["top_is_best"] and good["spearman"] == pytest.approx(1.0) and good["dist_top"] == 0.02
+    assert not bad["top_is_best"] and bad["spearman"] == pytest.approx(-1.0) and bad["dist_top"] == 0.05
+    assert good["random_is_best"] == 0.25 and good["dist_mean"] == pytest.approx(0.035)
+    # two tied bests: a random pick is a best half the time; a success beats a nearer miss
+    tied = rank_row(np.array([0.0, 1.0, 0.5]), rolled([0.01, 0.03, 0.01]), stalled=True)
+    assert tied["random_is_best"] == pytest.approx(2 / 3) and not tied["top_is_best"]
+    won = rank_row(np.array([1.0, 0.0]), rolled([0.06, 0.01], success=(0,)), stalled=True, own=False)
+    assert won["top_is_best"] and won["success_top"] == 1.0 and won["dist_own"] is None
+    flat = rank_row(np.ones(3), rolled([0.02, 0.02, 0.02]), stalled=True)
+    assert flat["spearman"] is None and flat["top_is_best"]
+    s = ranking_summary([good, bad, tied, won, flat])
+    assert s["all"]["decisions"] == 5 and s["stalled"]["decisions"] == 4
+    assert s["all"]["top1_rate"] == pytest.approx(3 / 5)
+    assert s["stalled"]["spearman_decisions"] == 3  # the flat decision has no rank correlation
+    assert s["all"]["dist_own_mm"] == pytest.approx(1000 * np.mean([0.05, 0.05, 0.01, 0.02]))
+    assert ranking_summary([])["all"] == {"decisions": 0}
 
 
 def test_counterfactual_critic_data_and_refit(tmp_path):

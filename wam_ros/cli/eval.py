@@ -91,6 +91,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_false",
         help="planner: skip the oracle and random-pick comparisons",
     )
+    p.add_argument(
+        "--rank-check",
+        action="store_true",
+        help="planner: at each of its decisions also roll every feasible candidate out in a copy of the simulator "
+        "and score the critic's ranking against the true outcomes (closed_loop.<task>.critic_ranking)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

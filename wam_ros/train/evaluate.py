@@ -80,6 +80,8 @@ class EvalConfig:
     plan_backend: str = "torch"
     # beside the planner: the oracle pick and a random pick of the same candidates
     plan_baselines: bool = True
+    # every planner decision's candidates also rolled out in a copy of the simulator: closed_loop.<task>.critic_ranking
+    rank_check: bool = False
     phrasings: str | None = (
         None  # YAML of templates per task ({colour} slot): closed_loop.<task>.phrasings (issue 17)
     )
@@ -327,6 +329,19 @@ def render_markdown(res: dict[str, Any]) -> str:
                     f"Planner decisions on {task}: {d['decisions']}; switched away from the policy's own chunk in "
                     f"{d['switched']}, stalled (trigger stall) in {d['stalled']}."
                 )
+            rk = pols.get("critic_ranking")
+            for which in ("all", "stalled") if rk else ():
+                k = rk[which]
+                if k.get("decisions"):
+                    sp = "-" if k["spearman"] is None else f"{k['spearman']:.2f}"
+                    own = "-" if k["dist_own_mm"] is None else f"{k['dist_own_mm']:.1f}"
+                    lines.append(
+                        f"Critic ranking on {task}, {which} decisions ({k['decisions']}, true roll-outs): its top "
+                        f"candidate is a true best in {k['top1_rate']:.0%} (a random pick: "
+                        f"{k['random_top1_rate']:.0%}); goal distance after the chunk {k['dist_top_mm']:.1f} mm "
+                        f"(random {k['dist_random_mm']:.1f}, best {k['dist_best_mm']:.1f}, the policy's own "
+                        f"{own}); Spearman {sp}."
+                    )
         lines.append("")
     lines.append(f"Wall time: {res['wall_s']:.0f} s.")
     return "\n".join(lines) + "\n"
@@ -402,7 +417,14 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             )
             backend = open_plan_backend(cfg.model, backend=cfg.plan_backend, threads=cfg.threads)
             plan_f, recorder = planner_factories(
-                policy, backend, pcfg, cfg.replan, cfg.plan_baselines, model.cfg.robot, cfg.seed
+                policy,
+                backend,
+                pcfg,
+                cfg.replan,
+                cfg.plan_baselines,
+                model.cfg.robot,
+                cfg.seed,
+                rank_check=cfg.rank_check,
             )
             factories.update(plan_f)
             res["planner"] = {**vars(pcfg), "backend": backend.name}
@@ -413,6 +435,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         for task in cfg.tasks:
             log.info("closed loop: %s, %d seeds, policies %s", task, len(seeds), list(factories))
             n_before = len(recorder.episodes) if recorder else 0
+            ranks_before = len(recorder.ranks.rows) if recorder else 0
             res["closed_loop"][task] = closed_loop(
                 factories,
                 task,
@@ -443,6 +466,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 r = res["closed_loop"][task]
                 r["planner_gain"] = r["wam_plan"]["success_rate"] - r["wam"]["success_rate"]
                 r["planner_decisions"] = recorder.totals(n_before)
+                if cfg.rank_check:
+                    from wam_ros.train.planning_eval import ranking_summary
+
+                    r["critic_ranking"] = ranking_summary(recorder.ranks.rows[ranks_before:])
                 if "wam_plan_oracle" in r:
                     r["planner_gap_to_oracle"] = (
                         r["wam_plan_oracle"]["success_rate"] - r["wam_plan"]["success_rate"]

@@ -12,6 +12,12 @@
 
 Every decision of `wam_plan` records the chosen candidate's predicted success probability, so `calibration()` can
 score the critic against the episodes' outcomes (Brier score, reliability bins).
+
+With `rank_check` (`wam eval --rank-check`), every decision of `wam_plan` also rolls each feasible candidate out in a
+copy of the simulator (the oracle's one-chunk look-ahead, `env.try_chunks`, which leaves the env exactly as it was)
+and `ranking_summary()` compares the critic's ranking with the true one: how often its top candidate is a true best
+against a random pick's chance, the goal distance its top candidate leaves against a random candidate's and the best,
+and the rank correlation. Measured at every decision, and apart at the stalled ones (where the planner chooses).
 """
 
 from __future__ import annotations
@@ -27,15 +33,18 @@ from wam_ros.runtime.planner import BestOfN, PlannerConfig
 from wam_ros.runtime.safety import SafetyLimits
 
 
+def true_values(results: list[dict[str, Any]]) -> np.ndarray:
+    """The oracle's value of each rolled-out chunk (env.try_chunks): reached the goal (earlier is better) above any
+    miss, and a miss by minus its true distance to the goal (m) at the chunk's end."""
+    return np.array([(10.0 - r["steps"] * 0.01) if r["success"] else -r["goal_distance"] for r in results])
+
+
 def oracle_chooser(env: Any) -> Callable[[np.ndarray, dict], int]:
     """Pick the candidate whose true roll-out (env.try_chunks) ends best; infeasible candidates arrive as NaN."""
 
     def choose(chunks: np.ndarray, info: dict) -> int:
         ok = np.flatnonzero(np.all(np.isfinite(chunks), axis=(1, 2)))
-        results = env.try_chunks(chunks[ok])
-        value = np.array(
-            [(10.0 - r["steps"] * 0.01) if r["success"] else -r["goal_distance"] for r in results]
-        )
+        value = true_values(env.try_chunks(chunks[ok]))
         best = np.flatnonzero(
             value >= value.max() - 1e-6
         )  # ties: the lowest index (candidate 0: the policy's)
@@ -52,6 +61,103 @@ def random_chooser(rng: np.random.Generator) -> Callable[[np.ndarray, dict], int
     return choose
 
 
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 of `x`, ties sharing their mean rank (for Spearman's correlation)."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x), dtype=float)
+    for v in np.unique(x):
+        tie = x == v
+        ranks[tie] = ranks[tie].mean()
+    return ranks
+
+
+def rank_row(
+    score: np.ndarray, results: list[dict[str, Any]], stalled: bool, own: bool = True
+) -> dict[str, Any]:
+    """One decision of the rank check: `score` (n,) the critic's ranking of the feasible candidates (higher is better),
+    `results` their true roll-outs (env.try_chunks); `own`: the first of them is the policy's own chunk."""
+    v = true_values(results)
+    dist = np.array([r["goal_distance"] for r in results], dtype=float)
+    succ = np.array([bool(r["success"]) for r in results], dtype=float)
+    top = int(np.argmax(score))
+    best = v >= v.max() - 1e-9
+    row = {
+        "stalled": bool(stalled),
+        "n": len(v),
+        "top_is_best": bool(best[top]),
+        "random_is_best": float(best.mean()),  # a random candidate's chance of being a true best
+        "dist_top": float(dist[top]),
+        "dist_mean": float(dist.mean()),
+        "dist_best": float(dist.min()),
+        "dist_own": float(dist[0]) if own else None,
+        "success_top": float(succ[top]),
+        "success_mean": float(succ.mean()),
+        "success_any": float(succ.max()),
+        "spearman": None,
+    }
+    if np.ptp(v) > 1e-9 and np.ptp(score) > 0:
+        rs, rv = _ranks(np.asarray(score, float)), _ranks(v)
+        row["spearman"] = float(np.corrcoef(rs, rv)[0, 1])
+    return row
+
+
+def ranking_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rank check's figures over every decision (`all`) and over the stalled ones (`stalled`): decisions,
+    `top1_rate` (the critic's top candidate is a true best) beside `random_top1_rate` (a random pick's chance), the
+    goal distances at the chunk's end in mm (`dist_*_mm`: the critic's top, a random candidate on average, the
+    true best, the policy's own), success within the chunk (`success_*`) and the mean Spearman correlation between
+    the critic's score and the true value (`spearman`, over the decisions whose candidates differ)."""
+
+    def summarise(rs: list[dict[str, Any]]) -> dict[str, Any]:
+        if not rs:
+            return {"decisions": 0}
+        m = lambda k: float(np.mean([r[k] for r in rs]))  # noqa: E731
+        sp = [r["spearman"] for r in rs if r["spearman"] is not None]
+        own = [r["dist_own"] for r in rs if r["dist_own"] is not None]
+        return {
+            "decisions": len(rs),
+            "candidates_mean": m("n"),
+            "top1_rate": m("top_is_best"),
+            "random_top1_rate": m("random_is_best"),
+            "dist_top_mm": 1000 * m("dist_top"),
+            "dist_random_mm": 1000 * m("dist_mean"),
+            "dist_best_mm": 1000 * m("dist_best"),
+            "dist_own_mm": 1000 * float(np.mean(own)) if own else None,
+            "success_top": m("success_top"),
+            "success_random": m("success_mean"),
+            "success_best": m("success_any"),
+            "spearman": float(np.mean(sp)) if sp else None,
+            "spearman_decisions": len(sp),
+        }
+
+    return {"all": summarise(rows), "stalled": summarise([r for r in rows if r["stalled"]])}
+
+
+class _RankCheck:
+    """Wraps the planner of one episode: after each decision, every feasible candidate is rolled out in a copy of the
+    simulator (env.try_chunks restores the env exactly, so the episode runs on as without the check)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def wrap(self, plan: Callable, env: Any, score_kind: str) -> Callable:
+        from wam_ros.runtime.planner import score_of
+
+        def checked(runner: ChunkPolicy, q: np.ndarray):  # noqa: ANN202 - a Plan
+            out = plan(runner, q)
+            info = out.info
+            ok = np.flatnonzero(info["feasible"])
+            if len(ok) >= 2 and not info["fallback"]:
+                score = score_of(info["critic"][ok], score_kind)
+                results = env.try_chunks(info["candidates"][ok])
+                stalled = bool(info.get("stalled", True))  # trigger "always": every decision chooses
+                self.rows.append(rank_row(score, results, stalled, own=bool(ok[0] == 0)))
+            return out
+
+        return checked
+
+
 class _Recorder:
     """Keeps each decision's predicted success probability of the chosen candidate (for calibration), and counts
     the decisions, the switches away from the policy's own chunk and (trigger "stall") the stalled decisions."""
@@ -59,6 +165,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.episodes: list[list[float]] = []
         self.counts: list[dict[str, int]] = []
+        self.ranks = _RankCheck()
 
     def wrap(self, planner: BestOfN) -> Callable:
         probs: list[float] = []
@@ -90,9 +197,11 @@ def planner_factories(
     baselines: bool = True,
     robot: str = "panda",
     seed: int = 0,
+    rank_check: bool = False,
 ) -> tuple[dict[str, Callable], _Recorder]:
     """Closed-loop policy factories (wam_ros.train.closed_loop) for the planner and, with `baselines`, its oracle
-    and random-pick comparisons; and the recorder of the critic's predictions (for `calibration`)."""
+    and random-pick comparisons; and the recorder of the critic's predictions (for `calibration`; with `rank_check`
+    its `ranks.rows` hold the rank check of every planner decision, for `ranking_summary`)."""
     limits = SafetyLimits.from_profile(RobotProfile.load(robot), list(policy.spec.joint_names))
     dt = 1.0 / float(policy.spec.control_hz)
     recorder = _Recorder()
@@ -107,6 +216,8 @@ def planner_factories(
             )
             planner.reset(seed * 100_003 + episode[0])
             plan = recorder.wrap(planner) if record else planner
+            if record and rank_check:
+                plan = recorder.ranks.wrap(plan, env, cfg.score)
             return ChunkPolicy(policy, replan=replan, instruction=env.instruction, planner=plan)
 
         return factory
