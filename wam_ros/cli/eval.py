@@ -95,7 +95,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--rank-check",
         action="store_true",
         help="planner: at each of its decisions also roll every feasible candidate out in a copy of the simulator "
-        "and score the critic's ranking against the true outcomes (closed_loop.<task>.critic_ranking)",
+        "and score the critic's ranking against the true outcomes (closed_loop.<task>.critic_ranking); the roll-outs "
+        "perturb the simulator in its last digits, so take the planner's success rate from a run without it",
     )
 
 

@@ -237,7 +237,10 @@ class TabletopEnv(gym.Env):
         """Roll each candidate chunk (n, C, J) out from the current state and come back (the planner's oracle,
         issue 16): PyBullet saves the state once, executes a chunk (no rendering), records the outcome and restores.
         Per chunk: `success` (reached during the chunk), `goal_distance` at its end (m), `steps` executed. The env
-        (state, step count, last action) is exactly as before the call."""
+        (state, step count, last action) reads exactly as before the call, but the steps that follow are not always
+        bit-identical to a run without it: PyBullet's restoreState does not bring back everything its solver carries
+        from step to step (a resting cube came out 2e-8 m off one step after a call, push seed 1,000,000), and a push
+        episode's closed loop amplifies that (benchmarks/RESULTS.md, "Session 14")."""
         c = self.client
         saved = p.saveState(physicsClientId=c)
         steps, action = self.steps, self._action.copy()
