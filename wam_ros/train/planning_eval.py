@@ -14,8 +14,7 @@ Every decision of `wam_plan` records the chosen candidate's predicted success pr
 score the critic against the episodes' outcomes (Brier score, reliability bins).
 
 With `rank_check` (`wam eval --rank-check`), every decision of `wam_plan` also rolls each feasible candidate out in a
-copy of the simulator (the oracle's one-chunk look-ahead, `env.try_chunks`, which leaves the env exactly as it was)
-and `ranking_summary()` compares the critic's ranking with the true one: how often its top candidate is a true best
+copy of the simulator (the oracle's one-chunk look-ahead, `env.try_chunks`) and `ranking_summary()` compares the critic's ranking with the true one: how often its top candidate is a true best
 against a random pick's chance, the goal distance its top candidate leaves against a random candidate's and the best,
 and the rank correlation. Measured at every decision, and apart at the stalled ones (where the planner chooses).
 The roll-outs perturb the simulator in its last digits (TabletopEnv.try_chunks), so the episodes of a rank-checked
@@ -31,7 +30,7 @@ import numpy as np
 
 from wam_ros.robot import RobotProfile
 from wam_ros.runtime.chunk_policy import ChunkPolicy
-from wam_ros.runtime.planner import BestOfN, PlannerConfig
+from wam_ros.runtime.planner import BestOfN, PlannerConfig, score_of
 from wam_ros.runtime.safety import SafetyLimits
 
 
@@ -137,15 +136,13 @@ def ranking_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class _RankCheck:
-    """Wraps the planner of one episode: after each decision, every feasible candidate is rolled out in a copy of the
-    simulator (env.try_chunks restores the env exactly, so the episode runs on as without the check)."""
+    """Wraps the planner of one episode: after each decision, every feasible candidate is rolled out from the current
+    state (env.try_chunks, which restores the state, though not every bit of the solver's: see the module doc)."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
 
     def wrap(self, plan: Callable, env: Any, score_kind: str) -> Callable:
-        from wam_ros.runtime.planner import score_of
-
         def checked(runner: ChunkPolicy, q: np.ndarray):  # noqa: ANN202 - a Plan
             out = plan(runner, q)
             info = out.info
