@@ -18,7 +18,7 @@ SYSTEM_ROS := $(shell [ -n "$$ROS_DISTRO" ] && $(PYTHON) -c 'import rclpy' >/dev
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-ros.txt setup.py setup.cfg pyproject.toml
+$(STAMP): requirements.txt requirements-ros.txt setup.py setup.cfg pyproject.toml wam_ros/data/_area.c
 	@test -x $(PY) || $(PYTHON) -m venv $(if $(SYSTEM_ROS),--system-site-packages) $(VENV)
 	@echo "[wam] installing pinned dependencies into $(VENV)$(if $(SYSTEM_ROS), (using the system ROS 2 $$ROS_DISTRO rclpy),)"
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt $(if $(SYSTEM_ROS),,-r requirements-ros.txt)

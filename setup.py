@@ -7,7 +7,7 @@ Works both in a colcon workspace (`colcon build`, then `ros2 run wam_ros <node>`
 from glob import glob
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 PACKAGE = "wam_ros"
 
@@ -34,6 +34,18 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         *tree("config"),
         *tree("models"),
+    ],
+    # The camera resize's C kernels (docs/resize.md). Optional: without a C compiler the install goes on and
+    # wam_ros.data.images computes the same pixels with numpy and cv2. -ffp-contract=off: no fused multiply-adds,
+    # which would round differently from OpenCV; -fno-math-errno: lrintf as one instruction.
+    ext_modules=[
+        Extension(
+            f"{PACKAGE}.data._area",
+            [f"{PACKAGE}/data/_area.c"],
+            extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno"],
+            libraries=["m"],
+            optional=True,
+        )
     ],
     install_requires=["setuptools"],
     zip_safe=False,

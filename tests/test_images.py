@@ -117,19 +117,129 @@ def test_band_chooser_uses_the_faster_way_and_keeps_trying_the_other():
     chooser = BandChooser(explore=4, alpha=0.5)
     first = [chooser.use_bands() for _ in range(2)]
     assert first == [True, True]  # nothing measured: both 0.0, bands first
-    chooser.record(True, 0.004)  # two bands slow (a busy machine) ...
-    chooser.record(False, 0.002)  # ... one band faster
+    chooser.record(True, 0.0028)  # two bands slower (a busy machine) ...
+    chooser.record(False, 0.002)  # ... one band faster, by less than 1.5x
     picks = [chooser.use_bands() for _ in range(8)]  # calls 3..10: every 4th tries the other way
     assert picks == [False, True, False, False, False, True, False, False]
     for _ in range(6):  # the machine frees up: two bands now faster
         chooser.record(True, 0.001)
     assert chooser.use_bands() is True and chooser.mean[True] < chooser.mean[False]
+    # one way more than 1.5x slower: it is retried 16x less often (every 64th call here), so its cost stays out of
+    # the tail of the resize; still retried, so a change of load is noticed
+    slow = BandChooser(explore=4, alpha=0.5)
+    slow.record(True, 0.004)
+    slow.record(False, 0.002)
+    picks = [slow.use_bands() for _ in range(128)]
+    assert [i + 1 for i, p in enumerate(picks) if p] == [64, 128]
 
 
-def test_box_mean_is_opencvs_integer_factor_area_resize_bit_for_bit():
-    """area_resize's first step (exact kh x kw box means) is computed with a numpy row reduction and a cv2 box
-    filter instead of OpenCV's scalar area loop; it must equal cv2.resize(INTER_AREA) exactly, rounding ties
-    included, for every factor, size and channel count (2 x 2 goes to cv2 itself: its SIMD path rounds halves up)."""
+@pytest.fixture(params=["native", "numpy"])
+def resize_path(request, monkeypatch):
+    """Run a test with the C kernels (wam_ros/data/_area.c) and again with the numpy path (WAM_NO_NATIVE=1)."""
+    from wam_ros.data import native
+
+    if request.param == "numpy":
+        monkeypatch.setenv("WAM_NO_NATIVE", "1")
+        assert native.load() is None
+    else:
+        monkeypatch.delenv("WAM_NO_NATIVE", raising=False)
+        if native.load() is None:
+            pytest.skip("the C kernels are not built (no C compiler at install time)")
+    return request.param
+
+
+def test_the_c_kernels_are_built_where_a_compiler_is():
+    """`make install` compiles wam_ros/data/_area.c (optional in setup.py, so a failed build would otherwise pass
+    unnoticed on the slower numpy path)."""
+    import os
+    import shutil
+
+    from wam_ros.data import native
+
+    if os.environ.get("WAM_NO_NATIVE", "") not in ("", "0"):
+        pytest.skip("WAM_NO_NATIVE is set")
+    if shutil.which(os.environ.get("CC", "cc")) is None:
+        pytest.skip("no C compiler here")
+    kernels = native.load()
+    assert kernels is not None, "wam_ros/data/_area.c was not built: run `pip install -e .` (make install)"
+    img = _camera_like(480, 640, 3, 5)
+    work = np.empty(kernels.work(img), np.uint32)
+    out = np.empty((80, 64, 3), np.uint8)
+    assert kernels.box_mean(img, 6, 10, work, out)
+    assert np.array_equal(out, cv2.resize(img, (64, 80), interpolation=cv2.INTER_AREA))
+    # a case they leave to cv2: OpenCV's 2 x 2 SIMD path rounds halves up; nothing is written
+    assert not kernels.box_mean(img, 2, 2, work, np.empty((240, 320, 3), np.uint8))
+
+
+def _tie_rich(rng: np.random.Generator, shape: tuple[int, ...], trial: int) -> np.ndarray:
+    if trial % 3 == 0:
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    if trial % 3 == 1:  # black and white: many means end in exactly .5
+        return rng.integers(0, 2, shape, dtype=np.uint8) * 255
+    return rng.integers(120, 136, shape, dtype=np.uint8)  # a narrow band of greys: ties and near-ties
+
+
+def test_the_c_row_step_is_opencvs_inter_area_bit_for_bit():
+    """area_resize's second step for the usual cameras (64x80 -> 64x64, 64x72 -> 64x64: an area downscale along
+    the rows only, by a non-integer factor) in C: OpenCV's float weights and operation order, so
+    cv2.resize(INTER_AREA)'s pixels exactly, on random sizes, 1-4 channels and tie-rich images."""
+    from wam_ros.data import native
+
+    kernels = native.load()
+    if kernels is None:
+        pytest.skip("the C kernels are not built")
+    rng = np.random.default_rng(33)
+    checked = refused = 0
+    camera_cases = [((80, 64), 64), ((72, 64), 64), ((72, 128), 64), ((120, 96), 96), ((3, 5), 2)]
+    for trial in range(2000):
+        if trial < 250:
+            (sh, w), dh = camera_cases[trial % len(camera_cases)]
+        else:
+            dh, w = (int(v) for v in rng.integers(1, 40, 2))
+            sh = dh + int(rng.integers(0, 3 * dh + 2))
+        channels = int(rng.choice([0, 1, 2, 3, 4]))
+        img = _tie_rich(rng, (sh, w) + ((channels,) if channels else ()), trial)
+        out = np.empty((dh, w) + ((channels,) if channels > 1 else ()), np.uint8)
+        work = np.empty(kernels.work(img), np.uint32)
+        if not kernels.area_rows(img, work, out):  # no downscale or a whole-number one: OpenCV's other paths
+            assert sh % dh == 0, (sh, dh)
+            refused += 1
+            continue
+        ref = cv2.resize(img, (w, dh), interpolation=cv2.INTER_AREA)
+        assert np.array_equal(out, ref.reshape(out.shape)), (sh, w, dh, channels, trial)
+        checked += 1
+    assert checked > 1700 and refused > 0
+    # a different width is not a rows-only step: refused, nothing written, left to cv2
+    img = np.zeros((80, 64, 3), np.uint8)
+    assert not kernels.area_rows(img, np.empty(kernels.work(img), np.uint32), np.empty((64, 60, 3), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("h", "w"), [(480, 640), (720, 1280), (1080, 1920), (480, 848), (240, 320), (479, 641), (100, 70)]
+)
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_area_resize_gives_the_same_pixels_with_and_without_the_c_kernels(h, w, channels, monkeypatch):
+    from wam_ros.data import native
+
+    if native.load() is None:
+        pytest.skip("the C kernels are not built")
+    img = _camera_like(h, w, channels, seed=3 * h + w)
+    if channels == 1 and h % 2:
+        img = img[:, :, 0]  # a (h, w) mono frame as well as (h, w, 1)
+    for size in ((64, 64), (96, 96), (48, 64), (120, 160)):
+        fast = area_resize(img, size)
+        monkeypatch.setenv("WAM_NO_NATIVE", "1")
+        slow = area_resize(img, size)
+        monkeypatch.delenv("WAM_NO_NATIVE")
+        assert fast.shape == slow.shape and fast.dtype == slow.dtype == np.uint8, (h, w, size)
+        assert np.array_equal(fast, slow), (h, w, channels, size)
+
+
+def test_box_mean_is_opencvs_integer_factor_area_resize_bit_for_bit(resize_path):
+    """area_resize's first step (exact kh x kw box means) is computed in C (or with a numpy row reduction and a cv2
+    box filter without the C kernels) instead of OpenCV's scalar area loop; it must equal cv2.resize(INTER_AREA)
+    exactly, rounding ties included, for every factor, size and channel count (2 x 2 goes to cv2 itself: its SIMD
+    path rounds halves up)."""
     from wam_ros.data.images import box_mean
 
     rng = np.random.default_rng(21)
@@ -139,7 +249,7 @@ def test_box_mean_is_opencvs_integer_factor_area_resize_bit_for_bit():
         if kh == kw == 1:
             continue
         oh, ow = int(rng.integers(1, 24)), int(rng.integers(1, 24))
-        channels = int(rng.choice([0, 1, 3, 4]))  # 0: a (h, w) image
+        channels = int(rng.choice([0, 1, 2, 3, 4]))  # 0: a (h, w) image
         shape = (oh * kh, ow * kw) + ((channels,) if channels else ())
         if trial % 3 == 0:
             img = rng.integers(0, 256, shape, dtype=np.uint8)

@@ -2,7 +2,9 @@
 
     small = area_resize(frame, (64, 64))     # uint8 (h, w, C) -> (64, 64, C), area averaging
 
-Pure numpy + cv2 (the data layer: below the runtime, which uses it too).
+Pure numpy + cv2, with optional C kernels for the camera case (wam_ros/data/_area.c, built by `pip install -e .`;
+without them the numpy path computes the same pixels: docs/resize.md). The data layer: below the runtime, which
+uses it too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
+
+from wam_ros.data import native
 
 # Two area steps only for downscales by 4x or more: there the first (exact box) step removes most pixels and the result
 # stays within a few grey levels of one INTER_AREA pass (mean < 1, tests/test_images.py); for small downscales the
@@ -87,6 +91,11 @@ def box_mean(image: np.ndarray, kh: int, kw: int) -> np.ndarray:
         or area * 255 >= 1 << 24
     ):
         return cv2.resize(image, (ow, oh), interpolation=cv2.INTER_AREA)
+    kernels = native.load()
+    if kernels is not None:  # the same sums and rounding in one C pass over the frame (wam_ros/data/_area.c)
+        out = np.empty((oh, ow) if image.ndim == 2 or c == 1 else (oh, ow, c), np.uint8)
+        if kernels.box_mean(image, kh, kw, _scratch("work", (kernels.work(image),), np.uint32), out):
+            return out
     narrow = area * 255 < 1 << 16  # every box sum fits in uint16
     acc = np.uint16 if narrow else np.uint32
     # the kh rows of each box added, into this thread's scratch array (no fresh 300 kB array, page-faulted anew,
@@ -107,9 +116,33 @@ def box_mean(image: np.ndarray, kh: int, kw: int) -> np.ndarray:
     return np.rint(sums, out=sums).astype(np.uint8)  # (oh, ow) for one channel, as cv2 returns it
 
 
+def _native_both(image: np.ndarray, h: int, w: int, kh: int, kw: int) -> np.ndarray | None:
+    """Both steps in one C call (box means, then the area step along the rows: OpenCV's pixels bit for bit), or
+    None when the C kernels are not built or leave this case to numpy and cv2 (e.g. an area step along x too)."""
+    kernels = native.load()
+    if (
+        kernels is None
+        or image.dtype != np.uint8
+        or not image.flags.c_contiguous
+        or image.ndim not in (2, 3)
+        or (image.ndim == 3 and not 1 <= image.shape[2] <= 4)
+        or image.shape[1] // kw != w
+    ):
+        return None
+    c = 1 if image.ndim == 2 else image.shape[2]
+    tail = () if c == 1 else (c,)  # one channel comes back (H, W), as cv2 returns it
+    mid = _scratch("mid", (image.shape[0] // kh, w, *tail), np.uint8)
+    out = np.empty((h, w, *tail), np.uint8)
+    work = _scratch("work", (kernels.work(image),), np.uint32)
+    return out if kernels.area_resize(image, kh, kw, work, mid, out) else None
+
+
 def _resize_steps(image: np.ndarray, size: tuple[int, int], kh: int, kw: int) -> np.ndarray:
     h, w = int(size[0]), int(size[1])
     if kh > 1 or kw > 1:
+        both = _native_both(image, h, w, kh, kw)
+        if both is not None:
+            return both
         image = box_mean(image, kh, kw)
         if image.shape[0] == h and image.shape[1] == w:
             return image

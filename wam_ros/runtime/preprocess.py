@@ -76,7 +76,8 @@ def _pool() -> ThreadPoolExecutor:
 
 class BandChooser:
     """One band or two, by their measured wall time: a running mean (weight `alpha`) of each, the faster one used,
-    the other tried again every `explore`-th call so a change of load is noticed. Both give the same pixels."""
+    the other tried again every `explore`-th call (every 16 x `explore`-th while it is more than 1.5x slower) so a
+    change of load is noticed. Both give the same pixels."""
 
     def __init__(self, explore: int = 16, alpha: float = 0.1) -> None:
         self.explore, self.alpha = explore, alpha
@@ -86,7 +87,12 @@ class BandChooser:
     def use_bands(self) -> bool:
         self.calls += 1
         faster = self.mean[True] <= self.mean[False]
-        return (not faster) if self.calls % self.explore == 0 else faster
+        # the other way retried every `explore`-th call, or 16x less often while it has been more than 1.5x slower
+        # (with the C box kernel two bands cost 2x one on the 2-vCPU VM: a retry every 16th call would put that
+        # cost in the p99 of every resize, docs/resize.md)
+        lo, hi = sorted((self.mean[True], self.mean[False]))
+        every = self.explore * 16 if hi > 1.5 * lo > 0.0 else self.explore
+        return (not faster) if self.calls % every == 0 else faster
 
     def record(self, bands: bool, seconds: float) -> None:
         m = self.mean[bands]
