@@ -1,6 +1,6 @@
 """Camera-frame resize cost: OpenCV's single-pass INTER_AREA, the two area steps done by OpenCV alone (the resize before
-session 8), wam_ros.data.images.area_resize (the same two steps, its box step in numpy: images.box_mean, bit-identical)
-and the runtime's preprocess.resize (area_resize in one band, in two row bands on two threads, or whichever of the
+session 8), wam_ros.data.images.area_resize (the same two steps, bit-identical: in C since session 15,
+wam_ros/data/_area.c; the numpy box step of sessions 8-14 with WAM_NO_NATIVE=1) and the runtime's preprocess.resize (area_resize in one band, in two row bands on two threads, or whichever of the
 two has been faster lately: its default), on 1 and 2 OpenCV threads, side by side in one run (issue 21).
 
     .venv/bin/python benchmarks/resize_cost.py                    # 640x480 -> 64x64, 1000 calls each
@@ -13,11 +13,13 @@ are interleaved call by call.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import cv2
 import numpy as np
 
+from wam_ros.data import native
 from wam_ros.data.images import _first_step, area_resize, row_split
 from wam_ros.runtime import preprocess
 
@@ -40,13 +42,19 @@ def main() -> None:
     rows = {
         "cv2 INTER_AREA, one pass": lambda f: cv2.resize(f, (a.size, a.size), interpolation=cv2.INTER_AREA),
         "cv2 two area steps (before)": cv2_two_steps,
-        "area_resize (box step in numpy)": lambda f: area_resize(f, (a.size, a.size)),
+        "area_resize (C kernels)": lambda f: area_resize(f, (a.size, a.size)),
+        "area_resize (numpy, cv2)": lambda f: area_resize(f, (a.size, a.size)),
         "preprocess.resize (1 band)": lambda f: preprocess.resize(f, (a.size, a.size), parallel=False),
         "preprocess.resize (its choice)": lambda f: preprocess.resize(f, (a.size, a.size)),
     }
     split = row_split((h, w, 3), (a.size, a.size))
     if split is not None:
         rows["2 row bands, 2 threads"] = lambda f: preprocess.resize_in_bands(f, (a.size, a.size), split)
+    numpy_rows = {"area_resize (numpy, cv2)"}  # run with WAM_NO_NATIVE=1 (set outside the timed call)
+    if native.load() is None:
+        numpy_rows = set()
+        del rows["area_resize (C kernels)"]
+        print("the C kernels are not built (pip install -e .): every row runs the numpy path")
     f0 = pool[0]
     assert np.array_equal(area_resize(f0, (a.size, a.size)), cv2_two_steps(f0)), (
         "area_resize changed its result"
@@ -59,9 +67,13 @@ def main() -> None:
         for _ in range(a.calls + 20):  # rows interleaved, so load from other processes hits each alike
             for name, fn in rows.items():
                 n += 1  # every call another frame
+                if name in numpy_rows:
+                    os.environ["WAM_NO_NATIVE"] = "1"
                 t = time.perf_counter()
                 fn(pool[n % len(pool)])
                 times[name].append(time.perf_counter() - t)
+                if name in numpy_rows:
+                    os.environ.pop("WAM_NO_NATIVE", None)
         for name, ts in times.items():
             t = np.asarray(ts[20:]) * 1e3
             print(

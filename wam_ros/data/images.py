@@ -65,11 +65,12 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
 
 def box_mean(image: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """cv2.resize(image, (w // kw, h // kh), interpolation=cv2.INTER_AREA) for a uint8 (h, w[, C]) image whose sides
-    kh, kw divide, bit for bit, in about 75 % of its time (0.24-0.25 against 0.33 ms for 640x480 by 10 x 6 on the
-    project VM, docs/resize.md).
+    kh, kw divide, bit for bit: in C when the kernels are built (wam_ros/data/_area.c: 0.09 against 0.23 ms for
+    cv2 and 0.18 for the numpy path below, 640x480 by 10 x 6 on a frame not in the caches, docs/resize.md).
 
     OpenCV's integer-factor area path (resizeAreaFast_) sums each kh x kw box in int, one box at a time in scalar
-    code, and stores cvRound(float(sum) * (1.f / area)). Here the same integer sums take two vectorised passes: numpy
+    code, and stores cvRound(float(sum) * (1.f / area)). Without the C kernels the same integer sums take two
+    vectorised passes: numpy
     adds the kh rows of each box (uint16 accumulators: the frame is read once, with SIMD), then a cv2.boxFilter of
     kw pixels along the rows, sampled every kw-th pixel, adds the kw columns (integer sums; no BLAS call, whose
     threads could spin beside onnxruntime's); then the same float32 product, rounded half to even. OpenCV runs
@@ -155,10 +156,10 @@ def area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     A large downscale (a 640x480 camera to 64x64) is done in two area steps: first by integer factors that divide the
     source (cv2's INTER_AREA fast path: exact k x k box means, e.g. 640x480 -> 64x80), then INTER_AREA for the small
     rest (80 -> 64). Both steps average areas, so the result stays within a few grey levels (mean < 1) of a single
-    INTER_AREA pass (tests/test_images.py) at about 40 % of its cost (0.32 vs 0.82 ms p50 for 640x480 -> 64x64,
-    benchmarks/resize_cost.py): the general INTER_AREA path with fractional windows was most of predict()'s time beyond the graph
-    (benchmarks/RESULTS.md, issue 21). The box step is box_mean: OpenCV's result bit for bit, about 0.1 ms faster
-    for a 640x480 frame (docs/resize.md)."""
+    INTER_AREA pass (tests/test_images.py) at a fraction of its cost (benchmarks/resize_cost.py): the general
+    INTER_AREA path with fractional windows was most of predict()'s time beyond the graph (benchmarks/RESULTS.md,
+    issue 21). Both steps give OpenCV's pixels bit for bit; for the usual cameras (the second step along the rows
+    only) they run in one call of the C kernels when those are built (docs/resize.md), else box_mean and cv2."""
     if image.shape[0] == int(size[0]) and image.shape[1] == int(size[1]):
         return image
     return _resize_steps(image, size, *_first_step(image.shape, size))
