@@ -1,6 +1,6 @@
 """Camera-frame resize cost: OpenCV's single-pass INTER_AREA, the two area steps done by OpenCV alone (the resize before
 session 8), wam_ros.data.images.area_resize (the same two steps, bit-identical: in C since session 15,
-wam_ros/data/_area.c; the numpy box step of sessions 8-14 with WAM_NO_NATIVE=1) and the runtime's preprocess.resize (area_resize in one band, in two row bands on two threads, or whichever of the
+wam_ros/data/_area.c; the numpy box step of sessions 8-14 inside native.disabled()) and the runtime's preprocess.resize (area_resize in one band, in two row bands on two threads, or whichever of the
 two has been faster lately: its default), on 1 and 2 OpenCV threads, side by side in one run (issue 21).
 
     .venv/bin/python benchmarks/resize_cost.py                    # 640x480 -> 64x64, 1000 calls each
@@ -13,7 +13,7 @@ are interleaved call by call.
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import time
 
 import cv2
@@ -50,7 +50,9 @@ def main() -> None:
     split = row_split((h, w, 3), (a.size, a.size))
     if split is not None:
         rows["2 row bands, 2 threads"] = lambda f: preprocess.resize_in_bands(f, (a.size, a.size), split)
-    numpy_rows = {"area_resize (numpy, cv2)"}  # run with WAM_NO_NATIVE=1 (set outside the timed call)
+    numpy_rows = {
+        "area_resize (numpy, cv2)"
+    }  # run inside native.disabled() (switched outside the timed call)
     if native.load() is None:
         numpy_rows = set()
         del rows["area_resize (C kernels)"]
@@ -67,13 +69,10 @@ def main() -> None:
         for _ in range(a.calls + 20):  # rows interleaved, so load from other processes hits each alike
             for name, fn in rows.items():
                 n += 1  # every call another frame
-                if name in numpy_rows:
-                    os.environ["WAM_NO_NATIVE"] = "1"
-                t = time.perf_counter()
-                fn(pool[n % len(pool)])
-                times[name].append(time.perf_counter() - t)
-                if name in numpy_rows:
-                    os.environ.pop("WAM_NO_NATIVE", None)
+                with native.disabled() if name in numpy_rows else contextlib.nullcontext():
+                    t = time.perf_counter()
+                    fn(pool[n % len(pool)])
+                    times[name].append(time.perf_counter() - t)
         for name, ts in times.items():
             t = np.asarray(ts[20:]) * 1e3
             print(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wam_ros.data.images import TWO_STEP_MIN_FACTOR, area_resize
 
@@ -134,18 +136,18 @@ def test_band_chooser_uses_the_faster_way_and_keeps_trying_the_other():
 
 
 @pytest.fixture(params=["native", "numpy"])
-def resize_path(request, monkeypatch):
-    """Run a test with the C kernels (wam_ros/data/_area.c) and again with the numpy path (WAM_NO_NATIVE=1)."""
+def resize_path(request):
+    """Run a test with the C kernels (wam_ros/data/_area.c) and again with the numpy path (native.disabled())."""
     from wam_ros.data import native
 
     if request.param == "numpy":
-        monkeypatch.setenv("WAM_NO_NATIVE", "1")
-        assert native.load() is None
-    else:
-        monkeypatch.delenv("WAM_NO_NATIVE", raising=False)
-        if native.load() is None:
-            pytest.skip("the C kernels are not built (no C compiler at install time)")
-    return request.param
+        with native.disabled():
+            assert native.load() is None
+            yield request.param
+        return
+    if native.load() is None:
+        pytest.skip("the C kernels are not built (no C compiler at install time)")
+    yield request.param
 
 
 def test_the_c_kernels_are_built_where_a_compiler_is():
@@ -163,12 +165,57 @@ def test_the_c_kernels_are_built_where_a_compiler_is():
     kernels = native.load()
     assert kernels is not None, "wam_ros/data/_area.c was not built: run `pip install -e .` (make install)"
     img = _camera_like(480, 640, 3, 5)
-    work = np.empty(kernels.work(img), np.uint32)
+    work = np.empty(native.work_array(img), np.uint32)
     out = np.empty((80, 64, 3), np.uint8)
     assert kernels.box_mean(img, 6, 10, work, out)
     assert np.array_equal(out, cv2.resize(img, (64, 80), interpolation=cv2.INTER_AREA))
     # a case they leave to cv2: OpenCV's 2 x 2 SIMD path rounds halves up; nothing is written
     assert not kernels.box_mean(img, 2, 2, work, np.empty((240, 320, 3), np.uint8))
+
+
+def test_the_c_kernels_refuse_what_does_not_fit_them():
+    """The kernels check every buffer themselves: a wrong output shape, a work array too small, another dtype, a
+    view, a read-only output or too many channels is a False with nothing written, never a write out of bounds."""
+    from wam_ros.data import native
+
+    kernels = native.load()
+    if kernels is None:
+        pytest.skip("the C kernels are not built")
+    img = _camera_like(480, 640, 3, 6)
+    work = np.empty(native.work_array(img), np.uint32)
+    mid, out = np.empty((80, 64, 3), np.uint8), np.empty((64, 64, 3), np.uint8)
+    assert kernels.area_resize(img, 6, 10, work, mid, out)  # the good call, for contrast
+    want = out.copy()
+    readonly = np.zeros((64, 64, 3), np.uint8)
+    readonly.flags.writeable = False
+    bad_calls = [
+        (img, 6, 10, work, mid, np.zeros((64, 63, 3), np.uint8)),  # out one column short
+        (
+            img,
+            6,
+            10,
+            work,
+            np.zeros((80, 64, 4), np.uint8),
+            np.zeros((64, 64, 3), np.uint8),
+        ),  # mid of 4 channels
+        (img, 6, 10, work[:100], mid, np.zeros((64, 64, 3), np.uint8)),  # work too small
+        (img.astype(np.float32), 6, 10, work, mid, np.zeros((64, 64, 3), np.uint8)),  # not uint8
+        (img[:, ::2], 6, 5, work, mid, np.zeros((64, 64, 3), np.uint8)),  # a strided view
+        (img, 6, 10, work, mid, readonly),  # nowhere to write
+        (img, 0, 10, work, mid, np.zeros((64, 64, 3), np.uint8)),  # no box
+        (np.zeros((480, 640, 5), np.uint8), 6, 10, work, mid, np.zeros((64, 64, 5), np.uint8)),  # 5 channels
+        (img, 6, 10, work, mid, np.zeros((80, 64, 3), np.uint8)),  # no row step left: box_mean's case
+    ]
+    for i, (src, kh, kw, wk, m, o) in enumerate(bad_calls):
+        before = o.copy()
+        assert kernels.area_resize(src, kh, kw, wk, m, o) is False, i
+        assert np.array_equal(o, before), i
+    assert kernels.box_mean(img, 6, 10, work, np.zeros((80, 65, 3), np.uint8)) is False
+    assert kernels.area_rows(mid, work, np.zeros((64, 64, 2), np.uint8)) is False
+    assert kernels.area_rows(mid, work, np.zeros((90, 64, 3), np.uint8)) is False  # an upscale
+    with pytest.raises(TypeError):
+        kernels.area_resize(img, 6, 10, work, mid)  # a missing argument is a programming error, raised
+    assert np.array_equal(out, want)
 
 
 def _tie_rich(rng: np.random.Generator, shape: tuple[int, ...], trial: int) -> np.ndarray:
@@ -200,7 +247,7 @@ def test_the_c_row_step_is_opencvs_inter_area_bit_for_bit():
         channels = int(rng.choice([0, 1, 2, 3, 4]))
         img = _tie_rich(rng, (sh, w) + ((channels,) if channels else ()), trial)
         out = np.empty((dh, w) + ((channels,) if channels > 1 else ()), np.uint8)
-        work = np.empty(kernels.work(img), np.uint32)
+        work = np.empty(native.work_array(img), np.uint32)
         if not kernels.area_rows(img, work, out):  # no downscale or a whole-number one: OpenCV's other paths
             assert sh % dh == 0, (sh, dh)
             refused += 1
@@ -211,14 +258,16 @@ def test_the_c_row_step_is_opencvs_inter_area_bit_for_bit():
     assert checked > 1700 and refused > 0
     # a different width is not a rows-only step: refused, nothing written, left to cv2
     img = np.zeros((80, 64, 3), np.uint8)
-    assert not kernels.area_rows(img, np.empty(kernels.work(img), np.uint32), np.empty((64, 60, 3), np.uint8))
+    assert not kernels.area_rows(
+        img, np.empty(native.work_array(img), np.uint32), np.empty((64, 60, 3), np.uint8)
+    )
 
 
 @pytest.mark.parametrize(
     ("h", "w"), [(480, 640), (720, 1280), (1080, 1920), (480, 848), (240, 320), (479, 641), (100, 70)]
 )
 @pytest.mark.parametrize("channels", [1, 3, 4])
-def test_area_resize_gives_the_same_pixels_with_and_without_the_c_kernels(h, w, channels, monkeypatch):
+def test_area_resize_gives_the_same_pixels_with_and_without_the_c_kernels(h, w, channels):
     from wam_ros.data import native
 
     if native.load() is None:
@@ -228,9 +277,8 @@ def test_area_resize_gives_the_same_pixels_with_and_without_the_c_kernels(h, w, 
         img = img[:, :, 0]  # a (h, w) mono frame as well as (h, w, 1)
     for size in ((64, 64), (96, 96), (48, 64), (120, 160)):
         fast = area_resize(img, size)
-        monkeypatch.setenv("WAM_NO_NATIVE", "1")
-        slow = area_resize(img, size)
-        monkeypatch.delenv("WAM_NO_NATIVE")
+        with native.disabled():
+            slow = area_resize(img, size)
         assert fast.shape == slow.shape and fast.dtype == slow.dtype == np.uint8, (h, w, size)
         assert np.array_equal(fast, slow), (h, w, channels, size)
 
@@ -274,3 +322,56 @@ def test_box_mean_is_opencvs_integer_factor_area_resize_bit_for_bit(resize_path)
     view = img[:, ::2]
     assert np.array_equal(box_mean(view, 6, 4), cv2.resize(view, (80, 80), interpolation=cv2.INTER_AREA))
     assert np.array_equal(box_mean(img, 2, 2), cv2.resize(img, (320, 240), interpolation=cv2.INTER_AREA))
+
+
+def _numpy_path(fn, *args):
+    """fn(*args) with the C kernels switched off."""
+    from wam_ros.data import native
+
+    with native.disabled():
+        return fn(*args)
+
+
+def _outcome(fn, *args):
+    try:
+        out = fn(*args)
+    except Exception as exc:  # the same refusal either way is fine; a crash would end the test run
+        return type(exc).__name__
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    h=st.integers(1, 260),
+    w=st.integers(1, 340),
+    channels=st.sampled_from([0, 1, 2, 3, 4, 5]),
+    size=st.tuples(st.integers(1, 96), st.integers(1, 96)),
+    view=st.sampled_from(["whole", "cropped", "strided", "float32", "int16"]),
+    seed=st.integers(0, 2**16),
+)
+def test_area_resize_is_the_same_with_and_without_the_c_kernels_for_any_input(
+    h, w, channels, size, view, seed
+):
+    """Sizes, channel counts, views and dtypes no camera of ours sends: the C kernels take what they handle and leave
+    the rest to numpy and cv2, so the result (or the refusal) is the numpy path's, and nothing crashes."""
+    from wam_ros.data import native
+
+    if native.load() is None:
+        pytest.skip("the C kernels are not built")
+    rng = np.random.default_rng(seed)
+    img = _tie_rich(rng, (h, w) + ((channels,) if channels else ()), seed)
+    if view == "cropped" and h > 2:
+        img = img[1:-1]  # a contiguous block of rows
+    elif view == "strided" and w > 1:
+        img = img[:, ::2]  # not contiguous
+    elif view == "float32":
+        img = img.astype(np.float32)
+    elif view == "int16":
+        img = img.astype(np.int16)
+    fast = _outcome(area_resize, img, size)
+    slow = _outcome(_numpy_path, area_resize, img, size)
+    if isinstance(slow, str):
+        assert fast == slow, (img.shape, img.dtype, size)
+    else:
+        assert isinstance(fast, np.ndarray) and fast.shape == slow.shape and fast.dtype == slow.dtype
+        assert np.array_equal(fast, slow), (img.shape, img.dtype, size, view)

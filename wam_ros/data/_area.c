@@ -1,20 +1,23 @@
 /* The camera resize's two area steps in C, OpenCV's results bit for bit (wam_ros.data.images, docs/resize.md).
 
-   A Python extension module only so that setuptools builds it beside images.py and importlib finds it; the module
-   itself has no methods. wam_ros.data.native loads the same file with ctypes (which releases the GIL during a call,
-   so the runtime's two-band resize can run two calls at once) and calls:
+   Module wam_ros.data._area (wam_ros.data.native imports it, or reports it missing); each function takes numpy
+   arrays (any C-contiguous uint8 buffer), checks every shape here, runs without the GIL (so the runtime's two-band
+   resize can run two calls at once) and returns True when it wrote its output, False when the case is one it leaves
+   to numpy and cv2 (nothing written):
 
-     wam_box_mean_u8     exact kh x kw box means of a uint8 (h, w, c) image: cv2.resize(INTER_AREA) by integer
-                         factors (OpenCV's resizeAreaFast_: int box sums, stored as cvRound(float(sum) * (1.f / area)))
-     wam_area_rows_u8    cv2.resize(INTER_AREA) of a downscale along the rows only, by a non-integer factor
-                         (OpenCV's ResizeArea_Invoker, its float weights and operations in the same order)
-     wam_area_resize_u8  the two in one call: box means into `mid`, then the row step into `dst`
-                         (640x480 -> 64x80 -> 64x64, and 1280x720 or 1920x1080 -> 64x72 -> 64x64)
+     box_mean(src, kh, kw, work, out)          exact kh x kw box means of a uint8 (h, w[, c]) image:
+                                               cv2.resize(INTER_AREA) by integer factors (OpenCV's resizeAreaFast_:
+                                               int box sums, stored as cvRound(float(sum) * (1.f / area)))
+     area_rows(src, work, out)                 cv2.resize(INTER_AREA) of a downscale along the rows only, by a
+                                               non-integer factor (OpenCV's ResizeArea_Invoker, its float weights
+                                               and operations in the same order)
+     area_resize(src, kh, kw, work, mid, out)  the two in one call: box means into `mid`, then the row step into
+                                               `out` (640x480 -> 64x80 -> 64x64; 1280x720 or 1920x1080 -> 64x72 -> 64x64)
 
-   Build: -O3 -ffp-contract=off (no fused multiply-adds: OpenCV's x86 baseline has none, and a contraction would
-   change roundings) -fno-math-errno (lrintf as one instruction). Every function returns 0, or 1 when it does not handle the case (the caller falls back to
-   cv2), or -1 when a work array could not be allocated. tests/test_images.py checks each against cv2.resize on
-   thousands of random images full of exact .5 ties. */
+   `work` is a writable buffer of at least 16 * w * c bytes (work_bytes(src)). Build: -O3 -ffp-contract=off (no fused
+   multiply-adds: OpenCV's x86 baseline has none, and a contraction would change roundings) -fno-math-errno (lrintf
+   as one instruction). tests/test_images.py checks each against cv2.resize on thousands of random images full of
+   exact .5 ties. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -23,6 +26,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static inline uint8_t round_u8(float v) {
     /* cvRound (round half to even under the default rounding mode), then saturate_cast<uchar> */
@@ -89,7 +93,7 @@ BOX_MEAN(box_u32_any, uint32_t, 0)
 /* src: C-contiguous uint8 (h, w, c); out: (h / kh, w / kw, c); work: at least 4 * w * c uint32. Handles what
    images.box_mean does itself: kh, kw dividing h, w, not both 1 and not 2 x 2 (OpenCV's SIMD 2 x 2 path rounds
    halves up), 1 <= c <= 4, box sums below 2 ** 24 (exact in float). */
-int wam_box_mean_u8(const uint8_t *src, long h, long w, long c, long kh, long kw, void *work, uint8_t *out) {
+static int wam_box_mean_u8(const uint8_t *src, long h, long w, long c, long kh, long kw, void *work, uint8_t *out) {
     const long area = kh * kw;
     if (h < 1 || w < 1 || kh < 1 || kw < 1 || h % kh || w % kw || area < 2 || (kh == 2 && kw == 2) || c < 1 ||
         c > 4 || area * 255 >= (1L << 24))
@@ -119,7 +123,7 @@ int wam_box_mean_u8(const uint8_t *src, long h, long w, long c, long kh, long kw
    1.f per pixel, so its row buffer holds the pixels as floats; along y each source row j adds beta_j * row to the
    sum of its output row, in the same order, and the sum is stored with cvRound. Anything else (a downscale along
    x too, a whole-number factor: OpenCV's integer path) returns 1 and goes to cv2. */
-int wam_area_rows_u8(const uint8_t *src, long sh, long w, long cn, long dh, uint8_t *dst, float *work) {
+static int wam_area_rows_u8(const uint8_t *src, long sh, long w, long cn, long dh, uint8_t *dst, float *work) {
     if (sh < 2 || w < 1 || dh < 1 || dh >= sh || cn < 1 || cn > 4 || sh > (1L << 30) / 4) return 1;
     /* cv2.resize: inv_scale = dsize / ssize; scale = 1 / inv_scale; its integer path when the scale is within
        DBL_EPSILON of a whole number (saturate_cast<int> rounds to nearest) */
@@ -175,8 +179,8 @@ int wam_area_rows_u8(const uint8_t *src, long sh, long w, long cn, long dh, uint
 /* area_resize's two steps in one call: box means of src (h, w, c) by kh x kw into mid (h / kh, w / kw, c), then
    the row step from mid into dst (dh, w / kw, c). Returns 1, with nothing written to dst, when the row step is not
    one wam_area_rows_u8 handles or the box step not one wam_box_mean_u8 handles. work: at least 4 * w * c uint32. */
-int wam_area_resize_u8(const uint8_t *src, long h, long w, long c, long kh, long kw, long dh, void *work,
-                       uint8_t *mid, uint8_t *dst) {
+static int wam_area_resize_u8(const uint8_t *src, long h, long w, long c, long kh, long kw, long dh, void *work,
+                              uint8_t *mid, uint8_t *dst) {
     if (kh < 1 || kw < 1) return 1;
     const long mh = h / kh, mw = w / kw;
     if (mh <= dh || mh < 2 || mh > (1L << 30) / 4) return 1;
@@ -187,8 +191,156 @@ int wam_area_resize_u8(const uint8_t *src, long h, long w, long c, long kh, long
     return wam_area_rows_u8(mid, mh, mw, c, dh, dst, work);
 }
 
+/* ---- Python bindings ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    Py_buffer view;
+    long h, w, c; /* (h, w) or (h, w, c) */
+} Image;
+
+/* A C-contiguous uint8 buffer of 2 or 3 dimensions (1 <= c <= 4) into `im`; 0, or -1 (no exception set) when the
+   object is anything else: the caller then returns False and numpy and cv2 take the case. */
+static int get_image(PyObject *obj, Image *im, int writable) {
+    if (PyObject_GetBuffer(obj, &im->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    const Py_buffer *v = &im->view;
+    const char *f = v->format ? v->format : "B";
+    if (strchr("@=<>!", f[0]) && f[0] != 0) f++; /* a byte order mark means nothing for one byte */
+    const int u8 = v->itemsize == 1 && strcmp(f, "B") == 0;
+    if (!u8 || (v->ndim != 2 && v->ndim != 3) || v->shape[0] < 1 || v->shape[1] < 1 ||
+        (v->ndim == 3 && (v->shape[2] < 1 || v->shape[2] > 4))) {
+        PyBuffer_Release(&im->view);
+        return -1;
+    }
+    im->h = (long)v->shape[0];
+    im->w = (long)v->shape[1];
+    im->c = v->ndim == 3 ? (long)v->shape[2] : 1;
+    return 0;
+}
+
+/* out must hold (h, w) pixels of c channels: (h, w, c), or (h, w) / (h, w, 1) for one channel */
+static int shape_is(const Image *out, long h, long w, long c) {
+    return out->h == h && out->w == w && out->c == c;
+}
+
+static int get_work(PyObject *obj, Py_buffer *view, long w, long c) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (view->len < 16 * w * c || ((uintptr_t)view->buf % sizeof(uint32_t)) != 0) {
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static int get_long(PyObject *obj, long *out) {
+    *out = PyLong_AsLong(obj);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static PyObject *py_box_mean(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    long kh, kw;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "box_mean(src, kh, kw, work, out)");
+        return NULL;
+    }
+    if (get_long(args[1], &kh) < 0 || get_long(args[2], &kw) < 0) return NULL;
+    Image src, out;
+    Py_buffer work;
+    int r = 1;
+    if (get_image(args[0], &src, 0) < 0) Py_RETURN_FALSE;
+    if (get_image(args[4], &out, 1) < 0) {
+        PyBuffer_Release(&src.view);
+        Py_RETURN_FALSE;
+    }
+    if (kh >= 1 && kw >= 1 && shape_is(&out, src.h / kh, src.w / kw, src.c) &&
+        get_work(args[3], &work, src.w, src.c) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        r = wam_box_mean_u8(src.view.buf, src.h, src.w, src.c, kh, kw, work.buf, out.view.buf);
+        Py_END_ALLOW_THREADS
+        PyBuffer_Release(&work);
+    }
+    PyBuffer_Release(&out.view);
+    PyBuffer_Release(&src.view);
+    return PyBool_FromLong(r == 0);
+}
+
+static PyObject *py_area_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "area_rows(src, work, out)");
+        return NULL;
+    }
+    Image src, out;
+    Py_buffer work;
+    int r = 1;
+    if (get_image(args[0], &src, 0) < 0) Py_RETURN_FALSE;
+    if (get_image(args[2], &out, 1) < 0) {
+        PyBuffer_Release(&src.view);
+        Py_RETURN_FALSE;
+    }
+    if (shape_is(&out, out.h, src.w, src.c) && get_work(args[1], &work, src.w, src.c) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        r = wam_area_rows_u8(src.view.buf, src.h, src.w, src.c, out.h, out.view.buf, work.buf);
+        Py_END_ALLOW_THREADS
+        PyBuffer_Release(&work);
+    }
+    PyBuffer_Release(&out.view);
+    PyBuffer_Release(&src.view);
+    return PyBool_FromLong(r == 0);
+}
+
+static PyObject *py_area_resize(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    long kh, kw;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "area_resize(src, kh, kw, work, mid, out)");
+        return NULL;
+    }
+    if (get_long(args[1], &kh) < 0 || get_long(args[2], &kw) < 0) return NULL;
+    Image src, mid, out;
+    Py_buffer work;
+    int r = 1;
+    if (get_image(args[0], &src, 0) < 0) Py_RETURN_FALSE;
+    if (get_image(args[4], &mid, 1) < 0) {
+        PyBuffer_Release(&src.view);
+        Py_RETURN_FALSE;
+    }
+    if (get_image(args[5], &out, 1) < 0) {
+        PyBuffer_Release(&mid.view);
+        PyBuffer_Release(&src.view);
+        Py_RETURN_FALSE;
+    }
+    if (kh >= 1 && kw >= 1 && shape_is(&mid, src.h / kh, src.w / kw, src.c) &&
+        shape_is(&out, out.h, src.w / kw, src.c) && get_work(args[3], &work, src.w, src.c) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        r = wam_area_resize_u8(src.view.buf, src.h, src.w, src.c, kh, kw, out.h, work.buf, mid.view.buf,
+                               out.view.buf);
+        Py_END_ALLOW_THREADS
+        PyBuffer_Release(&work);
+    }
+    PyBuffer_Release(&out.view);
+    PyBuffer_Release(&mid.view);
+    PyBuffer_Release(&src.view);
+    return PyBool_FromLong(r == 0);
+}
+
+static PyMethodDef area_methods[] = {
+    {"box_mean", (PyCFunction)(void (*)(void))py_box_mean, METH_FASTCALL,
+     "box_mean(src, kh, kw, work, out) -> bool: exact box means (cv2.resize INTER_AREA by integer factors)"},
+    {"area_rows", (PyCFunction)(void (*)(void))py_area_rows, METH_FASTCALL,
+     "area_rows(src, work, out) -> bool: cv2.resize INTER_AREA along the rows only, non-integer factor"},
+    {"area_resize", (PyCFunction)(void (*)(void))py_area_resize, METH_FASTCALL,
+     "area_resize(src, kh, kw, work, mid, out) -> bool: box_mean into mid, then area_rows into out"},
+    {NULL, NULL, 0, NULL}};
+
 static struct PyModuleDef area_module = {
-    PyModuleDef_HEAD_INIT, "_area", "C kernels of wam_ros.data.images, loaded with ctypes (wam_ros.data.native)",
-    -1, NULL, NULL, NULL, NULL, NULL};
+    PyModuleDef_HEAD_INIT, "_area", "C kernels of wam_ros.data.images (docs/resize.md); use wam_ros.data.native",
+    -1, area_methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__area(void) { return PyModule_Create(&area_module); }

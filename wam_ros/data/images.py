@@ -95,7 +95,7 @@ def box_mean(image: np.ndarray, kh: int, kw: int) -> np.ndarray:
     kernels = native.load()
     if kernels is not None:  # the same sums and rounding in one C pass over the frame (wam_ros/data/_area.c)
         out = np.empty((oh, ow) if image.ndim == 2 or c == 1 else (oh, ow, c), np.uint8)
-        if kernels.box_mean(image, kh, kw, _scratch("work", (kernels.work(image),), np.uint32), out):
+        if kernels.box_mean(image, kh, kw, _scratch("work", native.work_array(image), np.uint32), out):
             return out
     narrow = area * 255 < 1 << 16  # every box sum fits in uint16
     acc = np.uint16 if narrow else np.uint32
@@ -117,31 +117,51 @@ def box_mean(image: np.ndarray, kh: int, kw: int) -> np.ndarray:
     return np.rint(sums, out=sums).astype(np.uint8)  # (oh, ow) for one channel, as cv2 returns it
 
 
-def _native_both(image: np.ndarray, h: int, w: int, kh: int, kw: int) -> np.ndarray | None:
-    """Both steps in one C call (box means, then the area step along the rows: OpenCV's pixels bit for bit), or
-    None when the C kernels are not built or leave this case to numpy and cv2 (e.g. an area step along x too)."""
-    kernels = native.load()
-    if (
-        kernels is None
-        or image.dtype != np.uint8
-        or not image.flags.c_contiguous
-        or image.ndim not in (2, 3)
-        or (image.ndim == 3 and not 1 <= image.shape[2] <= 4)
-        or image.shape[1] // kw != w
-    ):
+@functools.lru_cache(maxsize=256)
+def _fused_plan(
+    shape: tuple[int, ...], h: int, w: int
+) -> tuple[int, int, tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
+    """(kh, kw, mid shape, out shape, work shape) when area_resize of an image of `shape` to (h, w) is a box step
+    followed by a row-only area step (the usual camera), which the C kernels do in one call; None otherwise."""
+    if len(shape) not in (2, 3) or (len(shape) == 3 and not 1 <= shape[2] <= 4):
         return None
-    c = 1 if image.ndim == 2 else image.shape[2]
-    tail = () if c == 1 else (c,)  # one channel comes back (H, W), as cv2 returns it
-    mid = _scratch("mid", (image.shape[0] // kh, w, *tail), np.uint8)
-    out = np.empty((h, w, *tail), np.uint8)
-    work = _scratch("work", (kernels.work(image),), np.uint32)
+    kh, kw = _first_step_of(shape[0], shape[1], h, w)
+    if (kh == 1 and kw == 1) or shape[1] // kw != w or shape[0] // kh <= h:
+        return None
+    tail = (
+        shape[2:3] if len(shape) == 3 and shape[2] > 1 else ()
+    )  # one channel comes back (H, W), as from cv2
+    return (
+        kh,
+        kw,
+        (shape[0] // kh, w, *tail),
+        (h, w, *tail),
+        (4 * shape[1] * (shape[2] if len(shape) == 3 else 1),),
+    )
+
+
+def _fused(image: np.ndarray, h: int, w: int) -> np.ndarray | None:
+    """Both steps in one C call (box means, then the area step along the rows: OpenCV's pixels bit for bit), or
+    None when the C kernels are not built or leave this case to numpy and cv2 (e.g. an area step along x too).
+    The camera path: one cached plan, no per-call environment or shape logic (each Python call right after a graph
+    call costs several microseconds, docs/resize.md)."""
+    kernels = native.load()
+    if kernels is None or image.dtype != np.uint8:
+        return None
+    plan = _fused_plan(image.shape, h, w)
+    if plan is None:
+        return None
+    kh, kw, mid_shape, out_shape, work_shape = plan
+    out = np.empty(out_shape, np.uint8)
+    mid = _scratch("mid", mid_shape, np.uint8)
+    work = _scratch("work", work_shape, np.uint32)
     return out if kernels.area_resize(image, kh, kw, work, mid, out) else None
 
 
 def _resize_steps(image: np.ndarray, size: tuple[int, int], kh: int, kw: int) -> np.ndarray:
     h, w = int(size[0]), int(size[1])
     if kh > 1 or kw > 1:
-        both = _native_both(image, h, w, kh, kw)
+        both = _fused(image, h, w)
         if both is not None:
             return both
         image = box_mean(image, kh, kw)
@@ -160,9 +180,13 @@ def area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     INTER_AREA path with fractional windows was most of predict()'s time beyond the graph (benchmarks/RESULTS.md,
     issue 21). Both steps give OpenCV's pixels bit for bit; for the usual cameras (the second step along the rows
     only) they run in one call of the C kernels when those are built (docs/resize.md), else box_mean and cv2."""
-    if image.shape[0] == int(size[0]) and image.shape[1] == int(size[1]):
+    h, w = int(size[0]), int(size[1])
+    if image.shape[0] == h and image.shape[1] == w:
         return image
-    return _resize_steps(image, size, *_first_step(image.shape, size))
+    out = _fused(image, h, w)
+    if out is not None:
+        return out
+    return _resize_steps(image, (h, w), *_first_step(image.shape, (h, w)))
 
 
 def row_split(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int] | None:
