@@ -65,15 +65,15 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
 
 def box_mean(image: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """cv2.resize(image, (w // kw, h // kh), interpolation=cv2.INTER_AREA) for a uint8 (h, w[, C]) image whose sides
-    kh, kw divide, bit for bit: in C when the kernels are built (wam_ros/data/_area.c: 0.09 against 0.23 ms for
-    cv2 and 0.18 for the numpy path below, 640x480 by 10 x 6 on a frame not in the caches, docs/resize.md).
+    kh, kw divide, bit for bit: in C when the kernels are built (wam_ros/data/_area.c, about half the time of the
+    numpy path below and a third of cv2's for 640x480 by 10 x 6: docs/resize.md, benchmarks/RESULTS.md).
 
     OpenCV's integer-factor area path (resizeAreaFast_) sums each kh x kw box in int, one box at a time in scalar
     code, and stores cvRound(float(sum) * (1.f / area)). Without the C kernels the same integer sums take two
-    vectorised passes: numpy
-    adds the kh rows of each box (uint16 accumulators: the frame is read once, with SIMD), then a cv2.boxFilter of
-    kw pixels along the rows, sampled every kw-th pixel, adds the kw columns (integer sums; no BLAS call, whose
-    threads could spin beside onnxruntime's); then the same float32 product, rounded half to even. OpenCV runs
+    vectorised passes: numpy adds the kh rows of each box (uint16 accumulators: the frame is read once, with SIMD),
+    then a cv2.boxFilter of kw pixels along the rows, sampled every kw-th pixel, adds the kw columns (integer sums;
+    no BLAS call, whose threads could spin beside onnxruntime's); then the same float32 product, rounded half to
+    even. OpenCV runs
     2 x 2 with SIMD code that rounds halves up: that, other dtypes, non-contiguous images, more than 4 channels and
     boxes whose sums could pass 2 ** 24 go to cv2.resize itself. tests/test_images.py checks the two against each
     other over 1,500 random factors, sizes and channel counts, with images full of exact .5 ties."""
@@ -128,9 +128,8 @@ def _fused_plan(
     kh, kw = _first_step_of(shape[0], shape[1], h, w)
     if (kh == 1 and kw == 1) or shape[1] // kw != w or shape[0] // kh <= h:
         return None
-    tail = (
-        shape[2:3] if len(shape) == 3 and shape[2] > 1 else ()
-    )  # one channel comes back (H, W), as from cv2
+    # one channel comes back (H, W), as cv2 returns it
+    tail = shape[2:3] if len(shape) == 3 and shape[2] > 1 else ()
     return (
         kh,
         kw,
