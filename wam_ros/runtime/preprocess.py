@@ -14,6 +14,8 @@ Core module: numpy + cv2 only, never imports rclpy or torch.
 
 from __future__ import annotations
 
+import collections
+import statistics
 import threading
 import time
 from collections.abc import Sequence
@@ -75,28 +77,43 @@ def _pool() -> ThreadPoolExecutor:
 
 
 class BandChooser:
-    """One band or two, by their measured wall time: a running mean (weight `alpha`) of each, the faster one used,
-    the other tried again every `explore`-th call (every 16 x `explore`-th while it is more than 1.5x slower) so a
-    change of load is noticed. Both give the same pixels."""
+    """One band or two, by their measured wall time: the median of each way's last `window` calls, the faster one
+    used, the other tried again every `explore`-th call (every 16 x `explore`-th while it is more than 1.5x slower)
+    so a change of load is noticed. Both give the same pixels.
 
-    def __init__(self, explore: int = 16, alpha: float = 0.1) -> None:
-        self.explore, self.alpha = explore, alpha
-        self.mean = {False: 0.0, True: 0.0}  # parallel -> seconds (0: not measured yet, so tried first)
+    A median, not a running mean (sessions 7-14): one slow call (a preemption: a p99 event, so 1 % of calls) moved
+    the mean enough to switch ways, and the slower way then ran until enough retries of the other pulled the mean
+    back: with 1-2 % such calls a simulated stream ran 9-30 % of its calls on the slower way (session 15,
+    tests/test_images.py); with the median, as often as the retries alone. A real change of load is followed once
+    the other way's retries make up half its window (5 retries: 80 calls, or up to 1,280 while it was more than 1.5x
+    slower)."""
+
+    def __init__(self, explore: int = 16, window: int = 9) -> None:
+        self.explore = explore
+        self.samples: dict[bool, collections.deque[float]] = {
+            False: collections.deque(maxlen=window),
+            True: collections.deque(maxlen=window),
+        }
         self.calls = 0
+
+    def typical(self, bands: bool) -> float:
+        """The median of the way's recent wall times in seconds (0.0: not measured yet, so it is tried first)."""
+        s = self.samples[bands]
+        return statistics.median(s) if s else 0.0
 
     def use_bands(self) -> bool:
         self.calls += 1
-        faster = self.mean[True] <= self.mean[False]
+        two, one = self.typical(True), self.typical(False)
+        faster = two <= one
         # the other way retried every `explore`-th call, or 16x less often while it has been more than 1.5x slower
         # (with the C box kernel two bands cost 2x one on the 2-vCPU VM: a retry every 16th call would put that
         # cost in the p99 of every resize, docs/resize.md)
-        lo, hi = sorted((self.mean[True], self.mean[False]))
+        lo, hi = sorted((two, one))
         every = self.explore * 16 if hi > 1.5 * lo > 0.0 else self.explore
         return (not faster) if self.calls % every == 0 else faster
 
     def record(self, bands: bool, seconds: float) -> None:
-        m = self.mean[bands]
-        self.mean[bands] = seconds if m == 0.0 else m + self.alpha * (seconds - m)
+        self.samples[bands].append(seconds)
 
 
 _choosers: dict[tuple[int, ...], BandChooser] = {}
