@@ -195,7 +195,7 @@ def test_the_c_kernels_are_built_where_a_compiler_is():
     kernels = native.load()
     assert kernels is not None, "wam_ros/data/_area.c was not built: run `pip install -e .` (make install)"
     img = _camera_like(480, 640, 3, 5)
-    work = np.empty(native.work_array(img), np.uint32)
+    work = np.empty(native.work_array(img.shape), np.uint32)
     out = np.empty((80, 64, 3), np.uint8)
     assert kernels.box_mean(img, 6, 10, work, out)
     assert np.array_equal(out, cv2.resize(img, (64, 80), interpolation=cv2.INTER_AREA))
@@ -212,7 +212,7 @@ def test_the_c_kernels_refuse_what_does_not_fit_them():
     if kernels is None:
         pytest.skip("the C kernels are not built")
     img = _camera_like(480, 640, 3, 6)
-    work = np.empty(native.work_array(img), np.uint32)
+    work = np.empty(native.work_array(img.shape), np.uint32)
     mid, out = np.empty((80, 64, 3), np.uint8), np.empty((64, 64, 3), np.uint8)
     assert kernels.area_resize(img, 6, 10, work, mid, out)  # the good call, for contrast
     want = out.copy()
@@ -277,7 +277,7 @@ def test_the_c_row_step_is_opencvs_inter_area_bit_for_bit():
         channels = int(rng.choice([0, 1, 2, 3, 4]))
         img = _tie_rich(rng, (sh, w) + ((channels,) if channels else ()), trial)
         out = np.empty((dh, w) + ((channels,) if channels > 1 else ()), np.uint8)
-        work = np.empty(native.work_array(img), np.uint32)
+        work = np.empty(native.work_array(img.shape), np.uint32)
         if not kernels.area_rows(img, work, out):  # no downscale or a whole-number one: OpenCV's other paths
             assert sh % dh == 0, (sh, dh)
             refused += 1
@@ -289,7 +289,7 @@ def test_the_c_row_step_is_opencvs_inter_area_bit_for_bit():
     # a different width is not a rows-only step: refused, nothing written, left to cv2
     img = np.zeros((80, 64, 3), np.uint8)
     assert not kernels.area_rows(
-        img, np.empty(native.work_array(img), np.uint32), np.empty((64, 60, 3), np.uint8)
+        img, np.empty(native.work_array(img.shape), np.uint32), np.empty((64, 60, 3), np.uint8)
     )
 
 

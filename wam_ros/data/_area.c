@@ -25,7 +25,6 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 static inline uint8_t round_u8(float v) {

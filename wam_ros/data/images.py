@@ -95,7 +95,7 @@ def box_mean(image: np.ndarray, kh: int, kw: int) -> np.ndarray:
     kernels = native.load()
     if kernels is not None:  # the same sums and rounding in one C pass over the frame (wam_ros/data/_area.c)
         out = np.empty((oh, ow) if image.ndim == 2 or c == 1 else (oh, ow, c), np.uint8)
-        if kernels.box_mean(image, kh, kw, _scratch("work", native.work_array(image), np.uint32), out):
+        if kernels.box_mean(image, kh, kw, _scratch("work", native.work_array(image.shape), np.uint32), out):
             return out
     narrow = area * 255 < 1 << 16  # every box sum fits in uint16
     acc = np.uint16 if narrow else np.uint32
@@ -130,13 +130,7 @@ def _fused_plan(
         return None
     # one channel comes back (H, W), as cv2 returns it
     tail = shape[2:3] if len(shape) == 3 and shape[2] > 1 else ()
-    return (
-        kh,
-        kw,
-        (shape[0] // kh, w, *tail),
-        (h, w, *tail),
-        (4 * shape[1] * (shape[2] if len(shape) == 3 else 1),),
-    )
+    return kh, kw, (shape[0] // kh, w, *tail), (h, w, *tail), native.work_array(shape)
 
 
 def _fused(image: np.ndarray, h: int, w: int) -> np.ndarray | None:
@@ -163,6 +157,12 @@ def _resize_steps(image: np.ndarray, size: tuple[int, int], kh: int, kw: int) ->
         both = _fused(image, h, w)
         if both is not None:
             return both
+    return _separate_steps(image, h, w, kh, kw)
+
+
+def _separate_steps(image: np.ndarray, h: int, w: int, kh: int, kw: int) -> np.ndarray:
+    """The box step (box_mean), then cv2 for the rest: what the C kernels do in one call, for every other case."""
+    if kh > 1 or kw > 1:
         image = box_mean(image, kh, kw)
         if image.shape[0] == h and image.shape[1] == w:
             return image
@@ -185,7 +185,7 @@ def area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     out = _fused(image, h, w)
     if out is not None:
         return out
-    return _resize_steps(image, (h, w), *_first_step(image.shape, (h, w)))
+    return _separate_steps(image, h, w, *_first_step(image.shape, (h, w)))
 
 
 def row_split(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int] | None:

@@ -20,18 +20,15 @@ import os
 from collections.abc import Iterator
 from types import ModuleType
 
-import numpy as np
 
 
-def work_array(image: np.ndarray) -> tuple[int]:
-    """Shape of the uint32 work array the kernels need for `image` (h, w[, c])."""
-    return (4 * image.shape[1] * (1 if image.ndim == 2 else image.shape[2]),)
+def work_array(shape: tuple[int, ...]) -> tuple[int]:
+    """Shape of the uint32 work array the kernels need for an image of `shape` (h, w[, c])."""
+    return (4 * shape[1] * (shape[2] if len(shape) == 3 else 1),)
 
 
 @functools.cache
-def _load(disabled: bool) -> ModuleType | None:
-    if disabled:
-        return None
+def _load() -> ModuleType | None:
     try:
         from wam_ros.data import _area
     except ImportError:  # not built (no C compiler at install time), or built for another Python
@@ -45,7 +42,7 @@ _disabled = os.environ.get("WAM_NO_NATIVE", "") not in ("", "0")
 def load() -> ModuleType | None:
     """The C kernels (module wam_ros.data._area: box_mean, area_rows, area_resize), or None when they are not built,
     WAM_NO_NATIVE was set (to a non-empty value other than 0) when this module was imported, or inside disabled()."""
-    return None if _disabled else _load(False)
+    return None if _disabled else _load()
 
 
 @contextlib.contextmanager
