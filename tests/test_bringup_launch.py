@@ -173,9 +173,12 @@ def test_bringup_robot_graph_applies_arguments_and_remappings(tiny_checkpoint):
         assert "/wam/instruction" not in topics and wam.params.unknown_words == "hold"
         assert wam.cmd_pub.topic_name == "/my_ctrl/commands"
         assert wam.instruction == "reach the blue target" and wam.surprise_hold is True
+        assert wam.publish_prediction is True
         assert b.environment == {}  # a robot graph keeps the system's discovery range
-    with Bringup("robot", {**args, "instruction_topic": "true", "unknown_words": "warn"}) as b:
+    more = {"instruction_topic": "true", "unknown_words": "warn", "publish_predicted_image": "false"}
+    with Bringup("robot", {**args, **more}) as b:
         assert "/wam/instruction" in {s.topic_name for s in b.nodes["wam"].subscriptions}
+        assert b.nodes["wam"].publish_prediction is False
 
 
 def test_sim_graphs_keep_discovery_on_this_host_unless_asked_otherwise():
