@@ -265,7 +265,7 @@ def main() -> int:
         "--node-arg",
         action="append",
         default=[],
-        help="another name:=value for wam_node (repeatable), e.g. publish_predicted_image:=false",
+        help="another `wam bringup robot` argument, name:=value (repeatable), e.g. publish_predicted_image:=false",
     )
     ap.add_argument("--json", default="", help="also write the figures to this JSON file")
     ap.add_argument("--echo-node", action="store_true", help=argparse.SUPPRESS)  # internal: run the echo node
