@@ -96,6 +96,40 @@ def test_two_band_parallel_resize_is_bit_identical(shape, size):
         assert split is None  # a prime-ish height: no whole output row boundary, one band
 
 
+@pytest.mark.parametrize(
+    "shape, size",
+    [
+        ((141, 160, 3), (48, 32)),
+        ((141, 320, 3), (48, 64)),
+        ((141, 640, 1), (48, 32)),
+        ((423, 640, 3), (48, 64)),
+    ],
+)
+def test_row_bands_use_the_whole_frames_first_step(shape, size):
+    """A band's own shape can give other box factors than the whole frame's (141 rows -> 48: none; its 94-row band
+    -> 32: 2). Each band must be resized with the frame's factors, on the C path as on the numpy path, or the
+    runtime's two-band resize differs from the training data's (it did by up to 24 grey levels, session 16)."""
+    from wam_ros.data import native
+    from wam_ros.data.images import _first_step, _first_step_of, area_resize_split, row_split
+
+    img = _camera_like(shape[0], shape[1], shape[2], seed=sum(shape)).reshape(shape)
+    split = row_split(img.shape, size)
+    assert split is not None
+    r, out_row = split
+    band_factors = {
+        _first_step_of(r, shape[1], out_row, size[1]),
+        _first_step_of(shape[0] - r, shape[1], size[0] - out_row, size[1]),
+    }
+    assert band_factors != {_first_step(shape, size)}  # the case this test is about
+    with native.disabled():
+        want = area_resize(img, size)  # the numpy path: the whole frame, as the training data is resized
+        top, bottom = area_resize_split(img, size, split)
+        assert np.array_equal(np.concatenate([top(), bottom()]), want)
+    top, bottom = area_resize_split(img, size, split)  # the C kernels where built
+    assert np.array_equal(np.concatenate([top(), bottom()]), want)
+    assert np.array_equal(area_resize(img, size), want)
+
+
 def test_parallel_resize_from_many_threads_keeps_each_callers_frame():
     """wam_node's camera callbacks and a predict() loop may resize at once: the shared worker never mixes frames."""
     from concurrent.futures import ThreadPoolExecutor

@@ -119,21 +119,22 @@ def box_mean(image: np.ndarray, kh: int, kw: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=256)
 def _fused_plan(
-    shape: tuple[int, ...], h: int, w: int
-) -> tuple[int, int, tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
-    """(kh, kw, mid shape, out shape, work shape) when area_resize of an image of `shape` to (h, w) is a box step
-    followed by a row-only area step (the usual camera), which the C kernels do in one call; None otherwise."""
+    shape: tuple[int, ...], h: int, w: int, kh: int, kw: int
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
+    """(mid shape, out shape, work shape) when resizing an image of `shape` to (h, w) with first-step factors
+    (kh, kw) is a box step followed by a row-only area step (the usual camera), which the C kernels do in one call;
+    None otherwise. The factors come from the caller: a row band of a frame uses the whole frame's, which its own
+    shape need not give (tests/test_images.py)."""
     if len(shape) not in (2, 3) or (len(shape) == 3 and not 1 <= shape[2] <= 4):
         return None
-    kh, kw = _first_step_of(shape[0], shape[1], h, w)
     if (kh == 1 and kw == 1) or shape[1] // kw != w or shape[0] // kh <= h:
         return None
     # one channel comes back (H, W), as cv2 returns it
     tail = shape[2:3] if len(shape) == 3 and shape[2] > 1 else ()
-    return kh, kw, (shape[0] // kh, w, *tail), (h, w, *tail), native.work_array(shape)
+    return (shape[0] // kh, w, *tail), (h, w, *tail), native.work_array(shape)
 
 
-def _fused(image: np.ndarray, h: int, w: int) -> np.ndarray | None:
+def _fused(image: np.ndarray, h: int, w: int, kh: int, kw: int) -> np.ndarray | None:
     """Both steps in one C call (box means, then the area step along the rows: OpenCV's pixels bit for bit), or
     None when the C kernels are not built or leave this case to numpy and cv2 (e.g. an area step along x too).
     The camera path: one cached plan, no per-call environment or shape logic (each Python call right after a graph
@@ -141,10 +142,10 @@ def _fused(image: np.ndarray, h: int, w: int) -> np.ndarray | None:
     kernels = native.load()
     if kernels is None or image.dtype != np.uint8:
         return None
-    plan = _fused_plan(image.shape, h, w)
+    plan = _fused_plan(image.shape, h, w, kh, kw)
     if plan is None:
         return None
-    kh, kw, mid_shape, out_shape, work_shape = plan
+    mid_shape, out_shape, work_shape = plan
     out = np.empty(out_shape, np.uint8)
     mid = _scratch("mid", mid_shape, np.uint8)
     work = _scratch("work", work_shape, np.uint32)
@@ -152,11 +153,11 @@ def _fused(image: np.ndarray, h: int, w: int) -> np.ndarray | None:
 
 
 def _resize_steps(image: np.ndarray, size: tuple[int, int], kh: int, kw: int) -> np.ndarray:
+    """area_resize with first-step factors (kh, kw) given: the whole frame's, also for each of its row bands."""
     h, w = int(size[0]), int(size[1])
-    if kh > 1 or kw > 1:
-        both = _fused(image, h, w)
-        if both is not None:
-            return both
+    out = _fused(image, h, w, kh, kw)
+    if out is not None:
+        return out
     return _separate_steps(image, h, w, kh, kw)
 
 
@@ -179,13 +180,9 @@ def area_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     INTER_AREA path with fractional windows was most of predict()'s time beyond the graph (benchmarks/RESULTS.md,
     issue 21). Both steps give OpenCV's pixels bit for bit; for the usual cameras (the second step along the rows
     only) they run in one call of the C kernels when those are built (docs/resize.md), else box_mean and cv2."""
-    h, w = int(size[0]), int(size[1])
-    if image.shape[0] == h and image.shape[1] == w:
+    if image.shape[0] == int(size[0]) and image.shape[1] == int(size[1]):
         return image
-    out = _fused(image, h, w)
-    if out is not None:
-        return out
-    return _separate_steps(image, h, w, *_first_step(image.shape, (h, w)))
+    return _resize_steps(image, size, *_first_step(image.shape, size))
 
 
 def row_split(shape: tuple[int, ...], size: tuple[int, int]) -> tuple[int, int] | None:
