@@ -73,9 +73,8 @@ def box_mean(image: np.ndarray, kh: int, kw: int) -> np.ndarray:
     vectorised passes: numpy adds the kh rows of each box (uint16 accumulators: the frame is read once, with SIMD),
     then a cv2.boxFilter of kw pixels along the rows, sampled every kw-th pixel, adds the kw columns (integer sums;
     no BLAS call, whose threads could spin beside onnxruntime's); then the same float32 product, rounded half to
-    even. OpenCV runs
-    2 x 2 with SIMD code that rounds halves up: that, other dtypes, non-contiguous images, more than 4 channels and
-    boxes whose sums could pass 2 ** 24 go to cv2.resize itself. tests/test_images.py checks the two against each
+    even. OpenCV runs 2 x 2 with SIMD code that rounds halves up: that, other dtypes, non-contiguous images, more
+    than 4 channels and boxes whose sums could pass 2 ** 24 go to cv2.resize itself. tests/test_images.py checks the two against each
     other over 1,500 random factors, sizes and channel counts, with images full of exact .5 ties."""
     h, w = image.shape[:2]
     oh, ow = h // kh, w // kw
